@@ -1,0 +1,223 @@
+//! Building a month's bills: for each due subscriber not yet billed, sum the period's
+//! records, flag unexplained deductions, render the SMS, and write bill, flags and
+//! notification together. Built bills are frozen; later runs skip them.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use indicatif::ProgressBar;
+
+use crate::config::Settings;
+use crate::domain::bill::summarize;
+use crate::domain::category::Language;
+use crate::domain::delivery::{DeliveryStatus, BILL_KIND};
+use crate::domain::flags::{flag_vas_charges, FlagReason};
+use crate::domain::period::{all_periods_of, billing_period, BillingMonth};
+use crate::render::{Allowances, BillFacts, RenderedSms, Renderer};
+use crate::store::billing::{self as db, BillToWrite, NotificationToWrite};
+use crate::store::{Store, StoreResult, Tx};
+
+/// Subscribers read and written per transaction.
+const PAGE_SIZE: i64 = 500;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SampleSms {
+    pub msisdn_masked: String,
+    pub language: Language,
+    pub segments: usize,
+    pub text: String,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct BuildReport {
+    pub billed: u64,
+    pub total_fen: i64,
+    /// Periods not yet ended plus grace as of the run; billed by a later run.
+    pub not_due: u64,
+    pub next_due_at: Option<DateTime<Utc>>,
+    pub by_status: BTreeMap<&'static str, u64>,
+    pub by_segments: BTreeMap<usize, u64>,
+    pub flags: BTreeMap<&'static str, u64>,
+    pub spikes: u64,
+    pub samples: Vec<SampleSms>,
+}
+
+impl BuildReport {
+    fn keep_sample(&mut self, sample: SampleSms) {
+        // Three samples, at least one in English when there is one.
+        let has_english = self.samples.iter().any(|s| s.language == Language::En);
+        if self.samples.len() < 2
+            || (self.samples.len() == 2 && (has_english || sample.language == Language::En))
+        {
+            self.samples.push(sample);
+        }
+    }
+}
+
+pub struct BillBuilder<'a> {
+    pub store: &'a Store,
+    pub renderer: &'a Renderer,
+    pub settings: &'a Settings,
+}
+
+impl BillBuilder<'_> {
+    /// Builds every due, unbilled bill of `month` as of `as_of`. A dry run does the same work
+    /// in one transaction and rolls it back.
+    pub async fn build_month(
+        &self,
+        month: BillingMonth,
+        as_of: DateTime<Utc>,
+        dry_run: bool,
+        progress: &ProgressBar,
+    ) -> StoreResult<BuildReport> {
+        let mut report = BuildReport::default();
+        let run_id = uuid::Uuid::now_v7().to_string();
+        let mut tx = self.store.begin().await?;
+        db::start_billing_run(&mut tx, &run_id, month, as_of, Utc::now()).await?;
+        let mut after = String::new();
+        loop {
+            let page = db::unbilled_candidates(&mut tx, month, &after, PAGE_SIZE).await?;
+            let Some(last) = page.last() else { break };
+            after = last.subscriber_id.clone();
+            self.build_page(&mut tx, month, as_of, &page, &mut report)
+                .await?;
+            progress.inc(page.len() as u64);
+            if !dry_run {
+                tx.commit().await?;
+                tx = self.store.begin().await?;
+            }
+        }
+        db::finish_billing_run(&mut tx, &run_id, Utc::now(), report.billed, report.not_due).await?;
+        if dry_run {
+            tx.rollback().await?;
+        } else {
+            tx.commit().await?;
+        }
+        Ok(report)
+    }
+
+    async fn build_page(
+        &self,
+        tx: &mut Tx,
+        month: BillingMonth,
+        as_of: DateTime<Utc>,
+        page: &[db::BillingCandidate],
+        report: &mut BuildReport,
+    ) -> StoreResult<()> {
+        let tz = self.settings.timezone;
+        let (first, last) = (&page[0].subscriber_id, &page[page.len() - 1].subscriber_id);
+        let mut records = db::records_between(tx, first, last, all_periods_of(month, tz)).await?;
+        let mut orders = db::orders_between(tx, first, last).await?;
+        let previous = db::previous_totals_between(tx, first, last, month).await?;
+        let built_at = Utc::now();
+        for candidate in page {
+            let period = billing_period(month, candidate.billing_day, tz);
+            let due_at = period.end + self.settings.grace;
+            if due_at > as_of {
+                report.not_due += 1;
+                report.next_due_at = Some(report.next_due_at.map_or(due_at, |t| t.min(due_at)));
+                continue;
+            }
+            let mut mine = records.remove(&candidate.subscriber_id).unwrap_or_default();
+            mine.retain(|r| period.contains(r.occurred_at));
+            let summary = summarize(&mine);
+            let flags = flag_vas_charges(
+                &mine,
+                &orders.remove(&candidate.subscriber_id).unwrap_or_default(),
+                tz,
+            );
+            let previous_totals = previous
+                .get(&candidate.subscriber_id)
+                .map(Vec::as_slice)
+                .unwrap_or_default();
+            let spike = self
+                .settings
+                .spike
+                .is_spike(summary.total(), previous_totals);
+            let facts = BillFacts {
+                msisdn: &candidate.msisdn,
+                language: candidate.language,
+                month: month.to_string(),
+                period,
+                summary: &summary,
+                flags: &flags,
+                allowances: Allowances {
+                    voice_minutes: candidate.voice_minutes,
+                    data_mb: candidate.data_mb,
+                    sms_count: candidate.sms_count,
+                },
+            };
+            let notification = match self.renderer.render_bill(&facts) {
+                RenderedSms::Fits {
+                    text,
+                    encoding,
+                    segments,
+                } => {
+                    let status = if candidate.bill_sms {
+                        DeliveryStatus::Pending
+                    } else {
+                        DeliveryStatus::Suppressed
+                    };
+                    *report.by_segments.entry(segments).or_default() += 1;
+                    if status == DeliveryStatus::Pending {
+                        report.keep_sample(SampleSms {
+                            msisdn_masked: candidate.msisdn.masked(),
+                            language: candidate.language,
+                            segments,
+                            text: text.clone(),
+                        });
+                    }
+                    NotificationToWrite {
+                        id: uuid::Uuid::now_v7().to_string(),
+                        kind: BILL_KIND,
+                        status: status.as_str(),
+                        reason: None,
+                        segments: segments as i64,
+                        encoding: encoding.as_str(),
+                        text,
+                    }
+                }
+                RenderedSms::TooLong { segments } => {
+                    tracing::warn!(subscriber = %candidate.subscriber_id, segments, "bill SMS too long even in its short form");
+                    NotificationToWrite {
+                        id: uuid::Uuid::now_v7().to_string(),
+                        kind: BILL_KIND,
+                        status: DeliveryStatus::Failed.as_str(),
+                        reason: Some("too_long"),
+                        segments: segments as i64,
+                        encoding: "",
+                        text: String::new(),
+                    }
+                }
+            };
+            *report.by_status.entry(notification.status).or_default() += 1;
+            for flag in &flags {
+                *report.flags.entry(flag.reason.as_str()).or_default() += 1;
+            }
+            report.spikes += u64::from(spike);
+            report.billed += 1;
+            report.total_fen += summary.total().get();
+            db::write_bill(
+                tx,
+                &BillToWrite {
+                    subscriber_id: &candidate.subscriber_id,
+                    month,
+                    msisdn: &candidate.msisdn,
+                    period,
+                    summary: &summary,
+                    flags: &flags,
+                    spike,
+                    built_at,
+                    notification,
+                },
+            )
+            .await?;
+        }
+        Ok(())
+    }
+}
+
+/// The flag reasons in contract order, for reports.
+pub fn flag_reason_names() -> impl Iterator<Item = &'static str> {
+    FlagReason::ALL.into_iter().map(FlagReason::as_str)
+}

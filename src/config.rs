@@ -1,0 +1,443 @@
+//! Configuration: `config/default.toml` (or `--config FILE`) layered under environment
+//! overrides `BILLPUSH_<SECTION>__<KEY>`. Every value is checked at start; a bad one stops the
+//! program with the key's name and what is wrong with it.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono::NaiveTime;
+use chrono_tz::Tz;
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+use crate::domain::flags::SpikeRule;
+use crate::domain::money::Fen;
+use crate::domain::quiet_hours::QuietHours;
+use crate::domain::spam::Allowlist;
+
+pub const DEFAULT_CONFIG_FILE: &str = "config/default.toml";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration: {0}")]
+    Load(String),
+    #[error("configuration key {key}: {problem}")]
+    Invalid { key: &'static str, problem: String },
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub operator: OperatorConfig,
+    pub database: DatabaseConfig,
+    pub queue: QueueConfig,
+    pub gateway: GatewayConfig,
+    pub billing: BillingConfig,
+    pub sms: SmsConfig,
+    pub flags: FlagsConfig,
+    pub spam: SpamConfig,
+    pub api: ApiConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OperatorConfig {
+    pub name: String,
+    pub hotline: String,
+}
+
+impl Default for OperatorConfig {
+    fn default() -> Self {
+        OperatorConfig {
+            name: "示例电信".into(),
+            hotline: "10000".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    pub url: String,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        DatabaseConfig {
+            url: "sqlite://billpush.db".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueueConfig {
+    pub url: String,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        QueueConfig {
+            url: "memory://".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GatewayKind {
+    Sink,
+    Http,
+    Jasmin,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GatewayConfig {
+    pub kind: GatewayKind,
+    pub url: String,
+    pub token: String,
+    pub outbox: PathBuf,
+    pub username: String,
+    pub password: String,
+    pub sender: String,
+    pub rate_per_second: u32,
+    pub workers: u32,
+    pub max_attempts: u32,
+    pub timeout_ms: u64,
+    pub idempotent: bool,
+    pub dlr_timeout: String,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        GatewayConfig {
+            kind: GatewayKind::Sink,
+            url: String::new(),
+            token: String::new(),
+            outbox: "outbox.jsonl".into(),
+            username: String::new(),
+            password: String::new(),
+            sender: "10001".into(),
+            rate_per_second: 100,
+            workers: 1,
+            max_attempts: 5,
+            timeout_ms: 5000,
+            idempotent: true,
+            dlr_timeout: "72h".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BillingConfig {
+    pub timezone: String,
+    pub grace: String,
+    pub check_every: String,
+}
+
+impl Default for BillingConfig {
+    fn default() -> Self {
+        BillingConfig {
+            timezone: "Asia/Shanghai".into(),
+            grace: "24h".into(),
+            check_every: "1h".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SmsConfig {
+    pub max_segments: u32,
+    pub quiet_start: String,
+    pub quiet_end: String,
+    /// Directory holding the handlebars templates.
+    pub templates: PathBuf,
+}
+
+impl Default for SmsConfig {
+    fn default() -> Self {
+        SmsConfig {
+            max_segments: 4,
+            quiet_start: "21:00".into(),
+            quiet_end: "08:00".into(),
+            templates: "templates".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FlagsConfig {
+    /// A bill is a spike above this multiple of the usual total; up to two decimals.
+    pub spike_ratio: f64,
+    pub spike_min_fen: i64,
+}
+
+impl Default for FlagsConfig {
+    fn default() -> Self {
+        FlagsConfig {
+            spike_ratio: 3.0,
+            spike_min_fen: 5000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SpamConfig {
+    pub flag_threshold: i64,
+    pub allowlist: Vec<String>,
+}
+
+impl Default for SpamConfig {
+    fn default() -> Self {
+        SpamConfig {
+            flag_threshold: 3,
+            allowlist: ["10086", "10000", "10010", "12321", "95*"]
+                .map(String::from)
+                .to_vec(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiConfig {
+    pub bind: String,
+    pub public_url: String,
+    pub tokens: Vec<ApiToken>,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            bind: "127.0.0.1:8080".into(),
+            public_url: "http://127.0.0.1:8080".into(),
+            tokens: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiToken {
+    pub name: String,
+    pub token_sha256: String,
+    pub role: String,
+}
+
+/// The checked, typed form of the settings the pipeline uses.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub config: Config,
+    pub timezone: Tz,
+    pub grace: chrono::Duration,
+    pub quiet_hours: QuietHours,
+    pub spike: SpikeRule,
+    pub allowlist: Allowlist,
+    pub max_segments: usize,
+}
+
+impl Config {
+    /// Loads `file` (the default file may be absent: built-in defaults apply) and the
+    /// environment overrides.
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        match file {
+            Some(path) if !path.exists() => {
+                return Err(ConfigError::Load(format!(
+                    "config file {} does not exist",
+                    path.display()
+                )))
+            }
+            Some(path) => figment = figment.merge(Toml::file(path)),
+            None => figment = figment.merge(Toml::file(DEFAULT_CONFIG_FILE)),
+        }
+        figment
+            .merge(
+                Env::prefixed("BILLPUSH_")
+                    .filter(|key| key.as_str().contains("__"))
+                    .split("__"),
+            )
+            .extract()
+            .map_err(|e| ConfigError::Load(e.to_string().replace('\n', "; ")))
+    }
+
+    /// Checks every value whose type alone does not make it valid.
+    pub fn settings(self) -> Result<Settings, ConfigError> {
+        let invalid = |key: &'static str, problem: String| ConfigError::Invalid { key, problem };
+        let timezone: Tz = self.billing.timezone.parse().map_err(|_| {
+            invalid(
+                "billing.timezone",
+                format!("{:?} is not an IANA timezone name", self.billing.timezone),
+            )
+        })?;
+        let grace = parse_duration("billing.grace", &self.billing.grace)?;
+        parse_duration("billing.check_every", &self.billing.check_every)?;
+        parse_duration("gateway.dlr_timeout", &self.gateway.dlr_timeout)?;
+        let quiet_start = parse_time("sms.quiet_start", &self.sms.quiet_start)?;
+        let quiet_end = parse_time("sms.quiet_end", &self.sms.quiet_end)?;
+        if self.sms.max_segments == 0 || self.sms.max_segments > 255 {
+            return Err(invalid(
+                "sms.max_segments",
+                format!("{} is not between 1 and 255", self.sms.max_segments),
+            ));
+        }
+        if self.operator.name.trim().is_empty() {
+            return Err(invalid(
+                "operator.name",
+                "must not be empty: it is the SMS signature".into(),
+            ));
+        }
+        let ratio = self.flags.spike_ratio;
+        if !(ratio.is_finite() && ratio > 0.0 && ratio <= 1000.0) {
+            return Err(invalid(
+                "flags.spike_ratio",
+                format!("{ratio} is not a number between 0 and 1000"),
+            ));
+        }
+        if self.flags.spike_min_fen < 0 {
+            return Err(invalid(
+                "flags.spike_min_fen",
+                "must not be negative".into(),
+            ));
+        }
+        if self.spam.flag_threshold < 1 {
+            return Err(invalid("spam.flag_threshold", "must be at least 1".into()));
+        }
+        if self.gateway.workers == 0 {
+            return Err(invalid("gateway.workers", "must be at least 1".into()));
+        }
+        if self.gateway.max_attempts == 0 {
+            return Err(invalid("gateway.max_attempts", "must be at least 1".into()));
+        }
+        let db = &self.database.url;
+        if !(db.starts_with("sqlite:")
+            || db.starts_with("postgres://")
+            || db.starts_with("postgresql://"))
+        {
+            return Err(invalid(
+                "database.url",
+                "must start with sqlite:, postgres:// or postgresql://".into(),
+            ));
+        }
+        if self.queue.url != "memory://" {
+            return Err(invalid(
+                "queue.url",
+                format!("{:?} is not supported; use memory://", self.queue.url),
+            ));
+        }
+        if self.gateway.kind != GatewayKind::Sink {
+            return Err(invalid(
+                "gateway.kind",
+                "only sink is available in this build".into(),
+            ));
+        }
+        Ok(Settings {
+            timezone,
+            grace,
+            quiet_hours: QuietHours::new(quiet_start, quiet_end, timezone),
+            // The ratio is a setting, not an amount: it becomes integer hundredths here.
+            spike: SpikeRule {
+                ratio_percent: (ratio * 100.0).round() as i64,
+                min_increase: Fen::new(self.flags.spike_min_fen),
+            },
+            allowlist: Allowlist::new(&self.spam.allowlist),
+            max_segments: self.sms.max_segments as usize,
+            config: self,
+        })
+    }
+}
+
+fn parse_duration(key: &'static str, value: &str) -> Result<chrono::Duration, ConfigError> {
+    humantime::parse_duration(value)
+        .ok()
+        .and_then(|d: Duration| chrono::Duration::from_std(d).ok())
+        .ok_or_else(|| ConfigError::Invalid {
+            key,
+            problem: format!("{value:?} is not a duration such as \"24h\" or \"90m\""),
+        })
+}
+
+fn parse_time(key: &'static str, value: &str) -> Result<NaiveTime, ConfigError> {
+    NaiveTime::parse_from_str(value, "%H:%M").map_err(|_| ConfigError::Invalid {
+        key,
+        problem: format!("{value:?} is not a time of day written HH:MM"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shipped_default_file_matches_the_built_in_defaults() {
+        let file = Path::new(env!("CARGO_MANIFEST_DIR")).join(DEFAULT_CONFIG_FILE);
+        let figment = Figment::from(Toml::file(&file));
+        let from_file: Config = figment.extract().unwrap();
+        assert_eq!(
+            serde_json::to_value(&from_file).unwrap(),
+            serde_json::to_value(Config::default()).unwrap()
+        );
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_the_key_name() {
+        let mut config = Config::default();
+        config.billing.timezone = "Mars/Olympus".into();
+        assert!(config
+            .settings()
+            .unwrap_err()
+            .to_string()
+            .contains("billing.timezone"));
+
+        let mut config = Config::default();
+        config.sms.quiet_start = "25:00".into();
+        assert!(config
+            .settings()
+            .unwrap_err()
+            .to_string()
+            .contains("sms.quiet_start"));
+
+        let mut config = Config::default();
+        config.billing.grace = "a day".into();
+        assert!(config
+            .settings()
+            .unwrap_err()
+            .to_string()
+            .contains("billing.grace"));
+
+        let mut config = Config::default();
+        config.flags.spike_ratio = f64::NAN;
+        assert!(config
+            .settings()
+            .unwrap_err()
+            .to_string()
+            .contains("flags.spike_ratio"));
+    }
+
+    #[test]
+    fn wrong_types_and_unknown_keys_name_the_key() {
+        let err = Figment::from(Serialized::defaults(Config::default()))
+            .merge(Toml::string("[gateway]\nrate_per_second = \"fast\""))
+            .extract::<Config>()
+            .unwrap_err();
+        assert!(err.to_string().contains("rate_per_second"), "{err}");
+        let err = Figment::from(Serialized::defaults(Config::default()))
+            .merge(Toml::string("[sms]\nmax_segmnts = 3"))
+            .extract::<Config>()
+            .unwrap_err();
+        assert!(err.to_string().contains("max_segmnts"), "{err}");
+    }
+
+    #[test]
+    fn the_spike_ratio_becomes_integer_hundredths() {
+        let mut config = Config::default();
+        config.flags.spike_ratio = 2.5;
+        assert_eq!(config.settings().unwrap().spike.ratio_percent, 250);
+    }
+}

@@ -1,0 +1,13 @@
+//! Pure billing logic: money, periods, numbers, bills, flags, spam aggregation and SMS
+//! encoding. Nothing in here performs I/O, so every rule can be tested in isolation.
+
+pub mod bill;
+pub mod category;
+pub mod delivery;
+pub mod flags;
+pub mod money;
+pub mod msisdn;
+pub mod period;
+pub mod quiet_hours;
+pub mod sms;
+pub mod spam;

@@ -1,0 +1,225 @@
+//! SMS encoding and segmentation, computed exactly as a handset and an SMSC do.
+//!
+//! GSM 03.38 7-bit when every character is in the default alphabet or its extension table
+//! (extension characters cost two septets: the escape and the character); UCS-2 otherwise,
+//! where a character outside the BMP costs two UTF-16 units. A single message holds 160
+//! septets or 70 units; once concatenated, the UDH leaves 153 or 67 per part. Parts never
+//! split an escape pair or a surrogate pair.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Encoding {
+    Gsm7,
+    Ucs2,
+}
+
+impl Encoding {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Encoding::Gsm7 => "gsm7",
+            Encoding::Ucs2 => "ucs2",
+        }
+    }
+
+    /// Units a single, unconcatenated message holds.
+    pub const fn single_limit(self) -> usize {
+        match self {
+            Encoding::Gsm7 => 160,
+            Encoding::Ucs2 => 70,
+        }
+    }
+
+    /// Units each part of a concatenated message holds.
+    pub const fn part_limit(self) -> usize {
+        match self {
+            Encoding::Gsm7 => 153,
+            Encoding::Ucs2 => 67,
+        }
+    }
+
+    /// What `c` costs in this encoding: septets for GSM-7, UTF-16 units for UCS-2.
+    fn cost(self, c: char) -> usize {
+        match self {
+            Encoding::Gsm7 if is_gsm7_extension(c) => 2,
+            Encoding::Gsm7 => 1,
+            Encoding::Ucs2 => c.len_utf16(),
+        }
+    }
+}
+
+const GSM7_BASIC: &str = "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà";
+const GSM7_EXTENSION: &str = "\u{c}^{}\\[~]|€";
+
+fn is_gsm7_basic(c: char) -> bool {
+    GSM7_BASIC.contains(c)
+}
+
+fn is_gsm7_extension(c: char) -> bool {
+    GSM7_EXTENSION.contains(c)
+}
+
+/// The encoding a text needs: GSM-7 when every character has a GSM 03.38 code.
+pub fn encoding_for(text: &str) -> Encoding {
+    if text
+        .chars()
+        .all(|c| is_gsm7_basic(c) || is_gsm7_extension(c))
+    {
+        Encoding::Gsm7
+    } else {
+        Encoding::Ucs2
+    }
+}
+
+/// A text as it goes over the air: its encoding, its total length in units and its parts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Segmented<'a> {
+    pub encoding: Encoding,
+    pub units: usize,
+    pub parts: Vec<&'a str>,
+}
+
+impl Segmented<'_> {
+    pub fn segments(&self) -> usize {
+        self.parts.len()
+    }
+}
+
+/// Splits a text into the parts it is sent in. Greedy filling is optimal here: a character
+/// that does not fit whole starts the next part, so pairs are never split.
+pub fn segment(text: &str) -> Segmented<'_> {
+    let encoding = encoding_for(text);
+    let units: usize = text.chars().map(|c| encoding.cost(c)).sum();
+    if units <= encoding.single_limit() {
+        return Segmented {
+            encoding,
+            units,
+            parts: vec![text],
+        };
+    }
+    let limit = encoding.part_limit();
+    let mut parts = Vec::with_capacity(units / limit + 1);
+    let (mut part_start, mut used) = (0, 0);
+    for (offset, c) in text.char_indices() {
+        let cost = encoding.cost(c);
+        if used + cost > limit {
+            parts.push(&text[part_start..offset]);
+            part_start = offset;
+            used = 0;
+        }
+        used += cost;
+    }
+    parts.push(&text[part_start..]);
+    Segmented {
+        encoding,
+        units,
+        parts,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn units_of(part: &str, encoding: Encoding) -> usize {
+        part.chars().map(|c| encoding.cost(c)).sum()
+    }
+
+    #[test]
+    fn the_gsm7_alphabet_has_128_basic_and_9_extension_characters() {
+        assert_eq!(
+            GSM7_BASIC.chars().count(),
+            127,
+            "128 codes less the escape itself"
+        );
+        assert_eq!(GSM7_EXTENSION.chars().count(), 9);
+    }
+
+    #[test]
+    fn plain_ascii_letters_are_gsm7_and_chinese_is_ucs2() {
+        assert_eq!(encoding_for("Your bill: 58.00 CNY"), Encoding::Gsm7);
+        assert_eq!(encoding_for("账单"), Encoding::Ucs2);
+        assert_eq!(encoding_for("Zoë"), Encoding::Ucs2, "ë is not in GSM 03.38");
+        assert_eq!(encoding_for("é à ñ Ü"), Encoding::Gsm7);
+        assert_eq!(
+            encoding_for("`"),
+            Encoding::Ucs2,
+            "the backtick has no GSM code"
+        );
+    }
+
+    #[test]
+    fn gsm7_edges_are_160_single_and_153_per_part() {
+        assert_eq!(segment(&"a".repeat(160)).segments(), 1);
+        assert_eq!(segment(&"a".repeat(161)).segments(), 2);
+        assert_eq!(segment(&"a".repeat(306)).segments(), 2);
+        assert_eq!(segment(&"a".repeat(307)).segments(), 3);
+        assert_eq!(segment("").segments(), 1);
+    }
+
+    #[test]
+    fn extension_characters_cost_two_septets_and_stay_whole() {
+        assert_eq!(segment(&"€".repeat(80)).units, 160);
+        assert_eq!(segment(&"€".repeat(80)).segments(), 1);
+        assert_eq!(segment(&"€".repeat(81)).segments(), 2);
+        // 152 septets then a two-septet character: it moves whole to the next part.
+        let text = format!("{}[{}", "a".repeat(152), "a".repeat(10));
+        let s = segment(&text);
+        assert_eq!(s.encoding, Encoding::Gsm7);
+        assert_eq!(s.parts[0], "a".repeat(152));
+        assert!(s.parts[1].starts_with('['));
+    }
+
+    #[test]
+    fn ucs2_edges_are_70_single_and_67_per_part() {
+        assert_eq!(segment(&"账".repeat(70)).segments(), 1);
+        assert_eq!(segment(&"账".repeat(71)).segments(), 2);
+        assert_eq!(segment(&"账".repeat(134)).segments(), 2);
+        assert_eq!(segment(&"账".repeat(135)).segments(), 3);
+    }
+
+    #[test]
+    fn an_emoji_at_a_part_boundary_is_not_split() {
+        let text = format!("{}🦊{}", "账".repeat(66), "账".repeat(10));
+        let s = segment(&text);
+        assert_eq!(s.units, 66 + 2 + 10);
+        assert_eq!(s.parts[0], "账".repeat(66));
+        assert!(s.parts[1].starts_with('🦊'));
+        assert_eq!(s.segments(), 2);
+        // 35 emoji are 70 units: still one message.
+        assert_eq!(segment(&"🦊".repeat(35)).segments(), 1);
+        assert_eq!(
+            segment(&"🦊".repeat(36)).segments(),
+            3,
+            "33 emoji per 67-unit part"
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn parts_reassemble_to_the_text_and_respect_their_limits(text in "(\\PC|[€\\[\\]{}~|^\\\\🦊😀]){0,400}") {
+            let s = segment(&text);
+            prop_assert_eq!(s.parts.concat(), text.clone());
+            prop_assert_eq!(s.units, units_of(&text, s.encoding));
+            let limit = if s.parts.len() == 1 { s.encoding.single_limit() } else { s.encoding.part_limit() };
+            for part in &s.parts {
+                prop_assert!(units_of(part, s.encoding) <= limit);
+            }
+            // Greedy filling: no part could have taken the next part's first character.
+            for pair in s.parts.windows(2) {
+                let next = pair[1].chars().next().unwrap();
+                prop_assert!(units_of(pair[0], s.encoding) + s.encoding.cost(next) > limit);
+            }
+        }
+
+        #[test]
+        fn gsm7_text_needs_the_fewest_possible_parts(text in "[a-z€\\[]{0,700}") {
+            let s = segment(&text);
+            prop_assert_eq!(s.encoding, Encoding::Gsm7);
+            let lower_bound = if s.units <= 160 { 1 } else { s.units.div_ceil(153) };
+            prop_assert!(s.segments() >= lower_bound && s.segments() <= lower_bound + s.units / 153);
+        }
+    }
+}

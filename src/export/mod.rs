@@ -1,0 +1,361 @@
+//! `export {bills|deliveries|flags|spam}` as JSON lines or CSV, page by page.
+
+use std::borrow::Cow;
+use std::io::Write;
+use std::str::FromStr;
+
+use chrono::SecondsFormat;
+use chrono_tz::Tz;
+use serde_json::{json, Value};
+
+use crate::config::Settings;
+use crate::domain::category::Category;
+use crate::domain::period::{calendar_month, BillingMonth};
+use crate::domain::spam::{aggregate, SpamNumber};
+use crate::store::{BillExport, DeliveryExport, FlagExport, Store};
+
+const PAGE: i64 = 1000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExportKind {
+    Bills,
+    Deliveries,
+    Flags,
+    Spam,
+}
+
+impl FromStr for ExportKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "bills" => Ok(ExportKind::Bills),
+            "deliveries" => Ok(ExportKind::Deliveries),
+            "flags" => Ok(ExportKind::Flags),
+            "spam" => Ok(ExportKind::Spam),
+            other => Err(format!(
+                "unknown export {other:?}: bills, deliveries, flags or spam"
+            )),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExportFormat {
+    Jsonl,
+    Csv,
+}
+
+impl FromStr for ExportFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "jsonl" => Ok(ExportFormat::Jsonl),
+            "csv" => Ok(ExportFormat::Csv),
+            other => Err(format!("unknown format {other:?}: jsonl or csv")),
+        }
+    }
+}
+
+/// A spreadsheet would run a cell starting with `=`, `+`, `-` or `@` as a formula; a leading
+/// apostrophe keeps it text. Only text cells are neutralised; numbers stay numbers.
+pub fn neutralise(cell: &str) -> Cow<'_, str> {
+    if cell.starts_with(['=', '+', '-', '@']) {
+        Cow::Owned(format!("'{cell}"))
+    } else {
+        Cow::Borrowed(cell)
+    }
+}
+
+/// Writes rows as JSON lines or CSV. CSV cells come from a row's JSON values: strings are
+/// neutralised, numbers and booleans written as they are, arrays joined with `;`.
+enum RowWriter<'w> {
+    Jsonl(&'w mut dyn Write),
+    Csv {
+        csv: csv::Writer<&'w mut dyn Write>,
+        header_written: bool,
+    },
+}
+
+impl<'w> RowWriter<'w> {
+    fn new(format: ExportFormat, out: &'w mut dyn Write) -> Self {
+        match format {
+            ExportFormat::Jsonl => RowWriter::Jsonl(out),
+            ExportFormat::Csv => RowWriter::Csv {
+                csv: csv::WriterBuilder::new()
+                    .has_headers(false)
+                    .from_writer(out),
+                header_written: false,
+            },
+        }
+    }
+
+    fn write(&mut self, row: &Value, csv_columns: &[(&str, Value)]) -> anyhow::Result<()> {
+        match self {
+            RowWriter::Jsonl(out) => {
+                serde_json::to_writer(&mut **out, row)?;
+                out.write_all(b"\n")?;
+            }
+            RowWriter::Csv {
+                csv,
+                header_written,
+            } => {
+                if !*header_written {
+                    csv.write_record(csv_columns.iter().map(|(name, _)| *name))?;
+                    *header_written = true;
+                }
+                csv.write_record(csv_columns.iter().map(|(_, value)| csv_cell(value)))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> anyhow::Result<()> {
+        match self {
+            RowWriter::Jsonl(out) => out.flush()?,
+            RowWriter::Csv { mut csv, .. } => csv.flush()?,
+        }
+        Ok(())
+    }
+}
+
+fn csv_cell(value: &Value) -> String {
+    match value {
+        Value::Null => String::new(),
+        Value::String(s) => neutralise(s).into_owned(),
+        Value::Array(items) => {
+            neutralise(&items.iter().map(csv_cell).collect::<Vec<_>>().join(";")).into_owned()
+        }
+        other => other.to_string(),
+    }
+}
+
+fn local_rfc3339(at: chrono::DateTime<chrono::Utc>, tz: Tz) -> String {
+    at.with_timezone(&tz)
+        .to_rfc3339_opts(SecondsFormat::Secs, false)
+}
+
+fn bill_json(bill: &BillExport, month: BillingMonth, tz: Tz) -> Value {
+    let categories: serde_json::Map<String, Value> = Category::ALL
+        .iter()
+        .map(|c| (c.as_str().to_string(), json!(bill.categories[c.index()])))
+        .collect();
+    json!({
+        "subscriber_id": bill.subscriber_id,
+        "msisdn": bill.msisdn,
+        "month": month.to_string(),
+        "period_start": local_rfc3339(bill.period.start, tz),
+        "period_end": local_rfc3339(bill.period.end, tz),
+        "total_fen": bill.total_fen,
+        "categories": categories,
+        "usage": {"voice_minutes": bill.voice_minutes, "data_kb": bill.data_kb, "sms_count": bill.sms_count},
+        "flags": bill.flags.iter().map(|f| json!({"record_id": f.record_id, "reason": f.reason, "service_code": f.service_code, "amount_fen": f.amount_fen})).collect::<Vec<_>>(),
+        "bill_flags": if bill.spike { vec!["spike"] } else { vec![] },
+        "status": bill.status,
+        "segments": bill.segments,
+    })
+}
+
+fn bill_csv(row: &Value) -> Vec<(&'static str, Value)> {
+    let mut columns: Vec<(&'static str, Value)> = [
+        "subscriber_id",
+        "msisdn",
+        "month",
+        "period_start",
+        "period_end",
+        "total_fen",
+    ]
+    .into_iter()
+    .map(|k| (k, row[k].clone()))
+    .collect();
+    columns.extend(
+        Category::ALL
+            .iter()
+            .map(|c| (c.as_str(), row["categories"][c.as_str()].clone())),
+    );
+    columns.extend(["voice_minutes", "data_kb", "sms_count"].map(|k| (k, row["usage"][k].clone())));
+    let flags = row["flags"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    columns.push((
+        "flags",
+        Value::Array(
+            flags
+                .iter()
+                .map(|f| {
+                    json!(format!(
+                        "{}:{}",
+                        f["record_id"].as_str().unwrap_or_default(),
+                        f["reason"].as_str().unwrap_or_default()
+                    ))
+                })
+                .collect(),
+        ),
+    ));
+    columns.push((
+        "flagged_fen",
+        json!(flags
+            .iter()
+            .filter_map(|f| f["amount_fen"].as_i64())
+            .sum::<i64>()),
+    ));
+    columns.extend(["bill_flags", "status", "segments"].map(|k| (k, row[k].clone())));
+    columns
+}
+
+fn delivery_json(d: &DeliveryExport) -> Value {
+    json!({
+        "id": d.id, "subscriber_id": d.subscriber_id, "msisdn": d.msisdn, "month": d.month, "kind": d.kind,
+        "status": d.status, "reason": d.reason, "attempts": d.attempts, "segments": d.segments, "encoding": d.encoding,
+        "gateway_message_id": d.gateway_message_id, "text": d.text,
+        "updated_at": crate::store::from_micros(d.updated_at).to_rfc3339_opts(SecondsFormat::Micros, true),
+    })
+}
+
+fn flag_json(f: &FlagExport, month: BillingMonth) -> Value {
+    json!({"subscriber_id": f.subscriber_id, "month": month.to_string(), "record_id": f.record_id, "reason": f.reason, "service_code": f.service_code, "amount_fen": f.amount_fen})
+}
+
+fn spam_json(s: &SpamNumber) -> Value {
+    serde_json::to_value(s).expect("plain data serialises")
+}
+
+fn columns_of(row: &Value, names: &[&'static str]) -> Vec<(&'static str, Value)> {
+    names.iter().map(|&k| (k, row[k].clone())).collect()
+}
+
+/// The month's spam aggregates (SPEC §4).
+pub async fn spam_numbers(
+    store: &Store,
+    settings: &Settings,
+    month: BillingMonth,
+) -> anyhow::Result<Vec<SpamNumber>> {
+    let counts = store
+        .spam_counts(calendar_month(month, settings.timezone))
+        .await?;
+    Ok(aggregate(
+        counts,
+        settings.config.spam.flag_threshold,
+        &settings.allowlist,
+    ))
+}
+
+pub async fn export(
+    store: &Store,
+    settings: &Settings,
+    kind: ExportKind,
+    month: BillingMonth,
+    format: ExportFormat,
+    out: &mut dyn Write,
+) -> anyhow::Result<u64> {
+    let tz = settings.timezone;
+    let mut writer = RowWriter::new(format, out);
+    let mut rows = 0u64;
+    match kind {
+        ExportKind::Bills => {
+            let mut after = String::new();
+            loop {
+                let page = store.bills_page(month, &after, PAGE).await?;
+                let Some(last) = page.last() else { break };
+                after = last.subscriber_id.clone();
+                for bill in &page {
+                    let row = bill_json(bill, month, tz);
+                    writer.write(&row, &bill_csv(&row))?;
+                }
+                rows += page.len() as u64;
+            }
+        }
+        ExportKind::Deliveries => {
+            let mut after = String::new();
+            loop {
+                let page = store.deliveries_page(month, &after, PAGE).await?;
+                let Some(last) = page.last() else { break };
+                after = last.id.clone();
+                for delivery in &page {
+                    let row = delivery_json(delivery);
+                    let names = [
+                        "id",
+                        "subscriber_id",
+                        "msisdn",
+                        "month",
+                        "kind",
+                        "status",
+                        "reason",
+                        "attempts",
+                        "segments",
+                        "encoding",
+                        "gateway_message_id",
+                        "text",
+                        "updated_at",
+                    ];
+                    writer.write(&row, &columns_of(&row, &names))?;
+                }
+                rows += page.len() as u64;
+            }
+        }
+        ExportKind::Flags => {
+            let mut after = (String::new(), String::new());
+            loop {
+                let page = store.flags_page(month, (&after.0, &after.1), PAGE).await?;
+                let Some(last) = page.last() else { break };
+                after = (last.subscriber_id.clone(), last.record_id.clone());
+                for flag in &page {
+                    let row = flag_json(flag, month);
+                    writer.write(
+                        &row,
+                        &columns_of(
+                            &row,
+                            &[
+                                "subscriber_id",
+                                "month",
+                                "record_id",
+                                "reason",
+                                "service_code",
+                                "amount_fen",
+                            ],
+                        ),
+                    )?;
+                }
+                rows += page.len() as u64;
+            }
+        }
+        ExportKind::Spam => {
+            for number in spam_numbers(store, settings, month).await? {
+                let row = spam_json(&number);
+                writer.write(
+                    &row,
+                    &columns_of(
+                        &row,
+                        &[
+                            "number",
+                            "distinct_reporters",
+                            "reports",
+                            "flagged",
+                            "allowlisted",
+                            "associated",
+                        ],
+                    ),
+                )?;
+                rows += 1;
+            }
+        }
+    }
+    writer.finish()?;
+    Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formula_like_text_cells_are_neutralised() {
+        assert_eq!(neutralise("=cmd|' /C calc'!A0"), "'=cmd|' /C calc'!A0");
+        assert_eq!(neutralise("+8613800138000"), "'+8613800138000");
+        assert_eq!(neutralise("-1"), "'-1");
+        assert_eq!(neutralise("@SUM(A1)"), "'@SUM(A1)");
+        assert_eq!(neutralise("张伟"), "张伟");
+        assert_eq!(csv_cell(&json!(-157)), "-157", "numbers are not text cells");
+        assert_eq!(csv_cell(&json!(["=a", "b"])), "'=a;b");
+    }
+}

@@ -1,0 +1,17 @@
+//! billpush: pushes every subscriber's monthly itemized bill by SMS, flags unexplained
+//! deductions and aggregates spam reports.
+#![forbid(unsafe_code)]
+
+pub mod app;
+pub mod billing;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod domain;
+pub mod export;
+pub mod gateway;
+pub mod import;
+pub mod push;
+pub mod queue;
+pub mod render;
+pub mod store;

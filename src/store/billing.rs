@@ -1,0 +1,299 @@
+//! Reads a page of subscribers due for a month with everything their bills need, and writes
+//! each bill with its flags and its notification in the same transaction.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use sqlx::Row;
+
+use super::{from_micros, to_micros, StoreError, StoreResult, Tx};
+use crate::domain::bill::{BillSummary, UsageRecord};
+use crate::domain::category::{Category, Language};
+use crate::domain::flags::{ChargeFlag, VasOrder};
+use crate::domain::money::Fen;
+use crate::domain::msisdn::Msisdn;
+use crate::domain::period::{BillingDay, BillingMonth, Period};
+
+/// A subscriber who may get a bill for the month: active or suspended, not yet billed.
+#[derive(Debug, Clone)]
+pub struct BillingCandidate {
+    pub subscriber_id: String,
+    pub msisdn: Msisdn,
+    pub language: Language,
+    pub billing_day: BillingDay,
+    pub bill_sms: bool,
+    pub voice_minutes: i64,
+    pub data_mb: i64,
+    pub sms_count: i64,
+}
+
+pub struct NotificationToWrite {
+    pub id: String,
+    pub kind: &'static str,
+    pub status: &'static str,
+    pub reason: Option<&'static str>,
+    pub segments: i64,
+    pub encoding: &'static str,
+    pub text: String,
+}
+
+pub struct BillToWrite<'a> {
+    pub subscriber_id: &'a str,
+    pub month: BillingMonth,
+    pub msisdn: &'a Msisdn,
+    pub period: Period,
+    pub summary: &'a BillSummary,
+    pub flags: &'a [ChargeFlag],
+    pub spike: bool,
+    pub built_at: DateTime<Utc>,
+    pub notification: NotificationToWrite,
+}
+
+fn corrupt(column: &'static str, value: impl ToString) -> StoreError {
+    StoreError::Corrupt {
+        column,
+        value: value.to_string(),
+    }
+}
+
+/// The next page of unbilled active or suspended subscribers after `after`, in key order.
+pub async fn unbilled_candidates(
+    tx: &mut Tx,
+    month: BillingMonth,
+    after: &str,
+    limit: i64,
+) -> StoreResult<Vec<BillingCandidate>> {
+    let rows = sqlx::query(
+        "SELECT s.subscriber_id, s.msisdn, s.language, s.billing_day, s.bill_sms, p.voice_minutes, p.data_mb, p.sms_count
+         FROM subscribers s JOIN plans p ON p.plan_id = s.plan_id
+         WHERE s.subscriber_id > $1 AND s.status IN ('active', 'suspended')
+           AND NOT EXISTS (SELECT 1 FROM bills b WHERE b.subscriber_id = s.subscriber_id AND b.month = $2)
+         ORDER BY s.subscriber_id
+         LIMIT $3",
+    )
+    .bind(after)
+    .bind(month.to_string())
+    .bind(limit)
+    .fetch_all(&mut **tx)
+    .await?;
+    rows.into_iter()
+        .map(|row| {
+            let language: String = row.try_get("language")?;
+            let day: i64 = row.try_get("billing_day")?;
+            Ok(BillingCandidate {
+                subscriber_id: row.try_get("subscriber_id")?,
+                msisdn: Msisdn::from_stored(row.try_get("msisdn")?),
+                language: language
+                    .parse()
+                    .map_err(|_| corrupt("subscribers.language", &language))?,
+                billing_day: BillingDay::new(day)
+                    .ok_or_else(|| corrupt("subscribers.billing_day", day))?,
+                bill_sms: row.try_get::<i64, _>("bill_sms")? != 0,
+                voice_minutes: row.try_get("voice_minutes")?,
+                data_mb: row.try_get("data_mb")?,
+                sms_count: row.try_get("sms_count")?,
+            })
+        })
+        .collect()
+}
+
+/// Usage records of the subscribers in `[first, last]` within `window`, grouped by subscriber.
+pub async fn records_between(
+    tx: &mut Tx,
+    first: &str,
+    last: &str,
+    window: Period,
+) -> StoreResult<HashMap<String, Vec<UsageRecord>>> {
+    let rows = sqlx::query(
+        "SELECT subscriber_id, record_id, occurred_at, category, quantity, amount_fen, service_code, description
+         FROM usage_records
+         WHERE subscriber_id >= $1 AND subscriber_id <= $2 AND occurred_at >= $3 AND occurred_at < $4",
+    )
+    .bind(first)
+    .bind(last)
+    .bind(to_micros(window.start))
+    .bind(to_micros(window.end))
+    .fetch_all(&mut **tx)
+    .await?;
+    let mut by_subscriber: HashMap<String, Vec<UsageRecord>> = HashMap::new();
+    for row in rows {
+        let category: String = row.try_get("category")?;
+        let record = UsageRecord {
+            record_id: row.try_get("record_id")?,
+            occurred_at: from_micros(row.try_get("occurred_at")?),
+            category: category
+                .parse::<Category>()
+                .map_err(|_| corrupt("usage_records.category", &category))?,
+            quantity: row.try_get("quantity")?,
+            amount: Fen::new(row.try_get("amount_fen")?),
+            service_code: row.try_get("service_code")?,
+            description: row.try_get("description")?,
+        };
+        by_subscriber
+            .entry(row.try_get("subscriber_id")?)
+            .or_default()
+            .push(record);
+    }
+    Ok(by_subscriber)
+}
+
+/// VAS orders of the subscribers in `[first, last]`, grouped by subscriber.
+pub async fn orders_between(
+    tx: &mut Tx,
+    first: &str,
+    last: &str,
+) -> StoreResult<HashMap<String, Vec<VasOrder>>> {
+    let rows = sqlx::query(
+        "SELECT subscriber_id, service_code, ordered_at, cancelled_at, confirmed
+         FROM vas_orders WHERE subscriber_id >= $1 AND subscriber_id <= $2",
+    )
+    .bind(first)
+    .bind(last)
+    .fetch_all(&mut **tx)
+    .await?;
+    let mut by_subscriber: HashMap<String, Vec<VasOrder>> = HashMap::new();
+    for row in rows {
+        let order = VasOrder {
+            service_code: row.try_get("service_code")?,
+            ordered_at: from_micros(row.try_get("ordered_at")?),
+            cancelled_at: row
+                .try_get::<Option<i64>, _>("cancelled_at")?
+                .map(from_micros),
+            confirmed: row.try_get::<i64, _>("confirmed")? != 0,
+        };
+        by_subscriber
+            .entry(row.try_get("subscriber_id")?)
+            .or_default()
+            .push(order);
+    }
+    Ok(by_subscriber)
+}
+
+/// Totals of the bills built before `month` for the subscribers in `[first, last]`, most
+/// recent first, at most three each (what the spike rule looks at).
+pub async fn previous_totals_between(
+    tx: &mut Tx,
+    first: &str,
+    last: &str,
+    month: BillingMonth,
+) -> StoreResult<HashMap<String, Vec<Fen>>> {
+    let rows = sqlx::query(
+        "SELECT subscriber_id, total_fen FROM bills
+         WHERE subscriber_id >= $1 AND subscriber_id <= $2 AND month < $3
+         ORDER BY subscriber_id, month DESC",
+    )
+    .bind(first)
+    .bind(last)
+    .bind(month.to_string())
+    .fetch_all(&mut **tx)
+    .await?;
+    let mut by_subscriber: HashMap<String, Vec<Fen>> = HashMap::new();
+    for row in rows {
+        let totals = by_subscriber
+            .entry(row.try_get("subscriber_id")?)
+            .or_default();
+        if totals.len() < 3 {
+            totals.push(Fen::new(row.try_get("total_fen")?));
+        }
+    }
+    Ok(by_subscriber)
+}
+
+pub async fn write_bill(tx: &mut Tx, bill: &BillToWrite<'_>) -> StoreResult<()> {
+    let c = &bill.summary.categories;
+    let month = bill.month.to_string();
+    let mut insert = sqlx::query(
+        "INSERT INTO bills (subscriber_id, month, msisdn, period_start, period_end, total_fen,
+             plan_fee_fen, voice_fen, data_fen, sms_fen, vas_fen, other_fen, discount_fen, adjustment_fen,
+             voice_minutes, data_kb, sms_count, record_count, spike, built_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)",
+    )
+    .bind(bill.subscriber_id)
+    .bind(&month)
+    .bind(bill.msisdn.as_str())
+    .bind(to_micros(bill.period.start))
+    .bind(to_micros(bill.period.end))
+    .bind(bill.summary.total().get());
+    for category in Category::ALL {
+        insert = insert.bind(c.get(category).get());
+    }
+    insert
+        .bind(bill.summary.usage.voice_minutes)
+        .bind(bill.summary.usage.data_kb)
+        .bind(bill.summary.usage.sms_count)
+        .bind(bill.summary.record_count)
+        .bind(i64::from(bill.spike))
+        .bind(to_micros(bill.built_at))
+        .execute(&mut **tx)
+        .await?;
+    for flag in bill.flags {
+        sqlx::query(
+            "INSERT INTO charge_flags (subscriber_id, month, record_id, reason, service_code, amount_fen)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(bill.subscriber_id)
+        .bind(&month)
+        .bind(&flag.record_id)
+        .bind(flag.reason.as_str())
+        .bind(&flag.service_code)
+        .bind(flag.amount.get())
+        .execute(&mut **tx)
+        .await?;
+    }
+    let n = &bill.notification;
+    let at = to_micros(bill.built_at);
+    sqlx::query(
+        "INSERT INTO notifications (id, subscriber_id, month, kind, msisdn, status, reason, attempts, segments, encoding, text, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $8, $9, $10, $11, $11)",
+    )
+    .bind(&n.id)
+    .bind(bill.subscriber_id)
+    .bind(&month)
+    .bind(n.kind)
+    .bind(bill.msisdn.as_str())
+    .bind(n.status)
+    .bind(n.reason)
+    .bind(n.segments)
+    .bind(n.encoding)
+    .bind(&n.text)
+    .bind(at)
+    .execute(&mut **tx)
+    .await?;
+    super::notifications::record_event(tx, &n.id, n.status, bill.built_at).await
+}
+
+pub async fn start_billing_run(
+    tx: &mut Tx,
+    id: &str,
+    month: BillingMonth,
+    as_of: DateTime<Utc>,
+    started_at: DateTime<Utc>,
+) -> StoreResult<()> {
+    sqlx::query("INSERT INTO billing_runs (id, month, as_of, started_at, billed, not_due) VALUES ($1, $2, $3, $4, 0, 0)")
+        .bind(id)
+        .bind(month.to_string())
+        .bind(to_micros(as_of))
+        .bind(to_micros(started_at))
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+pub async fn finish_billing_run(
+    tx: &mut Tx,
+    id: &str,
+    finished_at: DateTime<Utc>,
+    billed: u64,
+    not_due: u64,
+) -> StoreResult<()> {
+    sqlx::query(
+        "UPDATE billing_runs SET finished_at = $2, billed = $3, not_due = $4 WHERE id = $1",
+    )
+    .bind(id)
+    .bind(to_micros(finished_at))
+    .bind(billed as i64)
+    .bind(not_due as i64)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}

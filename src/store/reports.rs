@@ -1,0 +1,272 @@
+//! Read models for `status` and the exports, paged by key so that nothing is held whole.
+
+use std::collections::HashMap;
+
+use sqlx::Row;
+
+use super::{from_micros, Store, StoreResult};
+use crate::domain::category::Category;
+use crate::domain::period::{BillingMonth, Period};
+use crate::domain::spam::ReportCount;
+
+#[derive(Debug, Clone)]
+pub struct FlagExport {
+    pub subscriber_id: String,
+    pub record_id: String,
+    pub reason: String,
+    pub service_code: String,
+    pub amount_fen: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct BillExport {
+    pub subscriber_id: String,
+    pub msisdn: String,
+    pub period: Period,
+    pub total_fen: i64,
+    pub categories: [i64; 8],
+    pub voice_minutes: i64,
+    pub data_kb: i64,
+    pub sms_count: i64,
+    pub spike: bool,
+    pub status: Option<String>,
+    pub segments: Option<i64>,
+    pub flags: Vec<FlagExport>,
+}
+
+#[derive(Debug, Clone)]
+pub struct DeliveryExport {
+    pub id: String,
+    pub subscriber_id: String,
+    pub msisdn: String,
+    pub month: String,
+    pub kind: String,
+    pub status: String,
+    pub reason: Option<String>,
+    pub attempts: i64,
+    pub segments: i64,
+    pub encoding: String,
+    pub gateway_message_id: Option<String>,
+    pub text: String,
+    pub updated_at: i64,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct MonthStatus {
+    pub bills: i64,
+    pub total_fen: i64,
+    pub spikes: i64,
+    pub deliveries: Vec<(String, i64)>,
+    pub flags: Vec<(String, i64)>,
+    /// Records that arrived for a period after its bill was frozen.
+    pub late_records: i64,
+}
+
+impl Store {
+    pub async fn month_status(&self, month: BillingMonth) -> StoreResult<MonthStatus> {
+        let month = month.to_string();
+        let bills = sqlx::query(
+            "SELECT COUNT(*) AS bills, CAST(COALESCE(SUM(total_fen), 0) AS BIGINT) AS total,
+                    CAST(COALESCE(SUM(spike), 0) AS BIGINT) AS spikes, CAST(COALESCE(SUM(record_count), 0) AS BIGINT) AS records
+             FROM bills WHERE month = $1",
+        )
+        .bind(&month)
+        .fetch_one(&self.pool)
+        .await?;
+        let in_periods: i64 = sqlx::query(
+            "SELECT COUNT(*) AS n FROM usage_records u JOIN bills b ON b.subscriber_id = u.subscriber_id AND b.month = $1
+             WHERE u.occurred_at >= b.period_start AND u.occurred_at < b.period_end",
+        )
+        .bind(&month)
+        .fetch_one(&self.pool)
+        .await?
+        .try_get("n")?;
+        let counts = |sql: &'static str| {
+            let month = month.clone();
+            async move {
+                sqlx::query(sql)
+                    .bind(month)
+                    .fetch_all(&self.pool)
+                    .await?
+                    .iter()
+                    .map(|r| Ok((r.try_get("k")?, r.try_get("n")?)))
+                    .collect::<StoreResult<Vec<(String, i64)>>>()
+            }
+        };
+        Ok(MonthStatus {
+            bills: bills.try_get("bills")?,
+            total_fen: bills.try_get("total")?,
+            spikes: bills.try_get("spikes")?,
+            late_records: in_periods - bills.try_get::<i64, _>("records")?,
+            deliveries: counts("SELECT status AS k, COUNT(*) AS n FROM notifications WHERE month = $1 GROUP BY status ORDER BY status").await?,
+            flags: counts("SELECT reason AS k, COUNT(*) AS n FROM charge_flags WHERE month = $1 GROUP BY reason ORDER BY reason").await?,
+        })
+    }
+
+    /// Bills of `month` after subscriber `after`, with their flags and bill SMS state.
+    pub async fn bills_page(
+        &self,
+        month: BillingMonth,
+        after: &str,
+        limit: i64,
+    ) -> StoreResult<Vec<BillExport>> {
+        let month = month.to_string();
+        let rows = sqlx::query(
+            "SELECT b.*, n.status, n.segments FROM bills b
+             LEFT JOIN notifications n ON n.subscriber_id = b.subscriber_id AND n.month = b.month AND n.kind = 'bill'
+             WHERE b.month = $1 AND b.subscriber_id > $2 ORDER BY b.subscriber_id LIMIT $3",
+        )
+        .bind(&month)
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        let (Some(first), Some(last)) = (rows.first(), rows.last()) else {
+            return Ok(Vec::new());
+        };
+        let first: String = first.try_get("subscriber_id")?;
+        let last: String = last.try_get("subscriber_id")?;
+        let mut flags: HashMap<String, Vec<FlagExport>> = HashMap::new();
+        for flag in self.flags_between(&month, &first, &last).await? {
+            flags
+                .entry(flag.subscriber_id.clone())
+                .or_default()
+                .push(flag);
+        }
+        rows.iter()
+            .map(|r| {
+                let subscriber_id: String = r.try_get("subscriber_id")?;
+                let mut categories = [0i64; 8];
+                for category in Category::ALL {
+                    categories[category.index()] =
+                        r.try_get(format!("{}_fen", category.as_str()).as_str())?;
+                }
+                Ok(BillExport {
+                    msisdn: r.try_get("msisdn")?,
+                    period: Period {
+                        start: from_micros(r.try_get("period_start")?),
+                        end: from_micros(r.try_get("period_end")?),
+                    },
+                    total_fen: r.try_get("total_fen")?,
+                    categories,
+                    voice_minutes: r.try_get("voice_minutes")?,
+                    data_kb: r.try_get("data_kb")?,
+                    sms_count: r.try_get("sms_count")?,
+                    spike: r.try_get::<i64, _>("spike")? != 0,
+                    status: r.try_get("status")?,
+                    segments: r.try_get("segments")?,
+                    flags: flags.remove(&subscriber_id).unwrap_or_default(),
+                    subscriber_id,
+                })
+            })
+            .collect()
+    }
+
+    async fn flags_between(
+        &self,
+        month: &str,
+        first: &str,
+        last: &str,
+    ) -> StoreResult<Vec<FlagExport>> {
+        let rows = sqlx::query(
+            "SELECT subscriber_id, record_id, reason, service_code, amount_fen FROM charge_flags
+             WHERE month = $1 AND subscriber_id >= $2 AND subscriber_id <= $3 ORDER BY subscriber_id, record_id",
+        )
+        .bind(month)
+        .bind(first)
+        .bind(last)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(flag_from_row).collect()
+    }
+
+    /// Flags of `month` after the (subscriber, record) key `after`.
+    pub async fn flags_page(
+        &self,
+        month: BillingMonth,
+        after: (&str, &str),
+        limit: i64,
+    ) -> StoreResult<Vec<FlagExport>> {
+        let rows = sqlx::query(
+            "SELECT subscriber_id, record_id, reason, service_code, amount_fen FROM charge_flags
+             WHERE month = $1 AND (subscriber_id > $2 OR (subscriber_id = $2 AND record_id > $3))
+             ORDER BY subscriber_id, record_id LIMIT $4",
+        )
+        .bind(month.to_string())
+        .bind(after.0)
+        .bind(after.1)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(flag_from_row).collect()
+    }
+
+    /// Notifications of `month` after notification id `after`, in id (creation) order.
+    pub async fn deliveries_page(
+        &self,
+        month: BillingMonth,
+        after: &str,
+        limit: i64,
+    ) -> StoreResult<Vec<DeliveryExport>> {
+        let rows = sqlx::query(
+            "SELECT id, subscriber_id, msisdn, month, kind, status, reason, attempts, segments, encoding, gateway_message_id, text, updated_at
+             FROM notifications WHERE month = $1 AND id > $2 ORDER BY id LIMIT $3",
+        )
+        .bind(month.to_string())
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(DeliveryExport {
+                    id: r.try_get("id")?,
+                    subscriber_id: r.try_get("subscriber_id")?,
+                    msisdn: r.try_get("msisdn")?,
+                    month: r.try_get("month")?,
+                    kind: r.try_get("kind")?,
+                    status: r.try_get("status")?,
+                    reason: r.try_get("reason")?,
+                    attempts: r.try_get("attempts")?,
+                    segments: r.try_get("segments")?,
+                    encoding: r.try_get("encoding")?,
+                    gateway_message_id: r.try_get("gateway_message_id")?,
+                    text: r.try_get("text")?,
+                    updated_at: r.try_get("updated_at")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Reports per reported number within `month`, self-reports left out, sorted by number.
+    pub async fn spam_counts(&self, month: Period) -> StoreResult<Vec<ReportCount>> {
+        let rows = sqlx::query(
+            "SELECT reported_number, COUNT(*) AS reports, COUNT(DISTINCT reporter) AS reporters FROM spam_reports
+             WHERE reported_at >= $1 AND reported_at < $2 AND reporter <> reported_number
+             GROUP BY reported_number ORDER BY reported_number",
+        )
+        .bind(super::to_micros(month.start))
+        .bind(super::to_micros(month.end))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(ReportCount {
+                    number: r.try_get("reported_number")?,
+                    reports: r.try_get("reports")?,
+                    distinct_reporters: r.try_get("reporters")?,
+                })
+            })
+            .collect()
+    }
+}
+
+fn flag_from_row(r: &sqlx::any::AnyRow) -> StoreResult<FlagExport> {
+    Ok(FlagExport {
+        subscriber_id: r.try_get("subscriber_id")?,
+        record_id: r.try_get("record_id")?,
+        reason: r.try_get("reason")?,
+        service_code: r.try_get("service_code")?,
+        amount_fen: r.try_get("amount_fen")?,
+    })
+}
