@@ -5,7 +5,7 @@
 pub mod rows;
 
 use std::fs::File;
-use std::io::{BufReader, BufWriter};
+use std::io::{BufRead, BufReader, BufWriter};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
@@ -99,6 +99,44 @@ pub fn rejects_path(input: &Path) -> PathBuf {
     let mut name = input.as_os_str().to_owned();
     name.push(".rejects.csv");
     PathBuf::from(name)
+}
+
+/// Line numbers for rejects, counted from the bytes themselves: the CSV reader's own line
+/// count is off by one on CRLF files. A second handle on the file follows the reader forward.
+struct LineCounter {
+    reader: BufReader<File>,
+    offset: u64,
+    newlines: u64,
+}
+
+impl LineCounter {
+    fn open(path: &Path) -> std::io::Result<Self> {
+        Ok(LineCounter { reader: BufReader::with_capacity(1 << 16, File::open(path)?), offset: 0, newlines: 0 })
+    }
+
+    /// The 1-based line on which the record the reader says starts at `record_start` really
+    /// starts. The reader's start may point at line ends before the record (the `\n` of a
+    /// CRLF, skipped blank lines), so those are stepped over and counted. Offsets only move
+    /// forward.
+    fn line_at(&mut self, record_start: u64) -> std::io::Result<u64> {
+        loop {
+            let buffer = self.reader.fill_buf()?;
+            if buffer.is_empty() {
+                break;
+            }
+            let before_start = (record_start.saturating_sub(self.offset) as usize).min(buffer.len());
+            let line_ends = buffer[before_start..].iter().take_while(|&&b| b == b'\n' || b == b'\r').count();
+            let take = before_start + line_ends;
+            let reached_record = take < buffer.len();
+            self.newlines += buffer[..take].iter().filter(|&&b| b == b'\n').count() as u64;
+            self.offset += take as u64;
+            self.reader.consume(take);
+            if reached_record {
+                break;
+            }
+        }
+        Ok(self.newlines + 1)
+    }
 }
 
 /// Remembers the last reference lookup: input files are usually grouped by subscriber.
@@ -252,20 +290,21 @@ pub async fn import_file(
     };
     let mut tx = store.begin().await.map_err(db_error)?;
     let mut in_batch = 0;
+    let mut lines = LineCounter::open(path).map_err(read_error)?;
     let mut record = ByteRecord::new();
     loop {
-        let line = reader.position().line();
+        let start = reader.position().byte();
         let verdict = match reader.read_byte_record(&mut record) {
             Ok(false) => break,
             Ok(true) => import_row(&mut tx, kind, &Fields::new(&record, &columns), &mut refs)
                 .await
                 .map_err(db_error)?,
-            Err(e) => Err(RowError {
-                field: "row",
-                problem: format!("unreadable CSV: {e}"),
-            }),
+            Err(e) => {
+                record.clear();
+                Err(RowError { field: "row", problem: format!("unreadable CSV: {e}") })
+            }
         };
-        let line = record.position().map_or(line, |p| p.line());
+        let line = lines.line_at(record.position().map_or(start, |p| p.byte())).map_err(read_error)?;
         match verdict {
             Ok(WriteOutcome::Written) => counts.accepted += 1,
             Ok(WriteOutcome::Unchanged) => counts.duplicate += 1,
@@ -312,4 +351,32 @@ pub async fn import_file(
     rejects.flush().map_err(rejects_error)?;
     progress.finish_and_clear();
     Ok(counts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reject_lines(content: &[u8]) -> Vec<u64> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("in.csv");
+        std::fs::write(&path, content).unwrap();
+        let mut reader = csv::ReaderBuilder::new().flexible(true).from_path(&path).unwrap();
+        reader.byte_headers().unwrap();
+        let mut lines = LineCounter::open(&path).unwrap();
+        let mut record = ByteRecord::new();
+        let mut out = Vec::new();
+        while reader.read_byte_record(&mut record).unwrap() {
+            out.push(lines.line_at(record.position().unwrap().byte()).unwrap());
+        }
+        out
+    }
+
+    #[test]
+    fn line_numbers_are_right_for_lf_crlf_and_multi_line_fields() {
+        assert_eq!(reject_lines(b"h1,h2\na,1\nb,2\n"), [2, 3]);
+        assert_eq!(reject_lines(b"h1,h2\r\na,\"x \"\"y\"\"\"\r\nb,2\r\nc,3\r\n"), [2, 3, 4]);
+        assert_eq!(reject_lines(b"h1,h2\na,\"two\nlines\"\nb,2\n"), [2, 4]);
+        assert_eq!(reject_lines(b"h1,h2\r\n\r\na,1\r\n"), [3], "a blank line is skipped but counted");
+    }
 }

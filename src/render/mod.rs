@@ -341,3 +341,87 @@ impl Renderer {
         RenderedSms::TooLong { segments }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::bill::tests::record;
+    use crate::domain::bill::summarize;
+    use crate::domain::period::{billing_period, BillingDay};
+    use chrono_tz::Asia::Shanghai;
+
+    fn renderer(operator: &str, max_segments: usize) -> Renderer {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("templates");
+        Renderer::load(&dir, operator, "10000", Shanghai, max_segments).unwrap()
+    }
+
+    fn render(renderer: &Renderer, language: Language, records: &[crate::domain::bill::UsageRecord], flags: &[ChargeFlag]) -> RenderedSms {
+        let msisdn = Msisdn::parse("13800138000").unwrap();
+        let summary = summarize(records);
+        renderer.render_bill(&BillFacts {
+            msisdn: &msisdn,
+            language,
+            month: "2026-10".into(),
+            period: billing_period("2026-10".parse().unwrap(), BillingDay::FIRST, Shanghai),
+            summary: &summary,
+            flags,
+            allowances: Allowances { voice_minutes: 300, data_mb: 20480, sms_count: 100 },
+        })
+    }
+
+    fn typical_records() -> Vec<crate::domain::bill::UsageRecord> {
+        vec![
+            record("r1", "2026-10-01T00:25:00+08:00", Category::PlanFee, 1, 5800, ""),
+            record("r2", "2026-10-02T10:00:00+08:00", Category::Voice, 54, 292, ""),
+            record("r3", "2026-10-03T10:00:00+08:00", Category::Data, 1857616, 2943, ""),
+            record("r4", "2026-10-04T10:00:00+08:00", Category::Sms, 5, 50, ""),
+            record("r5", "2026-10-05T10:00:00+08:00", Category::Vas, 1, 300, "SP2002"),
+            record("r6", "2026-10-06T10:00:00+08:00", Category::Other, 1, 177, ""),
+            record("r7", "2026-10-07T10:00:00+08:00", Category::Discount, 0, -157, ""),
+        ]
+    }
+
+    #[test]
+    fn a_typical_chinese_bill_fits_three_ucs2_parts_and_shows_what_the_contract_asks() {
+        let RenderedSms::Fits { text, encoding, segments } = render(&renderer("示例电信", 4), Language::Zh, &typical_records(), &[]) else {
+            panic!("fits")
+        };
+        assert_eq!(encoding, Encoding::Ucs2);
+        assert!(segments <= 3, "{segments} parts: {text}");
+        assert!(text.starts_with("【示例电信】"));
+        for expected in ["138****8000", "10月1日", "10月31日", "94.05元", "套餐及固定费58.00元", "增值业务费3.00元", "SP2002", "优惠减免-1.57元", "54/300", "ZD", "TD"] {
+            assert!(text.contains(expected), "{expected} missing from {text}");
+        }
+        assert!(!text.contains("调账"), "zero categories are left out: {text}");
+        assert!(!text.contains("13800138000"), "the number is masked");
+    }
+
+    #[test]
+    fn flagged_charges_are_counted_summed_and_disputable() {
+        let flags = [
+            ChargeFlag { record_id: "r5".into(), reason: crate::domain::flags::FlagReason::NoOrder, service_code: "SP2002".into(), amount: Fen::new(300) },
+            ChargeFlag { record_id: "r8".into(), reason: crate::domain::flags::FlagReason::Duplicate, service_code: "SP2002".into(), amount: Fen::new(300) },
+        ];
+        let RenderedSms::Fits { text, .. } = render(&renderer("示例电信", 4), Language::Zh, &typical_records(), &flags) else { panic!("fits") };
+        assert!(text.contains("2笔疑似不明扣费共6.00元") && text.contains("SS") && text.contains("10000"), "{text}");
+    }
+
+    #[test]
+    fn an_ampersand_in_the_signature_stays_an_ampersand() {
+        let RenderedSms::Fits { text, .. } = render(&renderer("A&B <Tel>", 4), Language::En, &typical_records(), &[]) else { panic!("fits") };
+        assert!(text.starts_with("【A&B <Tel>】"), "{text}");
+    }
+
+    #[test]
+    fn a_bill_too_long_falls_back_to_the_short_template_then_fails() {
+        let full = render(&renderer("示例电信", 4), Language::Zh, &typical_records(), &[]);
+        let RenderedSms::Fits { segments: full_segments, .. } = full else { panic!("fits") };
+        let RenderedSms::Fits { text, segments, .. } = render(&renderer("示例电信", 2), Language::Zh, &typical_records(), &[]) else {
+            panic!("the short form fits two parts")
+        };
+        assert!(segments <= 2 && segments < full_segments);
+        assert!(!text.contains("套餐及固定费"), "short form: {text}");
+        let flags = [ChargeFlag { record_id: "r5".into(), reason: crate::domain::flags::FlagReason::NoOrder, service_code: "SP2002".into(), amount: Fen::new(300) }];
+        assert_eq!(render(&renderer("示例电信", 1), Language::Zh, &typical_records(), &flags), RenderedSms::TooLong { segments: 2 });
+    }
+}

@@ -1,0 +1,96 @@
+//! The `billpush` binary as an operator uses it: output lines, exit codes, one-line errors.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn billpush(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut command = Command::new(env!("CARGO_BIN_EXE_billpush"));
+    command
+        .current_dir(dir)
+        .args(args)
+        .env("BILLPUSH_DATABASE__URL", format!("sqlite://{}", dir.join("billpush.db").display()))
+        .env("BILLPUSH_SMS__TEMPLATES", manifest.join("templates"))
+        .env("BILLPUSH_SMS__QUIET_START", "00:00")
+        .env("BILLPUSH_SMS__QUIET_END", "00:00");
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    command.output().unwrap()
+}
+
+fn fixture(name: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/small").join(name)
+}
+
+#[test]
+fn import_prints_the_summary_line_and_writes_rejects() {
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["plans.csv", "subscribers.csv"] {
+        std::fs::copy(fixture(name), dir.path().join(name)).unwrap();
+    }
+    let plans = billpush(dir.path(), &["import", "plans", "plans.csv"], &[]);
+    assert!(plans.status.success(), "{}", String::from_utf8_lossy(&plans.stderr));
+    assert_eq!(String::from_utf8(plans.stdout).unwrap(), "accepted=4 duplicate=0 rejected=0\n");
+    let again = billpush(dir.path(), &["import", "plans", "plans.csv"], &[]);
+    assert_eq!(String::from_utf8(again.stdout).unwrap(), "accepted=0 duplicate=4 rejected=0\n");
+
+    let subscribers = billpush(dir.path(), &["import", "subscribers", "subscribers.csv"], &[]);
+    assert_eq!(String::from_utf8(subscribers.stdout).unwrap(), "accepted=12 duplicate=0 rejected=7\n");
+    let rejects = std::fs::read_to_string(dir.path().join("subscribers.csv.rejects.csv")).unwrap();
+    assert!(rejects.starts_with("line,reason,subscriber_id,msisdn,"), "{rejects}");
+    assert!(rejects.contains("\n14,\"msisdn: \"\"12345\"\" is not an E.164 number"), "{rejects}");
+    assert!(rejects.contains("\n19,\"subscriber_id: must be 1 to 64 characters"), "{rejects}");
+}
+
+#[test]
+fn a_missing_column_fails_with_one_line_naming_file_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("plans.csv"), "plan_id,name\nP1,x\n").unwrap();
+    let out = billpush(dir.path(), &["import", "plans", "plans.csv"], &[]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("plans.csv") && stderr.contains("monthly_fee_fen"), "{stderr}");
+}
+
+#[test]
+fn a_bad_config_value_stops_the_program_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = billpush(dir.path(), &["status", "--month", "2026-10"], &[("BILLPUSH_BILLING__TIMEZONE", "Mars/Base")]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(stderr.contains("billing.timezone"), "{stderr}");
+    assert!(!dir.path().join("billpush.db").exists(), "nothing was opened");
+
+    let out = billpush(dir.path(), &["status", "--month", "2026-10"], &[("BILLPUSH_GATEWAY__RATE_PER_SECOND", "fast")]);
+    assert!(String::from_utf8(out.stderr).unwrap().to_lowercase().contains("gateway.rate_per_second"));
+}
+
+#[test]
+fn run_dry_run_prints_counts_and_samples_and_status_reads_back() {
+    let dir = tempfile::tempdir().unwrap();
+    for (kind, name) in [("plans", "plans.csv"), ("subscribers", "subscribers.csv"), ("usage", "usage.csv"), ("orders", "orders.csv")] {
+        std::fs::copy(fixture(name), dir.path().join(name)).unwrap();
+        assert!(billpush(dir.path(), &["import", kind, name], &[]).status.success());
+    }
+    let args = ["run", "--month", "2026-10", "--as-of", "2027-01-01T00:00:00+08:00"];
+    let dry = billpush(dir.path(), &[&args[..], &["--dry-run"]].concat(), &[]);
+    let stdout = String::from_utf8(dry.stdout).unwrap();
+    assert!(stdout.contains("dry run") && stdout.contains("billed 11 ") && stdout.matches("sample ").count() == 3, "{stdout}");
+
+    let run = billpush(dir.path(), &args, &[]);
+    let stdout = String::from_utf8(run.stdout).unwrap();
+    assert!(stdout.contains("pushed accepted=10 failed=0"), "{stdout}");
+    let status = billpush(dir.path(), &["status", "--month", "2026-10"], &[]);
+    let stdout = String::from_utf8(status.stdout).unwrap();
+    assert!(stdout.contains("deliveries accepted=10 suppressed=1"), "{stdout}");
+    assert!(stdout.contains("late records 0"), "{stdout}");
+
+    let export = billpush(dir.path(), &["export", "bills", "--month", "2026-10", "--out", "bills.jsonl"], &[]);
+    assert!(export.status.success());
+    assert_eq!(std::fs::read_to_string(dir.path().join("bills.jsonl")).unwrap().lines().count(), 11);
+    let bad = billpush(dir.path(), &["export", "bills", "--month", "2026-13"], &[]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8(bad.stderr).unwrap().contains("YYYY-MM"));
+}

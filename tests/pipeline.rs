@@ -1,0 +1,150 @@
+//! The monthly run on the embedded default: due dates, frozen bills, re-runs, dry runs,
+//! quiet hours, late records, CSV exports and template checks.
+
+mod common;
+
+use std::path::Path;
+
+use billpush::config::Config;
+use billpush::export::{ExportFormat, ExportKind};
+use billpush::render::Renderer;
+use common::{at, month, spawn_app, spawn_app_with, Backend, Options};
+
+async fn a_partial_run_bills_only_due_subscribers_and_the_rerun_sends_nothing_twice(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.import_fixture().await;
+
+    // As of Nov 10th, periods starting on the 1st (ended Nov 1st + 24h grace) are due;
+    // those starting on the 15th, 21st and 28th end in November and are not.
+    let first = app.run("2026-10", "2026-11-10T00:00:00+08:00").await;
+    assert_eq!(first.build.billed, 6, "billing day 1 subscribers");
+    assert_eq!(first.build.not_due, 5);
+    assert_eq!(first.build.next_due_at, Some(at("2026-11-16T00:00:00+08:00")), "day 15 period ends Nov 15th, plus grace");
+    assert_eq!(first.push.accepted, 6);
+
+    // Exactly at the due instant the day-15 subscribers become due, nobody else.
+    let second = app.run("2026-10", "2026-11-16T00:00:00+08:00").await;
+    assert_eq!((second.build.billed, second.build.not_due), (2, 3));
+
+    let last = app.run("2026-10", "2027-01-01T00:00:00+08:00").await;
+    assert_eq!((last.build.billed, last.build.not_due), (3, 0));
+    let again = app.run("2026-10", "2027-01-01T00:00:00+08:00").await;
+    assert_eq!((again.build.billed, again.queued, again.push.accepted), (0, 0, 0), "a frozen month sends nothing again");
+
+    let bills = app.export(ExportKind::Bills, "2026-10").await;
+    assert_eq!(bills.len(), 11);
+    let outbox = app.outbox();
+    assert_eq!(outbox.len(), 10, "11 bills, one subscriber opted out");
+    let mut ids: Vec<_> = outbox.iter().map(|m| m["id"].as_str().unwrap().to_string()).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 10);
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_partial_run_bills_only_due_subscribers_and_the_rerun_sends_nothing_twice_on_sqlite() {
+    a_partial_run_bills_only_due_subscribers_and_the_rerun_sends_nothing_twice(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn a_partial_run_bills_only_due_subscribers_and_the_rerun_sends_nothing_twice_on_postgres() {
+    a_partial_run_bills_only_due_subscribers_and_the_rerun_sends_nothing_twice(Backend::Postgres).await;
+}
+
+#[tokio::test]
+async fn a_dry_run_previews_and_keeps_nothing() {
+    let app = spawn_app(Backend::Sqlite).await;
+    app.import_fixture().await;
+    let preview = app.app.run(month("2026-10"), Some(at("2027-01-01T00:00:00+08:00")), true).await.unwrap();
+    assert_eq!(preview.build.billed, 11);
+    assert_eq!(preview.build.samples.len(), 3);
+    assert!(preview.build.samples.iter().any(|s| s.language == billpush::domain::category::Language::En));
+    assert_eq!(preview.build.by_segments.values().sum::<u64>(), 11);
+    assert!(app.export(ExportKind::Bills, "2026-10").await.is_empty(), "no bill kept");
+    assert!(app.outbox().is_empty(), "nothing sent");
+    assert_eq!(app.app.status(month("2026-10")).await.unwrap().bills, 0);
+
+    let real = app.run("2026-10", "2027-01-01T00:00:00+08:00").await;
+    assert_eq!(real.build.billed, 11, "the dry run did not freeze anything");
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn messages_built_during_quiet_hours_wait_until_they_end() {
+    // 22:30 in Shanghai, inside the default 21:00-08:00 quiet hours.
+    let app = spawn_app_with(Options { quiet_hours: Some(("21:00", "08:00")), now: at("2027-01-02T22:30:00+08:00"), ..Options::default() }).await;
+    app.import_fixture().await;
+    let report = app.run("2026-10", "2027-01-01T00:00:00+08:00").await;
+    assert_eq!(app.clock.waits(), [at("2027-01-03T08:00:00+08:00")], "the worker waited for the end of quiet hours once");
+    assert_eq!(report.push.accepted, 10);
+    let deliveries = app.export(ExportKind::Deliveries, "2026-10").await;
+    let accepted_at: Vec<_> = deliveries.iter().filter(|d| d["status"] == "accepted").map(|d| d["updated_at"].as_str().unwrap().to_string()).collect();
+    assert_eq!(accepted_at.len(), 10);
+    assert!(accepted_at.iter().all(|t| t.as_str() >= "2027-01-03T00:00:00"), "accepted only after 08:00 local: {accepted_at:?}");
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn records_arriving_after_a_bill_is_frozen_are_counted_late_and_change_nothing() {
+    let app = spawn_app(Backend::Sqlite).await;
+    app.import_fixture().await;
+    app.run("2026-10", "2027-01-01T00:00:00+08:00").await;
+    let before = app.export(ExportKind::Bills, "2026-10").await;
+    let late = app.write_input(
+        "late.csv",
+        "record_id,subscriber_id,occurred_at,category,quantity,amount_fen\nLATE1,S01000000,2026-10-30T10:00:00+08:00,voice,5,500\nLATE2,S01000000,2026-11-30T10:00:00+08:00,voice,5,500\n",
+    );
+    app.import(billpush::import::ImportKind::Usage, &late).await;
+    let status = app.app.status(month("2026-10")).await.unwrap();
+    assert_eq!(status.late_records, 1, "only the record inside a frozen period is late");
+    app.run("2026-10", "2027-01-01T00:00:00+08:00").await;
+    assert_eq!(app.export(ExportKind::Bills, "2026-10").await, before, "frozen bills do not move");
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn csv_exports_neutralise_formula_cells_but_keep_numbers() {
+    let app = spawn_app(Backend::Sqlite).await;
+    app.import_fixture().await;
+    app.run("2026-10", "2027-01-01T00:00:00+08:00").await;
+    let mut out = Vec::new();
+    app.app.export(ExportKind::Bills, month("2026-10"), ExportFormat::Csv, &mut out).await.unwrap();
+    let mut reader = csv::Reader::from_reader(out.as_slice());
+    let headers = reader.headers().unwrap().clone();
+    let column = |name: &str| headers.iter().position(|h| h == name).unwrap();
+    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    let first = rows.iter().find(|r| &r[column("subscriber_id")] == "S01000000").unwrap();
+    assert_eq!(&first[column("msisdn")], "'+8614611178002");
+    assert_eq!(&first[column("discount")], "-157", "a number is not a formula");
+    assert_eq!(&first[column("total_fen")], "9405");
+    assert_eq!(rows.len(), 11);
+    app.cleanup().await;
+}
+
+#[test]
+fn a_template_naming_a_missing_field_stops_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let templates = Path::new(env!("CARGO_MANIFEST_DIR")).join("templates");
+    for entry in std::fs::read_dir(&templates).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, dir.path().join(path.file_name().unwrap())).unwrap();
+    }
+    let settings = Config::default().settings().unwrap();
+    let load = || Renderer::load(dir.path(), "示例电信", "10000", settings.timezone, 4);
+    assert!(load().is_ok(), "the shipped templates load");
+
+    std::fs::write(dir.path().join("bill.en.short.hbs"), "{{signature}} total {{totl}}").unwrap();
+    let err = load().err().expect("a missing field is refused");
+    assert!(err.to_string().contains("bill.en.short.hbs"), "{err}");
+
+    std::fs::write(dir.path().join("bill.en.short.hbs"), "{{signature}} {{#if total}}").unwrap();
+    assert!(load().err().expect("a parse error is refused").to_string().contains("bill.en.short.hbs"));
+
+    std::fs::write(dir.path().join("bill.en.short.hbs"), "Bill {{total}} {{signature}}").unwrap();
+    assert!(load().err().expect("the signature must come first").to_string().contains("signature"));
+
+    std::fs::remove_file(dir.path().join("bill.en.short.hbs")).unwrap();
+    assert!(load().err().expect("a missing template is refused").to_string().contains("bill.en.short.hbs"));
+}
+
