@@ -42,10 +42,7 @@ pub struct RunReport {
 
 fn progress_bar(len: u64, what: &str) -> ProgressBar {
     let bar = ProgressBar::new(len).with_message(what.to_string());
-    bar.set_style(
-        ProgressStyle::with_template("{msg} {wide_bar} {pos}/{len} {elapsed}")
-            .expect("valid template"),
-    );
+    bar.set_style(ProgressStyle::with_template("{msg} {wide_bar} {pos}/{len} {elapsed}").expect("valid template"));
     bar
 }
 
@@ -56,10 +53,7 @@ impl App {
 
     /// Checks the templates before touching the database, so a broken template stops the
     /// program before anything is written or queued.
-    pub async fn build_with_clock(
-        settings: Settings,
-        clock: Arc<dyn Clock>,
-    ) -> anyhow::Result<App> {
+    pub async fn build_with_clock(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<App> {
         let config = &settings.config;
         let renderer = Renderer::load(
             &config.sms.templates,
@@ -68,23 +62,11 @@ impl App {
             settings.timezone,
             settings.max_segments,
         )?;
-        let store = Store::connect(&config.database.url)
-            .await
-            .context("cannot open the database (database.url)")?;
-        Ok(App {
-            settings,
-            store,
-            renderer,
-            clock,
-        })
+        let store = Store::connect(&config.database.url).await.context("cannot open the database (database.url)")?;
+        Ok(App { settings, store, renderer, clock })
     }
 
-    pub async fn import(
-        &self,
-        kind: ImportKind,
-        path: &Path,
-        strict: bool,
-    ) -> Result<ImportCounts, ImportError> {
+    pub async fn import(&self, kind: ImportKind, path: &Path, strict: bool) -> Result<ImportCounts, ImportError> {
         import_file(&self.store, kind, path, strict).await
     }
 
@@ -97,30 +79,16 @@ impl App {
         dry_run: bool,
     ) -> anyhow::Result<RunReport> {
         let as_of = as_of.unwrap_or_else(|| self.clock.now());
-        let builder = BillBuilder {
-            store: &self.store,
-            renderer: &self.renderer,
-            settings: &self.settings,
-        };
+        let builder = BillBuilder { store: &self.store, renderer: &self.renderer, settings: &self.settings };
         let building = progress_bar(0, &format!("build {month}"));
-        let build = builder
-            .build_month(month, as_of, dry_run, &building)
-            .await?;
+        let build = builder.build_month(month, as_of, dry_run, &building).await?;
         building.finish_and_clear();
         if dry_run {
-            return Ok(RunReport {
-                build,
-                ..RunReport::default()
-            });
+            return Ok(RunReport { build, ..RunReport::default() });
         }
-        let gateway = Arc::new(
-            SinkGateway::open(&self.settings.config.gateway.outbox).with_context(|| {
-                format!(
-                    "cannot open the sink outbox {} (gateway.outbox)",
-                    self.settings.config.gateway.outbox.display()
-                )
-            })?,
-        );
+        let gateway = Arc::new(SinkGateway::open(&self.settings.config.gateway.outbox).with_context(|| {
+            format!("cannot open the sink outbox {} (gateway.outbox)", self.settings.config.gateway.outbox.display())
+        })?);
         let queue = MemoryQueue::new();
         let unsent = self.store.unsent_notification_ids(month).await?;
         let pushing = progress_bar(unsent.len() as u64, &format!("push {month}"));
@@ -146,11 +114,7 @@ impl App {
         queue.close();
         let push = consumer.await.context("push worker panicked")??;
         pushing.finish_and_clear();
-        Ok(RunReport {
-            build,
-            queued,
-            push,
-        })
+        Ok(RunReport { build, queued, push })
     }
 
     pub async fn status(&self, month: BillingMonth) -> anyhow::Result<MonthStatus> {
@@ -168,13 +132,8 @@ impl App {
     }
 
     pub async fn spam_flagged(&self, month: BillingMonth) -> anyhow::Result<u64> {
-        Ok(
-            crate::export::spam_numbers(&self.store, &self.settings, month)
-                .await?
-                .iter()
-                .filter(|n| n.flagged)
-                .count() as u64,
-        )
+        Ok(crate::export::spam_numbers(&self.store, &self.settings, month).await?.iter().filter(|n| n.flagged).count()
+            as u64)
     }
 
     pub fn elapsed_since(start: Instant) -> String {
@@ -183,10 +142,6 @@ impl App {
 
     /// Counts per status, for summaries.
     pub fn status_line(counts: &BTreeMap<&str, u64>) -> String {
-        counts
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join(" ")
+        counts.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ")
     }
 }

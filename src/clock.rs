@@ -36,10 +36,7 @@ pub struct ManualClock {
 
 impl ManualClock {
     pub fn new(now: DateTime<Utc>) -> Self {
-        ManualClock {
-            now: Mutex::new(now),
-            waits: Mutex::new(Vec::new()),
-        }
+        ManualClock { now: Mutex::new(now), waits: Mutex::new(Vec::new()) }
     }
 
     /// Every instant somebody waited for, in order.

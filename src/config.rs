@@ -49,10 +49,7 @@ pub struct OperatorConfig {
 
 impl Default for OperatorConfig {
     fn default() -> Self {
-        OperatorConfig {
-            name: "示例电信".into(),
-            hotline: "10000".into(),
-        }
+        OperatorConfig { name: "示例电信".into(), hotline: "10000".into() }
     }
 }
 
@@ -64,9 +61,7 @@ pub struct DatabaseConfig {
 
 impl Default for DatabaseConfig {
     fn default() -> Self {
-        DatabaseConfig {
-            url: "sqlite://billpush.db".into(),
-        }
+        DatabaseConfig { url: "sqlite://billpush.db".into() }
     }
 }
 
@@ -78,9 +73,7 @@ pub struct QueueConfig {
 
 impl Default for QueueConfig {
     fn default() -> Self {
-        QueueConfig {
-            url: "memory://".into(),
-        }
+        QueueConfig { url: "memory://".into() }
     }
 }
 
@@ -140,11 +133,7 @@ pub struct BillingConfig {
 
 impl Default for BillingConfig {
     fn default() -> Self {
-        BillingConfig {
-            timezone: "Asia/Shanghai".into(),
-            grace: "24h".into(),
-            check_every: "1h".into(),
-        }
+        BillingConfig { timezone: "Asia/Shanghai".into(), grace: "24h".into(), check_every: "1h".into() }
     }
 }
 
@@ -179,10 +168,7 @@ pub struct FlagsConfig {
 
 impl Default for FlagsConfig {
     fn default() -> Self {
-        FlagsConfig {
-            spike_ratio: 3.0,
-            spike_min_fen: 5000,
-        }
+        FlagsConfig { spike_ratio: 3.0, spike_min_fen: 5000 }
     }
 }
 
@@ -197,9 +183,7 @@ impl Default for SpamConfig {
     fn default() -> Self {
         SpamConfig {
             flag_threshold: 3,
-            allowlist: ["10086", "10000", "10010", "12321", "95*"]
-                .map(String::from)
-                .to_vec(),
+            allowlist: ["10086", "10000", "10010", "12321", "95*"].map(String::from).to_vec(),
         }
     }
 }
@@ -214,11 +198,7 @@ pub struct ApiConfig {
 
 impl Default for ApiConfig {
     fn default() -> Self {
-        ApiConfig {
-            bind: "127.0.0.1:8080".into(),
-            public_url: "http://127.0.0.1:8080".into(),
-            tokens: Vec::new(),
-        }
+        ApiConfig { bind: "127.0.0.1:8080".into(), public_url: "http://127.0.0.1:8080".into(), tokens: Vec::new() }
     }
 }
 
@@ -249,20 +229,13 @@ impl Config {
         let mut figment = Figment::from(Serialized::defaults(Config::default()));
         match file {
             Some(path) if !path.exists() => {
-                return Err(ConfigError::Load(format!(
-                    "config file {} does not exist",
-                    path.display()
-                )))
+                return Err(ConfigError::Load(format!("config file {} does not exist", path.display())))
             }
             Some(path) => figment = figment.merge(Toml::file(path)),
             None => figment = figment.merge(Toml::file(DEFAULT_CONFIG_FILE)),
         }
         figment
-            .merge(
-                Env::prefixed("BILLPUSH_")
-                    .filter(|key| key.as_str().contains("__"))
-                    .split("__"),
-            )
+            .merge(Env::prefixed("BILLPUSH_").filter(|key| key.as_str().contains("__")).split("__"))
             .extract()
             .map_err(|e| ConfigError::Load(e.to_string().replace('\n', "; ")))
     }
@@ -271,10 +244,7 @@ impl Config {
     pub fn settings(self) -> Result<Settings, ConfigError> {
         let invalid = |key: &'static str, problem: String| ConfigError::Invalid { key, problem };
         let timezone: Tz = self.billing.timezone.parse().map_err(|_| {
-            invalid(
-                "billing.timezone",
-                format!("{:?} is not an IANA timezone name", self.billing.timezone),
-            )
+            invalid("billing.timezone", format!("{:?} is not an IANA timezone name", self.billing.timezone))
         })?;
         let grace = parse_duration("billing.grace", &self.billing.grace)?;
         parse_duration("billing.check_every", &self.billing.check_every)?;
@@ -282,29 +252,17 @@ impl Config {
         let quiet_start = parse_time("sms.quiet_start", &self.sms.quiet_start)?;
         let quiet_end = parse_time("sms.quiet_end", &self.sms.quiet_end)?;
         if self.sms.max_segments == 0 || self.sms.max_segments > 255 {
-            return Err(invalid(
-                "sms.max_segments",
-                format!("{} is not between 1 and 255", self.sms.max_segments),
-            ));
+            return Err(invalid("sms.max_segments", format!("{} is not between 1 and 255", self.sms.max_segments)));
         }
         if self.operator.name.trim().is_empty() {
-            return Err(invalid(
-                "operator.name",
-                "must not be empty: it is the SMS signature".into(),
-            ));
+            return Err(invalid("operator.name", "must not be empty: it is the SMS signature".into()));
         }
         let ratio = self.flags.spike_ratio;
         if !(ratio.is_finite() && ratio > 0.0 && ratio <= 1000.0) {
-            return Err(invalid(
-                "flags.spike_ratio",
-                format!("{ratio} is not a number between 0 and 1000"),
-            ));
+            return Err(invalid("flags.spike_ratio", format!("{ratio} is not a number between 0 and 1000")));
         }
         if self.flags.spike_min_fen < 0 {
-            return Err(invalid(
-                "flags.spike_min_fen",
-                "must not be negative".into(),
-            ));
+            return Err(invalid("flags.spike_min_fen", "must not be negative".into()));
         }
         if self.spam.flag_threshold < 1 {
             return Err(invalid("spam.flag_threshold", "must be at least 1".into()));
@@ -316,26 +274,14 @@ impl Config {
             return Err(invalid("gateway.max_attempts", "must be at least 1".into()));
         }
         let db = &self.database.url;
-        if !(db.starts_with("sqlite:")
-            || db.starts_with("postgres://")
-            || db.starts_with("postgresql://"))
-        {
-            return Err(invalid(
-                "database.url",
-                "must start with sqlite:, postgres:// or postgresql://".into(),
-            ));
+        if !(db.starts_with("sqlite:") || db.starts_with("postgres://") || db.starts_with("postgresql://")) {
+            return Err(invalid("database.url", "must start with sqlite:, postgres:// or postgresql://".into()));
         }
         if self.queue.url != "memory://" {
-            return Err(invalid(
-                "queue.url",
-                format!("{:?} is not supported; use memory://", self.queue.url),
-            ));
+            return Err(invalid("queue.url", format!("{:?} is not supported; use memory://", self.queue.url)));
         }
         if self.gateway.kind != GatewayKind::Sink {
-            return Err(invalid(
-                "gateway.kind",
-                "only sink is available in this build".into(),
-            ));
+            return Err(invalid("gateway.kind", "only sink is available in this build".into()));
         }
         Ok(Settings {
             timezone,
@@ -354,20 +300,14 @@ impl Config {
 }
 
 fn parse_duration(key: &'static str, value: &str) -> Result<chrono::Duration, ConfigError> {
-    humantime::parse_duration(value)
-        .ok()
-        .and_then(|d: Duration| chrono::Duration::from_std(d).ok())
-        .ok_or_else(|| ConfigError::Invalid {
-            key,
-            problem: format!("{value:?} is not a duration such as \"24h\" or \"90m\""),
-        })
+    humantime::parse_duration(value).ok().and_then(|d: Duration| chrono::Duration::from_std(d).ok()).ok_or_else(|| {
+        ConfigError::Invalid { key, problem: format!("{value:?} is not a duration such as \"24h\" or \"90m\"") }
+    })
 }
 
 fn parse_time(key: &'static str, value: &str) -> Result<NaiveTime, ConfigError> {
-    NaiveTime::parse_from_str(value, "%H:%M").map_err(|_| ConfigError::Invalid {
-        key,
-        problem: format!("{value:?} is not a time of day written HH:MM"),
-    })
+    NaiveTime::parse_from_str(value, "%H:%M")
+        .map_err(|_| ConfigError::Invalid { key, problem: format!("{value:?} is not a time of day written HH:MM") })
 }
 
 #[cfg(test)]
@@ -379,45 +319,26 @@ mod tests {
         let file = Path::new(env!("CARGO_MANIFEST_DIR")).join(DEFAULT_CONFIG_FILE);
         let figment = Figment::from(Toml::file(&file));
         let from_file: Config = figment.extract().unwrap();
-        assert_eq!(
-            serde_json::to_value(&from_file).unwrap(),
-            serde_json::to_value(Config::default()).unwrap()
-        );
+        assert_eq!(serde_json::to_value(&from_file).unwrap(), serde_json::to_value(Config::default()).unwrap());
     }
 
     #[test]
     fn bad_values_are_refused_with_the_key_name() {
         let mut config = Config::default();
         config.billing.timezone = "Mars/Olympus".into();
-        assert!(config
-            .settings()
-            .unwrap_err()
-            .to_string()
-            .contains("billing.timezone"));
+        assert!(config.settings().unwrap_err().to_string().contains("billing.timezone"));
 
         let mut config = Config::default();
         config.sms.quiet_start = "25:00".into();
-        assert!(config
-            .settings()
-            .unwrap_err()
-            .to_string()
-            .contains("sms.quiet_start"));
+        assert!(config.settings().unwrap_err().to_string().contains("sms.quiet_start"));
 
         let mut config = Config::default();
         config.billing.grace = "a day".into();
-        assert!(config
-            .settings()
-            .unwrap_err()
-            .to_string()
-            .contains("billing.grace"));
+        assert!(config.settings().unwrap_err().to_string().contains("billing.grace"));
 
         let mut config = Config::default();
         config.flags.spike_ratio = f64::NAN;
-        assert!(config
-            .settings()
-            .unwrap_err()
-            .to_string()
-            .contains("flags.spike_ratio"));
+        assert!(config.settings().unwrap_err().to_string().contains("flags.spike_ratio"));
     }
 
     #[test]

@@ -70,14 +70,19 @@ fn a_bad_config_value_stops_the_program_naming_the_key() {
 #[test]
 fn run_dry_run_prints_counts_and_samples_and_status_reads_back() {
     let dir = tempfile::tempdir().unwrap();
-    for (kind, name) in [("plans", "plans.csv"), ("subscribers", "subscribers.csv"), ("usage", "usage.csv"), ("orders", "orders.csv")] {
+    for (kind, name) in
+        [("plans", "plans.csv"), ("subscribers", "subscribers.csv"), ("usage", "usage.csv"), ("orders", "orders.csv")]
+    {
         std::fs::copy(fixture(name), dir.path().join(name)).unwrap();
         assert!(billpush(dir.path(), &["import", kind, name], &[]).status.success());
     }
     let args = ["run", "--month", "2026-10", "--as-of", "2027-01-01T00:00:00+08:00"];
     let dry = billpush(dir.path(), &[&args[..], &["--dry-run"]].concat(), &[]);
     let stdout = String::from_utf8(dry.stdout).unwrap();
-    assert!(stdout.contains("dry run") && stdout.contains("billed 11 ") && stdout.matches("sample ").count() == 3, "{stdout}");
+    assert!(
+        stdout.contains("dry run") && stdout.contains("billed 11 ") && stdout.matches("sample ").count() == 3,
+        "{stdout}"
+    );
 
     let run = billpush(dir.path(), &args, &[]);
     let stdout = String::from_utf8(run.stdout).unwrap();

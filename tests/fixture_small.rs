@@ -33,13 +33,18 @@ async fn fixture_matches_expected(backend: Backend) {
     let app = spawn_app(backend).await;
 
     let counts = app.import_fixture().await;
-    let expected: Value = serde_json::from_str(&std::fs::read_to_string(fixture_dir().join("expected/imports.json")).unwrap()).unwrap();
+    let expected: Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture_dir().join("expected/imports.json")).unwrap()).unwrap();
     for (kind, got) in &counts {
         let key = kind.as_str().replace('-', "_");
         let want = &expected[&key];
         assert_eq!(
             (got.accepted, got.duplicate, got.rejected),
-            (want["accepted"].as_u64().unwrap(), want["duplicate"].as_u64().unwrap(), want["rejected"].as_u64().unwrap()),
+            (
+                want["accepted"].as_u64().unwrap(),
+                want["duplicate"].as_u64().unwrap(),
+                want["rejected"].as_u64().unwrap()
+            ),
             "{key} import counts"
         );
     }
@@ -49,14 +54,30 @@ async fn fixture_matches_expected(backend: Backend) {
     let field_of = |reason: &str| reason.split(':').next().unwrap().to_string();
     let usage_fields: HashMap<&str, String> = usage.iter().map(|(k, v)| (k.as_str(), field_of(v))).collect();
     for (record, field) in [
-        ("BADU1", "occurred_at"), ("BADU2", "category"), ("BADU3", "quantity"), ("BADU4", "amount_fen"), ("BADU5", "amount_fen"),
-        ("BADU6", "service_code"), ("BADU7", "subscriber_id"), ("BADU8", "amount_fen"), ("BADU9", "amount_fen"), ("BADU10", "occurred_at"),
+        ("BADU1", "occurred_at"),
+        ("BADU2", "category"),
+        ("BADU3", "quantity"),
+        ("BADU4", "amount_fen"),
+        ("BADU5", "amount_fen"),
+        ("BADU6", "service_code"),
+        ("BADU7", "subscriber_id"),
+        ("BADU8", "amount_fen"),
+        ("BADU9", "amount_fen"),
+        ("BADU10", "occurred_at"),
     ] {
         assert_eq!(usage_fields.get(record).map(String::as_str), Some(field), "reason for {record}: {usage:?}");
     }
     assert_eq!(usage.len(), 10, "the duplicated record id is a no-op, not a reject");
     let subscribers = rejects_by_key(&app, "subscribers.csv", "subscriber_id");
-    for (id, field) in [("BAD1", "msisdn"), ("BAD2", "plan_id"), ("BAD3", "language"), ("BAD4", "billing_day"), ("BAD5", "status"), ("", "subscriber_id"), ("BAD7", "msisdn")] {
+    for (id, field) in [
+        ("BAD1", "msisdn"),
+        ("BAD2", "plan_id"),
+        ("BAD3", "language"),
+        ("BAD4", "billing_day"),
+        ("BAD5", "status"),
+        ("", "subscriber_id"),
+        ("BAD7", "msisdn"),
+    ] {
         assert_eq!(subscribers.get(id).map(|r| field_of(r)), Some(field.to_string()), "reason for subscriber {id:?}");
     }
     let spam = rejects_by_key(&app, "spam_reports.csv", "report_id");
@@ -68,7 +89,10 @@ async fn fixture_matches_expected(backend: Backend) {
 
     // A file with a missing column, and a strict file with one bad row, change nothing:
     // the good rows in them would otherwise alter the expected October totals.
-    let missing = app.write_input("missing.csv", "record_id,subscriber_id,occurred_at,category,quantity\nX1,S01000000,2026-10-05T10:00:00+08:00,voice,1\n");
+    let missing = app.write_input(
+        "missing.csv",
+        "record_id,subscriber_id,occurred_at,category,quantity\nX1,S01000000,2026-10-05T10:00:00+08:00,voice,1\n",
+    );
     let err = app.app.import(ImportKind::Usage, &missing, false).await.unwrap_err();
     assert!(matches!(err, ImportError::MissingColumns { .. }), "{err}");
     assert!(err.to_string().contains("amount_fen"), "{err}");
@@ -77,14 +101,24 @@ async fn fixture_matches_expected(backend: Backend) {
         "record_id,subscriber_id,occurred_at,category,quantity,amount_fen\nX2,S01000000,2026-10-05T10:00:00+08:00,voice,1,999\nX3,S01000000,2026-10-05T10:00:00+08:00,voice,1,oops\n",
     );
     let err = app.app.import(ImportKind::Usage, &strict, true).await.unwrap_err();
-    assert_eq!(err.to_string(), format!("{} line 3, amount_fen: \"oops\" is not an integer (--strict: nothing from this file was kept)", strict.display()));
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "{} line 3, amount_fen: \"oops\" is not an integer (--strict: nothing from this file was kept)",
+            strict.display()
+        )
+    );
 
     for month in MONTHS {
         let report = app.run(month, AS_OF).await;
         assert_eq!(report.build.not_due, 0, "{month}: everything is due as of {AS_OF}");
 
-        let bills: HashMap<String, Value> =
-            app.export(ExportKind::Bills, month).await.into_iter().map(|b| (b["subscriber_id"].as_str().unwrap().to_string(), b)).collect();
+        let bills: HashMap<String, Value> = app
+            .export(ExportKind::Bills, month)
+            .await
+            .into_iter()
+            .map(|b| (b["subscriber_id"].as_str().unwrap().to_string(), b))
+            .collect();
         let expected = expected_lines(&format!("bills-{month}.jsonl"));
         assert_eq!(bills.len(), expected.len(), "{month}: number of bills");
         for want in &expected {
@@ -106,7 +140,12 @@ async fn fixture_matches_expected(backend: Backend) {
 
     // Exactly one SMS per pushed bill, across all three months.
     let outbox = app.outbox();
-    let pushed: usize = MONTHS.iter().map(|m| expected_lines(&format!("bills-{m}.jsonl")).iter().filter(|b| b["expected_delivery"] == "pushed").count()).sum();
+    let pushed: usize = MONTHS
+        .iter()
+        .map(|m| {
+            expected_lines(&format!("bills-{m}.jsonl")).iter().filter(|b| b["expected_delivery"] == "pushed").count()
+        })
+        .sum();
     assert_eq!(outbox.len(), pushed);
     let mut ids: Vec<&str> = outbox.iter().map(|m| m["id"].as_str().unwrap()).collect();
     ids.sort_unstable();

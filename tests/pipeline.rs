@@ -17,19 +17,27 @@ async fn a_partial_run_bills_only_due_subscribers_and_the_rerun_sends_nothing_tw
     // As of Nov 10th, periods starting on the 1st (ended Nov 1st + 24h grace) are due;
     // those starting on the 15th, 21st and 28th end in November and are not.
     let first = app.run("2026-10", "2026-11-10T00:00:00+08:00").await;
-    assert_eq!(first.build.billed, 6, "billing day 1 subscribers");
-    assert_eq!(first.build.not_due, 5);
-    assert_eq!(first.build.next_due_at, Some(at("2026-11-16T00:00:00+08:00")), "day 15 period ends Nov 15th, plus grace");
-    assert_eq!(first.push.accepted, 6);
+    assert_eq!(first.build.billed, 5, "billing day 1 subscribers");
+    assert_eq!(first.build.not_due, 6);
+    assert_eq!(
+        first.build.next_due_at,
+        Some(at("2026-11-16T00:00:00+08:00")),
+        "day 15 period ends Nov 15th, plus grace"
+    );
+    assert_eq!(first.push.accepted, 5);
 
     // Exactly at the due instant the day-15 subscribers become due, nobody else.
     let second = app.run("2026-10", "2026-11-16T00:00:00+08:00").await;
-    assert_eq!((second.build.billed, second.build.not_due), (2, 3));
+    assert_eq!((second.build.billed, second.build.not_due), (2, 4));
 
     let last = app.run("2026-10", "2027-01-01T00:00:00+08:00").await;
-    assert_eq!((last.build.billed, last.build.not_due), (3, 0));
+    assert_eq!((last.build.billed, last.build.not_due), (4, 0));
     let again = app.run("2026-10", "2027-01-01T00:00:00+08:00").await;
-    assert_eq!((again.build.billed, again.queued, again.push.accepted), (0, 0, 0), "a frozen month sends nothing again");
+    assert_eq!(
+        (again.build.billed, again.queued, again.push.accepted),
+        (0, 0, 0),
+        "a frozen month sends nothing again"
+    );
 
     let bills = app.export(ExportKind::Bills, "2026-10").await;
     assert_eq!(bills.len(), 11);
@@ -73,15 +81,31 @@ async fn a_dry_run_previews_and_keeps_nothing() {
 #[tokio::test]
 async fn messages_built_during_quiet_hours_wait_until_they_end() {
     // 22:30 in Shanghai, inside the default 21:00-08:00 quiet hours.
-    let app = spawn_app_with(Options { quiet_hours: Some(("21:00", "08:00")), now: at("2027-01-02T22:30:00+08:00"), ..Options::default() }).await;
+    let app = spawn_app_with(Options {
+        quiet_hours: Some(("21:00", "08:00")),
+        now: at("2027-01-02T22:30:00+08:00"),
+        ..Options::default()
+    })
+    .await;
     app.import_fixture().await;
     let report = app.run("2026-10", "2027-01-01T00:00:00+08:00").await;
-    assert_eq!(app.clock.waits(), [at("2027-01-03T08:00:00+08:00")], "the worker waited for the end of quiet hours once");
+    assert_eq!(
+        app.clock.waits(),
+        [at("2027-01-03T08:00:00+08:00")],
+        "the worker waited for the end of quiet hours once"
+    );
     assert_eq!(report.push.accepted, 10);
     let deliveries = app.export(ExportKind::Deliveries, "2026-10").await;
-    let accepted_at: Vec<_> = deliveries.iter().filter(|d| d["status"] == "accepted").map(|d| d["updated_at"].as_str().unwrap().to_string()).collect();
+    let accepted_at: Vec<_> = deliveries
+        .iter()
+        .filter(|d| d["status"] == "accepted")
+        .map(|d| d["updated_at"].as_str().unwrap().to_string())
+        .collect();
     assert_eq!(accepted_at.len(), 10);
-    assert!(accepted_at.iter().all(|t| t.as_str() >= "2027-01-03T00:00:00"), "accepted only after 08:00 local: {accepted_at:?}");
+    assert!(
+        accepted_at.iter().all(|t| t.as_str() >= "2027-01-03T00:00:00"),
+        "accepted only after 08:00 local: {accepted_at:?}"
+    );
     app.cleanup().await;
 }
 
@@ -147,4 +171,3 @@ fn a_template_naming_a_missing_field_stops_the_start() {
     std::fs::remove_file(dir.path().join("bill.en.short.hbs")).unwrap();
     assert!(load().err().expect("a missing template is refused").to_string().contains("bill.en.short.hbs"));
 }
-

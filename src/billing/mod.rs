@@ -11,7 +11,7 @@ use crate::config::Settings;
 use crate::domain::bill::summarize;
 use crate::domain::category::Language;
 use crate::domain::delivery::{DeliveryStatus, BILL_KIND};
-use crate::domain::flags::{flag_vas_charges, FlagReason};
+use crate::domain::flags::flag_vas_charges;
 use crate::domain::period::{all_periods_of, billing_period, BillingMonth};
 use crate::render::{Allowances, BillFacts, RenderedSms, Renderer};
 use crate::store::billing::{self as db, BillToWrite, NotificationToWrite};
@@ -46,9 +46,7 @@ impl BuildReport {
     fn keep_sample(&mut self, sample: SampleSms) {
         // Three samples, at least one in English when there is one.
         let has_english = self.samples.iter().any(|s| s.language == Language::En);
-        if self.samples.len() < 2
-            || (self.samples.len() == 2 && (has_english || sample.language == Language::En))
-        {
+        if self.samples.len() < 2 || (self.samples.len() == 2 && (has_english || sample.language == Language::En)) {
             self.samples.push(sample);
         }
     }
@@ -79,8 +77,7 @@ impl BillBuilder<'_> {
             let page = db::unbilled_candidates(&mut tx, month, &after, PAGE_SIZE).await?;
             let Some(last) = page.last() else { break };
             after = last.subscriber_id.clone();
-            self.build_page(&mut tx, month, as_of, &page, &mut report)
-                .await?;
+            self.build_page(&mut tx, month, as_of, &page, &mut report).await?;
             progress.inc(page.len() as u64);
             if !dry_run {
                 tx.commit().await?;
@@ -121,19 +118,9 @@ impl BillBuilder<'_> {
             let mut mine = records.remove(&candidate.subscriber_id).unwrap_or_default();
             mine.retain(|r| period.contains(r.occurred_at));
             let summary = summarize(&mine);
-            let flags = flag_vas_charges(
-                &mine,
-                &orders.remove(&candidate.subscriber_id).unwrap_or_default(),
-                tz,
-            );
-            let previous_totals = previous
-                .get(&candidate.subscriber_id)
-                .map(Vec::as_slice)
-                .unwrap_or_default();
-            let spike = self
-                .settings
-                .spike
-                .is_spike(summary.total(), previous_totals);
+            let flags = flag_vas_charges(&mine, &orders.remove(&candidate.subscriber_id).unwrap_or_default(), tz);
+            let previous_totals = previous.get(&candidate.subscriber_id).map(Vec::as_slice).unwrap_or_default();
+            let spike = self.settings.spike.is_spike(summary.total(), previous_totals);
             let facts = BillFacts {
                 msisdn: &candidate.msisdn,
                 language: candidate.language,
@@ -148,16 +135,8 @@ impl BillBuilder<'_> {
                 },
             };
             let notification = match self.renderer.render_bill(&facts) {
-                RenderedSms::Fits {
-                    text,
-                    encoding,
-                    segments,
-                } => {
-                    let status = if candidate.bill_sms {
-                        DeliveryStatus::Pending
-                    } else {
-                        DeliveryStatus::Suppressed
-                    };
+                RenderedSms::Fits { text, encoding, segments } => {
+                    let status = if candidate.bill_sms { DeliveryStatus::Pending } else { DeliveryStatus::Suppressed };
                     *report.by_segments.entry(segments).or_default() += 1;
                     if status == DeliveryStatus::Pending {
                         report.keep_sample(SampleSms {
@@ -215,9 +194,4 @@ impl BillBuilder<'_> {
         }
         Ok(())
     }
-}
-
-/// The flag reasons in contract order, for reports.
-pub fn flag_reason_names() -> impl Iterator<Item = &'static str> {
-    FlagReason::ALL.into_iter().map(FlagReason::as_str)
 }

@@ -16,31 +16,11 @@ use crate::import::ImportKind;
 
 const SAMPLE_DIR: &str = "demo";
 const SAMPLE_FILES: [(ImportKind, &str, &str); 5] = [
-    (
-        ImportKind::Plans,
-        "plans.csv",
-        include_str!("../../data/sample/plans.csv"),
-    ),
-    (
-        ImportKind::Subscribers,
-        "subscribers.csv",
-        include_str!("../../data/sample/subscribers.csv"),
-    ),
-    (
-        ImportKind::Usage,
-        "usage.csv",
-        include_str!("../../data/sample/usage.csv"),
-    ),
-    (
-        ImportKind::Orders,
-        "orders.csv",
-        include_str!("../../data/sample/orders.csv"),
-    ),
-    (
-        ImportKind::SpamReports,
-        "spam_reports.csv",
-        include_str!("../../data/sample/spam_reports.csv"),
-    ),
+    (ImportKind::Plans, "plans.csv", include_str!("../../data/sample/plans.csv")),
+    (ImportKind::Subscribers, "subscribers.csv", include_str!("../../data/sample/subscribers.csv")),
+    (ImportKind::Usage, "usage.csv", include_str!("../../data/sample/usage.csv")),
+    (ImportKind::Orders, "orders.csv", include_str!("../../data/sample/orders.csv")),
+    (ImportKind::SpamReports, "spam_reports.csv", include_str!("../../data/sample/spam_reports.csv")),
 ];
 const DEMO_MONTH: &str = "2026-10";
 
@@ -51,14 +31,10 @@ pub async fn run(mut settings: Settings) -> anyhow::Result<()> {
     let app = App::build(settings).await?;
     let dir = Path::new(SAMPLE_DIR);
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {SAMPLE_DIR}/"))?;
-    println!(
-        "billpush demo: sample data in {SAMPLE_DIR}/, database {}",
-        app.settings.config.database.url
-    );
+    println!("billpush demo: sample data in {SAMPLE_DIR}/, database {}", app.settings.config.database.url);
     for (kind, name, content) in SAMPLE_FILES {
         let path = dir.join(name);
-        std::fs::write(&path, content)
-            .with_context(|| format!("cannot write {}", path.display()))?;
+        std::fs::write(&path, content).with_context(|| format!("cannot write {}", path.display()))?;
         let counts = app.import(kind, &path, false).await?;
         println!(
             "import {:<13} accepted={} duplicate={} rejected={}",
@@ -70,8 +46,7 @@ pub async fn run(mut settings: Settings) -> anyhow::Result<()> {
     }
     let month: BillingMonth = DEMO_MONTH.parse().map_err(anyhow::Error::msg)?;
     // Every sample period of the month must be due, whatever today's date is.
-    let as_of =
-        Utc::now().max(all_periods_of(month, app.settings.timezone).end + app.settings.grace);
+    let as_of = Utc::now().max(all_periods_of(month, app.settings.timezone).end + app.settings.grace);
     let report = app.run(month, Some(as_of), false).await?;
     let status = app.status(month).await?;
     let build = &report.build;
@@ -82,40 +57,15 @@ pub async fn run(mut settings: Settings) -> anyhow::Result<()> {
         status.bills,
         Fen::new(status.total_fen)
     );
-    println!(
-        "flags by reason: {}",
-        status
-            .flags
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join(" ")
-    );
+    println!("flags by reason: {}", status.flags.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" "));
     println!("spike bills: {}", status.spikes);
     println!("spam numbers flagged: {}", app.spam_flagged(month).await?);
-    println!(
-        "bill sms: {}",
-        status
-            .deliveries
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join(" ")
-    );
+    println!("bill sms: {}", status.deliveries.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" "));
     println!(
         "sms by segments: {}",
-        build
-            .by_segments
-            .iter()
-            .map(|(k, v)| format!("{k} part(s)={v}"))
-            .collect::<Vec<_>>()
-            .join(" ")
+        build.by_segments.iter().map(|(k, v)| format!("{k} part(s)={v}")).collect::<Vec<_>>().join(" ")
     );
-    println!(
-        "pushed now: {} to {}",
-        report.push.accepted,
-        app.settings.config.gateway.outbox.display()
-    );
+    println!("pushed now: {} to {}", report.push.accepted, app.settings.config.gateway.outbox.display());
     if build.billed == 0 {
         println!("(this month was billed by an earlier demo run; bills are frozen and nothing is sent twice)");
     }

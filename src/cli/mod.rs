@@ -18,11 +18,7 @@ use crate::export::{ExportFormat, ExportKind};
 use crate::import::ImportKind;
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "billpush",
-    version,
-    about = "Pushes every subscriber's monthly itemized bill by SMS"
-)]
+#[command(name = "billpush", version, about = "Pushes every subscriber's monthly itemized bill by SMS")]
 pub struct Cli {
     /// Configuration file (default config/default.toml; built-in defaults if it is absent).
     #[arg(long, global = true)]
@@ -83,76 +79,37 @@ pub fn load_settings(cli: &Cli) -> anyhow::Result<Settings> {
 }
 
 pub async fn execute(cli: Cli) -> anyhow::Result<()> {
-    let mut settings = load_settings(&cli)?;
+    let settings = load_settings(&cli)?;
     if let Command::Demo = cli.command {
         return demo::run(settings).await;
     }
-    settings.config.sms.templates = settings.config.sms.templates.clone();
     let app = App::build(settings).await?;
     let stdout = std::io::stdout();
     match cli.command {
         Command::Import { kind, file, strict } => {
             let counts = app.import(kind, &file, strict).await?;
-            println!(
-                "accepted={} duplicate={} rejected={}",
-                counts.accepted, counts.duplicate, counts.rejected
-            );
+            println!("accepted={} duplicate={} rejected={}", counts.accepted, counts.duplicate, counts.rejected);
             if counts.rejected > 0 {
-                eprintln!(
-                    "rejected rows are in {}",
-                    crate::import::rejects_path(&file).display()
-                );
+                eprintln!("rejected rows are in {}", crate::import::rejects_path(&file).display());
             }
         }
-        Command::Run {
-            month,
-            as_of,
-            dry_run,
-        } => {
+        Command::Run { month, as_of, dry_run } => {
             let report = app.run(month, as_of, dry_run).await?;
             let build = &report.build;
             let mut out = stdout.lock();
-            writeln!(
-                out,
-                "month {month}{}",
-                if dry_run {
-                    " (dry run: nothing was kept or queued)"
-                } else {
-                    ""
-                }
-            )?;
-            writeln!(
-                out,
-                "billed {} total {} yuan",
-                build.billed,
-                Fen::new(build.total_fen)
-            )?;
+            writeln!(out, "month {month}{}", if dry_run { " (dry run: nothing was kept or queued)" } else { "" })?;
+            writeln!(out, "billed {} total {} yuan", build.billed, Fen::new(build.total_fen))?;
             match build.next_due_at {
-                Some(next) => writeln!(
-                    out,
-                    "not due {} (next becomes due at {})",
-                    build.not_due,
-                    next.to_rfc3339()
-                )?,
+                Some(next) => writeln!(out, "not due {} (next becomes due at {})", build.not_due, next.to_rfc3339())?,
                 None => writeln!(out, "not due 0")?,
             }
             writeln!(out, "bill sms {}", App::status_line(&build.by_status))?;
             writeln!(
                 out,
                 "segments {}",
-                build
-                    .by_segments
-                    .iter()
-                    .map(|(k, v)| format!("{k}={v}"))
-                    .collect::<Vec<_>>()
-                    .join(" ")
+                build.by_segments.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ")
             )?;
-            writeln!(
-                out,
-                "flags {} spike={}",
-                App::status_line(&build.flags),
-                build.spikes
-            )?;
+            writeln!(out, "flags {} spike={}", App::status_line(&build.flags), build.spikes)?;
             if dry_run {
                 for sample in &build.samples {
                     writeln!(
@@ -176,44 +133,22 @@ pub async fn execute(cli: Cli) -> anyhow::Result<()> {
             let status = app.status(month).await?;
             let mut out = stdout.lock();
             writeln!(out, "month {month}")?;
-            writeln!(
-                out,
-                "bills {} total {} yuan spike={}",
-                status.bills,
-                Fen::new(status.total_fen),
-                status.spikes
-            )?;
+            writeln!(out, "bills {} total {} yuan spike={}", status.bills, Fen::new(status.total_fen), status.spikes)?;
             writeln!(
                 out,
                 "deliveries {}",
-                status
-                    .deliveries
-                    .iter()
-                    .map(|(k, v)| format!("{k}={v}"))
-                    .collect::<Vec<_>>()
-                    .join(" ")
+                status.deliveries.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ")
             )?;
             writeln!(
                 out,
                 "flags {}",
-                status
-                    .flags
-                    .iter()
-                    .map(|(k, v)| format!("{k}={v}"))
-                    .collect::<Vec<_>>()
-                    .join(" ")
+                status.flags.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ")
             )?;
             writeln!(out, "late records {}", status.late_records)?;
         }
-        Command::Export {
-            kind,
-            month,
-            format,
-            out,
-        } => match out {
+        Command::Export { kind, month, format, out } => match out {
             Some(path) => {
-                let file = File::create(&path)
-                    .with_context(|| format!("cannot create {}", path.display()))?;
+                let file = File::create(&path).with_context(|| format!("cannot create {}", path.display()))?;
                 let mut writer = BufWriter::new(file);
                 let rows = app.export(kind, month, format, &mut writer).await?;
                 writer.flush()?;

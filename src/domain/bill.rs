@@ -90,10 +90,7 @@ pub fn summarize<'a>(records: impl IntoIterator<Item = &'a UsageRecord>) -> Bill
             Category::Voice => usage.voice_minutes += record.quantity,
             Category::Data => usage.data_kb += record.quantity,
             Category::Sms => usage.sms_count += record.quantity,
-            Category::Vas => match vas
-                .iter_mut()
-                .find(|v| v.service_code == record.service_code)
-            {
+            Category::Vas => match vas.iter_mut().find(|v| v.service_code == record.service_code) {
                 Some(charge) => {
                     charge.amount += record.amount;
                     charge.charges += 1;
@@ -112,12 +109,7 @@ pub fn summarize<'a>(records: impl IntoIterator<Item = &'a UsageRecord>) -> Bill
         }
     }
     vas.sort_by(|a, b| a.service_code.cmp(&b.service_code));
-    BillSummary {
-        categories,
-        usage,
-        vas,
-        record_count,
-    }
+    BillSummary { categories, usage, vas, record_count }
 }
 
 #[cfg(test)]
@@ -136,116 +128,36 @@ pub(crate) mod tests {
     ) -> UsageRecord {
         UsageRecord {
             record_id: id.to_string(),
-            occurred_at: DateTime::<FixedOffset>::parse_from_rfc3339(at)
-                .unwrap()
-                .with_timezone(&Utc),
+            occurred_at: DateTime::<FixedOffset>::parse_from_rfc3339(at).unwrap().with_timezone(&Utc),
             category,
             quantity,
             amount: Fen::new(amount),
             service_code: code.to_string(),
-            description: if code.is_empty() {
-                String::new()
-            } else {
-                format!("service {code}")
-            },
+            description: if code.is_empty() { String::new() } else { format!("service {code}") },
         }
     }
 
     #[test]
     fn a_bill_sums_amounts_per_category_and_usage_per_kind() {
         let records = [
-            record(
-                "r1",
-                "2026-10-01T00:25:00+08:00",
-                Category::PlanFee,
-                1,
-                5800,
-                "",
-            ),
-            record(
-                "r2",
-                "2026-10-02T10:00:00+08:00",
-                Category::Voice,
-                34,
-                201,
-                "",
-            ),
-            record(
-                "r3",
-                "2026-10-03T10:00:00+08:00",
-                Category::Voice,
-                3,
-                30,
-                "",
-            ),
-            record(
-                "r4",
-                "2026-10-04T10:00:00+08:00",
-                Category::Data,
-                446789,
-                0,
-                "",
-            ),
+            record("r1", "2026-10-01T00:25:00+08:00", Category::PlanFee, 1, 5800, ""),
+            record("r2", "2026-10-02T10:00:00+08:00", Category::Voice, 34, 201, ""),
+            record("r3", "2026-10-03T10:00:00+08:00", Category::Voice, 3, 30, ""),
+            record("r4", "2026-10-04T10:00:00+08:00", Category::Data, 446789, 0, ""),
             record("r5", "2026-10-05T10:00:00+08:00", Category::Sms, 2, 10, ""),
-            record(
-                "r6",
-                "2026-10-06T10:00:00+08:00",
-                Category::Vas,
-                1,
-                300,
-                "SP2002",
-            ),
-            record(
-                "r7",
-                "2026-10-07T10:00:00+08:00",
-                Category::Vas,
-                1,
-                300,
-                "SP2002",
-            ),
-            record(
-                "r8",
-                "2026-10-08T10:00:00+08:00",
-                Category::Vas,
-                1,
-                200,
-                "SP1001",
-            ),
-            record(
-                "r9",
-                "2026-10-09T10:00:00+08:00",
-                Category::Discount,
-                0,
-                -1623,
-                "",
-            ),
-            record(
-                "r10",
-                "2026-10-10T10:00:00+08:00",
-                Category::Adjustment,
-                0,
-                50,
-                "",
-            ),
+            record("r6", "2026-10-06T10:00:00+08:00", Category::Vas, 1, 300, "SP2002"),
+            record("r7", "2026-10-07T10:00:00+08:00", Category::Vas, 1, 300, "SP2002"),
+            record("r8", "2026-10-08T10:00:00+08:00", Category::Vas, 1, 200, "SP1001"),
+            record("r9", "2026-10-09T10:00:00+08:00", Category::Discount, 0, -1623, ""),
+            record("r10", "2026-10-10T10:00:00+08:00", Category::Adjustment, 0, 50, ""),
         ];
         let bill = summarize(&records);
         assert_eq!(bill.total(), Fen::new(5800 + 231 + 10 + 800 - 1623 + 50));
         assert_eq!(bill.categories.get(Category::Voice), Fen::new(231));
         assert_eq!(bill.categories.get(Category::Other), Fen::ZERO);
-        assert_eq!(
-            bill.usage,
-            UsageTotals {
-                voice_minutes: 37,
-                data_kb: 446789,
-                sms_count: 2
-            }
-        );
+        assert_eq!(bill.usage, UsageTotals { voice_minutes: 37, data_kb: 446789, sms_count: 2 });
         assert_eq!(bill.record_count, 10);
-        let codes: Vec<_> = bill
-            .vas
-            .iter()
-            .map(|v| (v.service_code.as_str(), v.amount.get(), v.charges))
-            .collect();
+        let codes: Vec<_> = bill.vas.iter().map(|v| (v.service_code.as_str(), v.amount.get(), v.charges)).collect();
         assert_eq!(codes, [("SP1001", 200, 1), ("SP2002", 600, 2)]);
     }
 

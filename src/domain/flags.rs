@@ -22,12 +22,8 @@ pub enum FlagReason {
 }
 
 impl FlagReason {
-    pub const ALL: [FlagReason; 4] = [
-        FlagReason::NoOrder,
-        FlagReason::AfterCancel,
-        FlagReason::Unconfirmed,
-        FlagReason::Duplicate,
-    ];
+    pub const ALL: [FlagReason; 4] =
+        [FlagReason::NoOrder, FlagReason::AfterCancel, FlagReason::Unconfirmed, FlagReason::Duplicate];
 
     pub const fn as_str(self) -> &'static str {
         match self {
@@ -48,10 +44,7 @@ impl fmt::Display for FlagReason {
 impl FromStr for FlagReason {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        FlagReason::ALL
-            .into_iter()
-            .find(|r| r.as_str() == s)
-            .ok_or_else(|| format!("unknown flag reason {s:?}"))
+        FlagReason::ALL.into_iter().find(|r| r.as_str() == s).ok_or_else(|| format!("unknown flag reason {s:?}"))
     }
 }
 
@@ -75,23 +68,16 @@ pub struct ChargeFlag {
 
 /// Flags the VAS charges among one period's records, sorted by record id.
 pub fn flag_vas_charges(records: &[UsageRecord], orders: &[VasOrder], tz: Tz) -> Vec<ChargeFlag> {
-    let mut charges: Vec<&UsageRecord> = records
-        .iter()
-        .filter(|r| r.category == Category::Vas)
-        .collect();
+    let mut charges: Vec<&UsageRecord> = records.iter().filter(|r| r.category == Category::Vas).collect();
     // "Earlier" is by instant, then record id, so the first of a duplicate group is stable.
     charges.sort_by(|a, b| (a.occurred_at, &a.record_id).cmp(&(b.occurred_at, &b.record_id)));
     let mut seen_same_day = HashSet::new();
     let mut flags: Vec<ChargeFlag> = charges
         .into_iter()
         .filter_map(|charge| {
-            let first_of_its_day = seen_same_day.insert((
-                charge.service_code.as_str(),
-                charge.amount,
-                local_date(charge.occurred_at, tz),
-            ));
-            let reason = consent_problem(charge, orders)
-                .or((!first_of_its_day).then_some(FlagReason::Duplicate))?;
+            let first_of_its_day =
+                seen_same_day.insert((charge.service_code.as_str(), charge.amount, local_date(charge.occurred_at, tz)));
+            let reason = consent_problem(charge, orders).or((!first_of_its_day).then_some(FlagReason::Duplicate))?;
             Some(ChargeFlag {
                 record_id: charge.record_id.clone(),
                 reason,
@@ -113,9 +99,7 @@ fn consent_problem(charge: &UsageRecord, orders: &[VasOrder]) -> Option<FlagReas
         .max_by_key(|o| o.ordered_at);
     match latest {
         None => Some(FlagReason::NoOrder),
-        Some(order) if order.cancelled_at.is_some_and(|c| c <= charge.occurred_at) => {
-            Some(FlagReason::AfterCancel)
-        }
+        Some(order) if order.cancelled_at.is_some_and(|c| c <= charge.occurred_at) => Some(FlagReason::AfterCancel),
         Some(order) if !order.confirmed => Some(FlagReason::Unconfirmed),
         Some(_) => None,
     }
@@ -154,18 +138,11 @@ mod tests {
     use chrono_tz::Asia::Shanghai;
 
     fn at(s: &str) -> DateTime<Utc> {
-        DateTime::<FixedOffset>::parse_from_rfc3339(s)
-            .unwrap()
-            .with_timezone(&Utc)
+        DateTime::<FixedOffset>::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
     }
 
     fn order(code: &str, ordered: &str, cancelled: Option<&str>, confirmed: bool) -> VasOrder {
-        VasOrder {
-            service_code: code.into(),
-            ordered_at: at(ordered),
-            cancelled_at: cancelled.map(at),
-            confirmed,
-        }
+        VasOrder { service_code: code.into(), ordered_at: at(ordered), cancelled_at: cancelled.map(at), confirmed }
     }
 
     fn vas(id: &str, when: &str, amount: i64, code: &str) -> UsageRecord {
@@ -173,10 +150,7 @@ mod tests {
     }
 
     fn reasons(flags: &[ChargeFlag]) -> Vec<(&str, FlagReason)> {
-        flags
-            .iter()
-            .map(|f| (f.record_id.as_str(), f.reason))
-            .collect()
+        flags.iter().map(|f| (f.record_id.as_str(), f.reason)).collect()
     }
 
     #[test]
@@ -185,11 +159,7 @@ mod tests {
             order("SP1", "2026-10-10T00:00:00+08:00", None, true),
             order("SP2", "2026-01-01T00:00:00+08:00", None, true),
         ];
-        let flags = flag_vas_charges(
-            &[vas("a", "2026-10-09T23:59:59+08:00", 200, "SP1")],
-            &orders,
-            Shanghai,
-        );
+        let flags = flag_vas_charges(&[vas("a", "2026-10-09T23:59:59+08:00", 200, "SP1")], &orders, Shanghai);
         assert_eq!(reasons(&flags), [("a", FlagReason::NoOrder)]);
         assert_eq!(flags[0].amount, Fen::new(200));
         assert_eq!(flags[0].service_code, "SP1");
@@ -198,74 +168,37 @@ mod tests {
     #[test]
     fn an_order_placed_at_the_same_instant_covers_the_charge() {
         let orders = [order("SP1", "2026-10-10T00:00:00+08:00", None, true)];
-        assert!(flag_vas_charges(
-            &[vas("a", "2026-10-10T00:00:00+08:00", 200, "SP1")],
-            &orders,
-            Shanghai
-        )
-        .is_empty());
+        assert!(flag_vas_charges(&[vas("a", "2026-10-10T00:00:00+08:00", 200, "SP1")], &orders, Shanghai).is_empty());
     }
 
     #[test]
     fn a_charge_at_or_after_cancellation_is_after_cancel() {
-        let orders = [order(
-            "SP1",
-            "2026-01-01T00:00:00+08:00",
-            Some("2026-10-04T12:00:00+08:00"),
-            true,
-        )];
+        let orders = [order("SP1", "2026-01-01T00:00:00+08:00", Some("2026-10-04T12:00:00+08:00"), true)];
         let records = [
             vas("before", "2026-10-04T11:59:59+08:00", 200, "SP1"),
             vas("exactly", "2026-10-04T12:00:00+08:00", 300, "SP1"),
             vas("after", "2026-10-05T12:00:00+08:00", 400, "SP1"),
         ];
         let flags = flag_vas_charges(&records, &orders, Shanghai);
-        assert_eq!(
-            reasons(&flags),
-            [
-                ("after", FlagReason::AfterCancel),
-                ("exactly", FlagReason::AfterCancel)
-            ]
-        );
+        assert_eq!(reasons(&flags), [("after", FlagReason::AfterCancel), ("exactly", FlagReason::AfterCancel)]);
     }
 
     #[test]
     fn only_the_latest_order_before_the_charge_counts() {
         let orders = [
-            order(
-                "SP1",
-                "2026-01-01T00:00:00+08:00",
-                Some("2026-02-01T00:00:00+08:00"),
-                true,
-            ),
+            order("SP1", "2026-01-01T00:00:00+08:00", Some("2026-02-01T00:00:00+08:00"), true),
             order("SP1", "2026-03-01T00:00:00+08:00", None, true),
         ];
-        assert!(flag_vas_charges(
-            &[vas("a", "2026-10-01T00:00:00+08:00", 200, "SP1")],
-            &orders,
-            Shanghai
-        )
-        .is_empty());
-        let reordered = [
-            order("SP1", "2026-03-01T00:00:00+08:00", None, false),
-            orders[0].clone(),
-        ];
-        let flags = flag_vas_charges(
-            &[vas("a", "2026-10-01T00:00:00+08:00", 200, "SP1")],
-            &reordered,
-            Shanghai,
-        );
+        assert!(flag_vas_charges(&[vas("a", "2026-10-01T00:00:00+08:00", 200, "SP1")], &orders, Shanghai).is_empty());
+        let reordered = [order("SP1", "2026-03-01T00:00:00+08:00", None, false), orders[0].clone()];
+        let flags = flag_vas_charges(&[vas("a", "2026-10-01T00:00:00+08:00", 200, "SP1")], &reordered, Shanghai);
         assert_eq!(reasons(&flags), [("a", FlagReason::Unconfirmed)]);
     }
 
     #[test]
     fn an_active_order_without_double_confirmation_is_unconfirmed() {
         let orders = [order("SP5", "2026-04-05T00:00:00+08:00", None, false)];
-        let flags = flag_vas_charges(
-            &[vas("a", "2026-10-01T00:00:00+08:00", 200, "SP5")],
-            &orders,
-            Shanghai,
-        );
+        let flags = flag_vas_charges(&[vas("a", "2026-10-01T00:00:00+08:00", 200, "SP5")], &orders, Shanghai);
         assert_eq!(reasons(&flags), [("a", FlagReason::Unconfirmed)]);
     }
 
@@ -294,54 +227,27 @@ mod tests {
 
     #[test]
     fn a_consent_reason_wins_over_duplicate() {
-        let records = [
-            vas("a", "2026-10-05T09:00:00+08:00", 300, "SP9"),
-            vas("b", "2026-10-05T10:00:00+08:00", 300, "SP9"),
-        ];
+        let records =
+            [vas("a", "2026-10-05T09:00:00+08:00", 300, "SP9"), vas("b", "2026-10-05T10:00:00+08:00", 300, "SP9")];
         let flags = flag_vas_charges(&records, &[], Shanghai);
-        assert_eq!(
-            reasons(&flags),
-            [("a", FlagReason::NoOrder), ("b", FlagReason::NoOrder)]
-        );
+        assert_eq!(reasons(&flags), [("a", FlagReason::NoOrder), ("b", FlagReason::NoOrder)]);
     }
 
     #[test]
     fn non_vas_records_are_never_flagged() {
-        let records = [record(
-            "v",
-            "2026-10-05T09:00:00+08:00",
-            Category::Voice,
-            3,
-            30,
-            "",
-        )];
+        let records = [record("v", "2026-10-05T09:00:00+08:00", Category::Voice, 3, 30, "")];
         assert!(flag_vas_charges(&records, &[], Shanghai).is_empty());
     }
 
     #[test]
     fn a_spike_needs_both_the_ratio_and_the_minimum_increase() {
-        let rule = SpikeRule {
-            ratio_percent: 300,
-            min_increase: Fen::new(5000),
-        };
+        let rule = SpikeRule { ratio_percent: 300, min_increase: Fen::new(5000) };
         let f = |v: &[i64]| v.iter().copied().map(Fen::new).collect::<Vec<_>>();
-        assert!(
-            !rule.is_spike(Fen::new(100_000), &[]),
-            "no history, no spike"
-        );
+        assert!(!rule.is_spike(Fen::new(100_000), &[]), "no history, no spike");
         assert!(rule.is_spike(Fen::new(30_001), &f(&[10_000])));
-        assert!(
-            !rule.is_spike(Fen::new(30_000), &f(&[10_000])),
-            "exactly three times is not more than"
-        );
-        assert!(
-            !rule.is_spike(Fen::new(4_000), &f(&[1_000])),
-            "ratio met but only 30.00 more"
-        );
-        assert!(
-            rule.is_spike(Fen::new(6_000), &f(&[1_000])),
-            "exceeds the mean by exactly the minimum"
-        );
+        assert!(!rule.is_spike(Fen::new(30_000), &f(&[10_000])), "exactly three times is not more than");
+        assert!(!rule.is_spike(Fen::new(4_000), &f(&[1_000])), "ratio met but only 30.00 more");
+        assert!(rule.is_spike(Fen::new(6_000), &f(&[1_000])), "exceeds the mean by exactly the minimum");
         // The mean of 100, 100, 101 is 100.33…; 7 × 3 × 100 > 300 × 301 must be exact.
         assert!(rule.is_spike(Fen::new(5_400), &f(&[100, 100, 101])));
         // Only the three most recent bills count.

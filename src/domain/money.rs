@@ -2,16 +2,14 @@
 
 use std::fmt;
 use std::iter::Sum;
-use std::ops::{Add, AddAssign, Sub};
+use std::ops::{Add, AddAssign};
 
 use serde::{Deserialize, Serialize};
 
 /// The largest absolute amount a single usage record may carry (SPEC §1).
 pub const MAX_RECORD_AMOUNT_FEN: i64 = 1_000_000_000;
 
-#[derive(
-    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
-)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct Fen(i64);
 
@@ -50,13 +48,6 @@ impl Add for Fen {
 impl AddAssign for Fen {
     fn add_assign(&mut self, rhs: Fen) {
         self.0 += rhs.0;
-    }
-}
-
-impl Sub for Fen {
-    type Output = Fen;
-    fn sub(self, rhs: Fen) -> Fen {
-        Fen(self.0 - rhs.0)
     }
 }
 

@@ -10,10 +10,7 @@ pub struct Msisdn(String);
 /// `1[3-9]\d{9}`: an 11-digit mainland mobile number without country code.
 fn is_mainland_mobile(digits: &str) -> bool {
     let b = digits.as_bytes();
-    b.len() == 11
-        && b[0] == b'1'
-        && (b'3'..=b'9').contains(&b[1])
-        && b.iter().all(u8::is_ascii_digit)
+    b.len() == 11 && b[0] == b'1' && (b'3'..=b'9').contains(&b[1]) && b.iter().all(u8::is_ascii_digit)
 }
 
 impl Msisdn {
@@ -25,15 +22,12 @@ impl Msisdn {
             return Ok(Msisdn(format!("+86{text}")));
         }
         let digits = text.strip_prefix('+').unwrap_or(text);
-        let valid = (8..=15).contains(&digits.len())
-            && digits.bytes().all(|b| b.is_ascii_digit())
-            && !digits.starts_with('0');
+        let valid =
+            (8..=15).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit()) && !digits.starts_with('0');
         if valid {
             Ok(Msisdn(format!("+{digits}")))
         } else {
-            Err(format!(
-                "{text:?} is not an E.164 number or an 11-digit mainland mobile number"
-            ))
+            Err(format!("{text:?} is not an E.164 number or an 11-digit mainland mobile number"))
         }
     }
 
@@ -55,11 +49,7 @@ impl Msisdn {
         };
         // Stored numbers are ASCII with at least 8 digits, so byte slicing is safe.
         let tail_start = shown.len() - 4;
-        format!(
-            "{}****{}",
-            &shown[..head_len.min(tail_start)],
-            &shown[tail_start..]
-        )
+        format!("{}****{}", &shown[..head_len.min(tail_start)], &shown[tail_start..])
     }
 }
 
@@ -80,9 +70,7 @@ pub fn normalise_reported_number(input: &str) -> Result<String, String> {
     if (3..=20).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit()) {
         Ok(text.to_string())
     } else {
-        Err(format!(
-            "{text:?} is not a phone number (3 to 20 digits, optional leading +)"
-        ))
+        Err(format!("{text:?} is not a phone number (3 to 20 digits, optional leading +)"))
     }
 }
 
@@ -93,34 +81,16 @@ mod tests {
 
     #[test]
     fn mainland_mobiles_get_the_country_code() {
-        assert_eq!(
-            Msisdn::parse("13800138000").unwrap().as_str(),
-            "+8613800138000"
-        );
-        assert_eq!(
-            Msisdn::parse("+8613800138000").unwrap().as_str(),
-            "+8613800138000"
-        );
-        assert_eq!(
-            Msisdn::parse("8613800138000").unwrap().as_str(),
-            "+8613800138000"
-        );
-        assert_eq!(
-            Msisdn::parse(" 19482637352 ").unwrap().as_str(),
-            "+8619482637352"
-        );
+        assert_eq!(Msisdn::parse("13800138000").unwrap().as_str(), "+8613800138000");
+        assert_eq!(Msisdn::parse("+8613800138000").unwrap().as_str(), "+8613800138000");
+        assert_eq!(Msisdn::parse("8613800138000").unwrap().as_str(), "+8613800138000");
+        assert_eq!(Msisdn::parse(" 19482637352 ").unwrap().as_str(), "+8619482637352");
     }
 
     #[test]
     fn other_international_numbers_are_kept_in_e164() {
-        assert_eq!(
-            Msisdn::parse("+447952319252").unwrap().as_str(),
-            "+447952319252"
-        );
-        assert_eq!(
-            Msisdn::parse("447952319252").unwrap().as_str(),
-            "+447952319252"
-        );
+        assert_eq!(Msisdn::parse("+447952319252").unwrap().as_str(), "+447952319252");
+        assert_eq!(Msisdn::parse("447952319252").unwrap().as_str(), "+447952319252");
     }
 
     #[test]
@@ -142,42 +112,18 @@ mod tests {
 
     #[test]
     fn numbers_are_masked_for_logs_and_messages() {
-        assert_eq!(
-            Msisdn::parse("13800138000").unwrap().masked(),
-            "138****8000"
-        );
-        assert_eq!(
-            Msisdn::parse("+447952319252").unwrap().masked(),
-            "+447****9252"
-        );
-        assert_eq!(
-            Msisdn::parse("+12025550123").unwrap().masked(),
-            "+120****0123"
-        );
+        assert_eq!(Msisdn::parse("13800138000").unwrap().masked(), "138****8000");
+        assert_eq!(Msisdn::parse("+447952319252").unwrap().masked(), "+447****9252");
+        assert_eq!(Msisdn::parse("+12025550123").unwrap().masked(), "+120****0123");
     }
 
     #[test]
     fn reported_numbers_are_normalised_for_comparison() {
-        assert_eq!(
-            normalise_reported_number("17012345699").unwrap(),
-            "+8617012345699"
-        );
-        assert_eq!(
-            normalise_reported_number("+8617012345699").unwrap(),
-            "+8617012345699"
-        );
-        assert_eq!(
-            normalise_reported_number("+447700900123").unwrap(),
-            "+447700900123"
-        );
-        assert_eq!(
-            normalise_reported_number("1065912345").unwrap(),
-            "1065912345"
-        );
-        assert_eq!(
-            normalise_reported_number("02161234567").unwrap(),
-            "02161234567"
-        );
+        assert_eq!(normalise_reported_number("17012345699").unwrap(), "+8617012345699");
+        assert_eq!(normalise_reported_number("+8617012345699").unwrap(), "+8617012345699");
+        assert_eq!(normalise_reported_number("+447700900123").unwrap(), "+447700900123");
+        assert_eq!(normalise_reported_number("1065912345").unwrap(), "1065912345");
+        assert_eq!(normalise_reported_number("02161234567").unwrap(), "02161234567");
         assert_eq!(normalise_reported_number("95588").unwrap(), "95588");
         assert!(normalise_reported_number("abc").is_err());
         assert!(normalise_reported_number("10-086").is_err());

@@ -19,8 +19,7 @@ pub struct BillingMonth {
 
 impl BillingMonth {
     pub fn new(year: i32, month: u32) -> Option<Self> {
-        ((1..=12).contains(&month) && (1000..=9999).contains(&year))
-            .then_some(BillingMonth { year, month })
+        ((1..=12).contains(&month) && (1000..=9999).contains(&year)).then_some(BillingMonth { year, month })
     }
 
     pub fn year(self) -> i32 {
@@ -33,29 +32,17 @@ impl BillingMonth {
 
     pub fn next(self) -> Self {
         if self.month == 12 {
-            BillingMonth {
-                year: self.year + 1,
-                month: 1,
-            }
+            BillingMonth { year: self.year + 1, month: 1 }
         } else {
-            BillingMonth {
-                year: self.year,
-                month: self.month + 1,
-            }
+            BillingMonth { year: self.year, month: self.month + 1 }
         }
     }
 
     pub fn previous(self) -> Self {
         if self.month == 1 {
-            BillingMonth {
-                year: self.year - 1,
-                month: 12,
-            }
+            BillingMonth { year: self.year - 1, month: 12 }
         } else {
-            BillingMonth {
-                year: self.year,
-                month: self.month - 1,
-            }
+            BillingMonth { year: self.year, month: self.month - 1 }
         }
     }
 
@@ -82,20 +69,10 @@ impl FromStr for BillingMonth {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let bad = || format!("{s:?} is not a month written YYYY-MM");
         let (year, month) = s.split_once('-').ok_or_else(bad)?;
-        if year.len() != 4
-            || month.len() != 2
-            || !year
-                .bytes()
-                .chain(month.bytes())
-                .all(|b| b.is_ascii_digit())
-        {
+        if year.len() != 4 || month.len() != 2 || !year.bytes().chain(month.bytes()).all(|b| b.is_ascii_digit()) {
             return Err(bad());
         }
-        BillingMonth::new(
-            year.parse().map_err(|_| bad())?,
-            month.parse().map_err(|_| bad())?,
-        )
-        .ok_or_else(bad)
+        BillingMonth::new(year.parse().map_err(|_| bad())?, month.parse().map_err(|_| bad())?).ok_or_else(bad)
     }
 }
 
@@ -108,7 +85,7 @@ impl BillingDay {
     pub const LAST: BillingDay = BillingDay(28);
 
     pub fn new(day: i64) -> Option<Self> {
-        (1..=28).contains(&day).then(|| BillingDay(day as u8))
+        (1..=28).contains(&day).then_some(BillingDay(day as u8))
     }
 
     pub fn get(self) -> u8 {
@@ -131,10 +108,7 @@ impl Period {
 
 /// The billing period of `month` for a subscriber whose period starts on `day`.
 pub fn billing_period(month: BillingMonth, day: BillingDay, tz: Tz) -> Period {
-    Period {
-        start: local_midnight(month.day(day), tz),
-        end: local_midnight(month.next().day(day), tz),
-    }
+    Period { start: local_midnight(month.day(day), tz), end: local_midnight(month.next().day(day), tz) }
 }
 
 /// The calendar month in the operator's timezone (spam reports are counted per calendar month).
@@ -186,9 +160,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn at(rfc3339: &str) -> DateTime<Utc> {
-        DateTime::<FixedOffset>::parse_from_rfc3339(rfc3339)
-            .unwrap()
-            .with_timezone(&Utc)
+        DateTime::<FixedOffset>::parse_from_rfc3339(rfc3339).unwrap().with_timezone(&Utc)
     }
 
     fn month(s: &str) -> BillingMonth {
@@ -198,20 +170,8 @@ mod tests {
     #[test]
     fn months_parse_only_in_the_contract_form() {
         assert_eq!(month("2026-10").to_string(), "2026-10");
-        for bad in [
-            "2026-13",
-            "2026-00",
-            "2026-1",
-            "26-10",
-            "2026/10",
-            "2026-10-01",
-            "",
-            "２０２６-10",
-        ] {
-            assert!(
-                bad.parse::<BillingMonth>().is_err(),
-                "{bad} should be refused"
-            );
+        for bad in ["2026-13", "2026-00", "2026-1", "26-10", "2026/10", "2026-10-01", "", "２０２６-10"] {
+            assert!(bad.parse::<BillingMonth>().is_err(), "{bad} should be refused");
         }
         assert_eq!(month("2026-12").next(), month("2027-01"));
         assert_eq!(month("2027-01").previous(), month("2026-12"));
@@ -228,24 +188,14 @@ mod tests {
         assert_eq!(p.end, at("2027-01-28T00:00:00+08:00"));
 
         let p = billing_period(month("2027-01"), BillingDay::new(28).unwrap(), Shanghai);
-        assert_eq!(
-            p.end,
-            at("2027-02-28T00:00:00+08:00"),
-            "February has a 28th"
-        );
+        assert_eq!(p.end, at("2027-02-28T00:00:00+08:00"), "February has a 28th");
     }
 
     #[test]
     fn records_are_placed_by_their_instant_in_the_operator_timezone() {
         let p = billing_period(month("2026-08"), BillingDay::FIRST, Shanghai);
-        assert!(
-            p.contains(at("2026-08-01T00:00:00+08:00")),
-            "exactly at the start is inside"
-        );
-        assert!(
-            !p.contains(at("2026-09-01T00:00:00+08:00")),
-            "exactly at the end is outside"
-        );
+        assert!(p.contains(at("2026-08-01T00:00:00+08:00")), "exactly at the start is inside");
+        assert!(!p.contains(at("2026-09-01T00:00:00+08:00")), "exactly at the end is outside");
         // 2026-07-31 10:59:59 at -05:00 is 23:59:59 on July 31st in Shanghai: before the period.
         assert!(!p.contains(at("2026-07-31T10:59:59-05:00")));
         // 2026-08-31 15:59:59 UTC is 23:59:59 on August 31st in Shanghai: inside.
@@ -266,19 +216,13 @@ mod tests {
         // Santiago skips midnight when DST starts; the day begins at 01:00.
         let santiago: Tz = "America/Santiago".parse().unwrap();
         let start = local_midnight(NaiveDate::from_ymd_opt(2026, 9, 6).unwrap(), santiago);
-        assert_eq!(
-            start.with_timezone(&santiago).format("%H:%M").to_string(),
-            "01:00"
-        );
+        assert_eq!(start.with_timezone(&santiago).format("%H:%M").to_string(), "01:00");
     }
 
     #[test]
     fn the_last_day_shown_is_the_day_before_the_next_period_starts() {
         let p = billing_period(month("2026-10"), BillingDay::new(15).unwrap(), Shanghai);
-        assert_eq!(
-            last_local_day(&p, Shanghai),
-            NaiveDate::from_ymd_opt(2026, 11, 14).unwrap()
-        );
+        assert_eq!(last_local_day(&p, Shanghai), NaiveDate::from_ymd_opt(2026, 11, 14).unwrap());
     }
 
     proptest! {

@@ -32,9 +32,7 @@ impl QuietHours {
         }
         let mut date = local.date_naive();
         if local.time() >= self.end {
-            date = date
-                .succ_opt()
-                .expect("dates this far from the end of time");
+            date = date.succ_opt().expect("dates this far from the end of time");
         }
         let end = date.and_time(self.end);
         // An end time inside a DST gap does not exist that day; resume an hour later.
@@ -54,9 +52,7 @@ mod tests {
     use chrono_tz::Asia::Shanghai;
 
     fn at(s: &str) -> DateTime<Utc> {
-        DateTime::<FixedOffset>::parse_from_rfc3339(s)
-            .unwrap()
-            .with_timezone(&Utc)
+        DateTime::<FixedOffset>::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
     }
 
     fn hm(s: &str) -> NaiveTime {
@@ -67,29 +63,17 @@ mod tests {
     fn the_default_window_wraps_midnight() {
         let quiet = QuietHours::new(hm("21:00"), hm("08:00"), Shanghai);
         assert_eq!(quiet.resumes_at(at("2026-11-02T20:59:59+08:00")), None);
-        assert_eq!(
-            quiet.resumes_at(at("2026-11-02T21:00:00+08:00")),
-            Some(at("2026-11-03T08:00:00+08:00"))
-        );
-        assert_eq!(
-            quiet.resumes_at(at("2026-11-03T03:00:00+08:00")),
-            Some(at("2026-11-03T08:00:00+08:00"))
-        );
+        assert_eq!(quiet.resumes_at(at("2026-11-02T21:00:00+08:00")), Some(at("2026-11-03T08:00:00+08:00")));
+        assert_eq!(quiet.resumes_at(at("2026-11-03T03:00:00+08:00")), Some(at("2026-11-03T08:00:00+08:00")));
         assert_eq!(quiet.resumes_at(at("2026-11-03T08:00:00+08:00")), None);
         // 14:00 UTC is 22:00 in Shanghai: quiet, although it is afternoon in UTC.
-        assert_eq!(
-            quiet.resumes_at(at("2026-11-02T14:00:00+00:00")),
-            Some(at("2026-11-03T08:00:00+08:00"))
-        );
+        assert_eq!(quiet.resumes_at(at("2026-11-02T14:00:00+00:00")), Some(at("2026-11-03T08:00:00+08:00")));
     }
 
     #[test]
     fn a_window_within_one_day_works_too() {
         let quiet = QuietHours::new(hm("12:00"), hm("14:00"), Shanghai);
-        assert_eq!(
-            quiet.resumes_at(at("2026-11-02T13:00:00+08:00")),
-            Some(at("2026-11-02T14:00:00+08:00"))
-        );
+        assert_eq!(quiet.resumes_at(at("2026-11-02T13:00:00+08:00")), Some(at("2026-11-02T14:00:00+08:00")));
         assert_eq!(quiet.resumes_at(at("2026-11-02T14:00:00+08:00")), None);
     }
 

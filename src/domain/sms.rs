@@ -62,10 +62,7 @@ fn is_gsm7_extension(c: char) -> bool {
 
 /// The encoding a text needs: GSM-7 when every character has a GSM 03.38 code.
 pub fn encoding_for(text: &str) -> Encoding {
-    if text
-        .chars()
-        .all(|c| is_gsm7_basic(c) || is_gsm7_extension(c))
-    {
+    if text.chars().all(|c| is_gsm7_basic(c) || is_gsm7_extension(c)) {
         Encoding::Gsm7
     } else {
         Encoding::Ucs2
@@ -92,11 +89,7 @@ pub fn segment(text: &str) -> Segmented<'_> {
     let encoding = encoding_for(text);
     let units: usize = text.chars().map(|c| encoding.cost(c)).sum();
     if units <= encoding.single_limit() {
-        return Segmented {
-            encoding,
-            units,
-            parts: vec![text],
-        };
+        return Segmented { encoding, units, parts: vec![text] };
     }
     let limit = encoding.part_limit();
     let mut parts = Vec::with_capacity(units / limit + 1);
@@ -111,11 +104,7 @@ pub fn segment(text: &str) -> Segmented<'_> {
         used += cost;
     }
     parts.push(&text[part_start..]);
-    Segmented {
-        encoding,
-        units,
-        parts,
-    }
+    Segmented { encoding, units, parts }
 }
 
 #[cfg(test)]
@@ -129,12 +118,12 @@ mod tests {
 
     #[test]
     fn the_gsm7_alphabet_has_127_basic_and_10_extension_characters() {
+        assert_eq!(GSM7_BASIC.chars().count(), 127, "128 codes less the escape itself");
         assert_eq!(
-            GSM7_BASIC.chars().count(),
-            127,
-            "128 codes less the escape itself"
+            GSM7_EXTENSION.chars().count(),
+            10,
+            "form feed, caret, braces, backslash, brackets, tilde, bar, euro"
         );
-        assert_eq!(GSM7_EXTENSION.chars().count(), 10, "form feed, caret, braces, backslash, brackets, tilde, bar, euro");
     }
 
     #[test]
@@ -143,11 +132,7 @@ mod tests {
         assert_eq!(encoding_for("账单"), Encoding::Ucs2);
         assert_eq!(encoding_for("Zoë"), Encoding::Ucs2, "ë is not in GSM 03.38");
         assert_eq!(encoding_for("é à ñ Ü"), Encoding::Gsm7);
-        assert_eq!(
-            encoding_for("`"),
-            Encoding::Ucs2,
-            "the backtick has no GSM code"
-        );
+        assert_eq!(encoding_for("`"), Encoding::Ucs2, "the backtick has no GSM code");
     }
 
     #[test]

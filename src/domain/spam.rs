@@ -41,30 +41,21 @@ impl Allowlist {
     }
 
     pub fn allows(&self, number: &str) -> bool {
-        self.exact.iter().any(|e| e == number)
-            || self.prefixes.iter().any(|p| number.starts_with(p.as_str()))
+        self.exact.iter().any(|e| e == number) || self.prefixes.iter().any(|p| number.starts_with(p.as_str()))
     }
 }
 
 /// Flags numbers reported by at least `threshold` distinct subscribers and links each flagged
 /// number to the others of its number block (same length, all but the last 4 characters equal).
 /// `counts` must be sorted by number; the result keeps that order.
-pub fn aggregate(
-    counts: Vec<ReportCount>,
-    threshold: i64,
-    allowlist: &Allowlist,
-) -> Vec<SpamNumber> {
+pub fn aggregate(counts: Vec<ReportCount>, threshold: i64, allowlist: &Allowlist) -> Vec<SpamNumber> {
     let numbers: Vec<String> = counts.iter().map(|c| c.number.clone()).collect();
     counts
         .into_iter()
         .map(|count| {
             let allowlisted = allowlist.allows(&count.number);
             let flagged = count.distinct_reporters >= threshold && !allowlisted;
-            let associated = if flagged {
-                same_block(&count.number, &numbers)
-            } else {
-                Vec::new()
-            };
+            let associated = if flagged { same_block(&count.number, &numbers) } else { Vec::new() };
             SpamNumber {
                 number: count.number,
                 distinct_reporters: count.distinct_reporters,
@@ -85,9 +76,7 @@ fn same_block(number: &str, sorted_numbers: &[String]) -> Vec<String> {
     let block = &number[..number.len() - 4];
     sorted_numbers
         .iter()
-        .filter(|other| {
-            other.len() == number.len() && other.as_str() != number && other.starts_with(block)
-        })
+        .filter(|other| other.len() == number.len() && other.as_str() != number && other.starts_with(block))
         .cloned()
         .collect()
 }
@@ -97,11 +86,7 @@ mod tests {
     use super::*;
 
     fn count(number: &str, reports: i64, distinct: i64) -> ReportCount {
-        ReportCount {
-            number: number.into(),
-            reports,
-            distinct_reporters: distinct,
-        }
+        ReportCount { number: number.into(), reports, distinct_reporters: distinct }
     }
 
     fn default_allowlist() -> Allowlist {
@@ -110,60 +95,33 @@ mod tests {
 
     #[test]
     fn a_number_is_flagged_from_the_threshold_of_distinct_reporters() {
-        let out = aggregate(
-            vec![count("+8617012345601", 5, 2), count("+8617012345602", 3, 3)],
-            3,
-            &default_allowlist(),
-        );
+        let out =
+            aggregate(vec![count("+8617012345601", 5, 2), count("+8617012345602", 3, 3)], 3, &default_allowlist());
         assert!(!out[0].flagged);
         assert!(out[1].flagged);
         assert_eq!(out[1].associated, ["+8617012345601"]);
-        assert!(
-            out[0].associated.is_empty(),
-            "only flagged numbers list their block"
-        );
+        assert!(out[0].associated.is_empty(), "only flagged numbers list their block");
     }
 
     #[test]
     fn allowlisted_numbers_are_counted_but_never_flagged() {
-        let out = aggregate(
-            vec![
-                count("10086", 9, 9),
-                count("95588", 4, 4),
-                count("100861", 3, 3),
-            ],
-            3,
-            &default_allowlist(),
-        );
+        let out =
+            aggregate(vec![count("10086", 9, 9), count("95588", 4, 4), count("100861", 3, 3)], 3, &default_allowlist());
         assert!(out[0].allowlisted && !out[0].flagged);
-        assert!(
-            out[1].allowlisted && !out[1].flagged,
-            "95* is a prefix pattern"
-        );
-        assert!(
-            !out[2].allowlisted && out[2].flagged,
-            "exact entries do not match longer numbers"
-        );
+        assert!(out[1].allowlisted && !out[1].flagged, "95* is a prefix pattern");
+        assert!(!out[2].allowlisted && out[2].flagged, "exact entries do not match longer numbers");
     }
 
     #[test]
     fn short_numbers_have_no_block() {
-        let out = aggregate(
-            vec![count("123456", 3, 3), count("123457", 3, 3)],
-            3,
-            &default_allowlist(),
-        );
+        let out = aggregate(vec![count("123456", 3, 3), count("123457", 3, 3)], 3, &default_allowlist());
         assert!(out[0].flagged && out[0].associated.is_empty());
     }
 
     #[test]
     fn a_block_needs_the_same_length() {
         let out = aggregate(
-            vec![
-                count("1065912345", 3, 3),
-                count("10659123456", 1, 1),
-                count("1065912399", 1, 1),
-            ],
+            vec![count("1065912345", 3, 3), count("10659123456", 1, 1), count("1065912399", 1, 1)],
             3,
             &default_allowlist(),
         );

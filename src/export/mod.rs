@@ -32,9 +32,7 @@ impl FromStr for ExportKind {
             "deliveries" => Ok(ExportKind::Deliveries),
             "flags" => Ok(ExportKind::Flags),
             "spam" => Ok(ExportKind::Spam),
-            other => Err(format!(
-                "unknown export {other:?}: bills, deliveries, flags or spam"
-            )),
+            other => Err(format!("unknown export {other:?}: bills, deliveries, flags or spam")),
         }
     }
 }
@@ -70,10 +68,7 @@ pub fn neutralise(cell: &str) -> Cow<'_, str> {
 /// neutralised, numbers and booleans written as they are, arrays joined with `;`.
 enum RowWriter<'w> {
     Jsonl(&'w mut dyn Write),
-    Csv {
-        csv: csv::Writer<&'w mut dyn Write>,
-        header_written: bool,
-    },
+    Csv { csv: Box<csv::Writer<&'w mut dyn Write>>, header_written: bool },
 }
 
 impl<'w> RowWriter<'w> {
@@ -81,9 +76,7 @@ impl<'w> RowWriter<'w> {
         match format {
             ExportFormat::Jsonl => RowWriter::Jsonl(out),
             ExportFormat::Csv => RowWriter::Csv {
-                csv: csv::WriterBuilder::new()
-                    .has_headers(false)
-                    .from_writer(out),
+                csv: Box::new(csv::WriterBuilder::new().has_headers(false).from_writer(out)),
                 header_written: false,
             },
         }
@@ -95,10 +88,7 @@ impl<'w> RowWriter<'w> {
                 serde_json::to_writer(&mut **out, row)?;
                 out.write_all(b"\n")?;
             }
-            RowWriter::Csv {
-                csv,
-                header_written,
-            } => {
+            RowWriter::Csv { csv, header_written } => {
                 if !*header_written {
                     csv.write_record(csv_columns.iter().map(|(name, _)| *name))?;
                     *header_written = true;
@@ -122,23 +112,18 @@ fn csv_cell(value: &Value) -> String {
     match value {
         Value::Null => String::new(),
         Value::String(s) => neutralise(s).into_owned(),
-        Value::Array(items) => {
-            neutralise(&items.iter().map(csv_cell).collect::<Vec<_>>().join(";")).into_owned()
-        }
+        Value::Array(items) => neutralise(&items.iter().map(csv_cell).collect::<Vec<_>>().join(";")).into_owned(),
         other => other.to_string(),
     }
 }
 
 fn local_rfc3339(at: chrono::DateTime<chrono::Utc>, tz: Tz) -> String {
-    at.with_timezone(&tz)
-        .to_rfc3339_opts(SecondsFormat::Secs, false)
+    at.with_timezone(&tz).to_rfc3339_opts(SecondsFormat::Secs, false)
 }
 
 fn bill_json(bill: &BillExport, month: BillingMonth, tz: Tz) -> Value {
-    let categories: serde_json::Map<String, Value> = Category::ALL
-        .iter()
-        .map(|c| (c.as_str().to_string(), json!(bill.categories[c.index()])))
-        .collect();
+    let categories: serde_json::Map<String, Value> =
+        Category::ALL.iter().map(|c| (c.as_str().to_string(), json!(bill.categories[c.index()]))).collect();
     json!({
         "subscriber_id": bill.subscriber_id,
         "msisdn": bill.msisdn,
@@ -156,27 +141,14 @@ fn bill_json(bill: &BillExport, month: BillingMonth, tz: Tz) -> Value {
 }
 
 fn bill_csv(row: &Value) -> Vec<(&'static str, Value)> {
-    let mut columns: Vec<(&'static str, Value)> = [
-        "subscriber_id",
-        "msisdn",
-        "month",
-        "period_start",
-        "period_end",
-        "total_fen",
-    ]
-    .into_iter()
-    .map(|k| (k, row[k].clone()))
-    .collect();
-    columns.extend(
-        Category::ALL
-            .iter()
-            .map(|c| (c.as_str(), row["categories"][c.as_str()].clone())),
-    );
+    let mut columns: Vec<(&'static str, Value)> =
+        ["subscriber_id", "msisdn", "month", "period_start", "period_end", "total_fen"]
+            .into_iter()
+            .map(|k| (k, row[k].clone()))
+            .collect();
+    columns.extend(Category::ALL.iter().map(|c| (c.as_str(), row["categories"][c.as_str()].clone())));
     columns.extend(["voice_minutes", "data_kb", "sms_count"].map(|k| (k, row["usage"][k].clone())));
-    let flags = row["flags"]
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or_default();
+    let flags = row["flags"].as_array().map(Vec::as_slice).unwrap_or_default();
     columns.push((
         "flags",
         Value::Array(
@@ -192,13 +164,7 @@ fn bill_csv(row: &Value) -> Vec<(&'static str, Value)> {
                 .collect(),
         ),
     ));
-    columns.push((
-        "flagged_fen",
-        json!(flags
-            .iter()
-            .filter_map(|f| f["amount_fen"].as_i64())
-            .sum::<i64>()),
-    ));
+    columns.push(("flagged_fen", json!(flags.iter().filter_map(|f| f["amount_fen"].as_i64()).sum::<i64>())));
     columns.extend(["bill_flags", "status", "segments"].map(|k| (k, row[k].clone())));
     columns
 }
@@ -225,19 +191,9 @@ fn columns_of(row: &Value, names: &[&'static str]) -> Vec<(&'static str, Value)>
 }
 
 /// The month's spam aggregates (SPEC §4).
-pub async fn spam_numbers(
-    store: &Store,
-    settings: &Settings,
-    month: BillingMonth,
-) -> anyhow::Result<Vec<SpamNumber>> {
-    let counts = store
-        .spam_counts(calendar_month(month, settings.timezone))
-        .await?;
-    Ok(aggregate(
-        counts,
-        settings.config.spam.flag_threshold,
-        &settings.allowlist,
-    ))
+pub async fn spam_numbers(store: &Store, settings: &Settings, month: BillingMonth) -> anyhow::Result<Vec<SpamNumber>> {
+    let counts = store.spam_counts(calendar_month(month, settings.timezone)).await?;
+    Ok(aggregate(counts, settings.config.spam.flag_threshold, &settings.allowlist))
 }
 
 pub async fn export(
@@ -305,14 +261,7 @@ pub async fn export(
                         &row,
                         &columns_of(
                             &row,
-                            &[
-                                "subscriber_id",
-                                "month",
-                                "record_id",
-                                "reason",
-                                "service_code",
-                                "amount_fen",
-                            ],
+                            &["subscriber_id", "month", "record_id", "reason", "service_code", "amount_fen"],
                         ),
                     )?;
                 }
@@ -326,14 +275,7 @@ pub async fn export(
                     &row,
                     &columns_of(
                         &row,
-                        &[
-                            "number",
-                            "distinct_reporters",
-                            "reports",
-                            "flagged",
-                            "allowlisted",
-                            "associated",
-                        ],
+                        &["number", "distinct_reporters", "reports", "flagged", "allowlisted", "associated"],
                     ),
                 )?;
                 rows += 1;

@@ -16,9 +16,7 @@ pub struct SinkGateway {
 impl SinkGateway {
     pub fn open(path: &Path) -> std::io::Result<SinkGateway> {
         let file = OpenOptions::new().create(true).append(true).open(path)?;
-        Ok(SinkGateway {
-            outbox: Mutex::new(BufWriter::new(file)),
-        })
+        Ok(SinkGateway { outbox: Mutex::new(BufWriter::new(file)) })
     }
 }
 
@@ -36,18 +34,10 @@ impl Gateway for SinkGateway {
             .and_then(|()| outbox.flush())
             .and_then(|()| outbox.get_ref().sync_data());
         match written {
-            Ok(()) => messages
-                .iter()
-                .map(|m| Ok(format!("sink-{}", m.id)))
-                .collect(),
+            Ok(()) => messages.iter().map(|m| Ok(format!("sink-{}", m.id))).collect(),
             Err(e) => messages
                 .iter()
-                .map(|_| {
-                    Err(GatewayError::Outbox(std::io::Error::new(
-                        e.kind(),
-                        e.to_string(),
-                    )))
-                })
+                .map(|_| Err(GatewayError::Outbox(std::io::Error::new(e.kind(), e.to_string()))))
                 .collect(),
         }
     }

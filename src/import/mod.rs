@@ -54,42 +54,25 @@ impl ImportKind {
 impl FromStr for ImportKind {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        [
-            ImportKind::Plans,
-            ImportKind::Subscribers,
-            ImportKind::Usage,
-            ImportKind::Orders,
-            ImportKind::SpamReports,
-        ]
-        .into_iter()
-        .find(|k| k.as_str() == s)
-        .ok_or_else(|| format!("unknown import kind {s:?}"))
+        [ImportKind::Plans, ImportKind::Subscribers, ImportKind::Usage, ImportKind::Orders, ImportKind::SpamReports]
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| format!("unknown import kind {s:?}"))
     }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
     #[error("{file}: cannot read: {source}")]
-    Read {
-        file: String,
-        source: std::io::Error,
-    },
+    Read { file: String, source: std::io::Error },
     #[error("{file}: header row: {problem}")]
     Header { file: String, problem: String },
     #[error("{file}: missing required column(s) {columns}; nothing was imported")]
     MissingColumns { file: String, columns: String },
     #[error("{file} line {line}, {reason} (--strict: nothing from this file was kept)")]
-    StrictReject {
-        file: String,
-        line: u64,
-        reason: String,
-    },
+    StrictReject { file: String, line: u64, reason: String },
     #[error("{file}: cannot write rejects file {path}: {source}")]
-    Rejects {
-        file: String,
-        path: String,
-        source: std::io::Error,
-    },
+    Rejects { file: String, path: String, source: std::io::Error },
     #[error("{file}: {source}")]
     Store { file: String, source: StoreError },
 }
@@ -146,12 +129,7 @@ struct ExistenceCache {
 }
 
 impl ExistenceCache {
-    async fn check(
-        &mut self,
-        tx: &mut Tx,
-        kind: ImportKind,
-        key: &str,
-    ) -> Result<bool, StoreError> {
+    async fn check(&mut self, tx: &mut Tx, kind: ImportKind, key: &str) -> Result<bool, StoreError> {
         if self.key != key || self.key.is_empty() {
             self.exists = match kind {
                 ImportKind::Subscribers => db::plan_exists(tx, key).await?,
@@ -179,10 +157,7 @@ async fn import_row(
         };
     }
     let unknown = |field: &'static str, what: &str, key: &str| {
-        Ok(Err(RowError {
-            field,
-            problem: format!("unknown {what} {key:?}"),
-        }))
+        Ok(Err(RowError { field, problem: format!("unknown {what} {key:?}") }))
     };
     let outcome = match kind {
         ImportKind::Plans => db::upsert_plan(tx, &parsed!(rows::parse_plan)).await?,
@@ -207,9 +182,7 @@ async fn import_row(
             }
             db::upsert_order(tx, &row).await?
         }
-        ImportKind::SpamReports => {
-            db::insert_spam_report(tx, &parsed!(rows::parse_spam_report)).await?
-        }
+        ImportKind::SpamReports => db::insert_spam_report(tx, &parsed!(rows::parse_spam_report)).await?,
     };
     Ok(Ok(outcome))
 }
@@ -223,71 +196,40 @@ pub async fn import_file(
     strict: bool,
 ) -> Result<ImportCounts, ImportError> {
     let file_name = path.display().to_string();
-    let read_error = |source| ImportError::Read {
-        file: file_name.clone(),
-        source,
-    };
-    let db_error = |source| ImportError::Store {
-        file: file_name.clone(),
-        source,
-    };
+    let read_error = |source| ImportError::Read { file: file_name.clone(), source };
+    let db_error = |source| ImportError::Store { file: file_name.clone(), source };
     let started_at = Utc::now();
     let file = File::open(path).map_err(read_error)?;
     let size = file.metadata().map_err(read_error)?.len();
-    let mut reader = csv::ReaderBuilder::new()
-        .flexible(true)
-        .from_reader(BufReader::with_capacity(1 << 16, file));
+    let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(BufReader::with_capacity(1 << 16, file));
     let header_record = reader
         .byte_headers()
-        .map_err(|e| ImportError::Header {
-            file: file_name.clone(),
-            problem: e.to_string(),
-        })?
+        .map_err(|e| ImportError::Header { file: file_name.clone(), problem: e.to_string() })?
         .clone();
     let headers = header_record
         .iter()
-        .map(|h| {
-            std::str::from_utf8(h).map(|s| s.trim().trim_start_matches('\u{feff}').to_string())
-        })
+        .map(|h| std::str::from_utf8(h).map(|s| s.trim().trim_start_matches('\u{feff}').to_string()))
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|_| ImportError::Header {
-            file: file_name.clone(),
-            problem: "is not valid UTF-8".into(),
-        })?;
+        .map_err(|_| ImportError::Header { file: file_name.clone(), problem: "is not valid UTF-8".into() })?;
     let (required, optional) = kind.columns();
-    let columns = Columns::map(&headers, required, optional).map_err(|missing| {
-        ImportError::MissingColumns {
-            file: file_name.clone(),
-            columns: missing.join(", "),
-        }
-    })?;
+    let columns = Columns::map(&headers, required, optional)
+        .map_err(|missing| ImportError::MissingColumns { file: file_name.clone(), columns: missing.join(", ") })?;
 
     let rejects_file = rejects_path(path);
-    let rejects_error = |source| ImportError::Rejects {
-        file: file_name.clone(),
-        path: rejects_file.display().to_string(),
-        source,
-    };
-    let mut rejects = csv::Writer::from_writer(BufWriter::new(
-        File::create(&rejects_file).map_err(rejects_error)?,
-    ));
+    let rejects_error =
+        |source| ImportError::Rejects { file: file_name.clone(), path: rejects_file.display().to_string(), source };
+    let mut rejects = csv::Writer::from_writer(BufWriter::new(File::create(&rejects_file).map_err(rejects_error)?));
     let mut rejects_header = ByteRecord::from(vec!["line", "reason"]);
     rejects_header.extend(header_record.iter());
-    rejects
-        .write_byte_record(&rejects_header)
-        .map_err(|e| rejects_error(e.into()))?;
+    rejects.write_byte_record(&rejects_header).map_err(|e| rejects_error(e.into()))?;
 
     let progress = ProgressBar::new(size).with_message(format!("import {}", kind.as_str()));
     progress.set_style(
-        ProgressStyle::with_template("{msg} {wide_bar} {bytes}/{total_bytes} {elapsed}")
-            .expect("valid template"),
+        ProgressStyle::with_template("{msg} {wide_bar} {bytes}/{total_bytes} {elapsed}").expect("valid template"),
     );
 
     let mut counts = ImportCounts::default();
-    let mut refs = ExistenceCache {
-        key: String::new(),
-        exists: false,
-    };
+    let mut refs = ExistenceCache { key: String::new(), exists: false };
     let mut tx = store.begin().await.map_err(db_error)?;
     let mut in_batch = 0;
     let mut lines = LineCounter::open(path).map_err(read_error)?;
@@ -296,9 +238,9 @@ pub async fn import_file(
         let start = reader.position().byte();
         let verdict = match reader.read_byte_record(&mut record) {
             Ok(false) => break,
-            Ok(true) => import_row(&mut tx, kind, &Fields::new(&record, &columns), &mut refs)
-                .await
-                .map_err(db_error)?,
+            Ok(true) => {
+                import_row(&mut tx, kind, &Fields::new(&record, &columns), &mut refs).await.map_err(db_error)?
+            }
             Err(e) => {
                 record.clear();
                 Err(RowError { field: "row", problem: format!("unreadable CSV: {e}") })
@@ -312,9 +254,7 @@ pub async fn import_file(
                 counts.rejected += 1;
                 let mut reject = ByteRecord::from(vec![line.to_string(), reason.to_string()]);
                 reject.extend(record.iter());
-                rejects
-                    .write_byte_record(&reject)
-                    .map_err(|e| rejects_error(e.into()))?;
+                rejects.write_byte_record(&reject).map_err(|e| rejects_error(e.into()))?;
                 if strict {
                     drop(tx);
                     rejects.flush().map_err(rejects_error)?;
@@ -336,14 +276,7 @@ pub async fn import_file(
     }
     db::record_import_run(
         &mut tx,
-        &ImportRunRecord {
-            kind: kind.as_str(),
-            file: &file_name,
-            strict,
-            started_at,
-            finished_at: Utc::now(),
-            counts,
-        },
+        &ImportRunRecord { kind: kind.as_str(), file: &file_name, strict, started_at, finished_at: Utc::now(), counts },
     )
     .await
     .map_err(db_error)?;

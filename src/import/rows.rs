@@ -28,10 +28,7 @@ impl fmt::Display for RowError {
 }
 
 fn reject(field: &'static str, problem: impl Into<String>) -> RowError {
-    RowError {
-        field,
-        problem: problem.into(),
-    }
+    RowError { field, problem: problem.into() }
 }
 
 /// Where each known column sits in the file's rows.
@@ -45,21 +42,11 @@ impl Columns {
         optional: &[&'static str],
     ) -> Result<Columns, Vec<&'static str>> {
         let position = |name: &str| headers.iter().position(|h| h == name);
-        let missing: Vec<_> = required
-            .iter()
-            .copied()
-            .filter(|name| position(name).is_none())
-            .collect();
+        let missing: Vec<_> = required.iter().copied().filter(|name| position(name).is_none()).collect();
         if !missing.is_empty() {
             return Err(missing);
         }
-        Ok(Columns(
-            required
-                .iter()
-                .chain(optional)
-                .filter_map(|&name| position(name).map(|i| (name, i)))
-                .collect(),
-        ))
+        Ok(Columns(required.iter().chain(optional).filter_map(|&name| position(name).map(|i| (name, i))).collect()))
     }
 }
 
@@ -76,12 +63,7 @@ impl<'a> Fields<'a> {
 
     /// The field as written; empty when the column is absent or the row is short.
     fn raw(&self, name: &'static str) -> Result<&'a str, RowError> {
-        let bytes = self
-            .columns
-            .0
-            .get(name)
-            .and_then(|&i| self.record.get(i))
-            .unwrap_or_default();
+        let bytes = self.columns.0.get(name).and_then(|&i| self.record.get(i)).unwrap_or_default();
         std::str::from_utf8(bytes).map_err(|_| reject(name, "is not valid UTF-8"))
     }
 
@@ -94,19 +76,14 @@ impl<'a> Fields<'a> {
         let value = self.value(name)?;
         let chars = value.chars().count();
         if chars == 0 || chars > max_chars {
-            return Err(reject(
-                name,
-                format!("must be 1 to {max_chars} characters, is {chars}"),
-            ));
+            return Err(reject(name, format!("must be 1 to {max_chars} characters, is {chars}")));
         }
         Ok(value.to_string())
     }
 
     fn integer(&self, name: &'static str) -> Result<i64, RowError> {
         let value = self.value(name)?;
-        value
-            .parse::<i64>()
-            .map_err(|_| reject(name, format!("{value:?} is not an integer")))
+        value.parse::<i64>().map_err(|_| reject(name, format!("{value:?} is not an integer")))
     }
 
     fn non_negative(&self, name: &'static str) -> Result<i64, RowError> {
@@ -121,12 +98,7 @@ impl<'a> Fields<'a> {
         let value = self.value(name)?;
         DateTime::parse_from_rfc3339(value)
             .map(|t| t.with_timezone(&Utc))
-            .map_err(|_| {
-                reject(
-                    name,
-                    format!("{value:?} is not an RFC 3339 timestamp with offset"),
-                )
-            })
+            .map_err(|_| reject(name, format!("{value:?} is not an RFC 3339 timestamp with offset")))
     }
 
     fn optional_instant(&self, name: &'static str) -> Result<Option<DateTime<Utc>>, RowError> {
@@ -161,17 +133,8 @@ pub struct PlanRow {
     pub sms_count: i64,
 }
 
-pub const PLAN_COLUMNS: (&[&str], &[&str]) = (
-    &[
-        "plan_id",
-        "name",
-        "monthly_fee_fen",
-        "voice_minutes",
-        "data_mb",
-        "sms_count",
-    ],
-    &[],
-);
+pub const PLAN_COLUMNS: (&[&str], &[&str]) =
+    (&["plan_id", "name", "monthly_fee_fen", "voice_minutes", "data_mb", "sms_count"], &[]);
 
 pub fn parse_plan(f: &Fields) -> Result<PlanRow, RowError> {
     Ok(PlanRow {
@@ -213,10 +176,8 @@ pub struct SubscriberRow {
     pub bill_sms: bool,
 }
 
-pub const SUBSCRIBER_COLUMNS: (&[&str], &[&str]) = (
-    &["subscriber_id", "msisdn", "plan_id"],
-    &["name", "language", "billing_day", "status", "bill_sms"],
-);
+pub const SUBSCRIBER_COLUMNS: (&[&str], &[&str]) =
+    (&["subscriber_id", "msisdn", "plan_id"], &["name", "language", "billing_day", "status", "bill_sms"]);
 
 pub fn parse_subscriber(f: &Fields) -> Result<SubscriberRow, RowError> {
     let subscriber_id = f.key("subscriber_id", 64)?;
@@ -229,20 +190,14 @@ pub fn parse_subscriber(f: &Fields) -> Result<SubscriberRow, RowError> {
         "" => BillingDay::FIRST,
         _ => {
             let day = f.integer("billing_day")?;
-            BillingDay::new(day)
-                .ok_or_else(|| reject("billing_day", format!("{day} is not between 1 and 28")))?
+            BillingDay::new(day).ok_or_else(|| reject("billing_day", format!("{day} is not between 1 and 28")))?
         }
     };
     let status = match f.value("status")? {
         "" | "active" => SubscriberStatus::Active,
         "suspended" => SubscriberStatus::Suspended,
         "closed" => SubscriberStatus::Closed,
-        other => {
-            return Err(reject(
-                "status",
-                format!("{other:?} is not active, suspended or closed"),
-            ))
-        }
+        other => return Err(reject("status", format!("{other:?} is not active, suspended or closed"))),
     };
     Ok(SubscriberRow {
         subscriber_id,
@@ -263,14 +218,7 @@ pub struct UsageRow {
 }
 
 pub const USAGE_COLUMNS: (&[&str], &[&str]) = (
-    &[
-        "record_id",
-        "subscriber_id",
-        "occurred_at",
-        "category",
-        "quantity",
-        "amount_fen",
-    ],
+    &["record_id", "subscriber_id", "occurred_at", "category", "quantity", "amount_fen"],
     &["service_code", "description"],
 );
 
@@ -278,49 +226,30 @@ pub fn parse_usage(f: &Fields) -> Result<UsageRow, RowError> {
     let record_id = f.key("record_id", 128)?;
     let subscriber_id = f.key("subscriber_id", 64)?;
     let occurred_at = f.instant("occurred_at")?;
-    let category: Category = f
-        .value("category")?
-        .parse()
-        .map_err(|e: String| reject("category", e))?;
+    let category: Category = f.value("category")?.parse().map_err(|e: String| reject("category", e))?;
     let quantity = f.non_negative("quantity")?;
     let amount = f.integer("amount_fen")?;
     if amount.abs() > MAX_RECORD_AMOUNT_FEN {
-        return Err(reject(
-            "amount_fen",
-            format!("{amount} is beyond ±{MAX_RECORD_AMOUNT_FEN}"),
-        ));
+        return Err(reject("amount_fen", format!("{amount} is beyond ±{MAX_RECORD_AMOUNT_FEN}")));
     }
     match category {
         Category::Discount if amount > 0 => {
-            return Err(reject(
-                "amount_fen",
-                format!("a discount must not be positive, is {amount}"),
-            ))
+            return Err(reject("amount_fen", format!("a discount must not be positive, is {amount}")))
         }
         Category::Discount | Category::Adjustment => {}
         _ if amount < 0 => {
-            return Err(reject(
-                "amount_fen",
-                format!("a {category} charge must not be negative, is {amount}"),
-            ))
+            return Err(reject("amount_fen", format!("a {category} charge must not be negative, is {amount}")))
         }
         _ => {}
     }
     let service_code = f.value("service_code")?.to_string();
     match (category, service_code.is_empty()) {
-        (Category::Vas, true) => {
-            return Err(reject("service_code", "is required for a vas record"))
-        }
+        (Category::Vas, true) => return Err(reject("service_code", "is required for a vas record")),
         (Category::Vas, false) if service_code.chars().count() > 64 => {
             return Err(reject("service_code", "is longer than 64 characters"))
         }
         (Category::Vas, false) | (_, true) => {}
-        (_, false) => {
-            return Err(reject(
-                "service_code",
-                format!("must be empty for a {category} record"),
-            ))
-        }
+        (_, false) => return Err(reject("service_code", format!("must be empty for a {category} record"))),
     }
     Ok(UsageRow {
         subscriber_id,
@@ -343,10 +272,8 @@ pub struct OrderRow {
     pub channel: String,
 }
 
-pub const ORDER_COLUMNS: (&[&str], &[&str]) = (
-    &["subscriber_id", "service_code", "ordered_at"],
-    &["cancelled_at", "confirmed", "channel"],
-);
+pub const ORDER_COLUMNS: (&[&str], &[&str]) =
+    (&["subscriber_id", "service_code", "ordered_at"], &["cancelled_at", "confirmed", "channel"]);
 
 pub fn parse_order(f: &Fields) -> Result<OrderRow, RowError> {
     Ok(OrderRow {
@@ -386,22 +313,13 @@ pub struct SpamReportRow {
     pub note: String,
 }
 
-pub const SPAM_REPORT_COLUMNS: (&[&str], &[&str]) = (
-    &[
-        "report_id",
-        "reporter_msisdn",
-        "reported_number",
-        "reported_at",
-        "kind",
-    ],
-    &["note"],
-);
+pub const SPAM_REPORT_COLUMNS: (&[&str], &[&str]) =
+    (&["report_id", "reporter_msisdn", "reported_number", "reported_at", "kind"], &["note"]);
 
 pub fn parse_spam_report(f: &Fields) -> Result<SpamReportRow, RowError> {
     Ok(SpamReportRow {
         report_id: f.key("report_id", 128)?,
-        reporter: Msisdn::parse(f.value("reporter_msisdn")?)
-            .map_err(|e| reject("reporter_msisdn", e))?,
+        reporter: Msisdn::parse(f.value("reporter_msisdn")?).map_err(|e| reject("reporter_msisdn", e))?,
         reported_number: normalise_reported_number(f.value("reported_number")?)
             .map_err(|e| reject("reported_number", e))?,
         reported_at: f.instant("reported_at")?,
@@ -426,27 +344,25 @@ mod tests {
     ) -> Result<T, RowError> {
         let headers: Vec<String> = header.split(',').map(String::from).collect();
         let columns = Columns::map(&headers, columns.0, columns.1).unwrap();
-        let mut reader = csv::ReaderBuilder::new()
-            .has_headers(false)
-            .from_reader(row.as_bytes());
+        let mut reader = csv::ReaderBuilder::new().has_headers(false).from_reader(row.as_bytes());
         let record = reader.byte_records().next().unwrap().unwrap();
         parse(&Fields::new(&record, &columns))
     }
 
     fn usage(row: &str) -> Result<UsageRow, RowError> {
-        parse(USAGE_COLUMNS, "record_id,subscriber_id,occurred_at,category,quantity,amount_fen,service_code,description", row, parse_usage)
+        parse(
+            USAGE_COLUMNS,
+            "record_id,subscriber_id,occurred_at,category,quantity,amount_fen,service_code,description",
+            row,
+            parse_usage,
+        )
     }
 
     #[test]
     fn a_missing_required_column_is_named() {
         let headers: Vec<String> = ["record_id", "subscriber_id"].map(String::from).to_vec();
-        let missing = Columns::map(&headers, USAGE_COLUMNS.0, USAGE_COLUMNS.1)
-            .err()
-            .unwrap();
-        assert_eq!(
-            missing,
-            ["occurred_at", "category", "quantity", "amount_fen"]
-        );
+        let missing = Columns::map(&headers, USAGE_COLUMNS.0, USAGE_COLUMNS.1).err().unwrap();
+        assert_eq!(missing, ["occurred_at", "category", "quantity", "amount_fen"]);
     }
 
     #[test]
@@ -455,55 +371,19 @@ mod tests {
         assert!(usage("R1,S1,2026-10-05T10:00:00+08:00,adjustment,0,-300,,").is_ok());
         assert!(usage("R1,S1,2026-10-05T10:00:00+08:00,discount,0,0,,").is_ok());
         let field = |row: &str| usage(row).unwrap_err().field;
-        assert_eq!(
-            field("R1,S1,2026-10-05 10:00:00,voice,1,10,,"),
-            "occurred_at"
-        );
-        assert_eq!(
-            field("R1,S1,2026-10-05T10:00:00+08:00,roaming,1,10,,"),
-            "category"
-        );
-        assert_eq!(
-            field("R1,S1,2026-10-05T10:00:00+08:00,voice,-1,10,,"),
-            "quantity"
-        );
-        assert_eq!(
-            field("R1,S1,2026-10-05T10:00:00+08:00,voice,1,-10,,"),
-            "amount_fen"
-        );
-        assert_eq!(
-            field("R1,S1,2026-10-05T10:00:00+08:00,discount,0,10,,"),
-            "amount_fen"
-        );
-        assert_eq!(
-            field("R1,S1,2026-10-05T10:00:00+08:00,vas,1,10,,"),
-            "service_code"
-        );
-        assert_eq!(
-            field("R1,S1,2026-10-05T10:00:00+08:00,voice,1,10,SP1,"),
-            "service_code"
-        );
-        assert_eq!(
-            field("R1,S1,2026-10-05T10:00:00+08:00,voice,1,1.5,,"),
-            "amount_fen"
-        );
-        assert_eq!(
-            field("R1,S1,2026-10-05T10:00:00+08:00,other,1,10000000000,,"),
-            "amount_fen"
-        );
-        assert_eq!(
-            field(",S1,2026-10-05T10:00:00+08:00,other,1,1,,"),
-            "record_id"
-        );
-        assert!(
-            usage("R1,S1,2026-10-05T10:00:00+08:00,other,1,1000000000,,").is_ok(),
-            "the limit itself is allowed"
-        );
+        assert_eq!(field("R1,S1,2026-10-05 10:00:00,voice,1,10,,"), "occurred_at");
+        assert_eq!(field("R1,S1,2026-10-05T10:00:00+08:00,roaming,1,10,,"), "category");
+        assert_eq!(field("R1,S1,2026-10-05T10:00:00+08:00,voice,-1,10,,"), "quantity");
+        assert_eq!(field("R1,S1,2026-10-05T10:00:00+08:00,voice,1,-10,,"), "amount_fen");
+        assert_eq!(field("R1,S1,2026-10-05T10:00:00+08:00,discount,0,10,,"), "amount_fen");
+        assert_eq!(field("R1,S1,2026-10-05T10:00:00+08:00,vas,1,10,,"), "service_code");
+        assert_eq!(field("R1,S1,2026-10-05T10:00:00+08:00,voice,1,10,SP1,"), "service_code");
+        assert_eq!(field("R1,S1,2026-10-05T10:00:00+08:00,voice,1,1.5,,"), "amount_fen");
+        assert_eq!(field("R1,S1,2026-10-05T10:00:00+08:00,other,1,10000000000,,"), "amount_fen");
+        assert_eq!(field(",S1,2026-10-05T10:00:00+08:00,other,1,1,,"), "record_id");
+        assert!(usage("R1,S1,2026-10-05T10:00:00+08:00,other,1,1000000000,,").is_ok(), "the limit itself is allowed");
         assert!(usage("R1,S1,2026-10-05T10:00:00+08:00,adjustment,0,-1000000000,,").is_ok());
-        assert_eq!(
-            field("R1,S1,2026-10-05T10:00:00+08:00,adjustment,0,-1000000001,,"),
-            "amount_fen"
-        );
+        assert_eq!(field("R1,S1,2026-10-05T10:00:00+08:00,adjustment,0,-1000000001,,"), "amount_fen");
     }
 
     #[test]
@@ -540,10 +420,7 @@ mod tests {
         assert_eq!(field("S1,13800138000,P1,zh,1,gone,"), "status");
         assert_eq!(field(",13800138000,P1,zh,1,active,"), "subscriber_id");
         assert_eq!(field("S1,13800138000,P1,zh,1,active,yes"), "bill_sms");
-        assert_eq!(
-            field(&format!("{},13800138000,P1,zh,1,active,", "x".repeat(65))),
-            "subscriber_id"
-        );
+        assert_eq!(field(&format!("{},13800138000,P1,zh,1,active,", "x".repeat(65))), "subscriber_id");
     }
 
     #[test]
@@ -558,23 +435,10 @@ mod tests {
         .unwrap();
         assert_eq!(row.reported_number, "+8617012345699");
         assert_eq!(row.reporter.as_str(), "+8613800138000");
-        let field = |row: &str| {
-            parse(SPAM_REPORT_COLUMNS, header, row, parse_spam_report)
-                .unwrap_err()
-                .field
-        };
-        assert_eq!(
-            field("J1,nope,17012345601,2026-10-02T10:00:00+08:00,call,"),
-            "reporter_msisdn"
-        );
-        assert_eq!(
-            field("J1,13800138000,abc,2026-10-02T10:00:00+08:00,call,"),
-            "reported_number"
-        );
-        assert_eq!(
-            field("J1,13800138000,17012345601,2026-10-02T10:00:00+08:00,fax,"),
-            "kind"
-        );
+        let field = |row: &str| parse(SPAM_REPORT_COLUMNS, header, row, parse_spam_report).unwrap_err().field;
+        assert_eq!(field("J1,nope,17012345601,2026-10-02T10:00:00+08:00,call,"), "reporter_msisdn");
+        assert_eq!(field("J1,13800138000,abc,2026-10-02T10:00:00+08:00,call,"), "reported_number");
+        assert_eq!(field("J1,13800138000,17012345601,2026-10-02T10:00:00+08:00,fax,"), "kind");
     }
 
     #[test]
@@ -582,11 +446,6 @@ mod tests {
         let headers: Vec<String> = PLAN_COLUMNS.0.iter().map(|s| s.to_string()).collect();
         let columns = Columns::map(&headers, PLAN_COLUMNS.0, PLAN_COLUMNS.1).unwrap();
         let record = ByteRecord::from(vec![&b"P1"[..], b"\xff\xfe", b"1", b"1", b"1", b"1"]);
-        assert_eq!(
-            parse_plan(&Fields::new(&record, &columns))
-                .unwrap_err()
-                .field,
-            "name"
-        );
+        assert_eq!(parse_plan(&Fields::new(&record, &columns)).unwrap_err().field, "name");
     }
 }

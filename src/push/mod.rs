@@ -31,11 +31,7 @@ pub struct Pusher {
 
 impl Pusher {
     /// Consumes until the queue is closed and drained.
-    pub async fn drain(
-        &self,
-        queue: &dyn Queue,
-        progress: &ProgressBar,
-    ) -> anyhow::Result<PushCounts> {
+    pub async fn drain(&self, queue: &dyn Queue, progress: &ProgressBar) -> anyhow::Result<PushCounts> {
         let mut counts = PushCounts::default();
         while let Some(delivery) = queue.next().await? {
             self.wait_out_quiet_hours().await;
@@ -60,10 +56,7 @@ impl Pusher {
         let mut tx = self.store.begin().await?;
         let claimed = claim_for_sending(&mut tx, ids, self.clock.now()).await?;
         tx.commit().await?;
-        let mut counts = PushCounts {
-            already_handled: (ids.len() - claimed.len()) as u64,
-            ..PushCounts::default()
-        };
+        let mut counts = PushCounts { already_handled: (ids.len() - claimed.len()) as u64, ..PushCounts::default() };
         if claimed.is_empty() {
             return Ok(counts);
         }

@@ -29,9 +29,7 @@ impl MemoryQueue {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state
-            .lock()
-            .expect("queue lock is never held across a panic")
+        self.state.lock().expect("queue lock is never held across a panic")
     }
 }
 
@@ -70,10 +68,7 @@ impl Queue for MemoryQueue {
                 let mut state = self.lock();
                 if let Some(ids) = state.ready.pop_front() {
                     state.in_flight += 1;
-                    return Ok(Some(Delivery::new(
-                        ids,
-                        Box::new(MemoryAcker(self.clone())),
-                    )));
+                    return Ok(Some(Delivery::new(ids, Box::new(MemoryAcker(self.clone())))));
                 }
                 if state.closed && state.in_flight == 0 {
                     return Ok(None);

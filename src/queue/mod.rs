@@ -26,10 +26,7 @@ pub struct Delivery {
 
 impl Delivery {
     pub fn new(notification_ids: Vec<String>, acker: Box<dyn Acker>) -> Self {
-        Delivery {
-            notification_ids,
-            acker,
-        }
+        Delivery { notification_ids, acker }
     }
 
     pub async fn ack(self) -> Result<(), QueueError> {

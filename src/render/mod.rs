@@ -112,7 +112,9 @@ pub enum RenderedSms {
         segments: usize,
     },
     /// Even the short template needs more than `sms.max_segments` parts.
-    TooLong { segments: usize },
+    TooLong {
+        segments: usize,
+    },
 }
 
 pub struct Renderer {
@@ -124,11 +126,7 @@ pub struct Renderer {
 }
 
 fn template_name(kind: &str, language: Language, short: bool) -> String {
-    format!(
-        "{kind}.{}{}",
-        language.as_str(),
-        if short { ".short" } else { "" }
-    )
+    format!("{kind}.{}{}", language.as_str(), if short { ".short" } else { "" })
 }
 
 fn format_date(date: NaiveDate, language: Language) -> String {
@@ -151,36 +149,21 @@ impl Renderer {
         registry.set_strict_mode(true);
         // An SMS is plain text: `&` must stay `&`, not become `&amp;`.
         registry.register_escape_fn(handlebars::no_escape);
-        let entries = std::fs::read_dir(dir)
-            .map_err(|e| TemplateError::Directory(dir.display().to_string(), e))?;
+        let entries = std::fs::read_dir(dir).map_err(|e| TemplateError::Directory(dir.display().to_string(), e))?;
         for entry in entries {
-            let path = entry
-                .map_err(|e| TemplateError::Directory(dir.display().to_string(), e))?
-                .path();
-            let Some(name) = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .and_then(|n| n.strip_suffix(".hbs"))
-            else {
+            let path = entry.map_err(|e| TemplateError::Directory(dir.display().to_string(), e))?.path();
+            let Some(name) = path.file_name().and_then(|n| n.to_str()).and_then(|n| n.strip_suffix(".hbs")) else {
                 continue;
             };
-            let source = std::fs::read_to_string(&path)
-                .map_err(|e| TemplateError::Directory(path.display().to_string(), e))?;
+            let source =
+                std::fs::read_to_string(&path).map_err(|e| TemplateError::Directory(path.display().to_string(), e))?;
             // Templates end with a newline in their files; the SMS does not.
-            registry
-                .register_template_string(name, source.trim_end_matches(['\n', '\r']))
-                .map_err(|e| TemplateError::Invalid {
-                    name: format!("{name}.hbs"),
-                    problem: e.to_string().replace('\n', " "),
-                })?;
+            registry.register_template_string(name, source.trim_end_matches(['\n', '\r'])).map_err(|e| {
+                TemplateError::Invalid { name: format!("{name}.hbs"), problem: e.to_string().replace('\n', " ") }
+            })?;
         }
-        let renderer = Renderer {
-            registry,
-            operator: operator.to_string(),
-            hotline: hotline.to_string(),
-            timezone,
-            max_segments,
-        };
+        let renderer =
+            Renderer { registry, operator: operator.to_string(), hotline: hotline.to_string(), timezone, max_segments };
         renderer.check_bill_templates()?;
         Ok(renderer)
     }
@@ -230,19 +213,11 @@ impl Renderer {
                     ),
                     summary: &sample,
                     flags: &flags,
-                    allowances: Allowances {
-                        voice_minutes: 100,
-                        data_mb: 1024,
-                        sms_count: 50,
-                    },
+                    allowances: Allowances { voice_minutes: 100, data_mb: 1024, sms_count: 50 },
                 };
-                let text = self
-                    .registry
-                    .render(&name, &self.bill_view(&facts))
-                    .map_err(|e| TemplateError::Invalid {
-                        name: format!("{name}.hbs"),
-                        problem: e.to_string().replace('\n', " "),
-                    })?;
+                let text = self.registry.render(&name, &self.bill_view(&facts)).map_err(|e| {
+                    TemplateError::Invalid { name: format!("{name}.hbs"), problem: e.to_string().replace('\n', " ") }
+                })?;
                 if !text.starts_with(&self.signature()) {
                     return Err(TemplateError::Invalid {
                         name: format!("{name}.hbs"),
@@ -302,19 +277,10 @@ impl Renderer {
             },
             flags: FlagsView {
                 count: facts.flags.len(),
-                amount: facts
-                    .flags
-                    .iter()
-                    .map(|f| f.amount)
-                    .sum::<Fen>()
-                    .to_string(),
+                amount: facts.flags.iter().map(|f| f.amount).sum::<Fen>().to_string(),
             },
             hotline: self.hotline.clone(),
-            reply: Replies {
-                details: REPLY_DETAILS,
-                dispute: REPLY_DISPUTE,
-                opt_out: REPLY_OPT_OUT,
-            },
+            reply: Replies { details: REPLY_DETAILS, dispute: REPLY_DISPUTE, opt_out: REPLY_OPT_OUT },
         }
     }
 
@@ -331,11 +297,7 @@ impl Renderer {
             segments = segmented.segments();
             if segments <= self.max_segments {
                 let encoding = segmented.encoding;
-                return RenderedSms::Fits {
-                    text,
-                    encoding,
-                    segments,
-                };
+                return RenderedSms::Fits { text, encoding, segments };
             }
         }
         RenderedSms::TooLong { segments }
@@ -345,8 +307,8 @@ impl Renderer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::bill::tests::record;
     use crate::domain::bill::summarize;
+    use crate::domain::bill::tests::record;
     use crate::domain::period::{billing_period, BillingDay};
     use chrono_tz::Asia::Shanghai;
 
@@ -355,7 +317,12 @@ mod tests {
         Renderer::load(&dir, operator, "10000", Shanghai, max_segments).unwrap()
     }
 
-    fn render(renderer: &Renderer, language: Language, records: &[crate::domain::bill::UsageRecord], flags: &[ChargeFlag]) -> RenderedSms {
+    fn render(
+        renderer: &Renderer,
+        language: Language,
+        records: &[crate::domain::bill::UsageRecord],
+        flags: &[ChargeFlag],
+    ) -> RenderedSms {
         let msisdn = Msisdn::parse("13800138000").unwrap();
         let summary = summarize(records);
         renderer.render_bill(&BillFacts {
@@ -383,13 +350,27 @@ mod tests {
 
     #[test]
     fn a_typical_chinese_bill_fits_three_ucs2_parts_and_shows_what_the_contract_asks() {
-        let RenderedSms::Fits { text, encoding, segments } = render(&renderer("示例电信", 4), Language::Zh, &typical_records(), &[]) else {
+        let RenderedSms::Fits { text, encoding, segments } =
+            render(&renderer("示例电信", 4), Language::Zh, &typical_records(), &[])
+        else {
             panic!("fits")
         };
         assert_eq!(encoding, Encoding::Ucs2);
         assert!(segments <= 3, "{segments} parts: {text}");
         assert!(text.starts_with("【示例电信】"));
-        for expected in ["138****8000", "10月1日", "10月31日", "94.05元", "套餐及固定费58.00元", "增值业务费3.00元", "SP2002", "优惠减免-1.57元", "54/300", "ZD", "TD"] {
+        for expected in [
+            "138****8000",
+            "10月1日",
+            "10月31日",
+            "94.05元",
+            "套餐及固定费58.00元",
+            "增值业务费3.00元",
+            "SP2002",
+            "优惠减免-1.57元",
+            "54/300",
+            "ZD",
+            "TD",
+        ] {
             assert!(text.contains(expected), "{expected} missing from {text}");
         }
         assert!(!text.contains("调账"), "zero categories are left out: {text}");
@@ -399,16 +380,32 @@ mod tests {
     #[test]
     fn flagged_charges_are_counted_summed_and_disputable() {
         let flags = [
-            ChargeFlag { record_id: "r5".into(), reason: crate::domain::flags::FlagReason::NoOrder, service_code: "SP2002".into(), amount: Fen::new(300) },
-            ChargeFlag { record_id: "r8".into(), reason: crate::domain::flags::FlagReason::Duplicate, service_code: "SP2002".into(), amount: Fen::new(300) },
+            ChargeFlag {
+                record_id: "r5".into(),
+                reason: crate::domain::flags::FlagReason::NoOrder,
+                service_code: "SP2002".into(),
+                amount: Fen::new(300),
+            },
+            ChargeFlag {
+                record_id: "r8".into(),
+                reason: crate::domain::flags::FlagReason::Duplicate,
+                service_code: "SP2002".into(),
+                amount: Fen::new(300),
+            },
         ];
-        let RenderedSms::Fits { text, .. } = render(&renderer("示例电信", 4), Language::Zh, &typical_records(), &flags) else { panic!("fits") };
+        let RenderedSms::Fits { text, .. } = render(&renderer("示例电信", 4), Language::Zh, &typical_records(), &flags)
+        else {
+            panic!("fits")
+        };
         assert!(text.contains("2笔疑似不明扣费共6.00元") && text.contains("SS") && text.contains("10000"), "{text}");
     }
 
     #[test]
     fn an_ampersand_in_the_signature_stays_an_ampersand() {
-        let RenderedSms::Fits { text, .. } = render(&renderer("A&B <Tel>", 4), Language::En, &typical_records(), &[]) else { panic!("fits") };
+        let RenderedSms::Fits { text, .. } = render(&renderer("A&B <Tel>", 4), Language::En, &typical_records(), &[])
+        else {
+            panic!("fits")
+        };
         assert!(text.starts_with("【A&B <Tel>】"), "{text}");
     }
 
@@ -416,12 +413,22 @@ mod tests {
     fn a_bill_too_long_falls_back_to_the_short_template_then_fails() {
         let full = render(&renderer("示例电信", 4), Language::Zh, &typical_records(), &[]);
         let RenderedSms::Fits { segments: full_segments, .. } = full else { panic!("fits") };
-        let RenderedSms::Fits { text, segments, .. } = render(&renderer("示例电信", 2), Language::Zh, &typical_records(), &[]) else {
+        let RenderedSms::Fits { text, segments, .. } =
+            render(&renderer("示例电信", 2), Language::Zh, &typical_records(), &[])
+        else {
             panic!("the short form fits two parts")
         };
         assert!(segments <= 2 && segments < full_segments);
         assert!(!text.contains("套餐及固定费"), "short form: {text}");
-        let flags = [ChargeFlag { record_id: "r5".into(), reason: crate::domain::flags::FlagReason::NoOrder, service_code: "SP2002".into(), amount: Fen::new(300) }];
-        assert_eq!(render(&renderer("示例电信", 1), Language::Zh, &typical_records(), &flags), RenderedSms::TooLong { segments: 2 });
+        let flags = [ChargeFlag {
+            record_id: "r5".into(),
+            reason: crate::domain::flags::FlagReason::NoOrder,
+            service_code: "SP2002".into(),
+            amount: Fen::new(300),
+        }];
+        assert_eq!(
+            render(&renderer("示例电信", 1), Language::Zh, &typical_records(), &flags),
+            RenderedSms::TooLong { segments: 2 }
+        );
     }
 }

@@ -50,10 +50,7 @@ pub struct BillToWrite<'a> {
 }
 
 fn corrupt(column: &'static str, value: impl ToString) -> StoreError {
-    StoreError::Corrupt {
-        column,
-        value: value.to_string(),
-    }
+    StoreError::Corrupt { column, value: value.to_string() }
 }
 
 /// The next page of unbilled active or suspended subscribers after `after`, in key order.
@@ -83,11 +80,8 @@ pub async fn unbilled_candidates(
             Ok(BillingCandidate {
                 subscriber_id: row.try_get("subscriber_id")?,
                 msisdn: Msisdn::from_stored(row.try_get("msisdn")?),
-                language: language
-                    .parse()
-                    .map_err(|_| corrupt("subscribers.language", &language))?,
-                billing_day: BillingDay::new(day)
-                    .ok_or_else(|| corrupt("subscribers.billing_day", day))?,
+                language: language.parse().map_err(|_| corrupt("subscribers.language", &language))?,
+                billing_day: BillingDay::new(day).ok_or_else(|| corrupt("subscribers.billing_day", day))?,
                 bill_sms: row.try_get::<i64, _>("bill_sms")? != 0,
                 voice_minutes: row.try_get("voice_minutes")?,
                 data_mb: row.try_get("data_mb")?,
@@ -121,28 +115,19 @@ pub async fn records_between(
         let record = UsageRecord {
             record_id: row.try_get("record_id")?,
             occurred_at: from_micros(row.try_get("occurred_at")?),
-            category: category
-                .parse::<Category>()
-                .map_err(|_| corrupt("usage_records.category", &category))?,
+            category: category.parse::<Category>().map_err(|_| corrupt("usage_records.category", &category))?,
             quantity: row.try_get("quantity")?,
             amount: Fen::new(row.try_get("amount_fen")?),
             service_code: row.try_get("service_code")?,
             description: row.try_get("description")?,
         };
-        by_subscriber
-            .entry(row.try_get("subscriber_id")?)
-            .or_default()
-            .push(record);
+        by_subscriber.entry(row.try_get("subscriber_id")?).or_default().push(record);
     }
     Ok(by_subscriber)
 }
 
 /// VAS orders of the subscribers in `[first, last]`, grouped by subscriber.
-pub async fn orders_between(
-    tx: &mut Tx,
-    first: &str,
-    last: &str,
-) -> StoreResult<HashMap<String, Vec<VasOrder>>> {
+pub async fn orders_between(tx: &mut Tx, first: &str, last: &str) -> StoreResult<HashMap<String, Vec<VasOrder>>> {
     let rows = sqlx::query(
         "SELECT subscriber_id, service_code, ordered_at, cancelled_at, confirmed
          FROM vas_orders WHERE subscriber_id >= $1 AND subscriber_id <= $2",
@@ -156,15 +141,10 @@ pub async fn orders_between(
         let order = VasOrder {
             service_code: row.try_get("service_code")?,
             ordered_at: from_micros(row.try_get("ordered_at")?),
-            cancelled_at: row
-                .try_get::<Option<i64>, _>("cancelled_at")?
-                .map(from_micros),
+            cancelled_at: row.try_get::<Option<i64>, _>("cancelled_at")?.map(from_micros),
             confirmed: row.try_get::<i64, _>("confirmed")? != 0,
         };
-        by_subscriber
-            .entry(row.try_get("subscriber_id")?)
-            .or_default()
-            .push(order);
+        by_subscriber.entry(row.try_get("subscriber_id")?).or_default().push(order);
     }
     Ok(by_subscriber)
 }
@@ -189,9 +169,7 @@ pub async fn previous_totals_between(
     .await?;
     let mut by_subscriber: HashMap<String, Vec<Fen>> = HashMap::new();
     for row in rows {
-        let totals = by_subscriber
-            .entry(row.try_get("subscriber_id")?)
-            .or_default();
+        let totals = by_subscriber.entry(row.try_get("subscriber_id")?).or_default();
         if totals.len() < 3 {
             totals.push(Fen::new(row.try_get("total_fen")?));
         }
@@ -269,13 +247,15 @@ pub async fn start_billing_run(
     as_of: DateTime<Utc>,
     started_at: DateTime<Utc>,
 ) -> StoreResult<()> {
-    sqlx::query("INSERT INTO billing_runs (id, month, as_of, started_at, billed, not_due) VALUES ($1, $2, $3, $4, 0, 0)")
-        .bind(id)
-        .bind(month.to_string())
-        .bind(to_micros(as_of))
-        .bind(to_micros(started_at))
-        .execute(&mut **tx)
-        .await?;
+    sqlx::query(
+        "INSERT INTO billing_runs (id, month, as_of, started_at, billed, not_due) VALUES ($1, $2, $3, $4, 0, 0)",
+    )
+    .bind(id)
+    .bind(month.to_string())
+    .bind(to_micros(as_of))
+    .bind(to_micros(started_at))
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }
 
@@ -286,14 +266,12 @@ pub async fn finish_billing_run(
     billed: u64,
     not_due: u64,
 ) -> StoreResult<()> {
-    sqlx::query(
-        "UPDATE billing_runs SET finished_at = $2, billed = $3, not_due = $4 WHERE id = $1",
-    )
-    .bind(id)
-    .bind(to_micros(finished_at))
-    .bind(billed as i64)
-    .bind(not_due as i64)
-    .execute(&mut **tx)
-    .await?;
+    sqlx::query("UPDATE billing_runs SET finished_at = $2, billed = $3, not_due = $4 WHERE id = $1")
+        .bind(id)
+        .bind(to_micros(finished_at))
+        .bind(billed as i64)
+        .bind(not_due as i64)
+        .execute(&mut **tx)
+        .await?;
     Ok(())
 }

@@ -32,11 +32,7 @@ pub struct ImportCounts {
 }
 
 async fn exists(tx: &mut Tx, sql: &str, key: &str) -> StoreResult<bool> {
-    Ok(sqlx::query(sql)
-        .bind(key)
-        .fetch_optional(&mut **tx)
-        .await?
-        .is_some())
+    Ok(sqlx::query(sql).bind(key).fetch_optional(&mut **tx).await?.is_some())
 }
 
 pub async fn plan_exists(tx: &mut Tx, plan_id: &str) -> StoreResult<bool> {
@@ -44,12 +40,7 @@ pub async fn plan_exists(tx: &mut Tx, plan_id: &str) -> StoreResult<bool> {
 }
 
 pub async fn subscriber_exists(tx: &mut Tx, subscriber_id: &str) -> StoreResult<bool> {
-    exists(
-        tx,
-        "SELECT 1 FROM subscribers WHERE subscriber_id = $1",
-        subscriber_id,
-    )
-    .await
+    exists(tx, "SELECT 1 FROM subscribers WHERE subscriber_id = $1", subscriber_id).await
 }
 
 pub async fn upsert_plan(tx: &mut Tx, row: &PlanRow) -> StoreResult<WriteOutcome> {

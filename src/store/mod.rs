@@ -34,7 +34,7 @@ pub enum StoreError {
 pub type StoreResult<T> = Result<T, StoreError>;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
+enum Backend {
     Sqlite,
     Postgres,
 }
@@ -49,11 +49,7 @@ impl Store {
     /// Connects and brings the schema up to date.
     pub async fn connect(url: &str) -> StoreResult<Store> {
         sqlx::any::install_default_drivers();
-        let backend = if url.starts_with("sqlite:") {
-            Backend::Sqlite
-        } else {
-            Backend::Postgres
-        };
+        let backend = if url.starts_with("sqlite:") { Backend::Sqlite } else { Backend::Postgres };
         let pool = match backend {
             Backend::Sqlite => {
                 // Create the file on first use, unless the URL already says how to open it.
@@ -76,12 +72,7 @@ impl Store {
                     .connect_with(AnyConnectOptions::from_str(&url)?)
                     .await?
             }
-            Backend::Postgres => {
-                AnyPoolOptions::new()
-                    .max_connections(8)
-                    .connect(url)
-                    .await?
-            }
+            Backend::Postgres => AnyPoolOptions::new().max_connections(8).connect(url).await?,
         };
         let store = Store { pool, backend };
         store.migrate().await?;
@@ -91,17 +82,9 @@ impl Store {
     async fn migrate(&self) -> StoreResult<()> {
         match self.backend {
             Backend::Sqlite => sqlx::migrate!("migrations/sqlite").run(&self.pool).await?,
-            Backend::Postgres => {
-                sqlx::migrate!("migrations/postgres")
-                    .run(&self.pool)
-                    .await?
-            }
+            Backend::Postgres => sqlx::migrate!("migrations/postgres").run(&self.pool).await?,
         }
         Ok(())
-    }
-
-    pub fn backend(&self) -> Backend {
-        self.backend
     }
 
     pub async fn begin(&self) -> StoreResult<Tx> {
@@ -123,8 +106,5 @@ pub(crate) fn from_micros(micros: i64) -> DateTime<Utc> {
 
 /// `$1, $2, …` placeholders for an IN list starting at parameter `first`.
 fn placeholders(first: usize, count: usize) -> String {
-    (first..first + count)
-        .map(|i| format!("${i}"))
-        .collect::<Vec<_>>()
-        .join(", ")
+    (first..first + count).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
 }

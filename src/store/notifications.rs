@@ -18,20 +18,13 @@ pub struct OutboundRow {
     pub segments: i64,
 }
 
-pub async fn record_event(
-    tx: &mut Tx,
-    id: &str,
-    status: &str,
-    at: DateTime<Utc>,
-) -> StoreResult<()> {
-    sqlx::query(
-        "INSERT INTO notification_events (notification_id, status, at) VALUES ($1, $2, $3)",
-    )
-    .bind(id)
-    .bind(status)
-    .bind(to_micros(at))
-    .execute(&mut **tx)
-    .await?;
+pub async fn record_event(tx: &mut Tx, id: &str, status: &str, at: DateTime<Utc>) -> StoreResult<()> {
+    sqlx::query("INSERT INTO notification_events (notification_id, status, at) VALUES ($1, $2, $3)")
+        .bind(id)
+        .bind(status)
+        .bind(to_micros(at))
+        .execute(&mut **tx)
+        .await?;
     Ok(())
 }
 
@@ -39,10 +32,12 @@ impl Store {
     /// Notifications of `month` that were written but never handed to a worker, or handed to
     /// an in-process queue that did not outlive its process.
     pub async fn unsent_notification_ids(&self, month: BillingMonth) -> StoreResult<Vec<String>> {
-        let rows = sqlx::query("SELECT id FROM notifications WHERE month = $1 AND status IN ('pending', 'queued') ORDER BY id")
-            .bind(month.to_string())
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query(
+            "SELECT id FROM notifications WHERE month = $1 AND status IN ('pending', 'queued') ORDER BY id",
+        )
+        .bind(month.to_string())
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter().map(|r| Ok(r.try_get("id")?)).collect()
     }
 }
@@ -54,11 +49,7 @@ async fn move_status(
     to: DeliveryStatus,
     at: DateTime<Utc>,
 ) -> StoreResult<Vec<String>> {
-    let from_list = from
-        .iter()
-        .map(|s| format!("'{}'", s.as_str()))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let from_list = from.iter().map(|s| format!("'{}'", s.as_str())).collect::<Vec<_>>().join(", ");
     let sql = format!(
         "UPDATE notifications SET status = $1, updated_at = $2 WHERE status IN ({from_list}) AND id IN ({}) RETURNING id",
         placeholders(3, ids.len())
@@ -67,12 +58,8 @@ async fn move_status(
     for id in ids {
         query = query.bind(id);
     }
-    let moved: Vec<String> = query
-        .fetch_all(&mut **tx)
-        .await?
-        .iter()
-        .map(|r| r.try_get("id"))
-        .collect::<Result<_, _>>()?;
+    let moved: Vec<String> =
+        query.fetch_all(&mut **tx).await?.iter().map(|r| r.try_get("id")).collect::<Result<_, _>>()?;
     for id in &moved {
         record_event(tx, id, to.as_str(), at).await?;
     }
@@ -81,33 +68,15 @@ async fn move_status(
 
 /// Marks freshly published notifications as queued.
 pub async fn mark_queued(tx: &mut Tx, ids: &[String], at: DateTime<Utc>) -> StoreResult<()> {
-    move_status(
-        tx,
-        ids,
-        &[DeliveryStatus::Pending],
-        DeliveryStatus::Queued,
-        at,
-    )
-    .await
-    .map(drop)
+    move_status(tx, ids, &[DeliveryStatus::Pending], DeliveryStatus::Queued, at).await.map(drop)
 }
 
 /// Claims the notifications among `ids` that nobody has sent or is sending, and returns them.
 /// A redelivered or duplicated queue message finds its notifications claimed already and
 /// gets nothing back, so it pushes nothing.
-pub async fn claim_for_sending(
-    tx: &mut Tx,
-    ids: &[String],
-    at: DateTime<Utc>,
-) -> StoreResult<Vec<OutboundRow>> {
-    let claimed = move_status(
-        tx,
-        ids,
-        &[DeliveryStatus::Pending, DeliveryStatus::Queued],
-        DeliveryStatus::Sending,
-        at,
-    )
-    .await?;
+pub async fn claim_for_sending(tx: &mut Tx, ids: &[String], at: DateTime<Utc>) -> StoreResult<Vec<OutboundRow>> {
+    let claimed =
+        move_status(tx, ids, &[DeliveryStatus::Pending, DeliveryStatus::Queued], DeliveryStatus::Sending, at).await?;
     if claimed.is_empty() {
         return Ok(Vec::new());
     }
@@ -137,12 +106,7 @@ pub async fn claim_for_sending(
     Ok(rows)
 }
 
-pub async fn mark_accepted(
-    tx: &mut Tx,
-    id: &str,
-    gateway_message_id: &str,
-    at: DateTime<Utc>,
-) -> StoreResult<()> {
+pub async fn mark_accepted(tx: &mut Tx, id: &str, gateway_message_id: &str, at: DateTime<Utc>) -> StoreResult<()> {
     sqlx::query("UPDATE notifications SET status = 'accepted', gateway_message_id = $2, updated_at = $3 WHERE id = $1 AND status = 'sending'")
         .bind(id)
         .bind(gateway_message_id)
@@ -152,17 +116,14 @@ pub async fn mark_accepted(
     record_event(tx, id, DeliveryStatus::Accepted.as_str(), at).await
 }
 
-pub async fn mark_failed(
-    tx: &mut Tx,
-    id: &str,
-    reason: &str,
-    at: DateTime<Utc>,
-) -> StoreResult<()> {
-    sqlx::query("UPDATE notifications SET status = 'failed', reason = $2, updated_at = $3 WHERE id = $1 AND status = 'sending'")
-        .bind(id)
-        .bind(reason)
-        .bind(to_micros(at))
-        .execute(&mut **tx)
-        .await?;
+pub async fn mark_failed(tx: &mut Tx, id: &str, reason: &str, at: DateTime<Utc>) -> StoreResult<()> {
+    sqlx::query(
+        "UPDATE notifications SET status = 'failed', reason = $2, updated_at = $3 WHERE id = $1 AND status = 'sending'",
+    )
+    .bind(id)
+    .bind(reason)
+    .bind(to_micros(at))
+    .execute(&mut **tx)
+    .await?;
     record_event(tx, id, DeliveryStatus::Failed.as_str(), at).await
 }

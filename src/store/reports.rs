@@ -98,18 +98,19 @@ impl Store {
             total_fen: bills.try_get("total")?,
             spikes: bills.try_get("spikes")?,
             late_records: in_periods - bills.try_get::<i64, _>("records")?,
-            deliveries: counts("SELECT status AS k, COUNT(*) AS n FROM notifications WHERE month = $1 GROUP BY status ORDER BY status").await?,
-            flags: counts("SELECT reason AS k, COUNT(*) AS n FROM charge_flags WHERE month = $1 GROUP BY reason ORDER BY reason").await?,
+            deliveries: counts(
+                "SELECT status AS k, COUNT(*) AS n FROM notifications WHERE month = $1 GROUP BY status ORDER BY status",
+            )
+            .await?,
+            flags: counts(
+                "SELECT reason AS k, COUNT(*) AS n FROM charge_flags WHERE month = $1 GROUP BY reason ORDER BY reason",
+            )
+            .await?,
         })
     }
 
     /// Bills of `month` after subscriber `after`, with their flags and bill SMS state.
-    pub async fn bills_page(
-        &self,
-        month: BillingMonth,
-        after: &str,
-        limit: i64,
-    ) -> StoreResult<Vec<BillExport>> {
+    pub async fn bills_page(&self, month: BillingMonth, after: &str, limit: i64) -> StoreResult<Vec<BillExport>> {
         let month = month.to_string();
         let rows = sqlx::query(
             "SELECT b.*, n.status, n.segments FROM bills b
@@ -128,18 +129,14 @@ impl Store {
         let last: String = last.try_get("subscriber_id")?;
         let mut flags: HashMap<String, Vec<FlagExport>> = HashMap::new();
         for flag in self.flags_between(&month, &first, &last).await? {
-            flags
-                .entry(flag.subscriber_id.clone())
-                .or_default()
-                .push(flag);
+            flags.entry(flag.subscriber_id.clone()).or_default().push(flag);
         }
         rows.iter()
             .map(|r| {
                 let subscriber_id: String = r.try_get("subscriber_id")?;
                 let mut categories = [0i64; 8];
                 for category in Category::ALL {
-                    categories[category.index()] =
-                        r.try_get(format!("{}_fen", category.as_str()).as_str())?;
+                    categories[category.index()] = r.try_get(format!("{}_fen", category.as_str()).as_str())?;
                 }
                 Ok(BillExport {
                     msisdn: r.try_get("msisdn")?,
@@ -162,12 +159,7 @@ impl Store {
             .collect()
     }
 
-    async fn flags_between(
-        &self,
-        month: &str,
-        first: &str,
-        last: &str,
-    ) -> StoreResult<Vec<FlagExport>> {
+    async fn flags_between(&self, month: &str, first: &str, last: &str) -> StoreResult<Vec<FlagExport>> {
         let rows = sqlx::query(
             "SELECT subscriber_id, record_id, reason, service_code, amount_fen FROM charge_flags
              WHERE month = $1 AND subscriber_id >= $2 AND subscriber_id <= $3 ORDER BY subscriber_id, record_id",
