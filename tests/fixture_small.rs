@@ -139,18 +139,13 @@ async fn fixture_matches_expected(backend: Backend) {
     }
 
     // Exactly one SMS per pushed bill, across all three months.
-    let outbox = app.outbox();
     let pushed: usize = MONTHS
         .iter()
         .map(|m| {
             expected_lines(&format!("bills-{m}.jsonl")).iter().filter(|b| b["expected_delivery"] == "pushed").count()
         })
         .sum();
-    assert_eq!(outbox.len(), pushed);
-    let mut ids: Vec<&str> = outbox.iter().map(|m| m["id"].as_str().unwrap()).collect();
-    ids.sort_unstable();
-    ids.dedup();
-    assert_eq!(ids.len(), pushed, "no notification pushed twice");
+    app.assert_outbox_holds_each_once(pushed);
 
     app.cleanup().await;
 }

@@ -149,6 +149,16 @@ impl TestApp {
         }
     }
 
+    /// Asserts the sink outbox holds exactly `count` messages, no notification twice.
+    pub fn assert_outbox_holds_each_once(&self, count: usize) {
+        let outbox = self.outbox();
+        assert_eq!(outbox.len(), count, "messages in the outbox");
+        let mut ids: Vec<&str> = outbox.iter().map(|m| m["id"].as_str().unwrap()).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        assert_eq!(ids.len(), count, "no notification pushed twice");
+    }
+
     /// Drops the test's PostgreSQL database.
     pub async fn cleanup(self) {
         self.app.store.close().await;
