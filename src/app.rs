@@ -1,30 +1,33 @@
 //! The application: everything built from the configuration, the one way the program starts,
 //! in `main` and in tests alike.
 
-use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::Duration;
 
 use anyhow::Context;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, Utc};
 use indicatif::{ProgressBar, ProgressStyle};
+use tokio_util::sync::CancellationToken;
 
 use crate::billing::{BillBuilder, BuildReport};
 use crate::clock::{Clock, SystemClock};
-use crate::config::Settings;
+use crate::config::{GatewayKind, Settings};
 use crate::domain::period::BillingMonth;
+use crate::domain::shard::Shard;
 use crate::export::{ExportFormat, ExportKind};
-use crate::gateway::SinkGateway;
+use crate::gateway::{Gateway, HttpGateway, JasminGateway, SinkGateway};
 use crate::import::{import_file, ImportError, ImportKind};
-use crate::push::{PushCounts, Pusher};
-use crate::queue::{MemoryQueue, Queue};
+use crate::push::{PartLimiter, PushCounts, Pusher};
+use crate::queue::{AmqpQueue, MemoryQueue, Queue, QueueMessage, BATCH};
 use crate::render::Renderer;
+use crate::schedule::{MonthScheduler, ScheduleReport};
 use crate::store::{ImportCounts, MonthStatus, Store};
 
-/// Notification ids per queue message.
-const QUEUE_BATCH: usize = 100;
+/// Consumers a `run` starts in its own process when pushing through RabbitMQ.
+const RUN_CONSUMERS: usize = 2;
+/// How often a `run` through RabbitMQ looks whether its month is drained.
+const DRAIN_CHECK: Duration = Duration::from_millis(200);
 
 pub struct App {
     pub settings: Settings,
@@ -40,10 +43,25 @@ pub struct RunReport {
     pub push: PushCounts,
 }
 
-fn progress_bar(len: u64, what: &str) -> ProgressBar {
+pub fn progress_bar(len: u64, what: &str) -> ProgressBar {
     let bar = ProgressBar::new(len).with_message(what.to_string());
     bar.set_style(ProgressStyle::with_template("{msg} {wide_bar} {pos}/{len} {elapsed}").expect("valid template"));
     bar
+}
+
+/// The queue a command uses: in-process, or RabbitMQ.
+enum QueueKind {
+    Memory(MemoryQueue),
+    Amqp(Arc<AmqpQueue>),
+}
+
+impl QueueKind {
+    fn shared(&self) -> Arc<dyn Queue> {
+        match self {
+            QueueKind::Memory(queue) => Arc::new(queue.clone()),
+            QueueKind::Amqp(queue) => queue.clone(),
+        }
+    }
 }
 
 impl App {
@@ -66,12 +84,80 @@ impl App {
         Ok(App { settings, store, renderer, clock })
     }
 
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
     pub async fn import(&self, kind: ImportKind, path: &Path, strict: bool) -> Result<ImportCounts, ImportError> {
         import_file(&self.store, kind, path, strict).await
     }
 
-    /// Builds what is due, queues it and pushes it on this machine until the queue is drained.
-    /// Also re-queues the month's notifications that an interrupted run left unsent.
+    fn builder(&self) -> BillBuilder<'_> {
+        BillBuilder { store: &self.store, renderer: &self.renderer, settings: &self.settings }
+    }
+
+    async fn queue(&self) -> anyhow::Result<QueueKind> {
+        let config = &self.settings.config.queue;
+        if config.url == "memory://" {
+            return Ok(QueueKind::Memory(MemoryQueue::new()));
+        }
+        let queue = AmqpQueue::connect(&config.url, &config.name)
+            .await
+            .context("cannot reach the message broker (queue.url)")?;
+        Ok(QueueKind::Amqp(Arc::new(queue)))
+    }
+
+    fn gateway(&self) -> anyhow::Result<Arc<dyn Gateway>> {
+        let g = &self.settings.config.gateway;
+        let timeout = Duration::from_millis(g.timeout_ms);
+        Ok(match g.kind {
+            GatewayKind::Sink => Arc::new(
+                SinkGateway::open(&g.outbox)
+                    .with_context(|| format!("cannot open the sink outbox {} (gateway.outbox)", g.outbox.display()))?,
+            ),
+            GatewayKind::Http => Arc::new(HttpGateway::new(&g.url, &g.token, timeout)?),
+            GatewayKind::Jasmin => {
+                let dlr_url = format!(
+                    "{}/api/v1/dlr/jasmin?token={}",
+                    self.settings.config.api.public_url.trim_end_matches('/'),
+                    g.token
+                );
+                Arc::new(JasminGateway::new(&g.url, &g.username, &g.password, dlr_url, timeout)?)
+            }
+        })
+    }
+
+    fn pusher(&self, queue: Arc<dyn Queue>, gateway: Arc<dyn Gateway>, limiter: Arc<PartLimiter>) -> Pusher {
+        let g = &self.settings.config.gateway;
+        Pusher {
+            store: self.store.clone(),
+            queue,
+            limiter,
+            clock: self.clock.clone(),
+            quiet_hours: self.settings.quiet_hours,
+            sender: g.sender.clone(),
+            max_attempts: i64::from(g.max_attempts),
+            retry_base: Duration::from_millis(g.retry_base_ms),
+            // Long enough for any request in flight to have ended, with a margin.
+            lease: Duration::from_millis(g.timeout_ms) * 2 + Duration::from_secs(10),
+            gateway,
+        }
+    }
+
+    fn limiter(&self, gateway: &dyn Gateway, processes: u32) -> PartLimiter {
+        if gateway.rate_limited() {
+            PartLimiter::new(self.settings.config.gateway.rate_per_second, processes)
+        } else {
+            PartLimiter::unlimited()
+        }
+    }
+
+    fn scheduler<'a>(&'a self, queue: &'a dyn Queue) -> MonthScheduler<'a> {
+        MonthScheduler { builder: self.builder(), queue, holder: uuid::Uuid::now_v7().to_string() }
+    }
+
+    /// Builds what is due, queues it and pushes it on this machine until the month is drained.
+    /// Also re-queues what an interrupted run left behind.
     pub async fn run(
         &self,
         month: BillingMonth,
@@ -79,42 +165,143 @@ impl App {
         dry_run: bool,
     ) -> anyhow::Result<RunReport> {
         let as_of = as_of.unwrap_or_else(|| self.clock.now());
-        let builder = BillBuilder { store: &self.store, renderer: &self.renderer, settings: &self.settings };
-        let building = progress_bar(0, &format!("build {month}"));
-        let build = builder.build_month(month, as_of, dry_run, &building).await?;
-        building.finish_and_clear();
         if dry_run {
+            let building = progress_bar(0, &format!("build {month}"));
+            let build = self.builder().build_month(month, as_of, Shard::ALL, true, &building).await?;
+            building.finish_and_clear();
             return Ok(RunReport { build, ..RunReport::default() });
         }
-        let gateway = Arc::new(SinkGateway::open(&self.settings.config.gateway.outbox).with_context(|| {
-            format!("cannot open the sink outbox {} (gateway.outbox)", self.settings.config.gateway.outbox.display())
-        })?);
-        let queue = MemoryQueue::new();
-        let unsent = self.store.unsent_notification_ids(month).await?;
-        let pushing = progress_bar(unsent.len() as u64, &format!("push {month}"));
-        let pusher = Pusher {
-            store: self.store.clone(),
-            gateway,
-            clock: self.clock.clone(),
-            quiet_hours: self.settings.quiet_hours,
-            sender: self.settings.config.gateway.sender.clone(),
+        let queue = self.queue().await?;
+        let gateway = self.gateway()?;
+        let shared = queue.shared();
+        // The in-process queue did not outlive an interrupted run: what it held is queued again.
+        let stranded = match &queue {
+            QueueKind::Memory(_) => self.store.stranded_ids(month, self.clock.now()).await?,
+            QueueKind::Amqp(_) => Vec::new(),
         };
-        let consumer = {
-            let queue = queue.clone();
-            let pushing = pushing.clone();
-            tokio::spawn(async move { pusher.drain(&queue, &pushing).await })
+        let building = progress_bar(0, &format!("build {month}"));
+        let scheduled = self.scheduler(shared.as_ref()).schedule(month, as_of, Shard::ALL, &building).await?;
+        building.finish_and_clear();
+        anyhow::ensure!(!scheduled.skipped, "another scheduler is working on {month}; try again when it is done");
+        let limiter = Arc::new(self.limiter(gateway.as_ref(), 1));
+        let stop = CancellationToken::new();
+        let pushing = progress_bar(self.store.unfinished_count(month).await? as u64, &format!("push {month}"));
+        let push = match &queue {
+            QueueKind::Memory(memory) => {
+                let messages: Vec<QueueMessage> =
+                    stranded.chunks(BATCH).map(|c| QueueMessage { notification_ids: c.to_vec() }).collect();
+                memory.publish(&messages).await?;
+                memory.close();
+                self.pusher(shared.clone(), gateway, limiter).drain(&stop, &pushing).await?
+            }
+            QueueKind::Amqp(amqp) => {
+                let mut consumers = Vec::new();
+                for _ in 0..RUN_CONSUMERS {
+                    let pusher = self.pusher(shared.clone(), gateway.clone(), limiter.clone());
+                    let (stop, pushing) = (stop.clone(), pushing.clone());
+                    consumers.push(tokio::spawn(async move { pusher.drain(&stop, &pushing).await }));
+                }
+                while self.store.unfinished_count(month).await? > 0 && !consumers.iter().any(|c| c.is_finished()) {
+                    tokio::time::sleep(DRAIN_CHECK).await;
+                }
+                stop.cancel();
+                let mut push = PushCounts::default();
+                for consumer in consumers {
+                    let counts = consumer.await.context("a push consumer panicked")??;
+                    push.accepted += counts.accepted;
+                    push.failed += counts.failed;
+                    push.unknown += counts.unknown;
+                    push.retried += counts.retried;
+                    push.already_handled += counts.already_handled;
+                }
+                amqp.close().await;
+                push
+            }
         };
-        let queued = unsent.len() as u64;
-        for batch in unsent.chunks(QUEUE_BATCH) {
-            queue.publish(batch.to_vec()).await?;
-            let mut tx = self.store.begin().await?;
-            crate::store::notifications::mark_queued(&mut tx, batch, self.clock.now()).await?;
-            tx.commit().await?;
-        }
-        queue.close();
-        let push = consumer.await.context("push worker panicked")??;
         pushing.finish_and_clear();
-        Ok(RunReport { build, queued, push })
+        Ok(RunReport { build: scheduled.build, queued: scheduled.queued, push })
+    }
+
+    /// Builds what is due and queues it for separate workers (`billpush worker`).
+    pub async fn schedule(
+        &self,
+        month: BillingMonth,
+        as_of: Option<DateTime<Utc>>,
+        shard: Shard,
+    ) -> anyhow::Result<ScheduleReport> {
+        let QueueKind::Amqp(queue) = self.queue().await? else {
+            anyhow::bail!("schedule queues for separate workers and needs queue.url = amqp://…; use run with the in-process queue");
+        };
+        let building = progress_bar(0, &format!("build {month}"));
+        let report = self
+            .scheduler(queue.as_ref())
+            .schedule(month, as_of.unwrap_or_else(|| self.clock.now()), shard, &building)
+            .await;
+        building.finish_and_clear();
+        queue.close().await;
+        report
+    }
+
+    /// Consumes and pushes until `stop`; finishes the delivery in hand before returning.
+    pub async fn worker(&self, stop: CancellationToken) -> anyhow::Result<PushCounts> {
+        let QueueKind::Amqp(queue) = self.queue().await? else {
+            anyhow::bail!("worker consumes from RabbitMQ and needs queue.url = amqp://…");
+        };
+        let gateway = self.gateway()?;
+        let limiter = Arc::new(self.limiter(gateway.as_ref(), self.settings.config.gateway.workers));
+        let depth = tokio::spawn(report_queue_depth(queue.clone(), stop.clone()));
+        let counts = self.pusher(queue.clone(), gateway, limiter).drain(&stop, &ProgressBar::hidden()).await;
+        depth.abort();
+        queue.close().await;
+        counts
+    }
+
+    /// The production daemon: every `billing.check_every`, schedules whatever became due in the
+    /// open months and turns receipts that never came into `unknown`.
+    pub async fn scheduler_daemon(&self, stop: CancellationToken) -> anyhow::Result<()> {
+        let QueueKind::Amqp(queue) = self.queue().await? else {
+            anyhow::bail!("scheduler queues for separate workers and needs queue.url = amqp://…");
+        };
+        let every = self.settings.check_every.to_std().unwrap_or(Duration::from_secs(3600));
+        while !stop.is_cancelled() {
+            let now = self.clock.now();
+            for month in open_months(now, self.settings.timezone) {
+                let report =
+                    self.scheduler(queue.as_ref()).schedule(month, now, Shard::ALL, &ProgressBar::hidden()).await?;
+                tracing::info!(%month, billed = report.build.billed, queued = report.queued, not_due = report.build.not_due, "scheduled");
+            }
+            let expired = self.store.expire_receipts(now - self.settings.dlr_timeout, now).await?;
+            if expired > 0 {
+                tracing::info!(expired, "accepted messages without receipt are now unknown");
+            }
+            tokio::select! {
+                () = stop.cancelled() => {}
+                () = tokio::time::sleep(every) => {}
+            }
+        }
+        queue.close().await;
+        Ok(())
+    }
+
+    /// Puts the month's failed notifications back in line on purpose. Through RabbitMQ they are
+    /// queued at once; with the in-process queue the next `run` of the month pushes them.
+    pub async fn retry_failed(&self, month: BillingMonth) -> anyhow::Result<u64> {
+        let reset = self.store.reset_failed(month, self.clock.now()).await?.len() as u64;
+        if let QueueKind::Amqp(queue) = self.queue().await? {
+            let scheduler = self.scheduler(queue.as_ref());
+            let lock = format!("schedule {month} {}", Shard::ALL);
+            anyhow::ensure!(
+                self.store
+                    .acquire_lock(&lock, &scheduler.holder, Utc::now(), Utc::now() + chrono::Duration::minutes(10))
+                    .await?,
+                "a scheduler is working on {month}; try again when it is done"
+            );
+            let queued = scheduler.enqueue_pending(month, Shard::ALL, &lock).await;
+            self.store.release_lock(&lock, &scheduler.holder).await?;
+            queued?;
+            queue.close().await;
+        }
+        Ok(reset)
     }
 
     pub async fn status(&self, month: BillingMonth) -> anyhow::Result<MonthStatus> {
@@ -126,7 +313,7 @@ impl App {
         kind: ExportKind,
         month: BillingMonth,
         format: ExportFormat,
-        out: &mut dyn Write,
+        out: &mut dyn std::io::Write,
     ) -> anyhow::Result<u64> {
         crate::export::export(&self.store, &self.settings, kind, month, format, out).await
     }
@@ -135,13 +322,39 @@ impl App {
         Ok(crate::export::spam_numbers(&self.store, &self.settings, month).await?.iter().filter(|n| n.flagged).count()
             as u64)
     }
+}
 
-    pub fn elapsed_since(start: Instant) -> String {
-        format!("{:.2}s", start.elapsed().as_secs_f64())
+/// The months whose bills can become due now: periods of month M end in M+1 (day 28 at the
+/// latest), so the previous month, and the one before for a scheduler that was down.
+pub fn open_months(now: DateTime<Utc>, tz: chrono_tz::Tz) -> [BillingMonth; 2] {
+    let local = now.with_timezone(&tz);
+    let current = BillingMonth::new(local.year(), local.month()).expect("a real date");
+    [current.previous().previous(), current.previous()]
+}
+
+async fn report_queue_depth(queue: Arc<AmqpQueue>, stop: CancellationToken) {
+    loop {
+        match queue.depth().await {
+            Ok(depth) => metrics::gauge!("billpush_queue_depth").set(depth as f64),
+            Err(error) => tracing::debug!(%error, "queue depth unavailable"),
+        }
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(Duration::from_secs(5)) => {}
+        }
     }
+}
 
-    /// Counts per status, for summaries.
-    pub fn status_line(counts: &BTreeMap<&str, u64>) -> String {
-        counts.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ")
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_open_months_are_the_two_before_the_current_one() {
+        let now = DateTime::parse_from_rfc3339("2026-11-27T10:00:00+08:00").unwrap().with_timezone(&Utc);
+        let months = open_months(now, chrono_tz::Asia::Shanghai);
+        assert_eq!(months.map(|m| m.to_string()), ["2026-09", "2026-10"]);
+        let new_year = DateTime::parse_from_rfc3339("2027-01-01T00:30:00+08:00").unwrap().with_timezone(&Utc);
+        assert_eq!(open_months(new_year, chrono_tz::Asia::Shanghai).map(|m| m.to_string()), ["2026-11", "2026-12"]);
     }
 }

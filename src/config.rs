@@ -69,11 +69,13 @@ impl Default for DatabaseConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct QueueConfig {
     pub url: String,
+    /// Prefix of the broker's queue names (`NAME`, `NAME.retry.*`, `NAME.dead`).
+    pub name: String,
 }
 
 impl Default for QueueConfig {
     fn default() -> Self {
-        QueueConfig { url: "memory://".into() }
+        QueueConfig { url: "memory://".into(), name: "billpush".into() }
     }
 }
 
@@ -101,6 +103,8 @@ pub struct GatewayConfig {
     pub timeout_ms: u64,
     pub idempotent: bool,
     pub dlr_timeout: String,
+    /// First retry delay; each further attempt doubles it (with jitter), up to five minutes.
+    pub retry_base_ms: u64,
 }
 
 impl Default for GatewayConfig {
@@ -119,6 +123,7 @@ impl Default for GatewayConfig {
             timeout_ms: 5000,
             idempotent: true,
             dlr_timeout: "72h".into(),
+            retry_base_ms: 1000,
         }
     }
 }
@@ -216,6 +221,8 @@ pub struct Settings {
     pub config: Config,
     pub timezone: Tz,
     pub grace: chrono::Duration,
+    pub check_every: chrono::Duration,
+    pub dlr_timeout: chrono::Duration,
     pub quiet_hours: QuietHours,
     pub spike: SpikeRule,
     pub allowlist: Allowlist,
@@ -247,8 +254,8 @@ impl Config {
             invalid("billing.timezone", format!("{:?} is not an IANA timezone name", self.billing.timezone))
         })?;
         let grace = parse_duration("billing.grace", &self.billing.grace)?;
-        parse_duration("billing.check_every", &self.billing.check_every)?;
-        parse_duration("gateway.dlr_timeout", &self.gateway.dlr_timeout)?;
+        let check_every = parse_duration("billing.check_every", &self.billing.check_every)?;
+        let dlr_timeout = parse_duration("gateway.dlr_timeout", &self.gateway.dlr_timeout)?;
         let quiet_start = parse_time("sms.quiet_start", &self.sms.quiet_start)?;
         let quiet_end = parse_time("sms.quiet_end", &self.sms.quiet_end)?;
         if self.sms.max_segments == 0 || self.sms.max_segments > 255 {
@@ -277,15 +284,64 @@ impl Config {
         if !(db.starts_with("sqlite:") || db.starts_with("postgres://") || db.starts_with("postgresql://")) {
             return Err(invalid("database.url", "must start with sqlite:, postgres:// or postgresql://".into()));
         }
-        if self.queue.url != "memory://" {
-            return Err(invalid("queue.url", format!("{:?} is not supported; use memory://", self.queue.url)));
+        let queue = &self.queue.url;
+        if !(queue == "memory://" || queue.starts_with("amqp://") || queue.starts_with("amqps://")) {
+            return Err(invalid("queue.url", format!("{queue:?} is neither memory:// nor an amqp:// URL")));
         }
-        if self.gateway.kind != GatewayKind::Sink {
-            return Err(invalid("gateway.kind", "only sink is available in this build".into()));
+        if self.queue.name.is_empty()
+            || !self.queue.name.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+        {
+            return Err(invalid("queue.name", "must be letters, digits, '.', '_' or '-'".into()));
+        }
+        match self.gateway.kind {
+            GatewayKind::Sink => {}
+            GatewayKind::Http | GatewayKind::Jasmin if !self.gateway.url.starts_with("http") => {
+                return Err(invalid("gateway.url", format!("{:?} is not an http(s) URL", self.gateway.url)));
+            }
+            GatewayKind::Http => {}
+            GatewayKind::Jasmin => {
+                if self.gateway.idempotent {
+                    return Err(invalid(
+                        "gateway.idempotent",
+                        "Jasmin honours no idempotency key: set it to false".into(),
+                    ));
+                }
+                if self.sms.max_segments > 5 {
+                    return Err(invalid(
+                        "sms.max_segments",
+                        "Jasmin silently cuts messages past 5 parts: use 5 or less".into(),
+                    ));
+                }
+            }
+        }
+        if self.gateway.rate_per_second == 0 {
+            return Err(invalid("gateway.rate_per_second", "must be at least 1".into()));
+        }
+        if self.gateway.timeout_ms == 0 {
+            return Err(invalid("gateway.timeout_ms", "must be at least 1".into()));
+        }
+        if !self.api.public_url.starts_with("http") {
+            return Err(invalid("api.public_url", format!("{:?} is not an http(s) URL", self.api.public_url)));
+        }
+        for (i, token) in self.api.tokens.iter().enumerate() {
+            if !matches!(token.role.as_str(), "regulator" | "operator" | "gateway") {
+                return Err(invalid(
+                    "api.tokens",
+                    format!("token {i} ({}): role must be regulator, operator or gateway", token.name),
+                ));
+            }
+            if token.token_sha256.len() != 64 || !token.token_sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(invalid(
+                    "api.tokens",
+                    format!("token {i} ({}): token_sha256 must be 64 hex digits", token.name),
+                ));
+            }
         }
         Ok(Settings {
             timezone,
             grace,
+            check_every,
+            dlr_timeout,
             quiet_hours: QuietHours::new(quiet_start, quiet_end, timezone),
             // The ratio is a setting, not an amount: it becomes integer hundredths here.
             spike: SpikeRule {

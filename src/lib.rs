@@ -2,6 +2,7 @@
 //! deductions and aggregates spam reports.
 #![forbid(unsafe_code)]
 
+pub mod api;
 pub mod app;
 pub mod billing;
 pub mod cli;
@@ -14,4 +15,5 @@ pub mod import;
 pub mod push;
 pub mod queue;
 pub mod render;
+pub mod schedule;
 pub mod store;

@@ -13,6 +13,7 @@ use crate::domain::category::Language;
 use crate::domain::delivery::{DeliveryStatus, BILL_KIND};
 use crate::domain::flags::flag_vas_charges;
 use crate::domain::period::{all_periods_of, billing_period, BillingMonth};
+use crate::domain::shard::Shard;
 use crate::render::{Allowances, BillFacts, RenderedSms, Renderer};
 use crate::store::billing::{self as db, BillToWrite, NotificationToWrite};
 use crate::store::{Store, StoreResult, Tx};
@@ -65,6 +66,7 @@ impl BillBuilder<'_> {
         &self,
         month: BillingMonth,
         as_of: DateTime<Utc>,
+        shard: Shard,
         dry_run: bool,
         progress: &ProgressBar,
     ) -> StoreResult<BuildReport> {
@@ -77,8 +79,12 @@ impl BillBuilder<'_> {
             let page = db::unbilled_candidates(&mut tx, month, &after, PAGE_SIZE).await?;
             let Some(last) = page.last() else { break };
             after = last.subscriber_id.clone();
-            self.build_page(&mut tx, month, as_of, &page, &mut report).await?;
-            progress.inc(page.len() as u64);
+            let scanned = page.len() as u64;
+            let page: Vec<_> = page.into_iter().filter(|c| shard.contains(&c.subscriber_id)).collect();
+            if !page.is_empty() {
+                self.build_page(&mut tx, month, as_of, &page, &mut report).await?;
+            }
+            progress.inc(scanned);
             if !dry_run {
                 tx.commit().await?;
                 tx = self.store.begin().await?;

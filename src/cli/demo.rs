@@ -78,7 +78,7 @@ pub async fn run(mut settings: Settings) -> anyhow::Result<()> {
             sample.text
         );
     }
-    println!("\ntime taken: {}", App::elapsed_since(started));
+    println!("\ntime taken: {:.2}s", started.elapsed().as_secs_f64());
     app.store.close().await;
     Ok(())
 }

@@ -10,11 +10,15 @@ use anyhow::Context;
 use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
 
+use tokio_util::sync::CancellationToken;
+
 use crate::app::App;
 use crate::config::{Config, Settings};
 use crate::domain::money::Fen;
 use crate::domain::period::BillingMonth;
+use crate::domain::shard::Shard;
 use crate::export::{ExportFormat, ExportKind};
+use crate::gateway::mock::{Faults, MockGateway};
 use crate::import::ImportKind;
 
 #[derive(Debug, Parser)]
@@ -70,8 +74,94 @@ pub enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Build what is due and queue it for separate workers (needs queue.url = amqp://…).
+    Schedule {
+        #[arg(long)]
+        month: BillingMonth,
+        #[arg(long, value_parser = parse_instant)]
+        as_of: Option<DateTime<Utc>>,
+        /// Only the subscribers of shard i of n, to split scheduling across machines.
+        #[arg(long, default_value = "0/1")]
+        shard: Shard,
+    },
+    /// Daemon: every billing.check_every, schedule whatever became due.
+    Scheduler,
+    /// Consume the queue and push, until SIGTERM or SIGINT.
+    Worker {
+        /// Serve Prometheus metrics on this address.
+        #[arg(long)]
+        metrics: Option<String>,
+    },
+    /// Put a month's failed notifications back in line.
+    RetryFailed {
+        #[arg(long)]
+        month: BillingMonth,
+    },
+    /// Regulator and operator HTTP API, receipts, health and metrics.
+    Serve {
+        /// Listen here instead of api.bind.
+        #[arg(long)]
+        bind: Option<String>,
+    },
+    /// Mint an API token and print its config entry.
+    Token {
+        #[arg(long)]
+        name: String,
+        #[arg(long, value_parser = ["regulator", "operator", "gateway"])]
+        role: String,
+    },
+    /// A mock SMS gateway (generic http protocol) for trials, benchmarks and fault drills.
+    MockGateway {
+        #[arg(long, default_value = "127.0.0.1:9090")]
+        bind: String,
+        #[arg(long, default_value = "mock-token")]
+        token: String,
+        /// Fraction of requests answered 503.
+        #[arg(long, default_value_t = 0.0)]
+        unavailable: f64,
+        /// Fraction answered 429 with Retry-After: 1.
+        #[arg(long, default_value_t = 0.0)]
+        too_many: f64,
+        /// Fraction answered only after --slow-ms (past the client's timeout).
+        #[arg(long, default_value_t = 0.0)]
+        slow: f64,
+        /// Fraction accepted whose answer is lost (kept, but answered 503).
+        #[arg(long, default_value_t = 0.0)]
+        lost_answer: f64,
+        #[arg(long, default_value_t = 10_000)]
+        slow_ms: u64,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
     /// Import the bundled sample data, push one month through the sink and print a summary.
     Demo,
+}
+
+/// Cancelled on SIGTERM or SIGINT: stop taking work, finish what is in hand, exit.
+fn shutdown_signal() -> CancellationToken {
+    let stop = CancellationToken::new();
+    let trigger = stop.clone();
+    tokio::spawn(async move {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(term) => term,
+            Err(error) => {
+                tracing::error!(%error, "cannot watch SIGTERM");
+                return;
+            }
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        tracing::info!("stopping: finishing the work in hand");
+        trigger.cancel();
+    });
+    stop
+}
+
+/// Counts as `key=value` pairs, for summaries.
+fn status_line(counts: &std::collections::BTreeMap<&str, u64>) -> String {
+    counts.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ")
 }
 
 pub fn load_settings(cli: &Cli) -> anyhow::Result<Settings> {
@@ -79,6 +169,36 @@ pub fn load_settings(cli: &Cli) -> anyhow::Result<Settings> {
 }
 
 pub async fn execute(cli: Cli) -> anyhow::Result<()> {
+    match &cli.command {
+        Command::Token { name, role } => {
+            let token = format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
+            println!("token: {token}");
+            println!(
+                "config: {{ name = \"{name}\", token_sha256 = \"{}\", role = \"{role}\" }}",
+                crate::api::hash_token(&token)
+            );
+            return Ok(());
+        }
+        Command::MockGateway { bind, token, unavailable, too_many, slow, lost_answer, slow_ms, seed } => {
+            let faults = Faults {
+                unavailable: *unavailable,
+                too_many: *too_many,
+                slow: *slow,
+                lost_answer: *lost_answer,
+                slow_for_ms: *slow_ms,
+                seed: *seed,
+            };
+            let gateway = MockGateway::new(token, faults);
+            let (address, task) = gateway.serve(bind).await?;
+            println!("mock gateway on http://{address} (GET /stats, GET /accepted)");
+            let stop = shutdown_signal();
+            stop.cancelled().await;
+            task.abort();
+            println!("{}", serde_json::to_string(&gateway.stats())?);
+            return Ok(());
+        }
+        _ => {}
+    }
     let settings = load_settings(&cli)?;
     if let Command::Demo = cli.command {
         return demo::run(settings).await;
@@ -103,13 +223,13 @@ pub async fn execute(cli: Cli) -> anyhow::Result<()> {
                 Some(next) => writeln!(out, "not due {} (next becomes due at {})", build.not_due, next.to_rfc3339())?,
                 None => writeln!(out, "not due 0")?,
             }
-            writeln!(out, "bill sms {}", App::status_line(&build.by_status))?;
+            writeln!(out, "bill sms {}", status_line(&build.by_status))?;
             writeln!(
                 out,
                 "segments {}",
                 build.by_segments.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ")
             )?;
-            writeln!(out, "flags {} spike={}", App::status_line(&build.flags), build.spikes)?;
+            writeln!(out, "flags {} spike={}", status_line(&build.flags), build.spikes)?;
             if dry_run {
                 for sample in &build.samples {
                     writeln!(
@@ -159,7 +279,47 @@ pub async fn execute(cli: Cli) -> anyhow::Result<()> {
                 app.export(kind, month, format, &mut lock).await?;
             }
         },
-        Command::Demo => unreachable!("handled above"),
+        Command::Schedule { month, as_of, shard } => {
+            let report = app.schedule(month, as_of, shard).await?;
+            if report.skipped {
+                anyhow::bail!("another scheduler is working on {month} shard {shard}; nothing was queued");
+            }
+            println!(
+                "month {month} shard {shard}: billed {} not due {} queued {}",
+                report.build.billed, report.build.not_due, report.queued
+            );
+        }
+        Command::Scheduler => app.scheduler_daemon(shutdown_signal()).await?,
+        Command::Worker { metrics } => {
+            let stop = shutdown_signal();
+            let metrics_server = metrics.map(|bind| {
+                let stop = stop.clone();
+                tokio::spawn(async move { crate::api::serve_metrics(&bind, stop).await })
+            });
+            let counts = app.worker(stop).await?;
+            if let Some(server) = metrics_server {
+                server.await??;
+            }
+            eprintln!(
+                "worker stopped: accepted={} failed={} unknown={} retried={}",
+                counts.accepted, counts.failed, counts.unknown, counts.retried
+            );
+        }
+        Command::RetryFailed { month } => {
+            let reset = app.retry_failed(month).await?;
+            println!("{reset} failed notifications of {month} put back in line");
+        }
+        Command::Serve { bind } => {
+            let bind = bind.unwrap_or_else(|| app.settings.config.api.bind.clone());
+            let (bound, address) = tokio::sync::oneshot::channel();
+            let stop = shutdown_signal();
+            let server = tokio::spawn(async move { crate::api::serve(app, &bind, stop, bound).await });
+            if let Ok(address) = address.await {
+                eprintln!("listening on http://{address}");
+            }
+            return server.await?;
+        }
+        Command::Demo | Command::Token { .. } | Command::MockGateway { .. } => unreachable!("handled above"),
     }
     app.store.close().await;
     Ok(())

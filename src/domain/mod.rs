@@ -9,5 +9,6 @@ pub mod money;
 pub mod msisdn;
 pub mod period;
 pub mod quiet_hours;
+pub mod shard;
 pub mod sms;
 pub mod spam;

@@ -20,25 +20,33 @@ impl SinkGateway {
     }
 }
 
+fn outbox_error(error: std::io::Error) -> GatewayError {
+    GatewayError::Transient(format!("outbox: {error}"))
+}
+
 #[async_trait]
 impl Gateway for SinkGateway {
-    async fn send_batch(&self, messages: &[OutboundSms<'_>]) -> Vec<Result<String, GatewayError>> {
+    async fn send(&self, sms: &OutboundSms<'_>) -> Result<String, GatewayError> {
         let mut outbox = self.outbox.lock().await;
-        let written = messages
-            .iter()
-            .try_for_each(|m| {
-                serde_json::to_writer(&mut *outbox, m)?;
-                outbox.write_all(b"\n")
-            })
-            // A message counts as accepted only once it is in the file, not in a buffer.
-            .and_then(|()| outbox.flush())
-            .and_then(|()| outbox.get_ref().sync_data());
-        match written {
-            Ok(()) => messages.iter().map(|m| Ok(format!("sink-{}", m.id))).collect(),
-            Err(e) => messages
-                .iter()
-                .map(|_| Err(GatewayError::Outbox(std::io::Error::new(e.kind(), e.to_string()))))
-                .collect(),
-        }
+        serde_json::to_writer(&mut *outbox, sms).map_err(|e| outbox_error(e.into()))?;
+        outbox.write_all(b"\n").map_err(outbox_error)?;
+        Ok(format!("sink-{}", sms.id))
+    }
+
+    /// A message counts as accepted only once it is in the file, not in a buffer.
+    async fn flush(&self) -> Result<(), GatewayError> {
+        let mut outbox = self.outbox.lock().await;
+        outbox.flush().map_err(outbox_error)?;
+        outbox.get_ref().sync_data().map_err(outbox_error)
+    }
+
+    /// Each notification is written once per claim; a crash between write and record can
+    /// leave a line whose notification is sent again, which the outbox shows by its id.
+    fn idempotent(&self) -> bool {
+        true
+    }
+
+    fn rate_limited(&self) -> bool {
+        false
     }
 }

@@ -1,46 +1,94 @@
 //! The push worker: takes deliveries off the queue, claims their notifications in the
-//! database, hands them to the gateway, records each outcome, and only then acks.
+//! database, pushes them to the gateway within the rate limit, records each outcome, and only
+//! then acks. Failures are retried later through the queue with exponential backoff and
+//! jitter, up to `gateway.max_attempts`; then the notification fails and its id goes to the
+//! dead-letter queue.
+
+mod rate;
 
 use std::sync::Arc;
+use std::time::Duration;
 
+use futures_util::stream::{self, StreamExt};
 use indicatif::ProgressBar;
+use rand::Rng;
+use tokio_util::sync::CancellationToken;
+
+pub use rate::PartLimiter;
 
 use crate::clock::Clock;
 use crate::domain::msisdn::Msisdn;
 use crate::domain::quiet_hours::QuietHours;
-use crate::gateway::{Gateway, OutboundSms};
-use crate::queue::Queue;
-use crate::store::notifications::{claim_for_sending, mark_accepted, mark_failed};
+use crate::gateway::{Gateway, GatewayError, OutboundSms};
+use crate::queue::{Delivery, Queue, QueueMessage};
+use crate::store::notifications::{self as db, OutboundRow};
 use crate::store::Store;
+
+/// Messages of one delivery pushed concurrently: enough to hide gateway latency.
+const CONCURRENCY: usize = 32;
+/// The longest retry delay.
+const MAX_BACKOFF: Duration = Duration::from_secs(300);
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PushCounts {
     pub accepted: u64,
     pub failed: u64,
-    /// Ids whose notification was already claimed: a redelivery, pushed by nobody again.
+    pub unknown: u64,
+    pub retried: u64,
+    /// Ids whose notification was already handled: a redelivery, pushed by nobody again.
     pub already_handled: u64,
+}
+
+impl PushCounts {
+    fn add(&mut self, other: PushCounts) {
+        self.accepted += other.accepted;
+        self.failed += other.failed;
+        self.unknown += other.unknown;
+        self.retried += other.retried;
+        self.already_handled += other.already_handled;
+    }
 }
 
 pub struct Pusher {
     pub store: Store,
+    pub queue: Arc<dyn Queue>,
     pub gateway: Arc<dyn Gateway>,
+    pub limiter: Arc<PartLimiter>,
     pub clock: Arc<dyn Clock>,
     pub quiet_hours: QuietHours,
     pub sender: String,
+    pub max_attempts: i64,
+    pub retry_base: Duration,
+    /// How long a claim protects a notification being sent from other workers.
+    pub lease: Duration,
+}
+
+/// What happened to one message at the gateway.
+enum Outcome {
+    Accepted(String),
+    Retry { reason: String, not_before: Option<Duration> },
+    Failed(String),
+    Unknown(String),
+}
+
+/// `base × 2^(attempt-1)`, capped, with "equal jitter": between half and all of it, so that
+/// messages failed together do not come back together.
+pub fn backoff(base: Duration, attempt: i64) -> Duration {
+    let exponent = u32::try_from(attempt.clamp(1, 20) - 1).expect("clamped");
+    let full = base.saturating_mul(2u32.saturating_pow(exponent)).min(MAX_BACKOFF);
+    let half = full / 2;
+    half + full.saturating_sub(half).mul_f64(rand::rng().random::<f64>())
 }
 
 impl Pusher {
-    /// Consumes until the queue is closed and drained.
-    pub async fn drain(&self, queue: &dyn Queue, progress: &ProgressBar) -> anyhow::Result<PushCounts> {
+    /// Consumes until `stop` is cancelled (or an in-process queue is closed and drained).
+    /// A delivery taken is always finished before stopping.
+    pub async fn drain(&self, stop: &CancellationToken, progress: &ProgressBar) -> anyhow::Result<PushCounts> {
         let mut counts = PushCounts::default();
-        while let Some(delivery) = queue.next().await? {
-            self.wait_out_quiet_hours().await;
-            let batch = self.push_batch(&delivery.notification_ids).await?;
-            delivery.ack().await?;
-            counts.accepted += batch.accepted;
-            counts.failed += batch.failed;
-            counts.already_handled += batch.already_handled;
-            progress.inc(batch.accepted + batch.failed);
+        while let Some(delivery) = self.queue.next(stop).await? {
+            let batch = self.push_delivery(delivery).await?;
+            progress.inc(batch.accepted + batch.failed + batch.unknown);
+            counts.add(batch);
         }
         Ok(counts)
     }
@@ -52,43 +100,166 @@ impl Pusher {
         }
     }
 
-    pub async fn push_batch(&self, ids: &[String]) -> anyhow::Result<PushCounts> {
-        let mut tx = self.store.begin().await?;
-        let claimed = claim_for_sending(&mut tx, ids, self.clock.now()).await?;
-        tx.commit().await?;
-        let mut counts = PushCounts { already_handled: (ids.len() - claimed.len()) as u64, ..PushCounts::default() };
-        if claimed.is_empty() {
-            return Ok(counts);
+    fn outcome(&self, row: &OutboundRow, result: Result<String, GatewayError>) -> Outcome {
+        let exhausted = row.attempts >= self.max_attempts;
+        let retry = |reason: String, not_before| {
+            if exhausted {
+                Outcome::Failed(reason)
+            } else {
+                Outcome::Retry { reason, not_before }
+            }
+        };
+        match result {
+            Ok(message_id) => Outcome::Accepted(message_id),
+            Err(GatewayError::RateLimited { retry_after }) => retry("gateway asked to slow down".into(), retry_after),
+            Err(GatewayError::Transient(reason)) => retry(reason, None),
+            Err(GatewayError::Ambiguous(reason)) if self.gateway.idempotent() => retry(reason, None),
+            // The gateway may hold the message and would not recognise a resend: never resend.
+            Err(GatewayError::Ambiguous(reason)) => Outcome::Unknown(reason),
+            Err(GatewayError::Permanent(reason)) => Outcome::Failed(reason),
         }
-        let messages: Vec<OutboundSms> = claimed
-            .iter()
-            .map(|n| OutboundSms {
-                id: &n.id,
-                to: &n.msisdn,
-                from: &self.sender,
-                text: &n.text,
-                encoding: &n.encoding,
-                segments: n.segments,
+    }
+
+    /// Waits for the rate limit, then pushes one message.
+    async fn send_one(&self, row: OutboundRow) -> (OutboundRow, Outcome, Duration) {
+        self.limiter.wait_for(u32::try_from(row.segments).unwrap_or(u32::MAX)).await;
+        let sms = OutboundSms {
+            id: &row.id,
+            to: &row.msisdn,
+            from: &self.sender,
+            text: &row.text,
+            encoding: &row.encoding,
+            segments: row.segments,
+        };
+        let started = std::time::Instant::now();
+        let result = self.gateway.send(&sms).await;
+        let took = started.elapsed();
+        let outcome = self.outcome(&row, result);
+        (row, outcome, took)
+    }
+
+    /// Pushes one delivery and acks it once every outcome is recorded and every retry queued.
+    pub async fn push_delivery(&self, delivery: Delivery) -> anyhow::Result<PushCounts> {
+        self.wait_out_quiet_hours().await;
+        let ids = &delivery.message.notification_ids;
+        let now = self.clock.now();
+        let lease_until = now + chrono::Duration::from_std(self.lease).expect("lease fits");
+        let mut tx = self.store.begin().await?;
+        let claim = db::claim_for_sending(&mut tx, ids, now, lease_until, self.gateway.idempotent()).await?;
+        tx.commit().await?;
+        let mut counts = PushCounts {
+            unknown: claim.unknown.len() as u64,
+            already_handled: (ids.len() - claim.claimed.len() - claim.busy.len() - claim.unknown.len()) as u64,
+            ..PushCounts::default()
+        };
+
+        let outcomes: Vec<(OutboundRow, Outcome, Duration)> =
+            stream::iter(claim.claimed).map(|row| self.send_one(row)).buffer_unordered(CONCURRENCY).collect().await;
+        // What the gateway accepted must be durable there before it is recorded as accepted.
+        let flushed = self.gateway.flush().await;
+        let outcomes: Vec<_> = outcomes
+            .into_iter()
+            .map(|(row, outcome, took)| match (&flushed, outcome) {
+                (Err(error), Outcome::Accepted(_)) => {
+                    let outcome = self.outcome(&row, Err(error.clone()));
+                    (row, outcome, took)
+                }
+                (_, outcome) => (row, outcome, took),
             })
             .collect();
-        let results = self.gateway.send_batch(&messages).await;
-        let now = self.clock.now();
+
+        // Retries and dead letters are queued before the outcomes are written, so a crash in
+        // between leaves claimed rows whose lease runs out and a message that finds them.
+        let mut retry_after = claim.busy_until.map(|until| (until - now).to_std().unwrap_or_default());
+        let mut retry_ids = claim.busy.clone();
+        let mut dead_ids = Vec::new();
+        for (row, outcome, _) in &outcomes {
+            match outcome {
+                Outcome::Retry { not_before, .. } => {
+                    let delay = backoff(self.retry_base, row.attempts).max(not_before.unwrap_or_default());
+                    retry_after = Some(retry_after.map_or(delay, |d| d.max(delay)));
+                    retry_ids.push(row.id.clone());
+                }
+                Outcome::Failed(_) => dead_ids.push(row.id.clone()),
+                Outcome::Accepted(_) | Outcome::Unknown(_) => {}
+            }
+        }
+        if !retry_ids.is_empty() {
+            let delay = retry_after.unwrap_or(self.retry_base);
+            self.queue.publish_later(&QueueMessage { notification_ids: retry_ids }, delay).await?;
+        }
+        if !dead_ids.is_empty() {
+            self.queue.publish_dead(&QueueMessage { notification_ids: dead_ids }).await?;
+        }
+
+        let at = self.clock.now();
         let mut tx = self.store.begin().await?;
-        for (notification, result) in claimed.iter().zip(results) {
-            match result {
-                Ok(message_id) => {
-                    mark_accepted(&mut tx, &notification.id, &message_id, now).await?;
+        for (row, outcome, took) in &outcomes {
+            record_metrics(row, outcome, *took);
+            match outcome {
+                Outcome::Accepted(message_id) => {
+                    db::mark_accepted(&mut tx, &row.id, message_id, at).await?;
                     counts.accepted += 1;
                 }
-                Err(error) => {
-                    let to = Msisdn::from_stored(notification.msisdn.clone()).masked();
-                    tracing::warn!(notification = %notification.id, %to, %error, "gateway refused a message");
-                    mark_failed(&mut tx, &notification.id, &error.to_string(), now).await?;
+                Outcome::Retry { reason, .. } => {
+                    db::release_for_retry(&mut tx, std::slice::from_ref(&row.id), reason, at).await?;
+                    counts.retried += 1;
+                }
+                Outcome::Failed(reason) => {
+                    log_refusal(row, reason);
+                    db::mark_failed(&mut tx, &row.id, reason, at).await?;
                     counts.failed += 1;
+                }
+                Outcome::Unknown(reason) => {
+                    log_refusal(row, reason);
+                    db::mark_unknown(&mut tx, &row.id, reason, at).await?;
+                    counts.unknown += 1;
                 }
             }
         }
         tx.commit().await?;
+        if let Err(error) = delivery.ack().await {
+            // The message will come again and find its notifications settled.
+            tracing::warn!(%error, "ack failed after the outcomes were recorded");
+        }
         Ok(counts)
+    }
+}
+
+fn log_refusal(row: &OutboundRow, reason: &str) {
+    let to = Msisdn::from_stored(row.msisdn.clone()).masked();
+    tracing::warn!(notification = %row.id, %to, reason, attempts = row.attempts, "message not accepted");
+}
+
+fn record_metrics(row: &OutboundRow, outcome: &Outcome, took: Duration) {
+    let status = match outcome {
+        Outcome::Accepted(_) => "accepted",
+        Outcome::Retry { .. } => "retry",
+        Outcome::Failed(_) => "failed",
+        Outcome::Unknown(_) => "unknown",
+    };
+    metrics::counter!("billpush_push_outcomes_total", "outcome" => status).increment(1);
+    metrics::histogram!("billpush_push_latency_seconds").record(took.as_secs_f64());
+    if matches!(outcome, Outcome::Accepted(_)) {
+        metrics::counter!("billpush_parts_pushed_total").increment(u64::try_from(row.segments).unwrap_or(0));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_with_jitter_and_is_capped() {
+        let base = Duration::from_secs(1);
+        for attempt in 1..=6 {
+            let full = Duration::from_secs(1 << (attempt - 1));
+            for _ in 0..50 {
+                let delay = backoff(base, attempt);
+                assert!(delay >= full / 2 && delay <= full, "attempt {attempt}: {delay:?}");
+            }
+        }
+        assert!(backoff(base, 40) <= MAX_BACKOFF);
+        assert!(backoff(base, 40) >= MAX_BACKOFF / 2);
     }
 }

@@ -1,19 +1,23 @@
 //! In-process queue for single-machine runs without a broker. Like a broker queue, a
 //! delivery stays in flight until acked, and consumers keep waiting while anything is in
-//! flight, because an unacked delivery could still come back.
+//! flight or delayed, because it could still come back.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 
-use super::{Acker, Delivery, Queue, QueueError};
+use super::{Acker, Delivery, Queue, QueueError, QueueMessage};
 
 #[derive(Default)]
 struct State {
-    ready: VecDeque<Vec<String>>,
+    ready: VecDeque<QueueMessage>,
     in_flight: usize,
+    delayed: usize,
+    dead: Vec<QueueMessage>,
     closed: bool,
 }
 
@@ -31,6 +35,22 @@ impl MemoryQueue {
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().expect("queue lock is never held across a panic")
     }
+
+    /// No more publishing: consumers stop once what is left has been acked.
+    pub fn close(&self) {
+        self.lock().closed = true;
+        self.changed.notify_waiters();
+    }
+
+    /// Messages parked on the dead-letter path.
+    pub fn dead_letters(&self) -> Vec<QueueMessage> {
+        self.lock().dead.clone()
+    }
+
+    fn push(&self, message: QueueMessage) {
+        self.lock().ready.push_back(message);
+        self.changed.notify_waiters();
+    }
 }
 
 struct MemoryAcker(MemoryQueue);
@@ -46,19 +66,36 @@ impl Acker for MemoryAcker {
 
 #[async_trait]
 impl Queue for MemoryQueue {
-    async fn publish(&self, notification_ids: Vec<String>) -> Result<(), QueueError> {
+    async fn publish(&self, messages: &[QueueMessage]) -> Result<(), QueueError> {
         {
             let mut state = self.lock();
             if state.closed {
                 return Err(QueueError::Closed);
             }
-            state.ready.push_back(notification_ids);
+            state.ready.extend(messages.iter().cloned());
         }
         self.changed.notify_waiters();
         Ok(())
     }
 
-    async fn next(&self) -> Result<Option<Delivery>, QueueError> {
+    async fn publish_later(&self, message: &QueueMessage, delay: Duration) -> Result<(), QueueError> {
+        self.lock().delayed += 1;
+        let queue = self.clone();
+        let message = message.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            queue.lock().delayed -= 1;
+            queue.push(message);
+        });
+        Ok(())
+    }
+
+    async fn publish_dead(&self, message: &QueueMessage) -> Result<(), QueueError> {
+        self.lock().dead.push(message.clone());
+        Ok(())
+    }
+
+    async fn next(&self, stop: &CancellationToken) -> Result<Option<Delivery>, QueueError> {
         loop {
             let changed = self.changed.notified();
             tokio::pin!(changed);
@@ -66,21 +103,23 @@ impl Queue for MemoryQueue {
             changed.as_mut().enable();
             {
                 let mut state = self.lock();
-                if let Some(ids) = state.ready.pop_front() {
+                if let Some(message) = state.ready.pop_front() {
                     state.in_flight += 1;
-                    return Ok(Some(Delivery::new(ids, Box::new(MemoryAcker(self.clone())))));
+                    return Ok(Some(Delivery::new(message, Box::new(MemoryAcker(self.clone())))));
                 }
-                if state.closed && state.in_flight == 0 {
+                if state.closed && state.in_flight == 0 && state.delayed == 0 {
                     return Ok(None);
                 }
             }
-            changed.await;
+            tokio::select! {
+                () = stop.cancelled() => return Ok(None),
+                () = changed => {}
+            }
         }
     }
 
-    fn close(&self) {
-        self.lock().closed = true;
-        self.changed.notify_waiters();
+    async fn depth(&self) -> Result<u64, QueueError> {
+        Ok(self.lock().ready.len() as u64)
     }
 }
 
@@ -88,20 +127,23 @@ impl Queue for MemoryQueue {
 mod tests {
     use super::*;
 
+    fn message(ids: &[&str]) -> QueueMessage {
+        QueueMessage { notification_ids: ids.iter().map(|s| s.to_string()).collect() }
+    }
+
     #[tokio::test]
     async fn a_consumer_ends_only_after_close_and_the_last_ack() {
         let queue = MemoryQueue::new();
-        queue.publish(vec!["a".into()]).await.unwrap();
-        queue.publish(vec!["b".into(), "c".into()]).await.unwrap();
+        let stop = CancellationToken::new();
+        queue.publish(&[message(&["a"]), message(&["b", "c"])]).await.unwrap();
         queue.close();
-        assert!(queue.publish(vec!["late".into()]).await.is_err());
-        let first = queue.next().await.unwrap().unwrap();
-        assert_eq!(first.notification_ids, ["a"]);
-        let second = queue.next().await.unwrap().unwrap();
-        assert_eq!(second.notification_ids, ["b", "c"]);
+        assert!(queue.publish(&[message(&["late"])]).await.is_err());
+        let first = queue.next(&stop).await.unwrap().unwrap();
+        assert_eq!(first.message, message(&["a"]));
+        let second = queue.next(&stop).await.unwrap().unwrap();
         let waiting = tokio::spawn({
-            let queue = queue.clone();
-            async move { queue.next().await.unwrap().is_none() }
+            let (queue, stop) = (queue.clone(), stop.clone());
+            async move { queue.next(&stop).await.unwrap().is_none() }
         });
         first.ack().await.unwrap();
         for _ in 0..10 {
@@ -112,15 +154,27 @@ mod tests {
         assert!(waiting.await.unwrap(), "ends once everything is acked");
     }
 
-    #[tokio::test]
-    async fn a_waiting_consumer_wakes_up_for_a_new_message() {
+    #[tokio::test(start_paused = true)]
+    async fn a_delayed_message_comes_back_and_keeps_the_queue_open() {
         let queue = MemoryQueue::new();
+        let stop = CancellationToken::new();
+        queue.publish_later(&message(&["r"]), Duration::from_secs(5)).await.unwrap();
+        queue.close();
+        let delivery = queue.next(&stop).await.unwrap().expect("the retry arrives before the queue ends");
+        assert_eq!(delivery.message, message(&["r"]));
+        delivery.ack().await.unwrap();
+        assert!(queue.next(&stop).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn stop_ends_a_waiting_consumer() {
+        let queue = MemoryQueue::new();
+        let stop = CancellationToken::new();
         let consumer = tokio::spawn({
-            let queue = queue.clone();
-            async move { queue.next().await.unwrap().map(|d| d.notification_ids) }
+            let (queue, stop) = (queue.clone(), stop.clone());
+            async move { queue.next(&stop).await.unwrap().is_none() }
         });
-        tokio::task::yield_now().await;
-        queue.publish(vec!["x".into()]).await.unwrap();
-        assert_eq!(consumer.await.unwrap(), Some(vec!["x".to_string()]));
+        stop.cancel();
+        assert!(consumer.await.unwrap());
     }
 }

@@ -1,16 +1,35 @@
-//! The queue between scheduling and pushing. A message carries a batch of notification ids;
-//! the notifications' state lives in the database, so a message delivered twice is harmless.
+//! The queue between scheduling and pushing: RabbitMQ in production, an in-process queue for
+//! single-machine runs. A message carries a batch of notification ids; the notifications'
+//! state lives in the database, so a message delivered twice is harmless.
 
+mod amqp;
 mod memory;
 
-use async_trait::async_trait;
+use std::time::Duration;
 
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+
+pub use amqp::AmqpQueue;
 pub use memory::MemoryQueue;
+
+/// Notification ids per queue message: one AMQP round trip moves a hundred SMS.
+pub const BATCH: usize = 100;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueMessage {
+    pub notification_ids: Vec<String>,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {
     #[error("queue is closed")]
     Closed,
+    #[error("message broker: {0}")]
+    Broker(String),
+    #[error("the broker refused to store a message")]
+    Refused,
 }
 
 /// Confirms a delivery to the queue once its outcome is recorded.
@@ -20,13 +39,13 @@ pub trait Acker: Send {
 }
 
 pub struct Delivery {
-    pub notification_ids: Vec<String>,
+    pub message: QueueMessage,
     acker: Box<dyn Acker>,
 }
 
 impl Delivery {
-    pub fn new(notification_ids: Vec<String>, acker: Box<dyn Acker>) -> Self {
-        Delivery { notification_ids, acker }
+    pub fn new(message: QueueMessage, acker: Box<dyn Acker>) -> Self {
+        Delivery { message, acker }
     }
 
     pub async fn ack(self) -> Result<(), QueueError> {
@@ -36,9 +55,15 @@ impl Delivery {
 
 #[async_trait]
 pub trait Queue: Send + Sync {
-    async fn publish(&self, notification_ids: Vec<String>) -> Result<(), QueueError>;
-    /// The next delivery; `None` once the queue is closed and everything was acked.
-    async fn next(&self) -> Result<Option<Delivery>, QueueError>;
-    /// No more publishing: consumers stop when what is left has been acked.
-    fn close(&self);
+    /// Publishes to the main queue; returns once the queue holds every message (confirmed).
+    async fn publish(&self, messages: &[QueueMessage]) -> Result<(), QueueError>;
+    /// Publishes a message that comes back to the main queue after `delay`.
+    async fn publish_later(&self, message: &QueueMessage, delay: Duration) -> Result<(), QueueError>;
+    /// Parks a message for the operator: the dead-letter path of notifications that failed.
+    async fn publish_dead(&self, message: &QueueMessage) -> Result<(), QueueError>;
+    /// The next delivery; `None` once `stop` is cancelled (or an in-process queue is closed
+    /// and drained).
+    async fn next(&self, stop: &CancellationToken) -> Result<Option<Delivery>, QueueError>;
+    /// Messages waiting in the main queue.
+    async fn depth(&self) -> Result<u64, QueueError>;
 }

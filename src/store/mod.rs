@@ -87,6 +87,12 @@ impl Store {
         Ok(())
     }
 
+    /// Answers when the database does.
+    pub async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
     pub async fn begin(&self) -> StoreResult<Tx> {
         Ok(self.pool.begin().await?)
     }

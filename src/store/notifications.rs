@@ -1,10 +1,11 @@
 //! Notification state. Every transition is a conditional UPDATE, so the database, not a
-//! worker's memory, decides who sends a message and whether it was sent already.
+//! worker's memory, decides who sends a message and whether it was sent already. Every
+//! transition is also written to `notification_events` with its time.
 
 use chrono::{DateTime, Utc};
 use sqlx::Row;
 
-use super::{placeholders, to_micros, Store, StoreResult, Tx};
+use super::{from_micros, placeholders, to_micros, Store, StoreResult, Tx};
 use crate::domain::delivery::DeliveryStatus;
 use crate::domain::period::BillingMonth;
 
@@ -16,6 +17,19 @@ pub struct OutboundRow {
     pub text: String,
     pub encoding: String,
     pub segments: i64,
+    /// Gateway attempts so far, this one included.
+    pub attempts: i64,
+}
+
+/// What a claim found among the ids of a queue message.
+#[derive(Debug, Default)]
+pub struct Claim {
+    pub claimed: Vec<OutboundRow>,
+    /// Being sent by another worker whose lease has not run out; look again after `busy_until`.
+    pub busy: Vec<String>,
+    pub busy_until: Option<DateTime<Utc>>,
+    /// A worker stopped while sending them to a gateway without idempotency: now `unknown`.
+    pub unknown: Vec<String>,
 }
 
 pub async fn record_event(tx: &mut Tx, id: &str, status: &str, at: DateTime<Utc>) -> StoreResult<()> {
@@ -28,102 +42,344 @@ pub async fn record_event(tx: &mut Tx, id: &str, status: &str, at: DateTime<Utc>
     Ok(())
 }
 
-impl Store {
-    /// Notifications of `month` that were written but never handed to a worker, or handed to
-    /// an in-process queue that did not outlive its process.
-    pub async fn unsent_notification_ids(&self, month: BillingMonth) -> StoreResult<Vec<String>> {
-        let rows = sqlx::query(
-            "SELECT id FROM notifications WHERE month = $1 AND status IN ('pending', 'queued') ORDER BY id",
-        )
-        .bind(month.to_string())
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(|r| Ok(r.try_get("id")?)).collect()
-    }
+fn ids_of(rows: &[sqlx::any::AnyRow]) -> StoreResult<Vec<String>> {
+    rows.iter().map(|r| Ok(r.try_get("id")?)).collect()
 }
 
-async fn move_status(
+/// Runs `UPDATE notifications SET {set}, updated_at = $1 WHERE id IN (…) AND ({condition})`
+/// with `$1` = `at` and, when given, `$2` = `extra`; records the new status for each row it
+/// changed and returns their ids.
+async fn transition(
     tx: &mut Tx,
     ids: &[String],
-    from: &[DeliveryStatus],
-    to: DeliveryStatus,
+    set: &str,
+    condition: &str,
+    status: DeliveryStatus,
     at: DateTime<Utc>,
+    extra: Option<&str>,
 ) -> StoreResult<Vec<String>> {
-    let from_list = from.iter().map(|s| format!("'{}'", s.as_str())).collect::<Vec<_>>().join(", ");
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let first_id = if extra.is_some() { 3 } else { 2 };
     let sql = format!(
-        "UPDATE notifications SET status = $1, updated_at = $2 WHERE status IN ({from_list}) AND id IN ({}) RETURNING id",
-        placeholders(3, ids.len())
+        "UPDATE notifications SET status = '{}', {set}, updated_at = $1 WHERE id IN ({}) AND ({condition}) RETURNING id",
+        status.as_str(),
+        placeholders(first_id, ids.len())
     );
-    let mut query = sqlx::query(&sql).bind(to.as_str()).bind(to_micros(at));
+    let mut query = sqlx::query(&sql).bind(to_micros(at));
+    if let Some(extra) = extra {
+        query = query.bind(extra);
+    }
     for id in ids {
         query = query.bind(id);
     }
-    let moved: Vec<String> =
-        query.fetch_all(&mut **tx).await?.iter().map(|r| r.try_get("id")).collect::<Result<_, _>>()?;
+    let moved = ids_of(&query.fetch_all(&mut **tx).await?)?;
     for id in &moved {
-        record_event(tx, id, to.as_str(), at).await?;
+        record_event(tx, id, status.as_str(), at).await?;
     }
     Ok(moved)
 }
 
 /// Marks freshly published notifications as queued.
 pub async fn mark_queued(tx: &mut Tx, ids: &[String], at: DateTime<Utc>) -> StoreResult<()> {
-    move_status(tx, ids, &[DeliveryStatus::Pending], DeliveryStatus::Queued, at).await.map(drop)
+    transition(tx, ids, "lease_until = NULL", "status = 'pending'", DeliveryStatus::Queued, at, None).await.map(drop)
 }
 
-/// Claims the notifications among `ids` that nobody has sent or is sending, and returns them.
-/// A redelivered or duplicated queue message finds its notifications claimed already and
-/// gets nothing back, so it pushes nothing.
-pub async fn claim_for_sending(tx: &mut Tx, ids: &[String], at: DateTime<Utc>) -> StoreResult<Vec<OutboundRow>> {
-    let claimed =
-        move_status(tx, ids, &[DeliveryStatus::Pending, DeliveryStatus::Queued], DeliveryStatus::Sending, at).await?;
-    if claimed.is_empty() {
-        return Ok(Vec::new());
-    }
-    let sql = format!(
-        "UPDATE notifications SET attempts = attempts + 1 WHERE id IN ({}) RETURNING id, msisdn, text, encoding, segments",
-        placeholders(1, claimed.len())
-    );
-    let mut query = sqlx::query(&sql);
-    for id in &claimed {
-        query = query.bind(id);
-    }
-    let mut rows: Vec<OutboundRow> = query
-        .fetch_all(&mut **tx)
+/// Claims the notifications among `ids` that nobody has sent, plus those whose sender's lease
+/// ran out when the gateway is idempotent (resending carries the same idempotency key). A
+/// redelivered or duplicated queue message finds its notifications claimed or done already and
+/// pushes nothing.
+pub async fn claim_for_sending(
+    tx: &mut Tx,
+    ids: &[String],
+    now: DateTime<Utc>,
+    lease_until: DateTime<Utc>,
+    idempotent: bool,
+) -> StoreResult<Claim> {
+    let now_micros = to_micros(now).to_string();
+    let stale = format!("status = 'sending' AND lease_until < {now_micros}");
+    let unknown = if idempotent {
+        Vec::new()
+    } else {
+        transition(
+            tx,
+            ids,
+            "reason = $2, lease_until = NULL",
+            &stale,
+            DeliveryStatus::Unknown,
+            now,
+            Some("a worker stopped while sending"),
+        )
         .await?
-        .iter()
-        .map(|r| {
-            Ok(OutboundRow {
+    };
+    let claimable = format!("status IN ('pending', 'queued') OR ({stale})");
+    let claimed_ids = transition(
+        tx,
+        ids,
+        &format!("attempts = attempts + 1, lease_until = {}", to_micros(lease_until)),
+        &claimable,
+        DeliveryStatus::Sending,
+        now,
+        None,
+    )
+    .await?;
+    let mut claim = Claim { unknown, ..Claim::default() };
+    if !claimed_ids.is_empty() {
+        let sql = format!(
+            "SELECT id, msisdn, text, encoding, segments, attempts FROM notifications WHERE id IN ({}) ORDER BY id",
+            placeholders(1, claimed_ids.len())
+        );
+        let mut query = sqlx::query(&sql);
+        for id in &claimed_ids {
+            query = query.bind(id);
+        }
+        for r in query.fetch_all(&mut **tx).await? {
+            claim.claimed.push(OutboundRow {
                 id: r.try_get("id")?,
                 msisdn: r.try_get("msisdn")?,
                 text: r.try_get("text")?,
                 encoding: r.try_get("encoding")?,
                 segments: r.try_get("segments")?,
-            })
-        })
-        .collect::<StoreResult<_>>()?;
-    rows.sort_by(|a, b| a.id.cmp(&b.id));
-    Ok(rows)
+                attempts: r.try_get("attempts")?,
+            });
+        }
+    }
+    let sql = format!(
+        "SELECT id, lease_until FROM notifications WHERE id IN ({}) AND status = 'sending' AND lease_until >= $1",
+        placeholders(2, ids.len())
+    );
+    let mut query = sqlx::query(&sql).bind(to_micros(now));
+    for id in ids {
+        query = query.bind(id);
+    }
+    for r in query.fetch_all(&mut **tx).await? {
+        let id: String = r.try_get("id")?;
+        if claimed_ids.contains(&id) {
+            continue;
+        }
+        let until = from_micros(r.try_get("lease_until")?);
+        claim.busy_until = Some(claim.busy_until.map_or(until, |u| u.max(until)));
+        claim.busy.push(id);
+    }
+    Ok(claim)
 }
 
 pub async fn mark_accepted(tx: &mut Tx, id: &str, gateway_message_id: &str, at: DateTime<Utc>) -> StoreResult<()> {
-    sqlx::query("UPDATE notifications SET status = 'accepted', gateway_message_id = $2, updated_at = $3 WHERE id = $1 AND status = 'sending'")
-        .bind(id)
-        .bind(gateway_message_id)
-        .bind(to_micros(at))
-        .execute(&mut **tx)
-        .await?;
-    record_event(tx, id, DeliveryStatus::Accepted.as_str(), at).await
+    let ids = [id.to_string()];
+    transition(
+        tx,
+        &ids,
+        "gateway_message_id = $2, lease_until = NULL",
+        "status = 'sending'",
+        DeliveryStatus::Accepted,
+        at,
+        Some(gateway_message_id),
+    )
+    .await
+    .map(drop)
 }
 
 pub async fn mark_failed(tx: &mut Tx, id: &str, reason: &str, at: DateTime<Utc>) -> StoreResult<()> {
-    sqlx::query(
-        "UPDATE notifications SET status = 'failed', reason = $2, updated_at = $3 WHERE id = $1 AND status = 'sending'",
+    let ids = [id.to_string()];
+    transition(
+        tx,
+        &ids,
+        "reason = $2, lease_until = NULL",
+        "status = 'sending'",
+        DeliveryStatus::Failed,
+        at,
+        Some(reason),
     )
-    .bind(id)
-    .bind(reason)
-    .bind(to_micros(at))
-    .execute(&mut **tx)
+    .await
+    .map(drop)
+}
+
+/// The gateway may or may not have the message and honours no idempotency key: the operator
+/// must look, a later receipt may settle it, and it is never sent again automatically.
+pub async fn mark_unknown(tx: &mut Tx, id: &str, reason: &str, at: DateTime<Utc>) -> StoreResult<()> {
+    let ids = [id.to_string()];
+    transition(
+        tx,
+        &ids,
+        "reason = $2, lease_until = NULL",
+        "status = 'sending'",
+        DeliveryStatus::Unknown,
+        at,
+        Some(reason),
+    )
+    .await
+    .map(drop)
+}
+
+/// Hands notifications back to the queue after a failed attempt that will be retried.
+pub async fn release_for_retry(tx: &mut Tx, ids: &[String], reason: &str, at: DateTime<Utc>) -> StoreResult<()> {
+    transition(
+        tx,
+        ids,
+        "reason = $2, lease_until = NULL",
+        "status = 'sending'",
+        DeliveryStatus::Queued,
+        at,
+        Some(reason),
+    )
+    .await
+    .map(drop)
+}
+
+/// Applies a delivery receipt to the notification the gateway knows by `gateway_message_id`;
+/// returns its id, or `None` when no notification carries that message id.
+pub async fn record_receipt(
+    tx: &mut Tx,
+    gateway_message_id: &str,
+    status: DeliveryStatus,
+    at: DateTime<Utc>,
+) -> StoreResult<Option<String>> {
+    let row = sqlx::query("SELECT id FROM notifications WHERE gateway_message_id = $1")
+        .bind(gateway_message_id)
+        .fetch_optional(&mut **tx)
+        .await?;
+    let Some(row) = row else { return Ok(None) };
+    let id: String = row.try_get("id")?;
+    // A receipt settles accepted and unknown messages; one already settled stays as it is.
+    transition(
+        tx,
+        std::slice::from_ref(&id),
+        "lease_until = NULL",
+        "status IN ('accepted', 'unknown')",
+        status,
+        at,
+        None,
+    )
     .await?;
-    record_event(tx, id, DeliveryStatus::Failed.as_str(), at).await
+    Ok(Some(id))
+}
+
+impl Store {
+    /// Pending notifications of `month` after `after`, with their subscribers, in id order.
+    pub async fn pending_page(
+        &self,
+        month: BillingMonth,
+        after: &str,
+        limit: i64,
+    ) -> StoreResult<Vec<(String, String)>> {
+        let rows = sqlx::query(
+            "SELECT id, subscriber_id FROM notifications WHERE month = $1 AND status = 'pending' AND id > $2 ORDER BY id LIMIT $3",
+        )
+        .bind(month.to_string())
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| Ok((r.try_get("id")?, r.try_get("subscriber_id")?))).collect()
+    }
+
+    /// Notifications of `month` an in-process queue lost when its process ended: queued, or
+    /// being sent by a worker whose lease ran out.
+    pub async fn stranded_ids(&self, month: BillingMonth, now: DateTime<Utc>) -> StoreResult<Vec<String>> {
+        let rows = sqlx::query(
+            "SELECT id FROM notifications WHERE month = $1 AND (status = 'queued' OR (status = 'sending' AND lease_until < $2)) ORDER BY id",
+        )
+        .bind(month.to_string())
+        .bind(to_micros(now))
+        .fetch_all(&self.pool)
+        .await?;
+        ids_of(&rows)
+    }
+
+    /// Notifications of `month` not yet through the push: pending, queued or sending.
+    pub async fn unfinished_count(&self, month: BillingMonth) -> StoreResult<i64> {
+        Ok(sqlx::query(
+            "SELECT COUNT(*) AS n FROM notifications WHERE month = $1 AND status IN ('pending', 'queued', 'sending')",
+        )
+        .bind(month.to_string())
+        .fetch_one(&self.pool)
+        .await?
+        .try_get("n")?)
+    }
+
+    /// Accepted messages whose receipt has not come by `cutoff` become `unknown`.
+    pub async fn expire_receipts(&self, cutoff: DateTime<Utc>, now: DateTime<Utc>) -> StoreResult<u64> {
+        let mut tx = self.begin().await?;
+        let rows = sqlx::query("SELECT id FROM notifications WHERE status = 'accepted' AND updated_at < $1")
+            .bind(to_micros(cutoff))
+            .fetch_all(&mut *tx)
+            .await?;
+        let ids = ids_of(&rows)?;
+        let mut expired = 0;
+        for chunk in ids.chunks(500) {
+            expired += transition(
+                &mut tx,
+                chunk,
+                "reason = $2",
+                "status = 'accepted'",
+                DeliveryStatus::Unknown,
+                now,
+                Some("no delivery receipt"),
+            )
+            .await?
+            .len() as u64;
+        }
+        tx.commit().await?;
+        Ok(expired)
+    }
+
+    /// Puts the month's failed notifications back in line on purpose (`retry-failed`); bills too
+    /// long to send stay failed. Returns the ids, now pending.
+    pub async fn reset_failed(&self, month: BillingMonth, now: DateTime<Utc>) -> StoreResult<Vec<String>> {
+        let mut tx = self.begin().await?;
+        let rows = sqlx::query("SELECT id FROM notifications WHERE month = $1 AND status = 'failed' AND COALESCE(reason, '') <> 'too_long'")
+            .bind(month.to_string())
+            .fetch_all(&mut *tx)
+            .await?;
+        let mut reset = Vec::new();
+        for chunk in ids_of(&rows)?.chunks(500) {
+            reset.extend(
+                transition(
+                    &mut tx,
+                    chunk,
+                    "attempts = 0, reason = $2, lease_until = NULL",
+                    "status = 'failed'",
+                    DeliveryStatus::Pending,
+                    now,
+                    Some("retry requested"),
+                )
+                .await?,
+            );
+        }
+        tx.commit().await?;
+        Ok(reset)
+    }
+
+    /// Takes or renews the lease `name` for `holder` until `until`; false while another holder
+    /// has it. Stops concurrent schedulers from queuing the same month twice.
+    pub async fn acquire_lock(
+        &self,
+        name: &str,
+        holder: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        let result = sqlx::query(
+            "INSERT INTO scheduler_locks (name, holder, expires_at) VALUES ($1, $2, $3)
+             ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
+             WHERE scheduler_locks.expires_at < $4 OR scheduler_locks.holder = excluded.holder",
+        )
+        .bind(name)
+        .bind(holder)
+        .bind(to_micros(until))
+        .bind(to_micros(now))
+        .execute(&self.pool)
+        .await?;
+        Ok(result.rows_affected() > 0)
+    }
+
+    pub async fn release_lock(&self, name: &str, holder: &str) -> StoreResult<()> {
+        sqlx::query("DELETE FROM scheduler_locks WHERE name = $1 AND holder = $2")
+            .bind(name)
+            .bind(holder)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
 }

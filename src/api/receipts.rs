@@ -1,0 +1,93 @@
+//! Delivery receipts: the generic JSON form on `/api/v1/dlr`, and Jasmin's form-encoded
+//! receipts on `/api/v1/dlr/jasmin`, which Jasmin repeats until the answer is `ACK/Jasmin`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+
+use super::auth::Role;
+use super::{ApiError, ApiState};
+use crate::domain::delivery::DeliveryStatus;
+use crate::store::notifications::record_receipt;
+
+#[derive(Deserialize)]
+struct Receipt {
+    message_id: String,
+    status: String,
+    at: String,
+}
+
+async fn apply(
+    state: &ApiState,
+    message_id: &str,
+    status: DeliveryStatus,
+    at: DateTime<Utc>,
+) -> Result<Option<String>, ApiError> {
+    let store_error = |error: crate::store::StoreError| {
+        tracing::error!(%error, "could not record a receipt");
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "receipt not recorded; send it again")
+    };
+    let mut tx = state.app.store.begin().await.map_err(store_error)?;
+    let id = record_receipt(&mut tx, message_id, status, at).await.map_err(store_error)?;
+    tx.commit().await.map_err(|e| store_error(e.into()))?;
+    metrics::counter!("billpush_receipts_total", "status" => status.as_str()).increment(1);
+    Ok(id)
+}
+
+pub async fn generic(
+    State(state): State<Arc<ApiState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    state.tokens.authorise(&headers, None, &[Role::Gateway])?;
+    let receipt: Receipt = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("malformed receipt: {e}")))?;
+    let status = match receipt.status.as_str() {
+        "delivered" => DeliveryStatus::Delivered,
+        "undeliverable" | "expired" => DeliveryStatus::Undeliverable,
+        other => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("status must be delivered, undeliverable or expired, not {other:?}"),
+            ))
+        }
+    };
+    let at = DateTime::parse_from_rfc3339(&receipt.at)
+        .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "at must be an RFC 3339 timestamp"))?
+        .with_timezone(&Utc);
+    match apply(&state, &receipt.message_id, status, at).await? {
+        Some(_) => Ok(StatusCode::ACCEPTED.into_response()),
+        None => Err(ApiError::new(StatusCode::NOT_FOUND, "unknown message_id")),
+    }
+}
+
+pub async fn jasmin(
+    State(state): State<Arc<ApiState>>,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    state.tokens.authorise(&headers, query.get("token").map(String::as_str), &[Role::Gateway])?;
+    let form: HashMap<String, String> = serde_urlencoded::from_bytes(&body)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("malformed receipt: {e}")))?;
+    let id = form.get("id").ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "id is required"))?;
+    let status = match form.get("message_status").map(String::as_str) {
+        Some("DELIVRD") => Some(DeliveryStatus::Delivered),
+        Some("UNDELIV" | "REJECTD" | "EXPIRED" | "DELETED") => Some(DeliveryStatus::Undeliverable),
+        // ACCEPTD, ENROUTE, UNKNOWN and level-1 receipts settle nothing.
+        _ => None,
+    };
+    if let Some(status) = status {
+        if apply(&state, id, status, state.app.clock().now()).await?.is_none() {
+            tracing::warn!(message_id = %id, "Jasmin receipt for an unknown message id");
+        }
+    }
+    // Anything but exactly this body makes Jasmin send the receipt again.
+    Ok((StatusCode::OK, "ACK/Jasmin").into_response())
+}

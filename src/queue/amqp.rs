@@ -1,0 +1,323 @@
+//! RabbitMQ through lapin. Topology, all durable, named from `queue.name`:
+//! - `NAME`: quorum queue the workers consume; rejected messages dead-letter to `NAME.dead`;
+//! - `NAME.retry.<ms>`: holding queues, one per power-of-two delay; a message waits there for
+//!   its own jittered delay (per-message expiration), then dead-letters back to `NAME`;
+//! - `NAME.dead`: notifications that failed for good, for the operator.
+//!
+//! Messages are persistent and every publish waits for the broker's confirm (pipelined: a
+//! batch is sent, then its confirms awaited). Publishing and consuming use separate
+//! connections, and both reconnect after a broker restart or a dropped connection; an ack
+//! lost in that moment only means the message comes again, which the database makes harmless.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures_util::StreamExt;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions,
+    QueueDeclareOptions,
+};
+use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, Consumer};
+use tokio::sync::Mutex;
+use tokio_util::sync::CancellationToken;
+
+use super::{Acker, Delivery, Queue, QueueError, QueueMessage};
+
+/// Unacked messages per worker: enough to keep the pipe full while one batch is pushed.
+const PREFETCH: u16 = 4;
+/// How long publishing keeps trying to reach the broker before giving up.
+const PUBLISH_PATIENCE: Duration = Duration::from_secs(120);
+/// Persistent delivery mode: the broker writes the message to disk.
+const PERSISTENT: u8 = 2;
+
+struct Link {
+    connection: Connection,
+    channel: Channel,
+    declared_delays: HashSet<u64>,
+}
+
+struct Consuming {
+    connection: Connection,
+    consumer: Consumer,
+}
+
+pub struct AmqpQueue {
+    url: String,
+    name: String,
+    publishing: Mutex<Option<Link>>,
+    consuming: Mutex<Option<Consuming>>,
+}
+
+fn broker(error: lapin::Error) -> QueueError {
+    QueueError::Broker(error.to_string())
+}
+
+fn text(value: &str) -> AMQPValue {
+    AMQPValue::LongString(LongString::from(value))
+}
+
+fn durable() -> QueueDeclareOptions {
+    QueueDeclareOptions { durable: true, ..QueueDeclareOptions::default() }
+}
+
+/// The holding queue for a delay: the next power of two in milliseconds, at least 64.
+fn delay_tier(delay: Duration) -> u64 {
+    (delay.as_millis() as u64).max(64).next_power_of_two()
+}
+
+impl AmqpQueue {
+    /// Connects and declares the topology, so a wrong URL or broker fails at start.
+    pub async fn connect(url: &str, name: &str) -> Result<AmqpQueue, QueueError> {
+        let queue = AmqpQueue {
+            url: url.to_string(),
+            name: name.to_string(),
+            publishing: Mutex::new(None),
+            consuming: Mutex::new(None),
+        };
+        let link = queue.open_link().await?;
+        *queue.publishing.lock().await = Some(link);
+        Ok(queue)
+    }
+
+    async fn open_connection(&self, role: &str) -> Result<Connection, QueueError> {
+        let properties = ConnectionProperties::default().with_connection_name(format!("billpush {role}").into());
+        Connection::connect(&self.url, properties).await.map_err(broker)
+    }
+
+    async fn open_link(&self) -> Result<Link, QueueError> {
+        let connection = self.open_connection("publisher").await?;
+        let channel = connection.create_channel().await.map_err(broker)?;
+        channel.confirm_select(ConfirmSelectOptions::default()).await.map_err(broker)?;
+        let mut main = FieldTable::default();
+        // Quorum queues replicate across a cluster and survive a node's loss.
+        main.insert("x-queue-type".into(), text("quorum"));
+        main.insert("x-dead-letter-exchange".into(), text(""));
+        main.insert("x-dead-letter-routing-key".into(), text(&format!("{}.dead", self.name)));
+        channel.queue_declare(self.name.as_str().into(), durable(), main).await.map_err(broker)?;
+        let mut dead = FieldTable::default();
+        dead.insert("x-queue-type".into(), text("quorum"));
+        channel.queue_declare(format!("{}.dead", self.name).into(), durable(), dead).await.map_err(broker)?;
+        Ok(Link { connection, channel, declared_delays: HashSet::new() })
+    }
+
+    /// The publishing link, opened again if the connection was lost.
+    async fn connected_link<'g>(&self, guard: &'g mut Option<Link>) -> Result<&'g mut Link, QueueError> {
+        if guard.as_ref().is_none_or(|link| !link.connection.status().connected()) {
+            *guard = Some(self.open_link().await?);
+        }
+        Ok(guard.as_mut().expect("link just opened"))
+    }
+
+    async fn declare_delay(link: &mut Link, name: &str, tier: u64) -> Result<String, QueueError> {
+        let queue = format!("{name}.retry.{tier}");
+        if link.declared_delays.insert(tier) {
+            let mut arguments = FieldTable::default();
+            arguments.insert("x-dead-letter-exchange".into(), text(""));
+            arguments.insert("x-dead-letter-routing-key".into(), text(name));
+            arguments.insert("x-message-ttl".into(), AMQPValue::LongLongInt(tier as i64));
+            if let Err(error) = link.channel.queue_declare(queue.as_str().into(), durable(), arguments).await {
+                link.declared_delays.remove(&tier);
+                return Err(broker(error));
+            }
+        }
+        Ok(queue)
+    }
+
+    /// Publishes to `queue` (a delay tier when `delay` is set), pipelined, and waits for every
+    /// confirm; reconnects and starts the batch again after a broker failure. A message confirmed
+    /// before the failure may then be queued twice, which the database makes harmless.
+    async fn publish_to(
+        &self,
+        target: Option<&str>,
+        messages: &[QueueMessage],
+        delay: Option<Duration>,
+    ) -> Result<(), QueueError> {
+        let started = tokio::time::Instant::now();
+        let mut pause = Duration::from_millis(100);
+        loop {
+            match self.try_publish(target, messages, delay).await {
+                Ok(()) => return Ok(()),
+                Err(QueueError::Refused) => return Err(QueueError::Refused),
+                Err(error) if started.elapsed() > PUBLISH_PATIENCE => return Err(error),
+                Err(error) => {
+                    tracing::warn!(%error, "publishing failed; reconnecting to the broker");
+                    *self.publishing.lock().await = None;
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+
+    async fn try_publish(
+        &self,
+        target: Option<&str>,
+        messages: &[QueueMessage],
+        delay: Option<Duration>,
+    ) -> Result<(), QueueError> {
+        let mut guard = self.publishing.lock().await;
+        let link = self.connected_link(&mut guard).await?;
+        let mut properties =
+            BasicProperties::default().with_delivery_mode(PERSISTENT).with_content_type("application/json".into());
+        let routing_key = match (target, delay) {
+            (Some(queue), _) => queue.to_string(),
+            (None, Some(delay)) => {
+                properties = properties.with_expiration(ShortString::from(delay.as_millis().to_string()));
+                Self::declare_delay(link, &self.name, delay_tier(delay)).await?
+            }
+            (None, None) => self.name.clone(),
+        };
+        let mut confirms = Vec::with_capacity(messages.len());
+        for message in messages {
+            let payload = serde_json::to_vec(message).expect("plain data serialises");
+            let confirm = link
+                .channel
+                .basic_publish(
+                    "".into(),
+                    routing_key.as_str().into(),
+                    BasicPublishOptions::default(),
+                    &payload,
+                    properties.clone(),
+                )
+                .await
+                .map_err(broker)?;
+            confirms.push(confirm);
+        }
+        for confirm in confirms {
+            match confirm.await.map_err(broker)? {
+                Confirmation::Ack(_) => {}
+                Confirmation::Nack(_) | Confirmation::NotRequested => return Err(QueueError::Refused),
+            }
+        }
+        Ok(())
+    }
+
+    async fn open_consumer(&self) -> Result<Consuming, QueueError> {
+        let connection = self.open_connection("worker").await?;
+        let channel = connection.create_channel().await.map_err(broker)?;
+        channel.basic_qos(PREFETCH, BasicQosOptions::default()).await.map_err(broker)?;
+        let consumer = channel
+            .basic_consume(self.name.as_str().into(), "".into(), BasicConsumeOptions::default(), FieldTable::default())
+            .await
+            .map_err(broker)?;
+        Ok(Consuming { connection, consumer })
+    }
+
+    /// Closes the connections; unacked messages go back to the queue.
+    pub async fn close(&self) {
+        if let Some(consuming) = self.consuming.lock().await.take() {
+            // The connection may already be gone; closing is best effort.
+            let _ = consuming.connection.close(200, "billpush stopping".into()).await;
+        }
+        if let Some(link) = self.publishing.lock().await.take() {
+            let _ = link.connection.close(200, "billpush stopping".into()).await;
+        }
+    }
+}
+
+struct AmqpAcker(lapin::Acker);
+
+#[async_trait]
+impl Acker for AmqpAcker {
+    async fn ack(self: Box<Self>) -> Result<(), QueueError> {
+        self.0.ack(BasicAckOptions::default()).await.map(drop).map_err(broker)
+    }
+}
+
+#[async_trait]
+impl Queue for AmqpQueue {
+    async fn publish(&self, messages: &[QueueMessage]) -> Result<(), QueueError> {
+        self.publish_to(None, messages, None).await
+    }
+
+    async fn publish_later(&self, message: &QueueMessage, delay: Duration) -> Result<(), QueueError> {
+        self.publish_to(None, std::slice::from_ref(message), Some(delay)).await
+    }
+
+    async fn publish_dead(&self, message: &QueueMessage) -> Result<(), QueueError> {
+        self.publish_to(Some(&format!("{}.dead", self.name)), std::slice::from_ref(message), None).await
+    }
+
+    async fn next(&self, stop: &CancellationToken) -> Result<Option<Delivery>, QueueError> {
+        let mut pause = Duration::from_millis(100);
+        let mut guard = self.consuming.lock().await;
+        loop {
+            if stop.is_cancelled() {
+                if let Some(consuming) = guard.take() {
+                    let _ = consuming.connection.close(200, "billpush stopping".into()).await;
+                }
+                return Ok(None);
+            }
+            if guard.is_none() {
+                match self.open_consumer().await {
+                    Ok(consuming) => {
+                        *guard = Some(consuming);
+                        pause = Duration::from_millis(100);
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "cannot consume; retrying");
+                        tokio::select! {
+                            () = stop.cancelled() => {}
+                            () = tokio::time::sleep(pause) => {}
+                        }
+                        pause = (pause * 2).min(Duration::from_secs(5));
+                        continue;
+                    }
+                }
+            }
+            let consuming = guard.as_mut().expect("consumer just opened");
+            let item = tokio::select! {
+                () = stop.cancelled() => continue,
+                item = consuming.consumer.next() => item,
+            };
+            match item {
+                Some(Ok(delivery)) => match serde_json::from_slice::<QueueMessage>(&delivery.data) {
+                    Ok(message) => return Ok(Some(Delivery::new(message, Box::new(AmqpAcker(delivery.acker))))),
+                    Err(error) => {
+                        tracing::error!(%error, "unreadable queue message sent to the dead-letter queue");
+                        // Rejected without requeue, the broker dead-letters it.
+                        let _ = delivery
+                            .acker
+                            .nack(BasicNackOptions { requeue: false, ..BasicNackOptions::default() })
+                            .await;
+                    }
+                },
+                Some(Err(error)) => {
+                    tracing::warn!(%error, "lost the broker while consuming; reconnecting");
+                    *guard = None;
+                }
+                None => {
+                    tracing::warn!("the broker cancelled the consumer; reconnecting");
+                    *guard = None;
+                }
+            }
+        }
+    }
+
+    async fn depth(&self) -> Result<u64, QueueError> {
+        let mut guard = self.publishing.lock().await;
+        let link = self.connected_link(&mut guard).await?;
+        let passive = QueueDeclareOptions { passive: true, ..QueueDeclareOptions::default() };
+        let queue = link
+            .channel
+            .queue_declare(self.name.as_str().into(), passive, FieldTable::default())
+            .await
+            .map_err(broker)?;
+        Ok(u64::from(queue.message_count()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delays_share_holding_queues_by_power_of_two() {
+        assert_eq!(delay_tier(Duration::from_millis(1)), 64);
+        assert_eq!(delay_tier(Duration::from_millis(1000)), 1024);
+        assert_eq!(delay_tier(Duration::from_millis(1024)), 1024);
+        assert_eq!(delay_tier(Duration::from_millis(1025)), 2048);
+    }
+}
