@@ -138,15 +138,19 @@ impl App {
             sender: g.sender.clone(),
             max_attempts: i64::from(g.max_attempts),
             retry_base: Duration::from_millis(g.retry_base_ms),
-            // Long enough for any request in flight to have ended, with a margin.
-            lease: Duration::from_millis(g.timeout_ms) * 2 + Duration::from_secs(10),
+            // Three gateway timeouts: any request in flight has surely ended by then.
+            lease: Duration::from_millis(g.timeout_ms) * 3,
             gateway,
         }
     }
 
     fn limiter(&self, gateway: &dyn Gateway, processes: u32) -> PartLimiter {
         if gateway.rate_limited() {
-            PartLimiter::new(self.settings.config.gateway.rate_per_second, processes)
+            PartLimiter::new(
+                self.settings.config.gateway.rate_per_second,
+                processes,
+                self.settings.config.sms.max_segments,
+            )
         } else {
             PartLimiter::unlimited()
         }

@@ -52,7 +52,18 @@ pub struct TestApp {
     pub app: App,
     pub dir: tempfile::TempDir,
     pub clock: Arc<ManualClock>,
+    pub config: Config,
     postgres_database: Option<String>,
+}
+
+/// The RabbitMQ broker tests use; they fail (never skip) when it does not answer.
+pub fn rabbitmq_url() -> String {
+    std::env::var("TEST_AMQP_URL").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
+}
+
+/// A queue name of the test's own, so tests never share broker queues.
+pub fn unique_queue_name() -> String {
+    format!("billpush-test-{}", uuid::Uuid::new_v4().simple())
 }
 
 pub fn test_config(dir: &Path) -> Config {
@@ -67,11 +78,21 @@ pub struct Options {
     /// `None` disables quiet hours.
     pub quiet_hours: Option<(&'static str, &'static str)>,
     pub now: DateTime<Utc>,
+    /// Pushes through RabbitMQ (a queue of the test's own) instead of the in-process queue.
+    pub rabbitmq: bool,
+    /// Further settings, applied last.
+    pub configure: Box<dyn FnOnce(&mut Config)>,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { backend: Backend::Sqlite, quiet_hours: None, now: at("2027-01-02T10:00:00+08:00") }
+        Options {
+            backend: Backend::Sqlite,
+            quiet_hours: None,
+            now: at("2027-01-02T10:00:00+08:00"),
+            rabbitmq: false,
+            configure: Box::new(|_| {}),
+        }
     }
 }
 
@@ -100,9 +121,14 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
             Some(name)
         }
     };
+    if options.rabbitmq {
+        config.queue.url = rabbitmq_url();
+        config.queue.name = unique_queue_name();
+    }
+    (options.configure)(&mut config);
     let clock = Arc::new(ManualClock::new(options.now));
-    let app = App::build_with_clock(config.settings().unwrap(), clock.clone() as Arc<dyn Clock>).await.unwrap();
-    TestApp { app, dir, clock, postgres_database }
+    let app = App::build_with_clock(config.clone().settings().unwrap(), clock.clone() as Arc<dyn Clock>).await.unwrap();
+    TestApp { app, dir, clock, config, postgres_database }
 }
 
 impl TestApp {
@@ -159,12 +185,99 @@ impl TestApp {
         assert_eq!(ids.len(), count, "no notification pushed twice");
     }
 
-    /// Drops the test's PostgreSQL database.
+    /// Writes the test's configuration to a file, for `billpush` processes of its own.
+    pub fn config_file(&self) -> PathBuf {
+        let path = self.dir.path().join("config.toml");
+        std::fs::write(&path, toml::to_string(&self.config).unwrap()).unwrap();
+        path
+    }
+
+    /// Drops the test's PostgreSQL database and broker queues.
     pub async fn cleanup(self) {
         self.app.store.close().await;
+        if self.config.queue.url.starts_with("amqp") {
+            delete_queues(&self.config.queue.name).await;
+        }
         if let Some(name) = self.postgres_database {
             let mut admin = PgConnection::connect(&format!("{}/postgres", postgres_server())).await.unwrap();
             admin.execute(format!("DROP DATABASE IF EXISTS {name}").as_str()).await.unwrap();
         }
     }
+}
+
+/// Deletes a test's broker queues: the main queue, the dead-letter queue and every holding queue.
+pub async fn delete_queues(name: &str) {
+    use lapin::options::QueueDeleteOptions;
+    let connection = lapin::Connection::connect(&rabbitmq_url(), lapin::ConnectionProperties::default()).await.unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    let mut names = vec![name.to_string(), format!("{name}.dead")];
+    names.extend((6..=20).map(|bits| format!("{name}.retry.{}", 1u64 << bits)));
+    for queue in names {
+        // Deleting a queue that was never declared is not an error worth failing a test for.
+        let _ = channel.queue_delete(queue.as_str().into(), QueueDeleteOptions::default()).await;
+    }
+    let _ = connection.close(200, "test done".into()).await;
+}
+
+/// Plans, subscribers and one plan-fee record each, for push tests: `count` subscribers
+/// billed on the 1st, numbers 1390000xxxx.
+pub fn write_population(dir: &Path, count: usize) -> Vec<(ImportKind, PathBuf)> {
+    use std::fmt::Write;
+    let mut subscribers = String::from("subscriber_id,msisdn,plan_id,language,billing_day\n");
+    let mut usage =
+        String::from("record_id,subscriber_id,occurred_at,category,quantity,amount_fen,service_code,description\n");
+    for n in 0..count {
+        writeln!(subscribers, "P{n:06},1390{n:07},P58,{},1", if n % 10 == 0 { "en" } else { "zh" }).unwrap();
+        writeln!(usage, "U{n:06},P{n:06},2026-10-01T00:10:00+08:00,plan_fee,1,5800,,月功能费").unwrap();
+    }
+    let files = [
+        (
+            ImportKind::Plans,
+            "plans.csv",
+            "plan_id,name,monthly_fee_fen,voice_minutes,data_mb,sms_count\nP58,畅享58,5800,300,20480,100\n".to_string(),
+        ),
+        (ImportKind::Subscribers, "subscribers.csv", subscribers),
+        (ImportKind::Usage, "usage.csv", usage),
+    ];
+    files
+        .into_iter()
+        .map(|(kind, name, content)| {
+            let path = dir.join(name);
+            std::fs::write(&path, content).unwrap();
+            (kind, path)
+        })
+        .collect()
+}
+
+impl TestApp {
+    pub async fn import_population(&self, count: usize) {
+        for (kind, path) in write_population(self.dir.path(), count) {
+            let counts = self.import(kind, &path).await;
+            assert_eq!(counts.rejected, 0, "{path:?}");
+        }
+    }
+
+    /// Waits (bounded) until no notification of `month` is pending, queued or sending.
+    pub async fn wait_until_pushed(&self, month: &str, limit: std::time::Duration) {
+        let deadline = std::time::Instant::now() + limit;
+        let month = month.parse().unwrap();
+        loop {
+            let left = self.app.store.unfinished_count(month).await.unwrap();
+            if left == 0 {
+                return;
+            }
+            assert!(std::time::Instant::now() < deadline, "{left} notifications still unfinished after {limit:?}");
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// Every acceptance at the mock is for a distinct key and a distinct number, and the numbers
+/// are exactly `expected`.
+pub fn assert_accepted_exactly_once(acceptances: &[billpush::gateway::mock::Acceptance], expected: usize) {
+    let keys: std::collections::HashSet<_> = acceptances.iter().map(|a| a.key.as_str()).collect();
+    let numbers: std::collections::HashSet<_> = acceptances.iter().map(|a| a.to.as_str()).collect();
+    assert_eq!(acceptances.len(), expected, "acceptances at the gateway");
+    assert_eq!(keys.len(), expected, "no idempotency key accepted twice");
+    assert_eq!(numbers.len(), expected, "no subscriber accepted twice");
 }

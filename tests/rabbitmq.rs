@@ -1,0 +1,237 @@
+//! The production push path on the real RabbitMQ and PostgreSQL of this machine, with the
+//! project's mock gateway as a real HTTP server: worker processes, crashes, retries, dead
+//! letters, rate limit, scheduling guarantees.
+
+mod common;
+
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use billpush::config::GatewayKind;
+use billpush::domain::shard::Shard;
+use billpush::export::ExportKind;
+use billpush::gateway::mock::{Faults, MockGateway};
+use common::{assert_accepted_exactly_once, at, month, spawn_app_with, Backend, Options, TestApp};
+use tokio::process::{Child, Command};
+
+const AS_OF: &str = "2027-01-01T00:00:00+08:00";
+const TOKEN: &str = "gateway-test-token";
+
+struct Setup {
+    backend: Backend,
+    faults: Faults,
+    rate: u32,
+    workers: u32,
+    max_attempts: u32,
+}
+
+impl Default for Setup {
+    fn default() -> Self {
+        Setup { backend: Backend::Postgres, faults: Faults::default(), rate: 100_000, workers: 1, max_attempts: 5 }
+    }
+}
+
+async fn setup(s: Setup) -> (TestApp, Arc<MockGateway>) {
+    let mock = MockGateway::new(TOKEN, s.faults);
+    let (address, _serving) = mock.serve("127.0.0.1:0").await.unwrap();
+    let app = spawn_app_with(Options {
+        backend: s.backend,
+        rabbitmq: true,
+        configure: Box::new(move |c| {
+            c.gateway.kind = GatewayKind::Http;
+            c.gateway.url = format!("http://{address}");
+            c.gateway.token = TOKEN.into();
+            c.gateway.rate_per_second = s.rate;
+            c.gateway.workers = s.workers;
+            c.gateway.max_attempts = s.max_attempts;
+            c.gateway.timeout_ms = 1000;
+            c.gateway.retry_base_ms = 50;
+        }),
+        ..Options::default()
+    })
+    .await;
+    (app, mock)
+}
+
+fn spawn_worker(app: &TestApp, extra: &[&str]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_billpush"))
+        .arg("--config")
+        .arg(app.config_file())
+        .arg("worker")
+        .args(extra)
+        .stdout(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the billpush binary starts")
+}
+
+/// SIGTERM, then the worker must finish what it holds and exit cleanly.
+async fn terminate(mut worker: Child) {
+    let pid = worker.id().expect("still running").to_string();
+    let sent = std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(sent.success());
+    let status = tokio::time::timeout(Duration::from_secs(30), worker.wait())
+        .await
+        .expect("worker stops after SIGTERM")
+        .unwrap();
+    assert!(status.success(), "worker exit status {status}");
+}
+
+async fn wait_for_acceptances(mock: &MockGateway, at_least: u64) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while mock.stats().accepted < at_least {
+        assert!(std::time::Instant::now() < deadline, "the gateway saw only {} acceptances", mock.stats().accepted);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_worker_processes_push_2000_subscribers_exactly_once() {
+    let (app, mock) = setup(Setup { workers: 2, ..Setup::default() }).await;
+    app.import_population(2000).await;
+    let report = app.app.schedule(month("2026-10"), Some(at(AS_OF)), Shard::ALL).await.unwrap();
+    assert_eq!((report.build.billed, report.queued), (2000, 2000));
+
+    let metrics_port = free_port();
+    let first = spawn_worker(&app, &["--metrics", &format!("127.0.0.1:{metrics_port}")]);
+    let second = spawn_worker(&app, &[]);
+    app.wait_until_pushed("2026-10", Duration::from_secs(120)).await;
+    let metrics = reqwest::get(format!("http://127.0.0.1:{metrics_port}/metrics")).await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("billpush_push_outcomes_total"), "{metrics}");
+    terminate(first).await;
+    terminate(second).await;
+
+    assert_accepted_exactly_once(&mock.acceptances(), 2000);
+    let deliveries = app.export(ExportKind::Deliveries, "2026-10").await;
+    assert!(deliveries.iter().all(|d| d["status"] == "accepted" && d["gateway_message_id"].is_string()));
+    app.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_mid_push_loses_and_doubles_nothing() {
+    // 600 parts/s keeps the push going for a few seconds, so the kill lands mid-push.
+    let (app, mock) = setup(Setup { rate: 600, ..Setup::default() }).await;
+    app.import_population(1000).await;
+    app.app.schedule(month("2026-10"), Some(at(AS_OF)), Shard::ALL).await.unwrap();
+
+    let mut doomed = spawn_worker(&app, &[]);
+    wait_for_acceptances(&mock, 100).await;
+    doomed.kill().await.unwrap(); // SIGKILL: no chance to finish or ack
+    assert!(mock.stats().accepted < 1000, "the kill came mid-push");
+    let survivor = spawn_worker(&app, &[]);
+    app.wait_until_pushed("2026-10", Duration::from_secs(120)).await;
+    terminate(survivor).await;
+
+    assert_accepted_exactly_once(&mock.acceptances(), 1000);
+    app.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flaky_gateway_gets_every_message_once_through_retries() {
+    let faults = Faults { unavailable: 0.2, too_many: 0.05, lost_answer: 0.05, seed: 42, ..Faults::default() };
+    let (app, mock) = setup(Setup { faults, max_attempts: 10, ..Setup::default() }).await;
+    app.import_population(300).await;
+    let report = app.run("2026-10", AS_OF).await;
+    assert!(report.push.retried > 0, "some attempts were retried");
+    assert_eq!(report.push.accepted, 300);
+    assert!(mock.stats().repeated_keys > 0, "lost answers were resent with the same key and recognised");
+    assert_accepted_exactly_once(&mock.acceptances(), 300);
+    app.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_that_always_fails_sends_notifications_to_failed_through_the_dead_letter_queue() {
+    let (app, mock) =
+        setup(Setup { faults: Faults { unavailable: 1.0, ..Faults::default() }, max_attempts: 3, ..Setup::default() })
+            .await;
+    app.import_population(50).await;
+    let report = app.run("2026-10", AS_OF).await;
+    assert_eq!(report.push.failed, 50);
+    assert_eq!(mock.stats().requests, 150, "three attempts each, then no more");
+    let deliveries = app.export(ExportKind::Deliveries, "2026-10").await;
+    assert!(deliveries.iter().all(|d| d["status"] == "failed" && d["attempts"] == 3), "{:?}", deliveries[0]);
+
+    let mut dead: Vec<String> = dead_letters(&app.config.queue.name).await;
+    dead.sort();
+    let mut failed: Vec<String> = deliveries.iter().map(|d| d["id"].as_str().unwrap().to_string()).collect();
+    failed.sort();
+    assert_eq!(dead, failed, "every failed notification is in the dead-letter queue");
+    app.cleanup().await;
+}
+
+async fn dead_letters(name: &str) -> Vec<String> {
+    use lapin::options::{BasicAckOptions, BasicGetOptions};
+    let connection =
+        lapin::Connection::connect(&common::rabbitmq_url(), lapin::ConnectionProperties::default()).await.unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    let mut ids = Vec::new();
+    while let Some(message) =
+        channel.basic_get(format!("{name}.dead").as_str().into(), BasicGetOptions::default()).await.unwrap()
+    {
+        let body: billpush::queue::QueueMessage = serde_json::from_slice(&message.delivery.data).unwrap();
+        ids.extend(body.notification_ids);
+        message.delivery.acker.ack(BasicAckOptions::default()).await.unwrap();
+    }
+    ids
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_never_sees_more_than_the_rate_plus_one_percent_in_any_second() {
+    let (app, mock) = setup(Setup { rate: 200, ..Setup::default() }).await;
+    app.import_population(200).await;
+    let report = app.run("2026-10", AS_OF).await;
+    assert_eq!(report.push.accepted, 200);
+    let parts: u64 = mock.acceptances().iter().map(|a| a.segments).sum();
+    assert!(parts > 400, "the push lasted over two seconds: {parts} parts");
+    let busiest = mock.stats().max_parts_per_second;
+    let mut buckets = std::collections::BTreeMap::new();
+    for a in mock.acceptances() {
+        *buckets.entry(a.at_ms / 100).or_insert(0u64) += a.segments;
+    }
+    assert!(busiest <= 202, "{busiest} parts in one second; per 100 ms: {buckets:?}");
+    eprintln!("busiest second: {busiest} parts");
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn scheduling_twice_or_by_shards_queues_each_notification_once() {
+    let (app, _mock) = setup(Setup::default()).await;
+    app.import_population(500).await;
+    let halves: Vec<u64> = {
+        let mut queued = Vec::new();
+        for shard in ["0/2", "1/2"] {
+            let report = app.app.schedule(month("2026-10"), Some(at(AS_OF)), shard.parse().unwrap()).await.unwrap();
+            queued.push(report.queued);
+        }
+        queued
+    };
+    assert_eq!(halves.iter().sum::<u64>(), 500, "{halves:?}");
+    assert!(halves.iter().all(|&h| h > 150), "both shards had work: {halves:?}");
+    let again = app.app.schedule(month("2026-10"), Some(at(AS_OF)), Shard::ALL).await.unwrap();
+    assert_eq!((again.build.billed, again.queued), (0, 0));
+    let status = app.app.status(month("2026-10")).await.unwrap();
+    assert_eq!(status.deliveries, [("queued".to_string(), 500)]);
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_month_held_by_another_scheduler_is_left_alone() {
+    let (app, _mock) = setup(Setup::default()).await;
+    app.import_population(10).await;
+    let now = chrono::Utc::now();
+    assert!(app
+        .app
+        .store
+        .acquire_lock("schedule 2026-10 0/1", "someone-else", now, now + chrono::Duration::minutes(5))
+        .await
+        .unwrap());
+    let report = app.app.schedule(month("2026-10"), Some(at(AS_OF)), Shard::ALL).await.unwrap();
+    assert!(report.skipped);
+    assert_eq!(app.app.status(month("2026-10")).await.unwrap().bills, 0);
+    app.cleanup().await;
+}
