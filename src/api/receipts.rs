@@ -85,9 +85,11 @@ pub async fn jasmin(
     };
     if let Some(status) = status {
         if apply(&state, id, status, state.app.clock().now()).await?.is_none() {
-            tracing::warn!(message_id = %id, "Jasmin receipt for an unknown message id");
+            // The receipt can overtake the worker recording Jasmin's answer. Anything but
+            // `ACK/Jasmin` makes Jasmin send it again later, when the id is known.
+            tracing::info!(message_id = %id, "Jasmin receipt for a message id not recorded yet");
+            return Err(ApiError::new(StatusCode::NOT_FOUND, "unknown message id; send the receipt again later"));
         }
     }
-    // Anything but exactly this body makes Jasmin send the receipt again.
     Ok((StatusCode::OK, "ACK/Jasmin").into_response())
 }

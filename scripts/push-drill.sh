@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Pushes N subscribers' bills through RabbitMQ with W worker processes to the mock gateway
+# and prints the throughput and the busiest second the gateway saw.
+#   scripts/push-drill.sh [N=10000] [RATE parts/s, 0 = unlimited] [W=2]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+N=${1:-10000}; RATE=${2:-0}; W=${3:-2}
+scripts/services.sh
+cargo build --release --quiet
+bin=$PWD/target/release/billpush
+work=$(mktemp -d); db="billpush_drill_$$"; queue="billpush-drill-$$"
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+cleanup() {
+  kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true
+  psql -h 127.0.0.1 -U postgres -qc "DROP DATABASE IF EXISTS $db" >/dev/null
+  for q in "$queue" "$queue.dead"; do rabbitmqctl -q delete_queue "$q" >/dev/null 2>&1 || true; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+psql -h 127.0.0.1 -U postgres -qc "CREATE DATABASE $db"
+export BILLPUSH_DATABASE__URL="postgres://postgres@127.0.0.1/$db"
+export BILLPUSH_QUEUE__URL="amqp://guest:guest@127.0.0.1:5672/%2f" BILLPUSH_QUEUE__NAME="$queue"
+export BILLPUSH_GATEWAY__KIND=http BILLPUSH_GATEWAY__URL="http://127.0.0.1:$port" BILLPUSH_GATEWAY__TOKEN=drill
+export BILLPUSH_GATEWAY__WORKERS=$W BILLPUSH_SMS__QUIET_START=00:00 BILLPUSH_SMS__QUIET_END=00:00
+if [ "$RATE" -gt 0 ]; then export BILLPUSH_GATEWAY__RATE_PER_SECOND=$RATE; else export BILLPUSH_GATEWAY__RATE_PER_SECOND=100000000; fi
+
+python3 - "$work" "$N" <<'PY'
+import sys
+work, n = sys.argv[1], int(sys.argv[2])
+open(f"{work}/plans.csv", "w").write("plan_id,name,monthly_fee_fen,voice_minutes,data_mb,sms_count\nP58,畅享58,5800,300,20480,100\n")
+with open(f"{work}/subscribers.csv", "w") as s, open(f"{work}/usage.csv", "w") as u:
+    s.write("subscriber_id,msisdn,plan_id,language,billing_day\n")
+    u.write("record_id,subscriber_id,occurred_at,category,quantity,amount_fen,service_code,description\n")
+    for i in range(n):
+        s.write(f"D{i:08d},139{i:08d},P58,zh,1\n")
+        u.write(f"F{i:08d},D{i:08d},2026-10-01T00:10:00+08:00,plan_fee,1,5800,,月功能费\n")
+        u.write(f"V{i:08d},D{i:08d},2026-10-05T10:00:00+08:00,voice,12,120,,\n")
+PY
+for kind in plans subscribers usage; do $bin import $kind "$work/$kind.csv" >/dev/null; done
+$bin mock-gateway --bind "127.0.0.1:$port" --token drill >/dev/null &
+start=$(date +%s.%N)
+$bin schedule --month 2026-10 --as-of 2027-01-01T00:00:00+08:00 >/dev/null
+scheduled=$(date +%s.%N)
+for _ in $(seq "$W"); do $bin worker 2>/dev/null & done
+until $bin status --month 2026-10 | grep -q "deliveries accepted=$N\$"; do sleep 0.2; done
+done_at=$(date +%s.%N)
+stats=$(curl -s "http://127.0.0.1:$port/stats")
+python3 - "$N" "$start" "$scheduled" "$done_at" "$stats" "$RATE" "$W" <<'PY'
+import json, sys
+n, start, scheduled, done, stats, rate, w = int(sys.argv[1]), *map(float, sys.argv[2:5]), json.loads(sys.argv[5]), int(sys.argv[6]), int(sys.argv[7])
+print(f"subscribers {n}, workers {w}, rate limit {'none' if rate == 0 else f'{rate} parts/s'}")
+print(f"schedule (build + queue) {scheduled - start:.2f} s  ({n / (scheduled - start):.0f} bills/s)")
+print(f"push after scheduling     {done - scheduled:.2f} s  ({n / (done - scheduled):.0f} SMS/s)")
+print(f"end to end                {done - start:.2f} s  ({n / (done - start):.0f} SMS/s)")
+print(f"gateway: accepted {stats['accepted']}, repeated keys {stats['repeated_keys']}, busiest second {stats['max_parts_per_second']} parts")
+PY
