@@ -161,6 +161,18 @@ async fn a_gateway_that_always_fails_sends_notifications_to_failed_through_the_d
     let mut failed: Vec<String> = deliveries.iter().map(|d| d["id"].as_str().unwrap().to_string()).collect();
     failed.sort();
     assert_eq!(dead, failed, "every failed notification is in the dead-letter queue");
+
+    // The gateway is repaired; the operator puts the failed notifications back in line.
+    let healthy = MockGateway::new(TOKEN, Faults::default());
+    let (address, _serving) = healthy.serve("127.0.0.1:0").await.unwrap();
+    let mut repaired = app.config.clone();
+    repaired.gateway.url = format!("http://{address}");
+    let operator = billpush::app::App::build(repaired.settings().unwrap()).await.unwrap();
+    assert_eq!(operator.retry_failed(month("2026-10")).await.unwrap(), 50);
+    let report = operator.run(month("2026-10"), Some(at(AS_OF)), false).await.unwrap();
+    assert_eq!((report.build.billed, report.push.accepted), (0, 50));
+    assert_accepted_exactly_once(&healthy.acceptances(), 50);
+    operator.store.close().await;
     app.cleanup().await;
 }
 

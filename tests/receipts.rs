@@ -111,6 +111,7 @@ async fn receipts_settle_accepted_messages_and_are_refused_without_the_gateway_r
     assert_eq!(health.status(), 200);
     let metrics = reqwest::get(format!("http://{address}/metrics")).await.unwrap().text().await.unwrap();
     assert!(metrics.contains("billpush_receipts_total"), "{metrics}");
+    assert!(metrics.contains("billpush_notifications{status=\"delivered\"} 2"), "{metrics}");
     stop.cancel();
     app.cleanup().await;
 }

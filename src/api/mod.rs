@@ -58,7 +58,16 @@ pub fn metrics_handle() -> PrometheusHandle {
         .clone()
 }
 
+/// Prometheus text; notifications per status are counted from the database at each scrape.
 async fn metrics_text(State(state): State<Arc<ApiState>>) -> String {
+    match state.app.store.status_counts().await {
+        Ok(counts) => {
+            for (status, count) in counts {
+                metrics::gauge!("billpush_notifications", "status" => status).set(count as f64);
+            }
+        }
+        Err(error) => tracing::warn!(%error, "notification counts unavailable"),
+    }
     state.metrics.render()
 }
 

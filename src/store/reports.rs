@@ -109,6 +109,14 @@ impl Store {
         })
     }
 
+    /// Notifications per delivery status, all months together (for metrics).
+    pub async fn status_counts(&self) -> StoreResult<Vec<(String, i64)>> {
+        let rows = sqlx::query("SELECT status, COUNT(*) AS n FROM notifications GROUP BY status")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|r| Ok((r.try_get("status")?, r.try_get("n")?))).collect()
+    }
+
     /// Bills of `month` after subscriber `after`, with their flags and bill SMS state.
     pub async fn bills_page(&self, month: BillingMonth, after: &str, limit: i64) -> StoreResult<Vec<BillExport>> {
         let month = month.to_string();

@@ -200,7 +200,7 @@ impl TestApp {
         }
         if let Some(name) = self.postgres_database {
             let mut admin = PgConnection::connect(&format!("{}/postgres", postgres_server())).await.unwrap();
-            admin.execute(format!("DROP DATABASE IF EXISTS {name}").as_str()).await.unwrap();
+            admin.execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str()).await.unwrap();
         }
     }
 }
