@@ -14,6 +14,16 @@ pub enum Role {
     Gateway,
 }
 
+impl Role {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Role::Regulator => "regulator",
+            Role::Operator => "operator",
+            Role::Gateway => "gateway",
+        }
+    }
+}
+
 struct Entry {
     name: String,
     hash: [u8; 32],
@@ -51,6 +61,13 @@ impl Tokens {
         Ok(Tokens(entries))
     }
 
+    /// The name and role of the bearer token in `headers`, if it is a configured one.
+    pub fn bearer(&self, headers: &HeaderMap) -> Option<(&str, Role)> {
+        let token =
+            headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "))?;
+        self.identify(token)
+    }
+
     /// The name and role of the token, or `None` when no configured token matches.
     pub fn identify(&self, token: &str) -> Option<(&str, Role)> {
         let presented: [u8; 32] = Sha256::digest(token.as_bytes()).into();
@@ -70,7 +87,7 @@ impl Tokens {
         headers: &HeaderMap,
         query_token: Option<&str>,
         allowed: &[Role],
-    ) -> Result<&str, ApiError> {
+    ) -> Result<(&str, Role), ApiError> {
         let bearer = headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
         let token = bearer
             .or(query_token)
@@ -78,7 +95,7 @@ impl Tokens {
         let (name, role) =
             self.identify(token).ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "unknown token"))?;
         if allowed.contains(&role) {
-            Ok(name)
+            Ok((name, role))
         } else {
             Err(ApiError::new(StatusCode::FORBIDDEN, "this token's role may not use this route"))
         }
@@ -125,7 +142,13 @@ mod tests {
             tokens.authorise(&headers("Bearer regulator-secret"), None, &[Role::Gateway]).err().unwrap().0,
             StatusCode::FORBIDDEN
         );
-        assert_eq!(tokens.authorise(&headers("Bearer gateway-secret"), None, &[Role::Gateway]).ok(), Some("gw"));
-        assert_eq!(tokens.authorise(&HeaderMap::new(), Some("gateway-secret"), &[Role::Gateway]).ok(), Some("gw"));
+        assert_eq!(
+            tokens.authorise(&headers("Bearer gateway-secret"), None, &[Role::Gateway]).ok(),
+            Some(("gw", Role::Gateway))
+        );
+        assert_eq!(
+            tokens.authorise(&HeaderMap::new(), Some("gateway-secret"), &[Role::Gateway]).ok(),
+            Some(("gw", Role::Gateway))
+        );
     }
 }

@@ -2,14 +2,16 @@
 //! Every route that takes a token checks it against the SHA-256 hashes in `api.tokens`.
 
 mod auth;
+mod reads;
 mod receipts;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use axum::extract::State;
+use axum::extract::{Request, State};
 use axum::http::StatusCode;
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -19,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 pub use auth::{hash_token, Role, Tokens};
 
 use crate::app::App;
+use crate::store::AuditEntry;
 
 /// Request bodies above this are refused: receipts and replies are a few hundred bytes.
 const MAX_BODY: usize = 64 * 1024;
@@ -81,12 +84,73 @@ async fn healthz(State(state): State<Arc<ApiState>>) -> Response {
     }
 }
 
+/// The roles a route admits; gateway routes check their token themselves.
+fn roles_for(path: &str) -> Option<&'static [Role]> {
+    if path.starts_with("/api/v1/dlr") || path.starts_with("/api/v1/mo") {
+        None
+    } else if path == "/api/v1/audit" {
+        Some(&[Role::Operator])
+    } else {
+        Some(&[Role::Regulator, Role::Operator])
+    }
+}
+
+/// Checks the token of every `/api/v1` read, and appends every request made with a regulator
+/// or operator token to the audit log, whatever its answer.
+async fn guard(State(state): State<Arc<ApiState>>, request: Request, next: Next) -> Response {
+    let path = request.uri().path().to_string();
+    let path_and_query = request.uri().path_and_query().map_or(path.clone(), |p| p.to_string());
+    let method = request.method().to_string();
+    let auditable = state
+        .tokens
+        .bearer(request.headers())
+        .filter(|(_, role)| *role != Role::Gateway)
+        .map(|(name, role)| (name.to_string(), role));
+    let response = match roles_for(&path) {
+        Some(roles) => match state.tokens.authorise(request.headers(), None, roles) {
+            Ok(_) => next.run(request).await,
+            Err(refusal) => refusal.into_response(),
+        },
+        None => next.run(request).await,
+    };
+    if let Some((token_name, role)) = auditable {
+        let rows = response.extensions().get::<reads::RowsReturned>().map_or(0, |r| r.0);
+        let entry = AuditEntry {
+            id: uuid::Uuid::now_v7().to_string(),
+            token_name,
+            role: role.as_str().to_string(),
+            at: state.app.clock().now(),
+            method,
+            path: path_and_query,
+            status: i64::from(response.status().as_u16()),
+            rows_returned: rows as i64,
+        };
+        if let Err(error) = state.app.store.append_audit(&entry).await {
+            // An answer whose audit entry could not be written is not given out.
+            tracing::error!(%error, "audit log write failed");
+            return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "audit log unavailable; try again").into_response();
+        }
+    }
+    response
+}
+
 pub fn router(state: Arc<ApiState>) -> Router {
+    let api = Router::new()
+        .route("/api/v1/deliveries", get(reads::deliveries))
+        .route("/api/v1/deliveries.csv", get(reads::deliveries_csv))
+        .route("/api/v1/bills/{subscriber_id}/{month}", get(reads::bill))
+        .route("/api/v1/flags", get(reads::flags))
+        .route("/api/v1/spam", get(reads::spam))
+        .route("/api/v1/runs", get(reads::runs))
+        .route("/api/v1/audit", get(reads::audit))
+        .route("/api/v1/dlr", post(receipts::generic))
+        .route("/api/v1/dlr/jasmin", post(receipts::jasmin))
+        .route_layer(middleware::from_fn_with_state(state.clone(), guard));
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics_text))
-        .route("/api/v1/dlr", post(receipts::generic))
-        .route("/api/v1/dlr/jasmin", post(receipts::jasmin))
+        .merge(api)
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route") })
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
 }

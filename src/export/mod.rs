@@ -121,7 +121,7 @@ fn local_rfc3339(at: chrono::DateTime<chrono::Utc>, tz: Tz) -> String {
     at.with_timezone(&tz).to_rfc3339_opts(SecondsFormat::Secs, false)
 }
 
-fn bill_json(bill: &BillExport, month: BillingMonth, tz: Tz) -> Value {
+pub fn bill_json(bill: &BillExport, month: BillingMonth, tz: Tz) -> Value {
     let categories: serde_json::Map<String, Value> =
         Category::ALL.iter().map(|c| (c.as_str().to_string(), json!(bill.categories[c.index()]))).collect();
     json!({
@@ -169,7 +169,7 @@ fn bill_csv(row: &Value) -> Vec<(&'static str, Value)> {
     columns
 }
 
-fn delivery_json(d: &DeliveryExport) -> Value {
+pub fn delivery_json(d: &DeliveryExport) -> Value {
     json!({
         "id": d.id, "subscriber_id": d.subscriber_id, "msisdn": d.msisdn, "month": d.month, "kind": d.kind,
         "status": d.status, "reason": d.reason, "attempts": d.attempts, "segments": d.segments, "encoding": d.encoding,
@@ -178,7 +178,7 @@ fn delivery_json(d: &DeliveryExport) -> Value {
     })
 }
 
-fn flag_json(f: &FlagExport, month: BillingMonth) -> Value {
+pub fn flag_json(f: &FlagExport, month: BillingMonth) -> Value {
     json!({"subscriber_id": f.subscriber_id, "month": month.to_string(), "record_id": f.record_id, "reason": f.reason, "service_code": f.service_code, "amount_fen": f.amount_fen})
 }
 

@@ -5,6 +5,7 @@
 //! both, so one store serves both and the fixture proves they agree. Each backend keeps its
 //! own migrations because their DDL differs in collation.
 
+mod api;
 pub mod billing;
 pub mod imports;
 pub mod notifications;
@@ -16,6 +17,7 @@ use chrono::{DateTime, Utc};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{Any, AnyPool, Executor, Transaction};
 
+pub use api::{AuditEntry, DeliveryFilter, RunSummary};
 pub use imports::ImportCounts;
 pub use reports::{BillExport, DeliveryExport, FlagExport, MonthStatus};
 

@@ -141,30 +141,29 @@ impl Store {
         }
         rows.iter()
             .map(|r| {
-                let subscriber_id: String = r.try_get("subscriber_id")?;
-                let mut categories = [0i64; 8];
-                for category in Category::ALL {
-                    categories[category.index()] = r.try_get(format!("{}_fen", category.as_str()).as_str())?;
-                }
-                Ok(BillExport {
-                    msisdn: r.try_get("msisdn")?,
-                    period: Period {
-                        start: from_micros(r.try_get("period_start")?),
-                        end: from_micros(r.try_get("period_end")?),
-                    },
-                    total_fen: r.try_get("total_fen")?,
-                    categories,
-                    voice_minutes: r.try_get("voice_minutes")?,
-                    data_kb: r.try_get("data_kb")?,
-                    sms_count: r.try_get("sms_count")?,
-                    spike: r.try_get::<i64, _>("spike")? != 0,
-                    status: r.try_get("status")?,
-                    segments: r.try_get("segments")?,
-                    flags: flags.remove(&subscriber_id).unwrap_or_default(),
-                    subscriber_id,
-                })
+                let mut bill = bill_from_row(r)?;
+                bill.flags = flags.remove(&bill.subscriber_id).unwrap_or_default();
+                Ok(bill)
             })
             .collect()
+    }
+
+    /// One subscriber's bill for `month`, with its flags.
+    pub async fn bill(&self, subscriber_id: &str, month: BillingMonth) -> StoreResult<Option<BillExport>> {
+        let month = month.to_string();
+        let row = sqlx::query(
+            "SELECT b.*, n.status, n.segments FROM bills b
+             LEFT JOIN notifications n ON n.subscriber_id = b.subscriber_id AND n.month = b.month AND n.kind = 'bill'
+             WHERE b.month = $1 AND b.subscriber_id = $2",
+        )
+        .bind(&month)
+        .bind(subscriber_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let mut bill = bill_from_row(&row)?;
+        bill.flags = self.flags_between(&month, subscriber_id, subscriber_id).await?;
+        Ok(Some(bill))
     }
 
     async fn flags_between(&self, month: &str, first: &str, last: &str) -> StoreResult<Vec<FlagExport>> {
@@ -217,25 +216,7 @@ impl Store {
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(DeliveryExport {
-                    id: r.try_get("id")?,
-                    subscriber_id: r.try_get("subscriber_id")?,
-                    msisdn: r.try_get("msisdn")?,
-                    month: r.try_get("month")?,
-                    kind: r.try_get("kind")?,
-                    status: r.try_get("status")?,
-                    reason: r.try_get("reason")?,
-                    attempts: r.try_get("attempts")?,
-                    segments: r.try_get("segments")?,
-                    encoding: r.try_get("encoding")?,
-                    gateway_message_id: r.try_get("gateway_message_id")?,
-                    text: r.try_get("text")?,
-                    updated_at: r.try_get("updated_at")?,
-                })
-            })
-            .collect()
+        rows.iter().map(delivery_from_row).collect()
     }
 
     /// Reports per reported number within `month`, self-reports left out, sorted by number.
@@ -259,6 +240,45 @@ impl Store {
             })
             .collect()
     }
+}
+
+pub(crate) fn delivery_from_row(r: &sqlx::any::AnyRow) -> StoreResult<DeliveryExport> {
+    Ok(DeliveryExport {
+        id: r.try_get("id")?,
+        subscriber_id: r.try_get("subscriber_id")?,
+        msisdn: r.try_get("msisdn")?,
+        month: r.try_get("month")?,
+        kind: r.try_get("kind")?,
+        status: r.try_get("status")?,
+        reason: r.try_get("reason")?,
+        attempts: r.try_get("attempts")?,
+        segments: r.try_get("segments")?,
+        encoding: r.try_get("encoding")?,
+        gateway_message_id: r.try_get("gateway_message_id")?,
+        text: r.try_get("text")?,
+        updated_at: r.try_get("updated_at")?,
+    })
+}
+
+fn bill_from_row(r: &sqlx::any::AnyRow) -> StoreResult<BillExport> {
+    let mut categories = [0i64; 8];
+    for category in Category::ALL {
+        categories[category.index()] = r.try_get(format!("{}_fen", category.as_str()).as_str())?;
+    }
+    Ok(BillExport {
+        subscriber_id: r.try_get("subscriber_id")?,
+        msisdn: r.try_get("msisdn")?,
+        period: Period { start: from_micros(r.try_get("period_start")?), end: from_micros(r.try_get("period_end")?) },
+        total_fen: r.try_get("total_fen")?,
+        categories,
+        voice_minutes: r.try_get("voice_minutes")?,
+        data_kb: r.try_get("data_kb")?,
+        sms_count: r.try_get("sms_count")?,
+        spike: r.try_get::<i64, _>("spike")? != 0,
+        status: r.try_get("status")?,
+        segments: r.try_get("segments")?,
+        flags: Vec::new(),
+    })
 }
 
 fn flag_from_row(r: &sqlx::any::AnyRow) -> StoreResult<FlagExport> {
