@@ -97,7 +97,7 @@ async fn every_route_answers_every_kind_of_token_as_its_role_allows() {
     assert_eq!(api.call(Method::GET, audit, Some(REGULATOR)).await.0, 403);
     assert_eq!(api.call(Method::GET, audit, Some(OPERATOR)).await.0, 200);
     assert_eq!(api.call(Method::GET, audit, Some(GATEWAY)).await.0, 403);
-    for path in ["/api/v1/dlr", "/api/v1/dlr/jasmin"] {
+    for path in ["/api/v1/dlr", "/api/v1/dlr/jasmin", "/api/v1/mo"] {
         assert_eq!(api.call(Method::POST, path, None).await.0, 401, "{path}");
         assert_eq!(api.call(Method::POST, path, Some("nope")).await.0, 401, "{path}");
         assert_eq!(api.call(Method::POST, path, Some(REGULATOR)).await.0, 403, "{path}");

@@ -4,6 +4,7 @@
 mod auth;
 mod reads;
 mod receipts;
+mod replies;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
@@ -30,6 +31,8 @@ pub struct ApiState {
     pub app: App,
     pub tokens: Tokens,
     pub metrics: PrometheusHandle,
+    /// The broker replies are handed to; `None` with the in-process queue.
+    pub queue: Option<Arc<crate::queue::AmqpQueue>>,
 }
 
 /// A JSON error answer `{"error": "..."}`.
@@ -74,14 +77,20 @@ async fn metrics_text(State(state): State<Arc<ApiState>>) -> String {
     state.metrics.render()
 }
 
+/// The database answers, and the broker does when one is configured.
 async fn healthz(State(state): State<Arc<ApiState>>) -> Response {
-    match state.app.store.ping().await {
-        Ok(()) => Json(serde_json::json!({ "status": "ok" })).into_response(),
-        Err(error) => {
-            tracing::warn!(%error, "health check failed");
-            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "database unavailable").into_response()
+    if let Err(error) = state.app.store.ping().await {
+        tracing::warn!(%error, "health check: database");
+        return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "database unavailable").into_response();
+    }
+    if let Some(queue) = &state.queue {
+        use crate::queue::Queue;
+        if let Err(error) = queue.depth().await {
+            tracing::warn!(%error, "health check: broker");
+            return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "message broker unavailable").into_response();
         }
     }
+    Json(serde_json::json!({ "status": "ok" })).into_response()
 }
 
 /// The roles a route admits; gateway routes check their token themselves.
@@ -145,6 +154,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/api/v1/audit", get(reads::audit))
         .route("/api/v1/dlr", post(receipts::generic))
         .route("/api/v1/dlr/jasmin", post(receipts::jasmin))
+        .route("/api/v1/mo", post(replies::receive))
         .route_layer(middleware::from_fn_with_state(state.clone(), guard));
     Router::new()
         .route("/healthz", get(healthz))
@@ -163,7 +173,11 @@ pub async fn serve(
     bound: tokio::sync::oneshot::Sender<SocketAddr>,
 ) -> anyhow::Result<()> {
     let tokens = Tokens::from_config(&app.settings.config.api.tokens)?;
-    let state = Arc::new(ApiState { app, tokens, metrics: metrics_handle() });
+    let queue = match app.settings.config.queue.url.as_str() {
+        "memory://" => None,
+        url => Some(Arc::new(crate::queue::AmqpQueue::connect(url, &app.settings.config.queue.name).await?)),
+    };
+    let state = Arc::new(ApiState { app, tokens, metrics: metrics_handle(), queue });
     let listener =
         tokio::net::TcpListener::bind(bind).await.map_err(|e| anyhow::anyhow!("cannot listen on {bind}: {e}"))?;
     let _ = bound.send(listener.local_addr()?);

@@ -154,7 +154,7 @@ impl BillBuilder<'_> {
                     }
                     NotificationToWrite {
                         id: uuid::Uuid::now_v7().to_string(),
-                        kind: BILL_KIND,
+                        kind: BILL_KIND.to_string(),
                         status: status.as_str(),
                         reason: None,
                         segments: segments as i64,
@@ -166,7 +166,7 @@ impl BillBuilder<'_> {
                     tracing::warn!(subscriber = %candidate.subscriber_id, segments, "bill SMS too long even in its short form");
                     NotificationToWrite {
                         id: uuid::Uuid::now_v7().to_string(),
-                        kind: BILL_KIND,
+                        kind: BILL_KIND.to_string(),
                         status: DeliveryStatus::Failed.as_str(),
                         reason: Some("too_long"),
                         segments: segments as i64,

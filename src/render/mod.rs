@@ -104,6 +104,40 @@ pub struct BillFacts<'a> {
     pub allowances: Allowances,
 }
 
+/// Everything a reply template (`optout`, `details`) may name.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReplyView {
+    pub signature: String,
+    pub hotline: String,
+    /// `details`: whether the subscriber has a bill yet; the bill fields are empty otherwise.
+    pub has_bill: bool,
+    pub msisdn: String,
+    pub period_start: String,
+    pub period_end: String,
+    pub total: String,
+    pub categories: Vec<CategoryLine>,
+}
+
+/// The replies billpush sends to subscribers' messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplyKind {
+    /// Confirms an opt-out of the bill SMS.
+    OptOut,
+    /// The current bill's non-zero category totals, answering `ZD`.
+    Details,
+}
+
+impl ReplyKind {
+    pub const ALL: [ReplyKind; 2] = [ReplyKind::OptOut, ReplyKind::Details];
+
+    pub const fn template(self) -> &'static str {
+        match self {
+            ReplyKind::OptOut => "optout",
+            ReplyKind::Details => "details",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RenderedSms {
     Fits {
@@ -165,6 +199,7 @@ impl Renderer {
         let renderer =
             Renderer { registry, operator: operator.to_string(), hotline: hotline.to_string(), timezone, max_segments };
         renderer.check_bill_templates()?;
+        renderer.check_reply_templates()?;
         Ok(renderer)
     }
 
@@ -227,6 +262,100 @@ impl Renderer {
             }
         }
         Ok(())
+    }
+
+    fn check_reply_templates(&self) -> Result<(), TemplateError> {
+        let msisdn = Msisdn::parse("13800138000").expect("a valid sample number");
+        let period = crate::domain::period::billing_period(
+            "2026-10".parse().expect("valid"),
+            crate::domain::period::BillingDay::FIRST,
+            self.timezone,
+        );
+        let totals = crate::domain::bill::CategoryTotals::from_array([
+            Fen::new(5800),
+            Fen::new(30),
+            Fen::ZERO,
+            Fen::ZERO,
+            Fen::ZERO,
+            Fen::ZERO,
+            Fen::ZERO,
+            Fen::ZERO,
+        ]);
+        for kind in ReplyKind::ALL {
+            for language in Language::ALL {
+                let name = template_name(kind.template(), language, false);
+                if !self.registry.has_template(&name) {
+                    return Err(TemplateError::Missing(format!("{name}.hbs")));
+                }
+                for bill in [Some((period, &totals)), None] {
+                    let text = self.registry.render(&name, &self.reply_view(&msisdn, language, bill)).map_err(|e| {
+                        TemplateError::Invalid {
+                            name: format!("{name}.hbs"),
+                            problem: e.to_string().replace('\n', " "),
+                        }
+                    })?;
+                    if !text.starts_with(&self.signature()) {
+                        return Err(TemplateError::Invalid {
+                            name: format!("{name}.hbs"),
+                            problem: "must start with {{signature}}".into(),
+                        });
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The view of a reply; `bill` is the subscriber's latest bill, if any.
+    pub fn reply_view(
+        &self,
+        msisdn: &Msisdn,
+        language: Language,
+        bill: Option<(Period, &crate::domain::bill::CategoryTotals)>,
+    ) -> ReplyView {
+        let (has_bill, period_start, period_end, total, categories) = match bill {
+            Some((period, totals)) => (
+                true,
+                format_date(local_date(period.start, self.timezone), language),
+                format_date(last_local_day(&period, self.timezone), language),
+                totals.total().to_string(),
+                totals
+                    .iter()
+                    .filter(|(_, amount)| !amount.is_zero())
+                    .map(|(category, amount)| CategoryLine {
+                        label: category.label(language),
+                        amount: amount.to_string(),
+                        items: Vec::new(),
+                    })
+                    .collect(),
+            ),
+            None => (false, String::new(), String::new(), String::new(), Vec::new()),
+        };
+        ReplyView {
+            signature: self.signature(),
+            hotline: self.hotline.clone(),
+            has_bill,
+            msisdn: msisdn.masked(),
+            period_start,
+            period_end,
+            total,
+            categories,
+        }
+    }
+
+    /// A reply SMS; replies have no short form.
+    pub fn render_reply(&self, kind: ReplyKind, language: Language, view: &ReplyView) -> RenderedSms {
+        let text = self
+            .registry
+            .render(&template_name(kind.template(), language, false), view)
+            .expect("reply templates were test-rendered at start");
+        let segmented = segment(&text);
+        let (encoding, segments) = (segmented.encoding, segmented.segments());
+        if segments <= self.max_segments {
+            RenderedSms::Fits { text, encoding, segments }
+        } else {
+            RenderedSms::TooLong { segments }
+        }
     }
 
     fn signature(&self) -> String {

@@ -29,7 +29,7 @@ pub struct BillingCandidate {
 
 pub struct NotificationToWrite {
     pub id: String,
-    pub kind: &'static str,
+    pub kind: String,
     pub status: &'static str,
     pub reason: Option<&'static str>,
     pub segments: i64,
@@ -218,26 +218,37 @@ pub async fn write_bill(tx: &mut Tx, bill: &BillToWrite<'_>) -> StoreResult<()> 
         .execute(&mut **tx)
         .await?;
     }
-    let n = &bill.notification;
-    let at = to_micros(bill.built_at);
+    insert_notification(tx, bill.subscriber_id, &month, bill.msisdn, &bill.notification, bill.built_at).await
+}
+
+/// Writes a notification and its first status; the unique (subscriber, month, kind) key
+/// refuses a second one.
+pub async fn insert_notification(
+    tx: &mut Tx,
+    subscriber_id: &str,
+    month: &str,
+    msisdn: &Msisdn,
+    n: &NotificationToWrite,
+    at: DateTime<Utc>,
+) -> StoreResult<()> {
     sqlx::query(
         "INSERT INTO notifications (id, subscriber_id, month, kind, msisdn, status, reason, attempts, segments, encoding, text, created_at, updated_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $8, $9, $10, $11, $11)",
     )
     .bind(&n.id)
-    .bind(bill.subscriber_id)
-    .bind(&month)
-    .bind(n.kind)
-    .bind(bill.msisdn.as_str())
+    .bind(subscriber_id)
+    .bind(month)
+    .bind(&n.kind)
+    .bind(msisdn.as_str())
     .bind(n.status)
     .bind(n.reason)
     .bind(n.segments)
     .bind(n.encoding)
     .bind(&n.text)
-    .bind(at)
+    .bind(to_micros(at))
     .execute(&mut **tx)
     .await?;
-    super::notifications::record_event(tx, &n.id, n.status, bill.built_at).await
+    super::notifications::record_event(tx, &n.id, n.status, at).await
 }
 
 pub async fn start_billing_run(

@@ -148,6 +148,15 @@ impl Store {
             .collect()
     }
 
+    /// The subscriber's most recent bill.
+    pub async fn latest_bill(&self, subscriber_id: &str) -> StoreResult<Option<BillExport>> {
+        let row = sqlx::query("SELECT b.*, NULL AS status, NULL AS segments FROM bills b WHERE b.subscriber_id = $1 ORDER BY b.month DESC LIMIT 1")
+            .bind(subscriber_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(bill_from_row).transpose()
+    }
+
     /// One subscriber's bill for `month`, with its flags.
     pub async fn bill(&self, subscriber_id: &str, month: BillingMonth) -> StoreResult<Option<BillExport>> {
         let month = month.to_string();

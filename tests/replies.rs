@@ -1,0 +1,104 @@
+//! Subscribers' replies through `POST /api/v1/mo`: every opt-out keyword form, spam reports,
+//! bill details, and what each does to later pushes.
+
+mod common;
+
+use std::net::SocketAddr;
+
+use billpush::api::hash_token;
+use billpush::config::ApiToken;
+use billpush::export::ExportKind;
+use common::{spawn_app_with, Backend, Options, TestApp};
+use serde_json::{json, Value};
+use tokio_util::sync::CancellationToken;
+
+const GATEWAY: &str = "gateway-secret";
+const REGULATOR: &str = "regulator-secret";
+
+async fn spawn(backend: Backend) -> (TestApp, String, CancellationToken) {
+    let app = spawn_app_with(Options {
+        backend,
+        configure: Box::new(|c| {
+            c.api.tokens = vec![
+                ApiToken { name: "gw".into(), token_sha256: hash_token(GATEWAY), role: "gateway".into() },
+                ApiToken { name: "reg".into(), token_sha256: hash_token(REGULATOR), role: "regulator".into() },
+            ];
+        }),
+        ..Options::default()
+    })
+    .await;
+    app.import_fixture().await;
+    let server = billpush::app::App::build(app.config.clone().settings().unwrap()).await.unwrap();
+    let stop = CancellationToken::new();
+    let (bound, address) = tokio::sync::oneshot::channel::<SocketAddr>();
+    let server_stop = stop.clone();
+    tokio::spawn(async move { billpush::api::serve(server, "127.0.0.1:0", server_stop, bound).await.unwrap() });
+    (app, format!("http://{}/api/v1/mo", address.await.unwrap()), stop)
+}
+
+async fn reply(url: &str, token: &str, from: &str, text: &str) -> (u16, Value) {
+    let response = reqwest::Client::new()
+        .post(url)
+        .bearer_auth(token)
+        .json(&json!({"from": from, "to": "10001", "text": text, "received_at": "2026-11-02T10:00:00+08:00"}))
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn every_opt_out_form_opts_out_before_the_next_push_and_is_confirmed() {
+    let (app, url, stop) = spawn(Backend::Postgres).await;
+    let forms = ["TD", "td", "ＴＤ", "ｔｄ", "TDZD", "T", "退订", "STOP", "stop", "UNSUBSCRIBE", "ＳＴＯＰ"];
+    for form in forms {
+        let (status, body) = reply(&url, GATEWAY, "14611178002", form).await;
+        assert_eq!((status, body["action"].as_str()), (202, Some("opt_out")), "{form:?}");
+    }
+    // The next month's bill for that subscriber is not sent.
+    app.run("2026-10", "2027-01-01T00:00:00+08:00").await;
+    let bills = app.export(ExportKind::Bills, "2026-10").await;
+    let mine = bills.iter().find(|b| b["subscriber_id"] == "S01000000").unwrap();
+    assert_eq!(mine["status"], "suppressed");
+    // Each opt-out was confirmed by SMS, through the queue, in the month it was asked in.
+    let report = app.run("2026-11", "2026-11-05T00:00:00+08:00").await;
+    assert_eq!(report.push.accepted, forms.len() as u64);
+    let confirmations: Vec<Value> =
+        app.outbox().into_iter().filter(|m| m["text"].as_str().unwrap().contains("退订月度账单短信")).collect();
+    assert_eq!(confirmations.len(), forms.len());
+    assert!(confirmations.iter().all(|m| m["to"] == "+8614611178002"));
+    stop.cancel();
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn spam_reports_details_and_unknown_senders() {
+    let (app, url, stop) = spawn(Backend::Sqlite).await;
+    app.run("2026-10", "2027-01-01T00:00:00+08:00").await;
+    for reporter in ["15126614242", "19482637352", "18407608741"] {
+        let (status, body) = reply(&url, GATEWAY, reporter, "ＪＢ　１０６５９９９９９９").await;
+        assert_eq!((status, body["action"].as_str()), (202, Some("spam_report")));
+    }
+    let spam = app.export(ExportKind::Spam, "2026-11").await;
+    let reported = spam.iter().find(|n| n["number"] == "1065999999").expect("the reported number is counted");
+    assert_eq!((reported["distinct_reporters"].as_i64(), reported["flagged"].as_bool()), (Some(3), Some(true)));
+
+    let (status, body) = reply(&url, GATEWAY, "+8614611178002", "zd").await;
+    assert_eq!((status, body["action"].as_str()), (202, Some("details")));
+    app.run("2026-11", "2026-11-05T00:00:00+08:00").await;
+    let details = app
+        .outbox()
+        .into_iter()
+        .find(|m| m["text"].as_str().unwrap().contains("94.05"))
+        .expect("the details reply carries the October total");
+    assert!(details["text"].as_str().unwrap().starts_with("【示例电信】"));
+
+    assert_eq!(reply(&url, GATEWAY, "13999999999", "TD").await.0, 404, "unknown sender");
+    assert_eq!(reply(&url, GATEWAY, "not a number", "TD").await.0, 400);
+    assert_eq!(reply(&url, REGULATOR, "14611178002", "TD").await.0, 403);
+    let (status, body) = reply(&url, GATEWAY, "14611178002", "hello there").await;
+    assert_eq!((status, body["action"].as_str()), (202, Some("ignored")));
+    stop.cancel();
+    app.cleanup().await;
+}
