@@ -263,3 +263,46 @@ async fn regulator_requests_are_audited_and_the_audit_log_cannot_be_changed() {
     assert_eq!(first_three, entries[..3].to_vec(), "earlier entries unchanged; only appends");
     api.finish().await;
 }
+
+#[tokio::test]
+async fn the_openapi_document_lists_exactly_the_routes_that_answer() {
+    let api = spawn_api().await;
+    let (status, body) = api.call(Method::GET, "/api/v1/openapi.json", None).await;
+    assert_eq!(status, 200);
+    let document: Value = serde_json::from_str(&body).unwrap();
+    let mut documented = Vec::new();
+    for (path, operations) in document["paths"].as_object().unwrap() {
+        for (method, operation) in operations.as_object().unwrap() {
+            documented.push(format!("{method} {path}"));
+            let concrete = path.replace("{subscriber_id}", "S01000000").replace("{month}", "2026-10");
+            let method: Method = method.to_uppercase().parse().unwrap();
+            let token =
+                operation["x-roles"].as_array().and_then(|r| r.first()).map(|role| match role.as_str().unwrap() {
+                    "regulator" => REGULATOR,
+                    "operator" => OPERATOR,
+                    _ => GATEWAY,
+                });
+            let (status, body) = api.call(method.clone(), &concrete, token).await;
+            assert!(status != 404 && status != 405, "{method} {path} is documented but answers {status}: {body}");
+        }
+    }
+    documented.sort();
+    let mut served = vec![
+        "get /api/v1/audit",
+        "get /api/v1/bills/{subscriber_id}/{month}",
+        "get /api/v1/deliveries",
+        "get /api/v1/deliveries.csv",
+        "get /api/v1/flags",
+        "get /api/v1/openapi.json",
+        "get /api/v1/runs",
+        "get /api/v1/spam",
+        "get /healthz",
+        "get /metrics",
+        "post /api/v1/dlr",
+        "post /api/v1/dlr/jasmin",
+        "post /api/v1/mo",
+    ];
+    served.sort();
+    assert_eq!(documented, served);
+    api.finish().await;
+}

@@ -2,6 +2,7 @@
 //! Every route that takes a token checks it against the SHA-256 hashes in `api.tokens`.
 
 mod auth;
+pub mod openapi;
 mod reads;
 mod receipts;
 mod replies;
@@ -159,6 +160,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics_text))
+        .route("/api/v1/openapi.json", get(|| async { Json(openapi::document()) }))
         .merge(api)
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route") })
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
