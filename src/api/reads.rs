@@ -18,7 +18,7 @@ use super::{ApiError, ApiState};
 use crate::domain::delivery::DeliveryStatus;
 use crate::domain::msisdn::Msisdn;
 use crate::domain::period::BillingMonth;
-use crate::export::{bill_json, neutralise, spam_numbers};
+use crate::export::{bill_json, neutralise, spam_numbers, DELIVERY_COLUMNS};
 use crate::store::{DeliveryExport, DeliveryFilter};
 
 /// Rows an answer returned, for the audit log.
@@ -69,6 +69,29 @@ fn instant(params: &HashMap<String, String>, name: &str) -> Result<Option<DateTi
         .transpose()
 }
 
+fn limit_of(params: &HashMap<String, String>) -> Result<i64, ApiError> {
+    match params.get("limit") {
+        None => Ok(DEFAULT_LIMIT),
+        Some(limit) => limit
+            .parse::<i64>()
+            .ok()
+            .filter(|l| (1..=MAX_LIMIT).contains(l))
+            .ok_or_else(|| bad("limit", "must be a whole number from 1 to 1000")),
+    }
+}
+
+/// Where the previous page ended: a cursor is the hex of the last row's key.
+fn cursor_of(params: &HashMap<String, String>) -> Result<String, ApiError> {
+    match params.get("cursor") {
+        None => Ok(String::new()),
+        Some(cursor) => hex::decode(cursor)
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok())
+            .filter(|c| !c.is_empty())
+            .ok_or_else(|| bad("cursor", "is not a cursor this API gave")),
+    }
+}
+
 struct Page {
     filter: DeliveryFilter,
     after: String,
@@ -84,22 +107,8 @@ fn delivery_page(params: &HashMap<String, String>) -> Result<Page, ApiError> {
         .get("status")
         .map(|s| s.parse::<DeliveryStatus>().map_err(|_| bad("status", "is not a delivery status")))
         .transpose()?;
-    let limit = match params.get("limit") {
-        None => DEFAULT_LIMIT,
-        Some(limit) => limit
-            .parse::<i64>()
-            .ok()
-            .filter(|l| (1..=MAX_LIMIT).contains(l))
-            .ok_or_else(|| bad("limit", "must be a whole number from 1 to 1000"))?,
-    };
-    let after = match params.get("cursor") {
-        None => String::new(),
-        Some(cursor) => hex::decode(cursor)
-            .ok()
-            .and_then(|b| String::from_utf8(b).ok())
-            .filter(|c| !c.is_empty())
-            .ok_or_else(|| bad("cursor", "is not a cursor this API gave"))?,
-    };
+    let limit = limit_of(params)?;
+    let after = cursor_of(params)?;
     let filter = DeliveryFilter {
         month: month_of(params, false)?,
         msisdn,
@@ -134,30 +143,14 @@ pub async fn deliveries(State(state): State<Arc<ApiState>>, RawQuery(query): Raw
     Ok(with_rows(Json(body), items.len() as u64))
 }
 
-const CSV_COLUMNS: [&str; 13] = [
-    "id",
-    "subscriber_id",
-    "msisdn",
-    "month",
-    "kind",
-    "status",
-    "reason",
-    "attempts",
-    "segments",
-    "encoding",
-    "gateway_message_id",
-    "text",
-    "updated_at",
-];
-
 fn csv_chunk(rows: &[DeliveryExport], header: bool) -> Vec<u8> {
     let mut writer = csv::Writer::from_writer(Vec::new());
     if header {
-        writer.write_record(CSV_COLUMNS).expect("writing to memory");
+        writer.write_record(DELIVERY_COLUMNS).expect("writing to memory");
     }
     for d in rows {
         let item = crate::export::delivery_json(d);
-        let cells = CSV_COLUMNS.iter().map(|c| match &item[*c] {
+        let cells = DELIVERY_COLUMNS.iter().map(|c| match &item[*c] {
             Value::String(s) => neutralise(s).into_owned(),
             Value::Null => String::new(),
             other => other.to_string(),
@@ -261,21 +254,8 @@ pub async fn runs(State(state): State<Arc<ApiState>>) -> Result<Response, ApiErr
 
 pub async fn audit(State(state): State<Arc<ApiState>>, RawQuery(query): RawQuery) -> Result<Response, ApiError> {
     let params = parameters(query)?;
-    let limit = match params.get("limit") {
-        None => DEFAULT_LIMIT,
-        Some(limit) => limit
-            .parse::<i64>()
-            .ok()
-            .filter(|l| (1..=MAX_LIMIT).contains(l))
-            .ok_or_else(|| bad("limit", "must be a whole number from 1 to 1000"))?,
-    };
-    let after = match params.get("cursor") {
-        None => String::new(),
-        Some(cursor) => hex::decode(cursor)
-            .ok()
-            .and_then(|b| String::from_utf8(b).ok())
-            .ok_or_else(|| bad("cursor", "is not a cursor this API gave"))?,
-    };
+    let limit = limit_of(&params)?;
+    let after = cursor_of(&params)?;
     let entries = state.app.store.audit_page(&after, limit).await.map_err(store_error)?;
     let items: Vec<_> = entries
         .iter()

@@ -169,6 +169,23 @@ fn bill_csv(row: &Value) -> Vec<(&'static str, Value)> {
     columns
 }
 
+/// The columns of a delivery row, in export and CSV order.
+pub const DELIVERY_COLUMNS: [&str; 13] = [
+    "id",
+    "subscriber_id",
+    "msisdn",
+    "month",
+    "kind",
+    "status",
+    "reason",
+    "attempts",
+    "segments",
+    "encoding",
+    "gateway_message_id",
+    "text",
+    "updated_at",
+];
+
 pub fn delivery_json(d: &DeliveryExport) -> Value {
     json!({
         "id": d.id, "subscriber_id": d.subscriber_id, "msisdn": d.msisdn, "month": d.month, "kind": d.kind,
@@ -229,22 +246,7 @@ pub async fn export(
                 after = last.id.clone();
                 for delivery in &page {
                     let row = delivery_json(delivery);
-                    let names = [
-                        "id",
-                        "subscriber_id",
-                        "msisdn",
-                        "month",
-                        "kind",
-                        "status",
-                        "reason",
-                        "attempts",
-                        "segments",
-                        "encoding",
-                        "gateway_message_id",
-                        "text",
-                        "updated_at",
-                    ];
-                    writer.write(&row, &columns_of(&row, &names))?;
+                    writer.write(&row, &columns_of(&row, &DELIVERY_COLUMNS))?;
                 }
                 rows += page.len() as u64;
             }

@@ -181,35 +181,26 @@ pub async fn mark_accepted(tx: &mut Tx, id: &str, gateway_message_id: &str, at: 
 }
 
 pub async fn mark_failed(tx: &mut Tx, id: &str, reason: &str, at: DateTime<Utc>) -> StoreResult<()> {
-    let ids = [id.to_string()];
-    transition(
-        tx,
-        &ids,
-        "reason = $2, lease_until = NULL",
-        "status = 'sending'",
-        DeliveryStatus::Failed,
-        at,
-        Some(reason),
-    )
-    .await
-    .map(drop)
+    settle_with_reason(tx, id, DeliveryStatus::Failed, reason, at).await
 }
 
 /// The gateway may or may not have the message and honours no idempotency key: the operator
 /// must look, a later receipt may settle it, and it is never sent again automatically.
 pub async fn mark_unknown(tx: &mut Tx, id: &str, reason: &str, at: DateTime<Utc>) -> StoreResult<()> {
+    settle_with_reason(tx, id, DeliveryStatus::Unknown, reason, at).await
+}
+
+async fn settle_with_reason(
+    tx: &mut Tx,
+    id: &str,
+    status: DeliveryStatus,
+    reason: &str,
+    at: DateTime<Utc>,
+) -> StoreResult<()> {
     let ids = [id.to_string()];
-    transition(
-        tx,
-        &ids,
-        "reason = $2, lease_until = NULL",
-        "status = 'sending'",
-        DeliveryStatus::Unknown,
-        at,
-        Some(reason),
-    )
-    .await
-    .map(drop)
+    transition(tx, &ids, "reason = $2, lease_until = NULL", "status = 'sending'", status, at, Some(reason))
+        .await
+        .map(drop)
 }
 
 /// Hands notifications back to the queue after a failed attempt that will be retried.
