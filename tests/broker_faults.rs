@@ -24,7 +24,8 @@ async fn workers_recover_when_the_broker_drops_their_connections() {
             c.gateway.kind = GatewayKind::Http;
             c.gateway.url = format!("http://{address}");
             c.gateway.token = "t".into();
-            c.gateway.rate_per_second = 800;
+            // Slow enough that the drill (rabbitmqctl takes a second or two to start) lands mid-push.
+            c.gateway.rate_per_second = 300;
             c.gateway.workers = 2;
             c.gateway.timeout_ms = 1000;
         }),
