@@ -222,6 +222,7 @@ async fn abusive_requests_get_a_precise_4xx_and_change_nothing() {
     let oversized =
         api.client.post(format!("{}/api/v1/dlr", api.base)).bearer_auth(GATEWAY).body(huge).send().await.unwrap();
     assert_eq!(oversized.status(), 413);
+    assert!(oversized.json::<Value>().await.unwrap()["error"].is_string(), "axum's own refusals are JSON too");
     assert_eq!(api.app.export(ExportKind::Deliveries, "2026-10").await, before, "nothing changed");
     api.finish().await;
 }
@@ -255,8 +256,9 @@ async fn regulator_requests_are_audited_and_the_audit_log_cannot_be_changed() {
     );
     assert!(entries.iter().all(|e| e["method"] == "GET" && e["at"].is_string()));
     for method in [Method::POST, Method::PUT, Method::DELETE, Method::PATCH] {
-        let (status, _) = api.call(method.clone(), "/api/v1/audit", Some(OPERATOR)).await;
+        let (status, body) = api.call(method.clone(), "/api/v1/audit", Some(OPERATOR)).await;
         assert_eq!(status, 405, "{method} on the audit log");
+        assert!(serde_json::from_str::<Value>(&body).unwrap()["error"].is_string(), "{body}");
     }
     let after = api.get_json("/api/v1/audit?limit=1000", OPERATOR).await;
     let first_three: Vec<Value> = after["items"].as_array().unwrap()[..3].to_vec();

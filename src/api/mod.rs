@@ -144,6 +144,25 @@ async fn guard(State(state): State<Arc<ApiState>>, request: Request, next: Next)
     response
 }
 
+/// Every error leaves as `{"error": "..."}`, including those axum answers itself (a body over
+/// the limit, a method the route does not take).
+async fn json_errors(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .is_some_and(|t| t.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let text = match axum::body::to_bytes(response.into_body(), MAX_BODY).await {
+        Ok(body) if !body.is_empty() => String::from_utf8_lossy(&body).trim().to_string(),
+        _ => status.canonical_reason().unwrap_or("error").to_lowercase(),
+    };
+    ApiError::new(status, text).into_response()
+}
+
 pub fn router(state: Arc<ApiState>) -> Router {
     let api = Router::new()
         .route("/api/v1/deliveries", get(reads::deliveries))
@@ -164,6 +183,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .merge(api)
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route") })
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+        .layer(middleware::from_fn(json_errors))
         .with_state(state)
 }
 
