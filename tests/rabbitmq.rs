@@ -24,11 +24,19 @@ struct Setup {
     rate: u32,
     workers: u32,
     max_attempts: u32,
+    check_every: &'static str,
 }
 
 impl Default for Setup {
     fn default() -> Self {
-        Setup { backend: Backend::Postgres, faults: Faults::default(), rate: 100_000, workers: 1, max_attempts: 5 }
+        Setup {
+            backend: Backend::Postgres,
+            faults: Faults::default(),
+            rate: 100_000,
+            workers: 1,
+            max_attempts: 5,
+            check_every: "1h",
+        }
     }
 }
 
@@ -47,6 +55,9 @@ async fn setup(s: Setup) -> (TestApp, Arc<MockGateway>) {
             c.gateway.max_attempts = s.max_attempts;
             c.gateway.timeout_ms = 1000;
             c.gateway.retry_base_ms = 50;
+            c.billing.check_every = s.check_every.into();
+            // Bills become due a second after their period ends, whatever today's date.
+            c.billing.grace = "1s".into();
         }),
         ..Options::default()
     })
@@ -55,10 +66,14 @@ async fn setup(s: Setup) -> (TestApp, Arc<MockGateway>) {
 }
 
 fn spawn_worker(app: &TestApp, extra: &[&str]) -> Child {
+    spawn_command(app, "worker", extra)
+}
+
+fn spawn_command(app: &TestApp, command: &str, extra: &[&str]) -> Child {
     Command::new(env!("CARGO_BIN_EXE_billpush"))
         .arg("--config")
         .arg(app.config_file())
-        .arg("worker")
+        .arg(command)
         .args(extra)
         .stdout(Stdio::null())
         .kill_on_drop(true)
@@ -177,19 +192,7 @@ async fn a_gateway_that_always_fails_sends_notifications_to_failed_through_the_d
 }
 
 async fn dead_letters(name: &str) -> Vec<String> {
-    use lapin::options::{BasicAckOptions, BasicGetOptions};
-    let connection =
-        lapin::Connection::connect(&common::rabbitmq_url(), lapin::ConnectionProperties::default()).await.unwrap();
-    let channel = connection.create_channel().await.unwrap();
-    let mut ids = Vec::new();
-    while let Some(message) =
-        channel.basic_get(format!("{name}.dead").as_str().into(), BasicGetOptions::default()).await.unwrap()
-    {
-        let body: billpush::queue::QueueMessage = serde_json::from_slice(&message.delivery.data).unwrap();
-        ids.extend(body.notification_ids);
-        message.delivery.acker.ack(BasicAckOptions::default()).await.unwrap();
-    }
-    ids
+    queued_ids(&format!("{name}.dead")).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -246,4 +249,63 @@ async fn a_month_held_by_another_scheduler_is_left_alone() {
     assert!(report.skipped);
     assert_eq!(app.app.status(month("2026-10")).await.unwrap().bills, 0);
     app.cleanup().await;
+}
+
+/// Usage in `month` for every subscriber of the population, so its bills are not all zero.
+async fn import_usage_in(app: &TestApp, month: billpush::domain::period::BillingMonth, count: usize) {
+    use std::fmt::Write;
+    let mut usage = String::from("record_id,subscriber_id,occurred_at,category,quantity,amount_fen\n");
+    for n in 0..count {
+        writeln!(usage, "M{month}-{n:06},P{n:06},{month}-05T10:00:00+08:00,voice,3,30").unwrap();
+    }
+    let path = app.write_input("usage-open-months.csv", &usage);
+    assert_eq!(app.import(billpush::import::ImportKind::Usage, &path).await.rejected, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_scheduler_daemons_queue_every_due_notification_exactly_once() {
+    let (app, _mock) = setup(Setup { check_every: "1s", ..Setup::default() }).await;
+    app.import_population(300).await;
+    let open = billpush::app::open_months(chrono::Utc::now(), chrono_tz::Asia::Shanghai);
+    for month in open {
+        import_usage_in(&app, month, 300).await;
+    }
+    let daemons = [spawn_command(&app, "scheduler", &[]), spawn_command(&app, "scheduler", &[])];
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let mut queued = 0;
+        for month in open {
+            let status = app.app.status(month).await.unwrap();
+            queued += status.deliveries.iter().filter(|(s, _)| s == "queued").map(|(_, n)| n).sum::<i64>();
+        }
+        if queued == 600 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{queued} of 600 queued");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for daemon in daemons {
+        terminate(daemon).await;
+    }
+    let mut ids = queued_ids(&app.config.queue.name).await;
+    let total = ids.len();
+    ids.sort();
+    ids.dedup();
+    assert_eq!((total, ids.len()), (600, 600), "each due notification of the two open months queued once");
+    app.cleanup().await;
+}
+
+/// Takes every message off a queue and returns the notification ids they carried.
+async fn queued_ids(name: &str) -> Vec<String> {
+    use lapin::options::{BasicAckOptions, BasicGetOptions};
+    let connection =
+        lapin::Connection::connect(&common::rabbitmq_url(), lapin::ConnectionProperties::default()).await.unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    let mut ids = Vec::new();
+    while let Some(message) = channel.basic_get(name.into(), BasicGetOptions::default()).await.unwrap() {
+        let body: billpush::queue::QueueMessage = serde_json::from_slice(&message.delivery.data).unwrap();
+        ids.extend(body.notification_ids);
+        message.delivery.acker.ack(BasicAckOptions::default()).await.unwrap();
+    }
+    ids
 }
