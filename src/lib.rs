@@ -11,6 +11,7 @@ pub mod config;
 pub mod domain;
 pub mod export;
 pub mod gateway;
+pub mod gen;
 pub mod import;
 pub mod push;
 pub mod queue;

@@ -133,6 +133,20 @@ pub enum Command {
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
+    /// Write deterministic sample data in the input formats.
+    Gen {
+        #[arg(long)]
+        subscribers: u64,
+        /// Usage records per subscriber and month, the plan fee included.
+        #[arg(long, default_value_t = 20)]
+        records_per_subscriber: u32,
+        #[arg(long, num_args = 1.., required = true)]
+        months: Vec<BillingMonth>,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Import the bundled sample data, push one month through the sink and print a summary.
     Demo,
 }
@@ -176,6 +190,23 @@ pub async fn execute(cli: Cli) -> anyhow::Result<()> {
             println!(
                 "config: {{ name = \"{name}\", token_sha256 = \"{}\", role = \"{role}\" }}",
                 crate::api::hash_token(&token)
+            );
+            return Ok(());
+        }
+        Command::Gen { subscribers, records_per_subscriber, months, seed, out } => {
+            let spec = crate::gen::GenSpec {
+                subscribers: *subscribers,
+                records_per_subscriber: *records_per_subscriber,
+                months: months.clone(),
+                seed: *seed,
+            };
+            let started = std::time::Instant::now();
+            let records =
+                crate::gen::generate(&spec, out).with_context(|| format!("cannot write into {}", out.display()))?;
+            println!(
+                "{subscribers} subscribers, {records} usage records in {} ({:.1}s)",
+                out.display(),
+                started.elapsed().as_secs_f64()
             );
             return Ok(());
         }
@@ -319,7 +350,9 @@ pub async fn execute(cli: Cli) -> anyhow::Result<()> {
             }
             return server.await?;
         }
-        Command::Demo | Command::Token { .. } | Command::MockGateway { .. } => unreachable!("handled above"),
+        Command::Demo | Command::Token { .. } | Command::MockGateway { .. } | Command::Gen { .. } => {
+            unreachable!("handled above")
+        }
     }
     app.store.close().await;
     Ok(())
