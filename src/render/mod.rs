@@ -250,16 +250,19 @@ impl Renderer {
                     flags: &flags,
                     allowances: Allowances { voice_minutes: 100, data_mb: 1024, sms_count: 50 },
                 };
-                let text = self.registry.render(&name, &self.bill_view(&facts)).map_err(|e| {
-                    TemplateError::Invalid { name: format!("{name}.hbs"), problem: e.to_string().replace('\n', " ") }
-                })?;
-                if !text.starts_with(&self.signature()) {
-                    return Err(TemplateError::Invalid {
-                        name: format!("{name}.hbs"),
-                        problem: "must start with {{signature}}".into(),
-                    });
-                }
+                self.check_sample(&name, &self.bill_view(&facts))?;
             }
+        }
+        Ok(())
+    }
+
+    /// Renders `name` with sample data in strict mode: a missing field or a message not
+    /// starting with the signature is refused.
+    fn check_sample(&self, name: &str, view: &impl Serialize) -> Result<(), TemplateError> {
+        let invalid = |problem: String| TemplateError::Invalid { name: format!("{name}.hbs"), problem };
+        let text = self.registry.render(name, view).map_err(|e| invalid(e.to_string().replace('\n', " ")))?;
+        if !text.starts_with(&self.signature()) {
+            return Err(invalid("must start with {{signature}}".into()));
         }
         Ok(())
     }
@@ -288,18 +291,7 @@ impl Renderer {
                     return Err(TemplateError::Missing(format!("{name}.hbs")));
                 }
                 for bill in [Some((period, &totals)), None] {
-                    let text = self.registry.render(&name, &self.reply_view(&msisdn, language, bill)).map_err(|e| {
-                        TemplateError::Invalid {
-                            name: format!("{name}.hbs"),
-                            problem: e.to_string().replace('\n', " "),
-                        }
-                    })?;
-                    if !text.starts_with(&self.signature()) {
-                        return Err(TemplateError::Invalid {
-                            name: format!("{name}.hbs"),
-                            problem: "must start with {{signature}}".into(),
-                        });
-                    }
+                    self.check_sample(&name, &self.reply_view(&msisdn, language, bill))?;
                 }
             }
         }
