@@ -104,17 +104,7 @@ bind = "127.0.0.1:$api_port"
 public_url = "http://127.0.0.1:$api_port"
 tokens = [{ name = "jasmin", token_sha256 = "$(printf %s "$inbound_token" | sha256sum | cut -d' ' -f1)", role = "gateway" }]
 CFG
-python3 - "$work" "$N" <<'PY'
-import sys
-work, n = sys.argv[1], int(sys.argv[2])
-open(f"{work}/plans.csv", "w").write("plan_id,name,monthly_fee_fen,voice_minutes,data_mb,sms_count\nP58,畅享58,5800,300,20480,100\n")
-with open(f"{work}/subscribers.csv", "w") as s, open(f"{work}/usage.csv", "w") as u:
-    s.write("subscriber_id,msisdn,plan_id,language,billing_day\n")
-    u.write("record_id,subscriber_id,occurred_at,category,quantity,amount_fen,service_code,description\n")
-    for i in range(n):
-        s.write(f"J{i:06d},137{i:08d},P58,{'en' if i % 5 == 0 else 'zh'},1\n")
-        u.write(f"JF{i:06d},J{i:06d},2026-10-01T00:10:00+08:00,plan_fee,1,5800,,月功能费\n")
-PY
+python3 scripts/population.py "$work" "$N" J 137
 cfg=(--config "$work/billpush.toml")
 for kind in plans subscribers usage; do $bin "${cfg[@]}" import $kind "$work/$kind.csv" >/dev/null; done
 $bin "${cfg[@]}" serve 2>"$work/log/serve.log" &

@@ -24,18 +24,7 @@ export BILLPUSH_GATEWAY__KIND=http BILLPUSH_GATEWAY__URL="http://127.0.0.1:$port
 export BILLPUSH_GATEWAY__WORKERS=$W BILLPUSH_SMS__QUIET_START=00:00 BILLPUSH_SMS__QUIET_END=00:00
 if [ "$RATE" -gt 0 ]; then export BILLPUSH_GATEWAY__RATE_PER_SECOND=$RATE; else export BILLPUSH_GATEWAY__RATE_PER_SECOND=100000000; fi
 
-python3 - "$work" "$N" <<'PY'
-import sys
-work, n = sys.argv[1], int(sys.argv[2])
-open(f"{work}/plans.csv", "w").write("plan_id,name,monthly_fee_fen,voice_minutes,data_mb,sms_count\nP58,畅享58,5800,300,20480,100\n")
-with open(f"{work}/subscribers.csv", "w") as s, open(f"{work}/usage.csv", "w") as u:
-    s.write("subscriber_id,msisdn,plan_id,language,billing_day\n")
-    u.write("record_id,subscriber_id,occurred_at,category,quantity,amount_fen,service_code,description\n")
-    for i in range(n):
-        s.write(f"D{i:08d},139{i:08d},P58,zh,1\n")
-        u.write(f"F{i:08d},D{i:08d},2026-10-01T00:10:00+08:00,plan_fee,1,5800,,月功能费\n")
-        u.write(f"V{i:08d},D{i:08d},2026-10-05T10:00:00+08:00,voice,12,120,,\n")
-PY
+python3 scripts/population.py "$work" "$N" D 139
 for kind in plans subscribers usage; do $bin import $kind "$work/$kind.csv" >/dev/null; done
 $bin mock-gateway --bind "127.0.0.1:$port" --token drill >/dev/null &
 start=$(date +%s.%N)
