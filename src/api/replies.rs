@@ -88,7 +88,7 @@ pub async fn receive(
                     note: "JB reply".into(),
                 };
                 let mut tx = store.begin().await.map_err(unavailable)?;
-                crate::store::imports::insert_spam_report(&mut tx, &report).await.map_err(unavailable)?;
+                store.json_rows().write_spam_reports(&mut tx, &[&report]).await.map_err(unavailable)?;
                 tx.commit().await.map_err(unavailable)?;
                 ("spam_report", None)
             }

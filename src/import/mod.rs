@@ -4,6 +4,7 @@
 
 pub mod rows;
 
+use std::collections::HashSet;
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter};
 use std::path::{Path, PathBuf};
@@ -13,12 +14,13 @@ use chrono::Utc;
 use csv::ByteRecord;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::store::imports::{self as db, ImportRunRecord, WriteOutcome};
+use crate::store::imports::{self as db, ImportRunRecord, JsonRows, Reference};
 use crate::store::{ImportCounts, Store, StoreError, Tx};
-use rows::{Columns, Fields, RowError};
+use rows::{Columns, Fields, OrderRow, PlanRow, RowError, SpamReportRow, SubscriberRow, UsageRow};
 
-/// Rows per transaction: large enough to amortise commits, small enough to keep locks short.
-const BATCH_ROWS: usize = 2000;
+/// Rows per statement and transaction: large enough to amortise round trips and commits,
+/// small enough to keep locks short and memory flat.
+const BATCH_ROWS: usize = 5000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ImportKind {
@@ -122,69 +124,163 @@ impl LineCounter {
     }
 }
 
-/// Remembers the last reference lookup: input files are usually grouped by subscriber.
-struct ExistenceCache {
-    key: String,
-    exists: bool,
+/// One parsed row of any kind.
+enum Row {
+    Plan(PlanRow),
+    Subscriber(SubscriberRow),
+    Usage(UsageRow),
+    Order(OrderRow),
+    SpamReport(SpamReportRow),
 }
 
-impl ExistenceCache {
-    async fn check(&mut self, tx: &mut Tx, kind: ImportKind, key: &str) -> Result<bool, StoreError> {
-        if self.key != key || self.key.is_empty() {
-            self.exists = match kind {
-                ImportKind::Subscribers => db::plan_exists(tx, key).await?,
-                _ => db::subscriber_exists(tx, key).await?,
-            };
-            self.key = key.to_string();
+impl Row {
+    fn parse(kind: ImportKind, fields: &Fields<'_>) -> Result<Row, RowError> {
+        Ok(match kind {
+            ImportKind::Plans => Row::Plan(rows::parse_plan(fields)?),
+            ImportKind::Subscribers => Row::Subscriber(rows::parse_subscriber(fields)?),
+            ImportKind::Usage => Row::Usage(rows::parse_usage(fields)?),
+            ImportKind::Orders => Row::Order(rows::parse_order(fields)?),
+            ImportKind::SpamReports => Row::SpamReport(rows::parse_spam_report(fields)?),
+        })
+    }
+
+    /// The row another table must already hold.
+    fn reference(&self) -> Option<(&'static str, &str)> {
+        match self {
+            Row::Subscriber(r) => Some(("plan_id", &r.plan_id)),
+            Row::Usage(r) => Some(("subscriber_id", &r.subscriber_id)),
+            Row::Order(r) => Some(("subscriber_id", &r.subscriber_id)),
+            Row::Plan(_) | Row::SpamReport(_) => None,
         }
-        Ok(self.exists)
+    }
+
+    /// The key of an upserted row: one statement may not update the same row twice, so a
+    /// batch holds each key once.
+    fn upsert_key(&self) -> Option<String> {
+        match self {
+            Row::Plan(r) => Some(r.plan_id.clone()),
+            Row::Subscriber(r) => Some(r.subscriber_id.clone()),
+            Row::Order(r) => Some(format!("{}\n{}\n{}", r.subscriber_id, r.order.service_code, r.order.ordered_at)),
+            Row::Usage(_) | Row::SpamReport(_) => None,
+        }
     }
 }
 
-/// Parses, checks references and writes one row.
-async fn import_row(
-    tx: &mut Tx,
+struct Pending {
+    line: u64,
+    raw: ByteRecord,
+    row: Result<Row, RowError>,
+}
+
+/// Rows read but not yet written, in file order.
+#[derive(Default)]
+struct Batch {
+    pending: Vec<Pending>,
+    upsert_keys: HashSet<String>,
+}
+
+impl Batch {
+    fn holds_key_of(&self, row: &Result<Row, RowError>) -> bool {
+        row.as_ref().ok().and_then(Row::upsert_key).is_some_and(|key| self.upsert_keys.contains(&key))
+    }
+
+    fn push(&mut self, pending: Pending) {
+        if let Some(key) = pending.row.as_ref().ok().and_then(Row::upsert_key) {
+            self.upsert_keys.insert(key);
+        }
+        self.pending.push(pending);
+    }
+
+    fn len(&self) -> usize {
+        self.pending.len()
+    }
+}
+
+/// Where a file's rows and rejects go.
+struct Writer<'a> {
+    file_name: &'a str,
+    rows: JsonRows,
     kind: ImportKind,
-    fields: &Fields<'_>,
-    refs: &mut ExistenceCache,
-) -> Result<Result<WriteOutcome, RowError>, StoreError> {
-    macro_rules! parsed {
-        ($parse:expr) => {
-            match $parse(fields) {
-                Ok(row) => row,
-                Err(e) => return Ok(Err(e)),
-            }
+    strict: bool,
+    rejects: csv::Writer<BufWriter<File>>,
+    rejects_path: PathBuf,
+    counts: ImportCounts,
+}
+
+impl Writer<'_> {
+    /// Checks the batch's references, writes its rejects in line order and its good rows
+    /// in one statement. Under `strict` the first reject is the error.
+    async fn flush(&mut self, tx: &mut Tx, batch: &mut Batch) -> Result<(), ImportError> {
+        let db_error = |source| ImportError::Store { file: self.file_name.to_string(), source };
+        let mut pending = std::mem::take(&mut batch.pending);
+        batch.upsert_keys.clear();
+        let references: Vec<&str> = {
+            let mut keys: Vec<&str> =
+                pending.iter().filter_map(|p| p.row.as_ref().ok()?.reference().map(|(_, key)| key)).collect();
+            keys.sort_unstable();
+            keys.dedup();
+            keys
         };
+        if !references.is_empty() {
+            let table = if self.kind == ImportKind::Subscribers { Reference::Plan } else { Reference::Subscriber };
+            let known = self.rows.existing(tx, table, &references).await.map_err(db_error)?;
+            for p in &mut pending {
+                if let Ok(row) = &p.row {
+                    if let Some((field, key)) = row.reference().filter(|(_, key)| !known.contains(*key)) {
+                        let what = if field == "plan_id" { "plan" } else { "subscriber" };
+                        p.row = Err(RowError { field, problem: format!("unknown {what} {key:?}") });
+                    }
+                }
+            }
+        }
+        let mut good = Vec::with_capacity(pending.len());
+        for p in pending {
+            match p.row {
+                Ok(row) => good.push(row),
+                Err(reason) => self.reject(p.line, &reason, &p.raw)?,
+            }
+        }
+        let written = self.write(tx, &good).await.map_err(db_error)?;
+        self.counts.accepted += written;
+        self.counts.duplicate += good.len() as u64 - written;
+        Ok(())
     }
-    let unknown = |field: &'static str, what: &str, key: &str| {
-        Ok(Err(RowError { field, problem: format!("unknown {what} {key:?}") }))
-    };
-    let outcome = match kind {
-        ImportKind::Plans => db::upsert_plan(tx, &parsed!(rows::parse_plan)).await?,
-        ImportKind::Subscribers => {
-            let row = parsed!(rows::parse_subscriber);
-            if !refs.check(tx, kind, &row.plan_id).await? {
-                return unknown("plan_id", "plan", &row.plan_id);
-            }
-            db::upsert_subscriber(tx, &row).await?
+
+    fn reject(&mut self, line: u64, reason: &RowError, raw: &ByteRecord) -> Result<(), ImportError> {
+        let rejects_error = |source| ImportError::Rejects {
+            file: self.file_name.to_string(),
+            path: self.rejects_path.display().to_string(),
+            source,
+        };
+        self.counts.rejected += 1;
+        let mut reject = ByteRecord::from(vec![line.to_string(), reason.to_string()]);
+        reject.extend(raw.iter());
+        self.rejects.write_byte_record(&reject).map_err(|e| rejects_error(e.into()))?;
+        if self.strict {
+            self.rejects.flush().map_err(rejects_error)?;
+            return Err(ImportError::StrictReject {
+                file: self.file_name.to_string(),
+                line,
+                reason: reason.to_string(),
+            });
         }
-        ImportKind::Usage => {
-            let row = parsed!(rows::parse_usage);
-            if !refs.check(tx, kind, &row.subscriber_id).await? {
-                return unknown("subscriber_id", "subscriber", &row.subscriber_id);
-            }
-            db::insert_usage(tx, &row).await?
+        Ok(())
+    }
+
+    async fn write(&self, tx: &mut Tx, good: &[Row]) -> Result<u64, StoreError> {
+        macro_rules! all {
+            ($variant:ident) => {
+                good.iter().filter_map(|r| if let Row::$variant(r) = r { Some(r) } else { None }).collect::<Vec<_>>()
+            };
         }
-        ImportKind::Orders => {
-            let row = parsed!(rows::parse_order);
-            if !refs.check(tx, kind, &row.subscriber_id).await? {
-                return unknown("subscriber_id", "subscriber", &row.subscriber_id);
-            }
-            db::upsert_order(tx, &row).await?
+        match self.kind {
+            ImportKind::Plans => self.rows.write_plans(tx, &all!(Plan)).await,
+            ImportKind::Subscribers => self.rows.write_subscribers(tx, &all!(Subscriber)).await,
+            ImportKind::Usage => self.rows.write_usage(tx, &all!(Usage)).await,
+            ImportKind::Orders => self.rows.write_orders(tx, &all!(Order)).await,
+            ImportKind::SpamReports => self.rows.write_spam_reports(tx, &all!(SpamReport)).await,
         }
-        ImportKind::SpamReports => db::insert_spam_report(tx, &parsed!(rows::parse_spam_report)).await?,
-    };
-    Ok(Ok(outcome))
+    }
 }
 
 /// Imports one file and returns its counts. Only a file-level problem (unreadable file,
@@ -228,52 +324,47 @@ pub async fn import_file(
         ProgressStyle::with_template("{msg} {wide_bar} {bytes}/{total_bytes} {elapsed}").expect("valid template"),
     );
 
-    let mut counts = ImportCounts::default();
-    let mut refs = ExistenceCache { key: String::new(), exists: false };
+    let mut writer = Writer {
+        file_name: &file_name,
+        rows: store.json_rows(),
+        kind,
+        strict,
+        rejects,
+        rejects_path: rejects_file.clone(),
+        counts: ImportCounts::default(),
+    };
+    let mut batch = Batch::default();
     let mut tx = store.begin().await.map_err(db_error)?;
-    let mut in_batch = 0;
     let mut lines = LineCounter::open(path).map_err(read_error)?;
     let mut record = ByteRecord::new();
     loop {
         let start = reader.position().byte();
-        let verdict = match reader.read_byte_record(&mut record) {
+        let row = match reader.read_byte_record(&mut record) {
             Ok(false) => break,
-            Ok(true) => {
-                import_row(&mut tx, kind, &Fields::new(&record, &columns), &mut refs).await.map_err(db_error)?
-            }
+            Ok(true) => Row::parse(kind, &Fields::new(&record, &columns)),
             Err(e) => {
                 record.clear();
                 Err(RowError { field: "row", problem: format!("unreadable CSV: {e}") })
             }
         };
         let line = lines.line_at(record.position().map_or(start, |p| p.byte())).map_err(read_error)?;
-        match verdict {
-            Ok(WriteOutcome::Written) => counts.accepted += 1,
-            Ok(WriteOutcome::Unchanged) => counts.duplicate += 1,
-            Err(reason) => {
-                counts.rejected += 1;
-                let mut reject = ByteRecord::from(vec![line.to_string(), reason.to_string()]);
-                reject.extend(record.iter());
-                rejects.write_byte_record(&reject).map_err(|e| rejects_error(e.into()))?;
-                if strict {
-                    drop(tx);
-                    rejects.flush().map_err(rejects_error)?;
-                    return Err(ImportError::StrictReject {
-                        file: file_name.clone(),
-                        line,
-                        reason: reason.to_string(),
-                    });
-                }
-            }
+        if batch.holds_key_of(&row) {
+            writer.flush(&mut tx, &mut batch).await?;
         }
-        in_batch += 1;
-        if !strict && in_batch == BATCH_ROWS {
-            tx.commit().await.map_err(|e| db_error(e.into()))?;
-            tx = store.begin().await.map_err(db_error)?;
-            in_batch = 0;
+        let rejected = row.is_err();
+        batch.push(Pending { line, raw: record.clone(), row });
+        // Under --strict a reject ends the import at once, after any earlier row's own reject.
+        if batch.len() == BATCH_ROWS || (strict && rejected) {
+            writer.flush(&mut tx, &mut batch).await?;
+            if !strict {
+                tx.commit().await.map_err(|e| db_error(e.into()))?;
+                tx = store.begin().await.map_err(db_error)?;
+            }
             progress.set_position(reader.position().byte());
         }
     }
+    writer.flush(&mut tx, &mut batch).await?;
+    let counts = writer.counts;
     db::record_import_run(
         &mut tx,
         &ImportRunRecord { kind: kind.as_str(), file: &file_name, strict, started_at, finished_at: Utc::now(), counts },
@@ -281,7 +372,7 @@ pub async fn import_file(
     .await
     .map_err(db_error)?;
     tx.commit().await.map_err(|e| db_error(e.into()))?;
-    rejects.flush().map_err(rejects_error)?;
+    writer.rejects.flush().map_err(rejects_error)?;
     progress.finish_and_clear();
     Ok(counts)
 }

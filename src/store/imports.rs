@@ -1,28 +1,14 @@
-//! Writes of imported rows. Each write says whether it changed anything, so an import can
-//! count re-imported rows as duplicates.
+//! Writes of imported rows, a batch per statement: the rows travel as one JSON array
+//! parameter and are inserted set-based, which both backends read natively. Each write
+//! returns how many rows it changed, so an import can count re-imported rows as duplicates.
+
+use std::collections::HashSet;
 
 use chrono::{DateTime, Utc};
+use serde::Serialize;
 
-use super::{to_micros, StoreResult, Tx};
+use super::{to_micros, Store, StoreResult, Tx};
 use crate::import::rows::{OrderRow, PlanRow, SpamReportRow, SubscriberRow, UsageRow};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WriteOutcome {
-    /// A new row, or a changed row updated.
-    Written,
-    /// The row was already there as it is.
-    Unchanged,
-}
-
-impl WriteOutcome {
-    fn from_rows_affected(rows: u64) -> Self {
-        if rows == 0 {
-            WriteOutcome::Unchanged
-        } else {
-            WriteOutcome::Written
-        }
-    }
-}
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ImportCounts {
@@ -31,123 +17,204 @@ pub struct ImportCounts {
     pub rejected: u64,
 }
 
-async fn exists(tx: &mut Tx, sql: &str, key: &str) -> StoreResult<bool> {
-    Ok(sqlx::query(sql).bind(key).fetch_optional(&mut **tx).await?.is_some())
+/// A batch of rows as the SQL of one backend reads it: `$1` is a JSON array of arrays,
+/// and `j.value ->> N` is the N-th field of a row on both backends.
+#[derive(Clone, Copy)]
+pub struct JsonRows {
+    source: &'static str,
 }
 
-pub async fn plan_exists(tx: &mut Tx, plan_id: &str) -> StoreResult<bool> {
-    exists(tx, "SELECT 1 FROM plans WHERE plan_id = $1", plan_id).await
+impl Store {
+    pub fn json_rows(&self) -> JsonRows {
+        JsonRows {
+            source: match self.backend {
+                super::Backend::Sqlite => "json_each($1) AS j",
+                super::Backend::Postgres => "jsonb_array_elements($1::jsonb) AS j",
+            },
+        }
+    }
 }
 
-pub async fn subscriber_exists(tx: &mut Tx, subscriber_id: &str) -> StoreResult<bool> {
-    exists(tx, "SELECT 1 FROM subscribers WHERE subscriber_id = $1", subscriber_id).await
+impl JsonRows {
+    /// `INSERT … SELECT <columns> FROM <rows> WHERE true <conflict>`; the `WHERE true` keeps
+    /// SQLite from reading `ON CONFLICT` as a join constraint.
+    async fn insert<T: Serialize>(
+        self,
+        tx: &mut Tx,
+        insert: &str,
+        columns: &str,
+        conflict: &str,
+        rows: &[T],
+    ) -> StoreResult<u64> {
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let payload = serde_json::to_string(rows).expect("rows serialise");
+        let sql = format!("{insert} SELECT {columns} FROM {} WHERE true {conflict}", self.source);
+        Ok(sqlx::query(&sql).bind(payload).execute(&mut **tx).await?.rows_affected())
+    }
+
+    /// The keys of `table` among `keys`.
+    pub async fn existing(self, tx: &mut Tx, table: Reference, keys: &[&str]) -> StoreResult<HashSet<String>> {
+        if keys.is_empty() {
+            return Ok(HashSet::new());
+        }
+        let (table, column) = match table {
+            Reference::Plan => ("plans", "plan_id"),
+            Reference::Subscriber => ("subscribers", "subscriber_id"),
+        };
+        let wrapped: Vec<[&str; 1]> = keys.iter().map(|k| [*k]).collect();
+        let sql = format!("SELECT {column} FROM {table} WHERE {column} IN (SELECT j.value ->> 0 FROM {})", self.source);
+        let found: Vec<(String,)> = sqlx::query_as(&sql)
+            .bind(serde_json::to_string(&wrapped).expect("keys serialise"))
+            .fetch_all(&mut **tx)
+            .await?;
+        Ok(found.into_iter().map(|(key,)| key).collect())
+    }
+
+    pub async fn write_plans(self, tx: &mut Tx, rows: &[&PlanRow]) -> StoreResult<u64> {
+        let rows: Vec<_> = rows
+            .iter()
+            .map(|r| (&r.plan_id, &r.name, r.monthly_fee_fen, r.voice_minutes, r.data_mb, r.sms_count))
+            .collect();
+        self.insert(
+            tx,
+            "INSERT INTO plans (plan_id, name, monthly_fee_fen, voice_minutes, data_mb, sms_count)",
+            "j.value ->> 0, j.value ->> 1, CAST(j.value ->> 2 AS BIGINT), CAST(j.value ->> 3 AS BIGINT),
+             CAST(j.value ->> 4 AS BIGINT), CAST(j.value ->> 5 AS BIGINT)",
+            "ON CONFLICT (plan_id) DO UPDATE SET name = excluded.name, monthly_fee_fen = excluded.monthly_fee_fen,
+                 voice_minutes = excluded.voice_minutes, data_mb = excluded.data_mb, sms_count = excluded.sms_count
+             WHERE plans.name <> excluded.name OR plans.monthly_fee_fen <> excluded.monthly_fee_fen
+                 OR plans.voice_minutes <> excluded.voice_minutes OR plans.data_mb <> excluded.data_mb
+                 OR plans.sms_count <> excluded.sms_count",
+            &rows,
+        )
+        .await
+    }
+
+    pub async fn write_subscribers(self, tx: &mut Tx, rows: &[&SubscriberRow]) -> StoreResult<u64> {
+        let rows: Vec<_> = rows
+            .iter()
+            .map(|r| {
+                (
+                    &r.subscriber_id,
+                    r.msisdn.as_str(),
+                    &r.name,
+                    &r.plan_id,
+                    r.language.as_str(),
+                    r.billing_day.get(),
+                    r.status.as_str(),
+                    i64::from(r.bill_sms),
+                )
+            })
+            .collect();
+        self.insert(
+            tx,
+            "INSERT INTO subscribers (subscriber_id, msisdn, name, plan_id, language, billing_day, status, bill_sms)",
+            "j.value ->> 0, j.value ->> 1, j.value ->> 2, j.value ->> 3, j.value ->> 4,
+             CAST(j.value ->> 5 AS BIGINT), j.value ->> 6, CAST(j.value ->> 7 AS BIGINT)",
+            "ON CONFLICT (subscriber_id) DO UPDATE SET msisdn = excluded.msisdn, name = excluded.name,
+                 plan_id = excluded.plan_id, language = excluded.language, billing_day = excluded.billing_day,
+                 status = excluded.status, bill_sms = excluded.bill_sms
+             WHERE subscribers.msisdn <> excluded.msisdn OR subscribers.name <> excluded.name
+                 OR subscribers.plan_id <> excluded.plan_id OR subscribers.language <> excluded.language
+                 OR subscribers.billing_day <> excluded.billing_day OR subscribers.status <> excluded.status
+                 OR subscribers.bill_sms <> excluded.bill_sms",
+            &rows,
+        )
+        .await
+    }
+
+    /// Usage records are immutable once known: a known `record_id` is a no-op.
+    pub async fn write_usage(self, tx: &mut Tx, rows: &[&UsageRow]) -> StoreResult<u64> {
+        let rows: Vec<_> = rows
+            .iter()
+            .map(|row| {
+                let r = &row.record;
+                (
+                    &r.record_id,
+                    &row.subscriber_id,
+                    to_micros(r.occurred_at),
+                    r.category.as_str(),
+                    r.quantity,
+                    r.amount.get(),
+                    &r.service_code,
+                    &r.description,
+                )
+            })
+            .collect();
+        self.insert(
+            tx,
+            "INSERT INTO usage_records
+                 (record_id, subscriber_id, occurred_at, category, quantity, amount_fen, service_code, description)",
+            "j.value ->> 0, j.value ->> 1, CAST(j.value ->> 2 AS BIGINT), j.value ->> 3,
+             CAST(j.value ->> 4 AS BIGINT), CAST(j.value ->> 5 AS BIGINT), j.value ->> 6, j.value ->> 7",
+            "ON CONFLICT (record_id) DO NOTHING",
+            &rows,
+        )
+        .await
+    }
+
+    /// An order is keyed by subscriber, service and order time; a later file may fill in its
+    /// cancellation or confirmation.
+    pub async fn write_orders(self, tx: &mut Tx, rows: &[&OrderRow]) -> StoreResult<u64> {
+        let rows: Vec<_> = rows
+            .iter()
+            .map(|r| {
+                let o = &r.order;
+                (
+                    &r.subscriber_id,
+                    &o.service_code,
+                    to_micros(o.ordered_at),
+                    o.cancelled_at.map(to_micros),
+                    i64::from(o.confirmed),
+                    &r.channel,
+                )
+            })
+            .collect();
+        self.insert(
+            tx,
+            "INSERT INTO vas_orders (subscriber_id, service_code, ordered_at, cancelled_at, confirmed, channel)",
+            "j.value ->> 0, j.value ->> 1, CAST(j.value ->> 2 AS BIGINT), CAST(j.value ->> 3 AS BIGINT),
+             CAST(j.value ->> 4 AS BIGINT), j.value ->> 5",
+            "ON CONFLICT (subscriber_id, service_code, ordered_at) DO UPDATE SET cancelled_at = excluded.cancelled_at,
+                 confirmed = excluded.confirmed, channel = excluded.channel
+             WHERE COALESCE(vas_orders.cancelled_at, -1) <> COALESCE(excluded.cancelled_at, -1)
+                 OR vas_orders.confirmed <> excluded.confirmed OR vas_orders.channel <> excluded.channel",
+            &rows,
+        )
+        .await
+    }
+
+    pub async fn write_spam_reports(self, tx: &mut Tx, rows: &[&SpamReportRow]) -> StoreResult<u64> {
+        let rows: Vec<_> = rows
+            .iter()
+            .map(|r| {
+                (
+                    &r.report_id,
+                    r.reporter.as_str(),
+                    &r.reported_number,
+                    to_micros(r.reported_at),
+                    r.kind.as_str(),
+                    &r.note,
+                )
+            })
+            .collect();
+        self.insert(
+            tx,
+            "INSERT INTO spam_reports (report_id, reporter, reported_number, reported_at, kind, note)",
+            "j.value ->> 0, j.value ->> 1, j.value ->> 2, CAST(j.value ->> 3 AS BIGINT), j.value ->> 4, j.value ->> 5",
+            "ON CONFLICT (report_id) DO NOTHING",
+            &rows,
+        )
+        .await
+    }
 }
 
-pub async fn upsert_plan(tx: &mut Tx, row: &PlanRow) -> StoreResult<WriteOutcome> {
-    let result = sqlx::query(
-        "INSERT INTO plans (plan_id, name, monthly_fee_fen, voice_minutes, data_mb, sms_count)
-         VALUES ($1, $2, $3, $4, $5, $6)
-         ON CONFLICT (plan_id) DO UPDATE SET name = excluded.name, monthly_fee_fen = excluded.monthly_fee_fen,
-             voice_minutes = excluded.voice_minutes, data_mb = excluded.data_mb, sms_count = excluded.sms_count
-         WHERE plans.name <> excluded.name OR plans.monthly_fee_fen <> excluded.monthly_fee_fen
-             OR plans.voice_minutes <> excluded.voice_minutes OR plans.data_mb <> excluded.data_mb
-             OR plans.sms_count <> excluded.sms_count",
-    )
-    .bind(&row.plan_id)
-    .bind(&row.name)
-    .bind(row.monthly_fee_fen)
-    .bind(row.voice_minutes)
-    .bind(row.data_mb)
-    .bind(row.sms_count)
-    .execute(&mut **tx)
-    .await?;
-    Ok(WriteOutcome::from_rows_affected(result.rows_affected()))
-}
-
-pub async fn upsert_subscriber(tx: &mut Tx, row: &SubscriberRow) -> StoreResult<WriteOutcome> {
-    let result = sqlx::query(
-        "INSERT INTO subscribers (subscriber_id, msisdn, name, plan_id, language, billing_day, status, bill_sms)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-         ON CONFLICT (subscriber_id) DO UPDATE SET msisdn = excluded.msisdn, name = excluded.name,
-             plan_id = excluded.plan_id, language = excluded.language, billing_day = excluded.billing_day,
-             status = excluded.status, bill_sms = excluded.bill_sms
-         WHERE subscribers.msisdn <> excluded.msisdn OR subscribers.name <> excluded.name
-             OR subscribers.plan_id <> excluded.plan_id OR subscribers.language <> excluded.language
-             OR subscribers.billing_day <> excluded.billing_day OR subscribers.status <> excluded.status
-             OR subscribers.bill_sms <> excluded.bill_sms",
-    )
-    .bind(&row.subscriber_id)
-    .bind(row.msisdn.as_str())
-    .bind(&row.name)
-    .bind(&row.plan_id)
-    .bind(row.language.as_str())
-    .bind(i64::from(row.billing_day.get()))
-    .bind(row.status.as_str())
-    .bind(i64::from(row.bill_sms))
-    .execute(&mut **tx)
-    .await?;
-    Ok(WriteOutcome::from_rows_affected(result.rows_affected()))
-}
-
-/// Usage records are immutable once known: a known `record_id` is a no-op.
-pub async fn insert_usage(tx: &mut Tx, row: &UsageRow) -> StoreResult<WriteOutcome> {
-    let r = &row.record;
-    let result = sqlx::query(
-        "INSERT INTO usage_records (record_id, subscriber_id, occurred_at, category, quantity, amount_fen, service_code, description)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-         ON CONFLICT (record_id) DO NOTHING",
-    )
-    .bind(&r.record_id)
-    .bind(&row.subscriber_id)
-    .bind(to_micros(r.occurred_at))
-    .bind(r.category.as_str())
-    .bind(r.quantity)
-    .bind(r.amount.get())
-    .bind(&r.service_code)
-    .bind(&r.description)
-    .execute(&mut **tx)
-    .await?;
-    Ok(WriteOutcome::from_rows_affected(result.rows_affected()))
-}
-
-/// An order is keyed by subscriber, service and order time; a later file may fill in its
-/// cancellation or confirmation.
-pub async fn upsert_order(tx: &mut Tx, row: &OrderRow) -> StoreResult<WriteOutcome> {
-    let o = &row.order;
-    let result = sqlx::query(
-        "INSERT INTO vas_orders (subscriber_id, service_code, ordered_at, cancelled_at, confirmed, channel)
-         VALUES ($1, $2, $3, $4, $5, $6)
-         ON CONFLICT (subscriber_id, service_code, ordered_at) DO UPDATE SET cancelled_at = excluded.cancelled_at,
-             confirmed = excluded.confirmed, channel = excluded.channel
-         WHERE COALESCE(vas_orders.cancelled_at, -1) <> COALESCE(excluded.cancelled_at, -1)
-             OR vas_orders.confirmed <> excluded.confirmed OR vas_orders.channel <> excluded.channel",
-    )
-    .bind(&row.subscriber_id)
-    .bind(&o.service_code)
-    .bind(to_micros(o.ordered_at))
-    .bind(o.cancelled_at.map(to_micros))
-    .bind(i64::from(o.confirmed))
-    .bind(&row.channel)
-    .execute(&mut **tx)
-    .await?;
-    Ok(WriteOutcome::from_rows_affected(result.rows_affected()))
-}
-
-pub async fn insert_spam_report(tx: &mut Tx, row: &SpamReportRow) -> StoreResult<WriteOutcome> {
-    let result = sqlx::query(
-        "INSERT INTO spam_reports (report_id, reporter, reported_number, reported_at, kind, note)
-         VALUES ($1, $2, $3, $4, $5, $6)
-         ON CONFLICT (report_id) DO NOTHING",
-    )
-    .bind(&row.report_id)
-    .bind(row.reporter.as_str())
-    .bind(&row.reported_number)
-    .bind(to_micros(row.reported_at))
-    .bind(row.kind.as_str())
-    .bind(&row.note)
-    .execute(&mut **tx)
-    .await?;
-    Ok(WriteOutcome::from_rows_affected(result.rows_affected()))
+#[derive(Debug, Clone, Copy)]
+pub enum Reference {
+    Plan,
+    Subscriber,
 }
 
 pub struct ImportRunRecord<'a> {
