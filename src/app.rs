@@ -157,7 +157,7 @@ impl App {
     }
 
     fn scheduler<'a>(&'a self, queue: &'a dyn Queue) -> MonthScheduler<'a> {
-        MonthScheduler { builder: self.builder(), queue, holder: uuid::Uuid::now_v7().to_string() }
+        MonthScheduler { builder: self.builder(), queue, holder: crate::schedule::new_holder() }
     }
 
     /// Builds what is due, queues it and pushes it on this machine until the month is drained.
@@ -295,9 +295,7 @@ impl App {
             let scheduler = self.scheduler(queue.as_ref());
             let lock = format!("schedule {month} {}", Shard::ALL);
             anyhow::ensure!(
-                self.store
-                    .acquire_lock(&lock, &scheduler.holder, Utc::now(), Utc::now() + chrono::Duration::minutes(10))
-                    .await?,
+                scheduler.lock(&lock, Utc::now()).await?,
                 "a scheduler is working on {month}; try again when it is done"
             );
             let queued = scheduler.enqueue_pending(month, Shard::ALL, &lock).await;

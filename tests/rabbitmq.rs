@@ -309,3 +309,46 @@ async fn queued_ids(name: &str) -> Vec<String> {
     }
     ids
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scheduler_killed_mid_month_and_run_again_queues_everyone_once() {
+    use sqlx::{Connection, PgConnection};
+    const SUBSCRIBERS: i64 = 5000;
+    let (app, mock) = setup(Setup::default()).await;
+    app.import_population(SUBSCRIBERS as usize).await;
+    let schedule_args = ["--month", "2026-10", "--as-of", AS_OF];
+    let mut doomed = spawn_command(&app, "schedule", &schedule_args);
+    let mut db = PgConnection::connect(&app.config.database.url).await.unwrap();
+    let count = |sql: &'static str| sqlx::query_scalar::<_, i64>(sql);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while count("SELECT COUNT(*) FROM bills").fetch_one(&mut db).await.unwrap() == 0 {
+        assert!(std::time::Instant::now() < deadline, "the scheduler built nothing");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    doomed.kill().await.unwrap(); // SIGKILL: its lease and half a month stay behind
+    let queued_at_kill = count("SELECT COUNT(*) FROM notifications WHERE status <> 'pending'").fetch_one(&mut db).await;
+    assert!(queued_at_kill.unwrap() < SUBSCRIBERS, "the kill came before the month was queued");
+
+    let rerun = spawn_command(&app, "schedule", &schedule_args).wait().await.unwrap();
+    assert!(rerun.success(), "the rerun takes over the dead scheduler's lease at once: {rerun}");
+    let per_subscriber = count("SELECT COUNT(DISTINCT subscriber_id) FROM notifications").fetch_one(&mut db).await;
+    assert_eq!(per_subscriber.unwrap(), SUBSCRIBERS);
+    let queued_twice = count(
+        "SELECT COUNT(*) FROM (SELECT notification_id FROM notification_events WHERE status = 'queued'
+         GROUP BY notification_id HAVING COUNT(*) <> 1) AS t",
+    )
+    .fetch_one(&mut db)
+    .await;
+    assert_eq!(queued_twice.unwrap(), 0, "every notification queued exactly once");
+    let queued = count("SELECT COUNT(DISTINCT notification_id) FROM notification_events WHERE status = 'queued'")
+        .fetch_one(&mut db)
+        .await;
+    assert_eq!(queued.unwrap(), SUBSCRIBERS);
+
+    let worker = spawn_worker(&app, &[]);
+    app.wait_until_pushed("2026-10", Duration::from_secs(120)).await;
+    terminate(worker).await;
+    assert_accepted_exactly_once(&mock.acceptances(), SUBSCRIBERS as usize);
+    db.close().await.unwrap();
+    app.cleanup().await;
+}

@@ -63,6 +63,9 @@ pub enum Command {
         #[arg(long)]
         month: BillingMonth,
     },
+    /// Check the database's invariants (one notification per subscriber, month and kind; every
+    /// status timestamped; bill categories adding up); exits 1 naming any that is broken.
+    Verify,
     /// Export bills, deliveries, flags or spam aggregates for a month.
     Export {
         kind: ExportKind,
@@ -296,6 +299,11 @@ pub async fn execute(cli: Cli) -> anyhow::Result<()> {
                 status.flags.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ")
             )?;
             writeln!(out, "late records {}", status.late_records)?;
+        }
+        Command::Verify => {
+            let violations = app.store.invariant_violations().await?;
+            anyhow::ensure!(violations.is_empty(), "invariants broken:\n{}", violations.join("\n"));
+            writeln!(stdout.lock(), "invariants hold")?;
         }
         Command::Export { kind, month, format, out } => match out {
             Some(path) => {

@@ -17,6 +17,31 @@ use crate::queue::{Queue, QueueMessage, BATCH};
 use crate::store::notifications::mark_queued;
 use crate::store::Store;
 
+/// Names a scheduler as `host/pid/unique`, so that a lease it leaves behind when killed can
+/// be recognised as dead by the next scheduler on the same machine.
+pub fn new_holder() -> String {
+    format!("{}/{}/{}", this_host(), std::process::id(), uuid::Uuid::now_v7())
+}
+
+fn this_host() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_default()
+}
+
+/// True only when the holder ran on this machine and its process is gone; a holder elsewhere
+/// (or on a system without /proc) is left to its lease.
+fn holder_is_dead(holder: &str) -> bool {
+    let mut parts = holder.splitn(3, '/');
+    let (Some(host), Some(pid)) = (parts.next(), parts.next().and_then(|p| p.parse::<u32>().ok())) else {
+        return false;
+    };
+    let here = this_host();
+    !here.is_empty()
+        && host == here
+        && pid != std::process::id()
+        && std::path::Path::new("/proc/self").exists()
+        && !std::path::Path::new(&format!("/proc/{pid}")).exists()
+}
+
 /// Queue messages published per round of confirms.
 const PUBLISH_WINDOW: usize = 50;
 /// How long a scheduler's claim on a month lasts without renewal.
@@ -41,9 +66,21 @@ impl MonthScheduler<'_> {
         self.builder.store
     }
 
-    async fn lock(&self, name: &str, now: DateTime<Utc>) -> anyhow::Result<bool> {
+    /// Takes or renews the lease `name`. A lease left by a scheduler process of this machine
+    /// that no longer runs (killed mid-month) is taken over at once rather than after it
+    /// expires, so a rerun after a crash carries on immediately.
+    pub async fn lock(&self, name: &str, now: DateTime<Utc>) -> anyhow::Result<bool> {
         let until = now + chrono::Duration::from_std(LOCK_LEASE).expect("lease fits");
-        Ok(self.store().acquire_lock(name, &self.holder, now, until).await?)
+        if self.store().acquire_lock(name, &self.holder, now, until).await? {
+            return Ok(true);
+        }
+        match self.store().lock_holder(name).await? {
+            Some(other) if holder_is_dead(&other) => {
+                tracing::warn!(lock = name, holder = %other, "taking over from a scheduler that no longer runs");
+                Ok(self.store().take_over_lock(name, &other, &self.holder, until).await?)
+            }
+            _ => Ok(false),
+        }
     }
 
     pub async fn schedule(

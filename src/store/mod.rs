@@ -8,6 +8,7 @@
 mod api;
 pub mod billing;
 pub mod imports;
+mod invariants;
 pub mod notifications;
 mod reports;
 

@@ -365,6 +365,34 @@ impl Store {
         Ok(result.rows_affected() > 0)
     }
 
+    /// The holder of the lease `name`, if anyone holds it.
+    pub async fn lock_holder(&self, name: &str) -> StoreResult<Option<String>> {
+        Ok(sqlx::query_as::<_, (String,)>("SELECT holder FROM scheduler_locks WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?
+            .map(|(holder,)| holder))
+    }
+
+    /// Hands the lease `name` from `dead_holder` to `holder`, unless someone else took it first.
+    pub async fn take_over_lock(
+        &self,
+        name: &str,
+        dead_holder: &str,
+        holder: &str,
+        until: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        let result =
+            sqlx::query("UPDATE scheduler_locks SET holder = $1, expires_at = $2 WHERE name = $3 AND holder = $4")
+                .bind(holder)
+                .bind(to_micros(until))
+                .bind(name)
+                .bind(dead_holder)
+                .execute(&self.pool)
+                .await?;
+        Ok(result.rows_affected() > 0)
+    }
+
     pub async fn release_lock(&self, name: &str, holder: &str) -> StoreResult<()> {
         sqlx::query("DELETE FROM scheduler_locks WHERE name = $1 AND holder = $2")
             .bind(name)

@@ -192,8 +192,11 @@ impl TestApp {
         path
     }
 
-    /// Drops the test's PostgreSQL database and broker queues.
+    /// Checks the database invariants, then drops the test's PostgreSQL database and broker
+    /// queues. Every test ends here, so every push is followed by the invariant checks.
     pub async fn cleanup(self) {
+        let violations = self.app.store.invariant_violations().await.unwrap();
+        assert!(violations.is_empty(), "database invariants broken:\n{}", violations.join("\n"));
         self.app.store.close().await;
         if self.config.queue.url.starts_with("amqp") {
             delete_queues(&self.config.queue.name).await;
