@@ -124,6 +124,31 @@ impl LineCounter {
     }
 }
 
+/// When a record spans lines and the bytes it was read from hold an odd number of quotes, a
+/// quoted field was opened and never closed: returns the record's first line (without its
+/// line end) and where the next line starts. Records on one line, the usual case, are not
+/// re-read.
+fn unterminated_quote(
+    file: &File,
+    record: &ByteRecord,
+    start: u64,
+    end: u64,
+) -> std::io::Result<Option<(Vec<u8>, u64)>> {
+    use std::os::unix::fs::FileExt;
+    if !record.iter().any(|field| field.contains(&b'\n')) {
+        return Ok(None);
+    }
+    let mut raw = vec![0; (end - start) as usize];
+    file.read_exact_at(&mut raw, start)?;
+    if raw.iter().filter(|&&b| b == b'"').count() % 2 == 0 {
+        return Ok(None);
+    }
+    let line_end = raw.iter().position(|&b| b == b'\n').unwrap_or(raw.len());
+    let first_line = &raw[..line_end];
+    let first_line = first_line.strip_suffix(b"\r").unwrap_or(first_line);
+    Ok(Some((first_line.to_vec(), start + line_end as u64 + 1)))
+}
+
 /// One parsed row of any kind.
 enum Row {
     Plan(PlanRow),
@@ -307,6 +332,9 @@ pub async fn import_file(
         .map(|h| std::str::from_utf8(h).map(|s| s.trim().trim_start_matches('\u{feff}').to_string()))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|_| ImportError::Header { file: file_name.clone(), problem: "is not valid UTF-8".into() })?;
+    if header_record.iter().all(<[u8]>::is_empty) {
+        return Err(ImportError::Header { file: file_name.clone(), problem: "the file is empty".into() });
+    }
     let (required, optional) = kind.columns();
     let columns = Columns::map(&headers, required, optional)
         .map_err(|missing| ImportError::MissingColumns { file: file_name.clone(), columns: missing.join(", ") })?;
@@ -314,7 +342,9 @@ pub async fn import_file(
     let rejects_file = rejects_path(path);
     let rejects_error =
         |source| ImportError::Rejects { file: file_name.clone(), path: rejects_file.display().to_string(), source };
-    let mut rejects = csv::Writer::from_writer(BufWriter::new(File::create(&rejects_file).map_err(rejects_error)?));
+    let mut rejects = csv::WriterBuilder::new()
+        .flexible(true)
+        .from_writer(BufWriter::new(File::create(&rejects_file).map_err(rejects_error)?));
     let mut rejects_header = ByteRecord::from(vec!["line", "reason"]);
     rejects_header.extend(header_record.iter());
     rejects.write_byte_record(&rejects_header).map_err(|e| rejects_error(e.into()))?;
@@ -337,17 +367,34 @@ pub async fn import_file(
     let mut tx = store.begin().await.map_err(db_error)?;
     let mut lines = LineCounter::open(path).map_err(read_error)?;
     let mut record = ByteRecord::new();
+    let raw_file = File::open(path).map_err(read_error)?;
     loop {
         let start = reader.position().byte();
-        let row = match reader.read_byte_record(&mut record) {
+        let mut row = match reader.read_byte_record(&mut record) {
             Ok(false) => break,
+            Ok(true) if record.len() != header_record.len() => Err(RowError {
+                field: "row",
+                problem: format!("has {} fields where the header has {}", record.len(), header_record.len()),
+            }),
             Ok(true) => Row::parse(kind, &Fields::new(&record, &columns)),
             Err(e) => {
                 record.clear();
                 Err(RowError { field: "row", problem: format!("unreadable CSV: {e}") })
             }
         };
-        let line = lines.line_at(record.position().map_or(start, |p| p.byte())).map_err(read_error)?;
+        let record_start = record.position().map_or(start, |p| p.byte());
+        let line = lines.line_at(record_start).map_err(read_error)?;
+        if let Some((first_line, next_line)) =
+            unterminated_quote(&raw_file, &record, record_start, reader.position().byte()).map_err(read_error)?
+        {
+            // The open quote swallowed the lines after it: reject its own line only and read
+            // on from the next, so the rows it swallowed are still imported.
+            row = Err(RowError { field: "row", problem: "quoted field is never closed".into() });
+            record = ByteRecord::from(vec![first_line.as_slice()]);
+            let mut resume = csv::Position::new();
+            resume.set_byte(next_line);
+            reader.seek(resume).map_err(|e| read_error(std::io::Error::other(e)))?;
+        }
         if batch.holds_key_of(&row) {
             writer.flush(&mut tx, &mut batch).await?;
         }

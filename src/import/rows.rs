@@ -14,6 +14,10 @@ use crate::domain::money::{Fen, MAX_RECORD_AMOUNT_FEN};
 use crate::domain::msisdn::{normalise_reported_number, Msisdn};
 use crate::domain::period::BillingDay;
 
+/// The longest free text (names, descriptions, notes) a row may carry: far more than any
+/// bill line needs, far less than a runaway field.
+pub const MAX_TEXT_CHARS: usize = 1000;
+
 /// Why a row was rejected: the field and what is wrong with it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RowError {
@@ -119,7 +123,12 @@ impl<'a> Fields<'a> {
     }
 
     fn text(&self, name: &'static str) -> Result<String, RowError> {
-        self.raw(name).map(str::to_string)
+        let value = self.raw(name)?;
+        let chars = value.chars().count();
+        if chars > MAX_TEXT_CHARS {
+            return Err(reject(name, format!("is {chars} characters, more than {MAX_TEXT_CHARS}")));
+        }
+        Ok(value.to_string())
     }
 }
 
