@@ -40,7 +40,7 @@ impl Encoding {
     }
 
     /// What `c` costs in this encoding: septets for GSM-7, UTF-16 units for UCS-2.
-    fn cost(self, c: char) -> usize {
+    pub fn cost(self, c: char) -> usize {
         match self {
             Encoding::Gsm7 if is_gsm7_extension(c) => 2,
             Encoding::Gsm7 => 1,
