@@ -260,6 +260,26 @@ impl App {
         counts
     }
 
+    /// One round of the daemon: schedule the open months, publish again what the broker lost,
+    /// expire receipts that never came.
+    async fn scheduler_round(&self, queue: &dyn Queue) -> anyhow::Result<()> {
+        let now = self.clock.now();
+        for month in open_months(now, self.settings.timezone) {
+            let scheduler = self.scheduler(queue);
+            let report = scheduler.schedule(month, now, Shard::ALL, &ProgressBar::hidden()).await?;
+            tracing::info!(%month, billed = report.build.billed, queued = report.queued, not_due = report.build.not_due, "scheduled");
+            let requeued = scheduler.requeue_stranded(month, now - self.settings.requeue_after).await?;
+            if requeued > 0 {
+                tracing::warn!(%month, requeued, "queued again: their queue messages went missing");
+            }
+        }
+        let expired = self.store.expire_receipts(now - self.settings.dlr_timeout, now).await?;
+        if expired > 0 {
+            tracing::info!(expired, "accepted messages without receipt are now unknown");
+        }
+        Ok(())
+    }
+
     /// The production daemon: every `billing.check_every`, schedules whatever became due in the
     /// open months and turns receipts that never came into `unknown`.
     pub async fn scheduler_daemon(&self, stop: CancellationToken) -> anyhow::Result<()> {
@@ -268,15 +288,10 @@ impl App {
         };
         let every = self.settings.check_every.to_std().unwrap_or(Duration::from_secs(3600));
         while !stop.is_cancelled() {
-            let now = self.clock.now();
-            for month in open_months(now, self.settings.timezone) {
-                let report =
-                    self.scheduler(queue.as_ref()).schedule(month, now, Shard::ALL, &ProgressBar::hidden()).await?;
-                tracing::info!(%month, billed = report.build.billed, queued = report.queued, not_due = report.build.not_due, "scheduled");
-            }
-            let expired = self.store.expire_receipts(now - self.settings.dlr_timeout, now).await?;
-            if expired > 0 {
-                tracing::info!(expired, "accepted messages without receipt are now unknown");
+            // A round that fails (the broker or database away) is logged and tried again next
+            // round; the daemon itself keeps running.
+            if let Err(error) = self.scheduler_round(queue.as_ref()).await {
+                tracing::error!(error = format!("{error:#}"), "scheduling round failed; trying again next round");
             }
             tokio::select! {
                 () = stop.cancelled() => {}

@@ -71,11 +71,14 @@ pub struct QueueConfig {
     pub url: String,
     /// Prefix of the broker's queue names (`NAME`, `NAME.retry.*`, `NAME.dead`).
     pub name: String,
+    /// A notification queued (or leased) this long without progress, while the broker holds
+    /// nothing waiting, is published again by the scheduler daemon.
+    pub requeue_after: String,
 }
 
 impl Default for QueueConfig {
     fn default() -> Self {
-        QueueConfig { url: "memory://".into(), name: "billpush".into() }
+        QueueConfig { url: "memory://".into(), name: "billpush".into(), requeue_after: "15m".into() }
     }
 }
 
@@ -223,6 +226,7 @@ pub struct Settings {
     pub grace: chrono::Duration,
     pub check_every: chrono::Duration,
     pub dlr_timeout: chrono::Duration,
+    pub requeue_after: chrono::Duration,
     pub quiet_hours: QuietHours,
     pub spike: SpikeRule,
     pub allowlist: Allowlist,
@@ -255,6 +259,7 @@ impl Config {
         })?;
         let grace = parse_duration("billing.grace", &self.billing.grace)?;
         let check_every = parse_duration("billing.check_every", &self.billing.check_every)?;
+        let requeue_after = parse_duration("queue.requeue_after", &self.queue.requeue_after)?;
         let dlr_timeout = parse_duration("gateway.dlr_timeout", &self.gateway.dlr_timeout)?;
         let quiet_start = parse_time("sms.quiet_start", &self.sms.quiet_start)?;
         let quiet_end = parse_time("sms.quiet_end", &self.sms.quiet_end)?;
@@ -342,6 +347,7 @@ impl Config {
             grace,
             check_every,
             dlr_timeout,
+            requeue_after,
             quiet_hours: QuietHours::new(quiet_start, quiet_end, timezone),
             // The ratio is a setting, not an amount: it becomes integer hundredths here.
             spike: SpikeRule {

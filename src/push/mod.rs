@@ -185,7 +185,8 @@ impl Pusher {
             }
         }
         if !retry_ids.is_empty() {
-            let delay = retry_after.unwrap_or(self.retry_base);
+            // A gateway's Retry-After is honoured up to the longest delay the queue holds.
+            let delay = retry_after.unwrap_or(self.retry_base).min(crate::queue::LONGEST_DELAY);
             self.queue.publish_later(&QueueMessage { notification_ids: retry_ids }, delay).await?;
         }
         if !dead_ids.is_empty() {

@@ -63,6 +63,9 @@ fn durable() -> QueueDeclareOptions {
 }
 
 /// The holding queue for a delay: the next power of two in milliseconds, at least 64.
+/// The longest delay a retry is ever given (the push's backoff cap and any Retry-After).
+pub const LONGEST_DELAY: Duration = Duration::from_secs(3600);
+
 fn delay_tier(delay: Duration) -> u64 {
     (delay.as_millis() as u64).max(64).next_power_of_two()
 }
@@ -110,13 +113,19 @@ impl AmqpQueue {
         Ok(guard.as_mut().expect("link just opened"))
     }
 
+    /// A holding queue: its messages return to the main queue `name` after `tier` ms at most.
+    fn delay_arguments(name: &str, tier: u64) -> FieldTable {
+        let mut arguments = FieldTable::default();
+        arguments.insert("x-dead-letter-exchange".into(), text(""));
+        arguments.insert("x-dead-letter-routing-key".into(), text(name));
+        arguments.insert("x-message-ttl".into(), AMQPValue::LongLongInt(tier as i64));
+        arguments
+    }
+
     async fn declare_delay(link: &mut Link, name: &str, tier: u64) -> Result<String, QueueError> {
         let queue = format!("{name}.retry.{tier}");
         if link.declared_delays.insert(tier) {
-            let mut arguments = FieldTable::default();
-            arguments.insert("x-dead-letter-exchange".into(), text(""));
-            arguments.insert("x-dead-letter-routing-key".into(), text(name));
-            arguments.insert("x-message-ttl".into(), AMQPValue::LongLongInt(tier as i64));
+            let arguments = Self::delay_arguments(name, tier);
             if let Err(error) = link.channel.queue_declare(queue.as_str().into(), durable(), arguments).await {
                 link.declared_delays.remove(&tier);
                 return Err(broker(error));
@@ -306,6 +315,27 @@ impl Queue for AmqpQueue {
             .await
             .map_err(broker)?;
         Ok(u64::from(queue.message_count()))
+    }
+
+    async fn waiting(&self) -> Result<u64, QueueError> {
+        let mut waiting = self.depth().await?;
+        let mut guard = self.publishing.lock().await;
+        let link = self.connected_link(&mut guard).await?;
+        // Declaring every holding queue (as publishing would) answers its count without the
+        // 404 a passive look at a never-used one would bring.
+        let mut tier = delay_tier(Duration::ZERO);
+        while tier <= delay_tier(LONGEST_DELAY) {
+            let name = format!("{}.retry.{tier}", self.name);
+            let queue = link
+                .channel
+                .queue_declare(name.as_str().into(), durable(), Self::delay_arguments(&self.name, tier))
+                .await
+                .map_err(broker)?;
+            link.declared_delays.insert(tier);
+            waiting += u64::from(queue.message_count());
+            tier *= 2;
+        }
+        Ok(waiting)
     }
 }
 

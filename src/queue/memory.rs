@@ -121,6 +121,11 @@ impl Queue for MemoryQueue {
     async fn depth(&self) -> Result<u64, QueueError> {
         Ok(self.lock().ready.len() as u64)
     }
+
+    async fn waiting(&self) -> Result<u64, QueueError> {
+        let state = self.lock();
+        Ok((state.ready.len() + state.delayed) as u64)
+    }
 }
 
 #[cfg(test)]

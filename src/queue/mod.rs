@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
-pub use amqp::AmqpQueue;
+pub use amqp::{AmqpQueue, LONGEST_DELAY};
 pub use memory::MemoryQueue;
 
 /// Notification ids per queue message: one AMQP round trip moves a hundred SMS.
@@ -66,4 +66,7 @@ pub trait Queue: Send + Sync {
     async fn next(&self, stop: &CancellationToken) -> Result<Option<Delivery>, QueueError>;
     /// Messages waiting in the main queue.
     async fn depth(&self) -> Result<u64, QueueError>;
+    /// Messages waiting anywhere: the main queue and every holding queue of delayed retries
+    /// (not those delivered to a worker and not yet acked).
+    async fn waiting(&self) -> Result<u64, QueueError>;
 }

@@ -14,7 +14,7 @@ use crate::billing::{BillBuilder, BuildReport};
 use crate::domain::period::BillingMonth;
 use crate::domain::shard::Shard;
 use crate::queue::{Queue, QueueMessage, BATCH};
-use crate::store::notifications::mark_queued;
+use crate::store::notifications::{mark_queued, mark_requeued};
 use crate::store::Store;
 
 /// Names a scheduler as `host/pid/unique`, so that a lease it leaves behind when killed can
@@ -125,5 +125,36 @@ impl MonthScheduler<'_> {
             anyhow::ensure!(self.lock(lock, Utc::now()).await?, "lost the scheduling lease for {lock}");
         }
         Ok(queued)
+    }
+
+    /// Publishes again what the queue may have lost: notifications queued before `cutoff` and
+    /// untouched since, or sending under a lease that ran out before it. The database, not the
+    /// broker, is the record of what is owed, so even a broker that lost its messages (a crash
+    /// while a holding queue dead-lettered to the main queue) delays an SMS but never loses it.
+    /// A copy that was not lost after all is harmless: the claim finds it handled.
+    /// Only while the broker holds nothing waiting: a long backlog leaves notifications queued
+    /// for hours without anything being lost.
+    pub async fn requeue_stranded(&self, month: BillingMonth, cutoff: DateTime<Utc>) -> anyhow::Result<u64> {
+        if self.queue.waiting().await.context("counting waiting messages")? > 0 {
+            return Ok(0);
+        }
+        let mut after = String::new();
+        let mut requeued = 0u64;
+        loop {
+            let page = self.store().stranded_page(month, cutoff, &after, (BATCH * PUBLISH_WINDOW) as i64).await?;
+            let Some((last, _)) = page.last() else { break };
+            after = last.clone();
+            let ids: Vec<String> = page.iter().map(|(id, _)| id.clone()).collect();
+            let messages: Vec<QueueMessage> =
+                ids.chunks(BATCH).map(|c| QueueMessage { notification_ids: c.to_vec() }).collect();
+            self.queue.publish(&messages).await.context("publishing to the queue")?;
+            let queued: Vec<String> =
+                page.into_iter().filter(|(_, status)| status == "queued").map(|(id, _)| id).collect();
+            let mut tx = self.store().begin().await?;
+            mark_requeued(&mut tx, &queued, Utc::now(), cutoff).await?;
+            tx.commit().await?;
+            requeued += ids.len() as u64;
+        }
+        Ok(requeued)
     }
 }

@@ -86,6 +86,13 @@ pub async fn mark_queued(tx: &mut Tx, ids: &[String], at: DateTime<Utc>) -> Stor
     transition(tx, ids, "lease_until = NULL", "status = 'pending'", DeliveryStatus::Queued, at, None).await.map(drop)
 }
 
+/// Marks re-published notifications queued again (a new `queued` event), unless a worker took
+/// them meanwhile.
+pub async fn mark_requeued(tx: &mut Tx, ids: &[String], at: DateTime<Utc>, cutoff: DateTime<Utc>) -> StoreResult<()> {
+    let condition = format!("status = 'queued' AND updated_at < {}", to_micros(cutoff));
+    transition(tx, ids, "lease_until = NULL", &condition, DeliveryStatus::Queued, at, None).await.map(drop)
+}
+
 /// Claims the notifications among `ids` that nobody has sent, plus those whose sender's lease
 /// ran out when the gateway is idempotent (resending carries the same idempotency key). A
 /// redelivered or duplicated queue message finds its notifications claimed or done already and
@@ -276,6 +283,29 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         ids_of(&rows)
+    }
+
+    /// Up to `limit` notifications of `month` (ids after `after`) whose queue message may be lost:
+    /// queued and untouched since before `cutoff`, or sending under a lease that ran out before
+    /// it. Returns (id, status).
+    pub async fn stranded_page(
+        &self,
+        month: BillingMonth,
+        cutoff: DateTime<Utc>,
+        after: &str,
+        limit: i64,
+    ) -> StoreResult<Vec<(String, String)>> {
+        Ok(sqlx::query_as(
+            "SELECT id, status FROM notifications WHERE month = $1 AND id > $2
+               AND ((status = 'queued' AND updated_at < $3) OR (status = 'sending' AND lease_until < $3))
+             ORDER BY id LIMIT $4",
+        )
+        .bind(month.to_string())
+        .bind(after)
+        .bind(to_micros(cutoff))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?)
     }
 
     /// Notifications of `month` not yet through the push: pending, queued or sending.
