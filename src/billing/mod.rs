@@ -19,7 +19,7 @@ use crate::store::billing::{self as db, BillToWrite, NotificationToWrite};
 use crate::store::{Store, StoreResult, Tx};
 
 /// Subscribers read and written per transaction.
-const PAGE_SIZE: i64 = 500;
+const PAGE_SIZE: i64 = 2000;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SampleSms {
@@ -113,6 +113,7 @@ impl BillBuilder<'_> {
         let mut orders = db::orders_between(tx, first, last).await?;
         let previous = db::previous_totals_between(tx, first, last, month).await?;
         let built_at = Utc::now();
+        let mut bills = Vec::with_capacity(page.len());
         for candidate in page {
             let period = billing_period(month, candidate.billing_day, tz);
             let due_at = period.end + self.settings.grace;
@@ -182,22 +183,19 @@ impl BillBuilder<'_> {
             report.spikes += u64::from(spike);
             report.billed += 1;
             report.total_fen += summary.total().get();
-            db::write_bill(
-                tx,
-                &BillToWrite {
-                    subscriber_id: &candidate.subscriber_id,
-                    month,
-                    msisdn: &candidate.msisdn,
-                    period,
-                    summary: &summary,
-                    flags: &flags,
-                    spike,
-                    built_at,
-                    notification,
-                },
-            )
-            .await?;
+            bills.push(BillToWrite {
+                subscriber_id: &candidate.subscriber_id,
+                month,
+                msisdn: &candidate.msisdn,
+                period,
+                summary,
+                flags,
+                spike,
+                built_at,
+                notification,
+            });
         }
+        db::write_bills(tx, self.store.json_rows(), &bills).await?;
         Ok(())
     }
 }

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use sqlx::Row;
 
+use super::imports::JsonRows;
 use super::{from_micros, to_micros, StoreError, StoreResult, Tx};
 use crate::domain::bill::{BillSummary, UsageRecord};
 use crate::domain::category::{Category, Language};
@@ -42,8 +43,8 @@ pub struct BillToWrite<'a> {
     pub month: BillingMonth,
     pub msisdn: &'a Msisdn,
     pub period: Period,
-    pub summary: &'a BillSummary,
-    pub flags: &'a [ChargeFlag],
+    pub summary: BillSummary,
+    pub flags: Vec<ChargeFlag>,
     pub spike: bool,
     pub built_at: DateTime<Utc>,
     pub notification: NotificationToWrite,
@@ -177,48 +178,109 @@ pub async fn previous_totals_between(
     Ok(by_subscriber)
 }
 
-pub async fn write_bill(tx: &mut Tx, bill: &BillToWrite<'_>) -> StoreResult<()> {
-    let c = &bill.summary.categories;
-    let month = bill.month.to_string();
-    let mut insert = sqlx::query(
+/// Writes a page of bills with their flags, notifications and first statuses: four
+/// statements, whatever the page's size.
+pub async fn write_bills(tx: &mut Tx, rows: JsonRows, bills: &[BillToWrite<'_>]) -> StoreResult<()> {
+    let bill_rows: Vec<_> = bills
+        .iter()
+        .map(|b| {
+            let c = &b.summary.categories;
+            let mut row = vec![
+                serde_json::Value::from(b.subscriber_id),
+                b.month.to_string().into(),
+                b.msisdn.as_str().into(),
+                to_micros(b.period.start).into(),
+                to_micros(b.period.end).into(),
+                b.summary.total().get().into(),
+            ];
+            row.extend(Category::ALL.iter().map(|&category| c.get(category).get().into()));
+            row.extend([
+                b.summary.usage.voice_minutes.into(),
+                b.summary.usage.data_kb.into(),
+                b.summary.usage.sms_count.into(),
+                b.summary.record_count.into(),
+                i64::from(b.spike).into(),
+                to_micros(b.built_at).into(),
+            ]);
+            row
+        })
+        .collect();
+    let int = |i: usize| format!("CAST(j.value ->> {i} AS BIGINT)");
+    let columns = std::iter::once("j.value ->> 0, j.value ->> 1, j.value ->> 2".to_string())
+        .chain((3..20).map(int))
+        .collect::<Vec<_>>()
+        .join(", ");
+    rows.insert(
+        tx,
         "INSERT INTO bills (subscriber_id, month, msisdn, period_start, period_end, total_fen,
              plan_fee_fen, voice_fen, data_fen, sms_fen, vas_fen, other_fen, discount_fen, adjustment_fen,
-             voice_minutes, data_kb, sms_count, record_count, spike, built_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)",
+             voice_minutes, data_kb, sms_count, record_count, spike, built_at)",
+        &columns,
+        "",
+        &bill_rows,
     )
-    .bind(bill.subscriber_id)
-    .bind(&month)
-    .bind(bill.msisdn.as_str())
-    .bind(to_micros(bill.period.start))
-    .bind(to_micros(bill.period.end))
-    .bind(bill.summary.total().get());
-    for category in Category::ALL {
-        insert = insert.bind(c.get(category).get());
-    }
-    insert
-        .bind(bill.summary.usage.voice_minutes)
-        .bind(bill.summary.usage.data_kb)
-        .bind(bill.summary.usage.sms_count)
-        .bind(bill.summary.record_count)
-        .bind(i64::from(bill.spike))
-        .bind(to_micros(bill.built_at))
-        .execute(&mut **tx)
-        .await?;
-    for flag in bill.flags {
-        sqlx::query(
-            "INSERT INTO charge_flags (subscriber_id, month, record_id, reason, service_code, amount_fen)
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(bill.subscriber_id)
-        .bind(&month)
-        .bind(&flag.record_id)
-        .bind(flag.reason.as_str())
-        .bind(&flag.service_code)
-        .bind(flag.amount.get())
-        .execute(&mut **tx)
-        .await?;
-    }
-    insert_notification(tx, bill.subscriber_id, &month, bill.msisdn, &bill.notification, bill.built_at).await
+    .await?;
+
+    let flag_rows: Vec<_> = bills
+        .iter()
+        .flat_map(|b| {
+            b.flags.iter().map(move |f| {
+                (b.subscriber_id, b.month.to_string(), &f.record_id, f.reason.as_str(), &f.service_code, f.amount.get())
+            })
+        })
+        .collect();
+    rows.insert(
+        tx,
+        "INSERT INTO charge_flags (subscriber_id, month, record_id, reason, service_code, amount_fen)",
+        "j.value ->> 0, j.value ->> 1, j.value ->> 2, j.value ->> 3, j.value ->> 4, CAST(j.value ->> 5 AS BIGINT)",
+        "",
+        &flag_rows,
+    )
+    .await?;
+
+    let notification_rows: Vec<_> = bills
+        .iter()
+        .map(|b| {
+            let n = &b.notification;
+            let at = to_micros(b.built_at);
+            (
+                &n.id,
+                b.subscriber_id,
+                b.month.to_string(),
+                &n.kind,
+                b.msisdn.as_str(),
+                n.status,
+                n.reason,
+                n.segments,
+                n.encoding,
+                &n.text,
+                at,
+            )
+        })
+        .collect();
+    rows.insert(
+        tx,
+        "INSERT INTO notifications (id, subscriber_id, month, kind, msisdn, status, reason, attempts, segments,
+             encoding, text, created_at, updated_at)",
+        "j.value ->> 0, j.value ->> 1, j.value ->> 2, j.value ->> 3, j.value ->> 4, j.value ->> 5, j.value ->> 6, 0,
+         CAST(j.value ->> 7 AS BIGINT), j.value ->> 8, j.value ->> 9, CAST(j.value ->> 10 AS BIGINT),
+         CAST(j.value ->> 10 AS BIGINT)",
+        "",
+        &notification_rows,
+    )
+    .await?;
+
+    let event_rows: Vec<_> =
+        bills.iter().map(|b| (&b.notification.id, b.notification.status, to_micros(b.built_at))).collect();
+    rows.insert(
+        tx,
+        "INSERT INTO notification_events (notification_id, status, at)",
+        "j.value ->> 0, j.value ->> 1, CAST(j.value ->> 2 AS BIGINT)",
+        "",
+        &event_rows,
+    )
+    .await?;
+    Ok(())
 }
 
 /// Writes a notification and its first status; the unique (subscriber, month, kind) key

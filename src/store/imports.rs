@@ -38,7 +38,7 @@ impl Store {
 impl JsonRows {
     /// `INSERT … SELECT <columns> FROM <rows> WHERE true <conflict>`; the `WHERE true` keeps
     /// SQLite from reading `ON CONFLICT` as a join constraint.
-    async fn insert<T: Serialize>(
+    pub(crate) async fn insert<T: Serialize>(
         self,
         tx: &mut Tx,
         insert: &str,

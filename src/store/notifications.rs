@@ -42,6 +42,23 @@ pub async fn record_event(tx: &mut Tx, id: &str, status: &str, at: DateTime<Utc>
     Ok(())
 }
 
+/// Records one status change for each of `ids`, in one statement.
+pub async fn record_events(tx: &mut Tx, ids: &[String], status: &str, at: DateTime<Utc>) -> StoreResult<()> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let sql = format!(
+        "INSERT INTO notification_events (notification_id, status, at) SELECT id, $1, $2 FROM notifications WHERE id IN ({})",
+        placeholders(3, ids.len())
+    );
+    let mut query = sqlx::query(&sql).bind(status).bind(to_micros(at));
+    for id in ids {
+        query = query.bind(id);
+    }
+    query.execute(&mut **tx).await?;
+    Ok(())
+}
+
 fn ids_of(rows: &[sqlx::any::AnyRow]) -> StoreResult<Vec<String>> {
     rows.iter().map(|r| Ok(r.try_get("id")?)).collect()
 }
@@ -75,9 +92,7 @@ async fn transition(
         query = query.bind(id);
     }
     let moved = ids_of(&query.fetch_all(&mut **tx).await?)?;
-    for id in &moved {
-        record_event(tx, id, status.as_str(), at).await?;
-    }
+    record_events(tx, &moved, status.as_str(), at).await?;
     Ok(moved)
 }
 
