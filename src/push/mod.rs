@@ -9,7 +9,7 @@ mod rate;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::stream::{self, StreamExt};
+use futures_util::stream::{self, FuturesUnordered, StreamExt};
 use indicatif::ProgressBar;
 use rand::Rng;
 use tokio_util::sync::CancellationToken;
@@ -26,6 +26,8 @@ use crate::store::Store;
 
 /// Messages of one delivery pushed concurrently: enough to hide gateway latency.
 const CONCURRENCY: usize = 32;
+/// Queue messages a worker pushes at once (the broker's prefetch is twice this).
+pub const PARALLEL_DELIVERIES: usize = 4;
 /// The longest retry delay.
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
 
@@ -81,16 +83,37 @@ pub fn backoff(base: Duration, attempt: i64) -> Duration {
 }
 
 impl Pusher {
-    /// Consumes until `stop` is cancelled (or an in-process queue is closed and drained).
-    /// A delivery taken is always finished before stopping.
+    /// Consumes until `stop` is cancelled (or an in-process queue is closed and drained),
+    /// pushing up to `PARALLEL_DELIVERIES` queue messages at once so that one slow answer
+    /// does not hold up the rest. A delivery taken is always finished before stopping.
     pub async fn drain(&self, stop: &CancellationToken, progress: &ProgressBar) -> anyhow::Result<PushCounts> {
         let mut counts = PushCounts::default();
-        while let Some(delivery) = self.queue.next(stop).await? {
-            let batch = self.push_delivery(delivery).await?;
-            progress.inc(batch.accepted + batch.failed + batch.unknown);
-            counts.add(batch);
+        let mut in_flight = FuturesUnordered::new();
+        // The pending fetch survives loop turns, so a delivery is never dropped half-taken.
+        let mut fetch = None;
+        let mut open = true;
+        loop {
+            if fetch.is_none() && open && in_flight.len() < PARALLEL_DELIVERIES {
+                fetch = Some(Box::pin(self.queue.next(stop)));
+            }
+            if fetch.is_none() && in_flight.is_empty() {
+                return Ok(counts);
+            }
+            tokio::select! {
+                Some(batch) = in_flight.next(), if !in_flight.is_empty() => {
+                    let batch: PushCounts = batch?;
+                    progress.inc(batch.accepted + batch.failed + batch.unknown);
+                    counts.add(batch);
+                }
+                next = async { fetch.as_mut().expect("guarded").await }, if fetch.is_some() => {
+                    fetch = None;
+                    match next? {
+                        Some(delivery) => in_flight.push(self.push_delivery(delivery)),
+                        None => open = false,
+                    }
+                }
+            }
         }
-        Ok(counts)
     }
 
     async fn wait_out_quiet_hours(&self) {

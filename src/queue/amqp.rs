@@ -25,8 +25,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Acker, Delivery, Queue, QueueError, QueueMessage};
 
-/// Unacked messages per worker: enough to keep the pipe full while one batch is pushed.
-const PREFETCH: u16 = 4;
+/// Unacked messages per worker: those being pushed and as many ready to follow.
+const PREFETCH: u16 = 2 * crate::push::PARALLEL_DELIVERIES as u16;
 /// How long publishing keeps trying to reach the broker before giving up.
 const PUBLISH_PATIENCE: Duration = Duration::from_secs(120);
 /// Persistent delivery mode: the broker writes the message to disk.

@@ -1,0 +1,147 @@
+#!/usr/bin/env bash
+# End-to-end benchmark on PostgreSQL + RabbitMQ with the mock gateway accepting everything at full
+# speed, next to the raw limits of this machine measured in the same run, then the embedded
+# default (SQLite, in-process queue, sink gateway) on the same data. Prints one table: per stage
+# its throughput, wall time, peak RSS of the billpush process(es), the raw baseline and the ratio.
+#   scripts/bench.sh [N subscribers=1000000] [K records per subscriber=20]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+N=${1:-1000000}; K=${2:-20}; W=2
+scripts/services.sh
+cargo build --release --quiet --bin billpush --example raw_limits
+bin=$PWD/target/release/billpush; raw=$PWD/target/release/examples/raw_limits
+work=$(mktemp -d); db="billpush_bench_$$"; queue="billpush-bench-$$"; month=2026-10
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+cleanup() {
+  kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true
+  psql -h 127.0.0.1 -U postgres -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null
+  for q in $(rabbitmqctl -q list_queues name 2>/dev/null | grep "^$queue" || true); do
+    rabbitmqctl -q delete_queue "$q" >/dev/null 2>&1 || true
+  done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+results=$work/results
+record() { echo "$1 $2" >>"$results"; }
+now() { date +%s.%N; }
+# Runs a billpush command under /usr/bin/time; records its wall time and peak RSS as STAGE.
+timed() {
+  local stage=$1; shift
+  local started; started=$(now)
+  /usr/bin/time -f "%M" -o "$work/rss.$stage" "$@" >"$work/out.$stage" 2>"$work/err.$stage" ||
+    { cat "$work/err.$stage" >&2; exit 1; }
+  record "$stage.seconds" "$(python3 -c "import sys; print(float(sys.argv[2]) - float(sys.argv[1]))" "$started" "$(now)")"
+  record "$stage.rss_kb" "$(tail -n 1 "$work/rss.$stage")"
+}
+psql_time() { # seconds a statement takes, by psql's own \timing
+  psql -h 127.0.0.1 -U postgres -d "$db" -q -o /dev/null -c '\timing on' -c "$1" 2>&1 |
+    awk '/^Time:/ { s += $2 } END { print s / 1000 }'
+}
+
+echo "bench: $N subscribers × $K records, PostgreSQL + RabbitMQ, $W workers, mock gateway" >&2
+timed gen "$bin" gen --subscribers "$N" --records-per-subscriber "$K" --months $month --out "$work/data"
+usage_rows=$(($(wc -l <"$work/data/usage.csv") - 1)); record usage.rows "$usage_rows"
+
+psql -h 127.0.0.1 -U postgres -qc "CREATE DATABASE $db"
+export BILLPUSH_DATABASE__URL="postgres://postgres@127.0.0.1/$db"
+export BILLPUSH_QUEUE__URL="amqp://guest:guest@127.0.0.1:5672/%2f" BILLPUSH_QUEUE__NAME="$queue"
+export BILLPUSH_GATEWAY__KIND=http BILLPUSH_GATEWAY__URL="http://127.0.0.1:$port" BILLPUSH_GATEWAY__TOKEN=bench
+export BILLPUSH_GATEWAY__WORKERS=$W BILLPUSH_GATEWAY__RATE_PER_SECOND=100000000
+export BILLPUSH_SMS__QUIET_START=00:00 BILLPUSH_SMS__QUIET_END=00:00 RUST_LOG=warn
+"$bin" import plans "$work/data/plans.csv" >/dev/null
+timed import_subscribers "$bin" import subscribers "$work/data/subscribers.csv"
+timed import_usage "$bin" import usage "$work/data/usage.csv"
+timed import_orders "$bin" import orders "$work/data/orders.csv"
+
+# Raw ingest: COPY of the same file into a table of the same shape and keys.
+psql -h 127.0.0.1 -U postgres -d "$db" -qc "CREATE TABLE raw_usage (record_id TEXT COLLATE \"C\" PRIMARY KEY,
+  subscriber_id TEXT COLLATE \"C\" NOT NULL, occurred_at TIMESTAMPTZ NOT NULL, category TEXT COLLATE \"C\" NOT NULL,
+  quantity BIGINT NOT NULL, amount_fen BIGINT NOT NULL, service_code TEXT COLLATE \"C\" NOT NULL,
+  description TEXT COLLATE \"C\" NOT NULL); CREATE INDEX ON raw_usage (subscriber_id, occurred_at)"
+record raw_copy.seconds "$(psql_time "\\copy raw_usage FROM '$work/data/usage.csv' WITH (FORMAT csv, HEADER true, FORCE_NOT_NULL (service_code, description))")"
+psql -h 127.0.0.1 -U postgres -d "$db" -q -c "DROP TABLE raw_usage" -c "VACUUM ANALYZE"
+# Raw aggregation: the bare GROUP BY a bill needs, with nothing written.
+record raw_group_by.seconds "$(psql_time "SELECT subscriber_id, category, SUM(amount_fen), COUNT(*) FROM usage_records GROUP BY subscriber_id, category")"
+
+timed schedule "$bin" schedule --month $month --as-of 2027-01-01T00:00:00+08:00
+record build.seconds "$(psql -h 127.0.0.1 -U postgres -d "$db" -tAc "SELECT (finished_at - started_at) / 1e6 FROM billing_runs")"
+record notifications "$(psql -h 127.0.0.1 -U postgres -d "$db" -tAc "SELECT COUNT(*) FROM notifications WHERE status = 'queued'")"
+
+/usr/bin/time -f "%M" -o "$work/rss.mock" "$bin" mock-gateway --bind "127.0.0.1:$port" --token bench >/dev/null 2>&1 &
+until curl -sf "http://127.0.0.1:$port/stats" >/dev/null; do sleep 0.1; done
+started=$(now)
+for i in $(seq "$W"); do
+  /usr/bin/time -f "%M" -o "$work/rss.worker$i" "$bin" worker >/dev/null 2>"$work/err.worker$i" &
+done
+expected=$(grep '^notifications ' "$results" | cut -d' ' -f2)
+until [ "$(psql -h 127.0.0.1 -U postgres -d "$db" -tAc "SELECT COUNT(*) FROM notifications WHERE status = 'accepted'")" -ge "$expected" ]; do
+  sleep 0.2
+done
+record push.seconds "$(python3 -c "import sys; print(float(sys.argv[2]) - float(sys.argv[1]))" "$started" "$(now)")"
+pkill -TERM -f "^$bin worker" || true
+for i in $(seq "$W"); do while [ ! -s "$work/rss.worker$i" ]; do sleep 0.1; done; done
+record push.rss_kb "$(cat "$work"/rss.worker* | sort -n | tail -n 1)"
+
+# Raw limits of the broker and the gateway, same message size and concurrency.
+record raw_broker "$("$raw" broker --messages "$(( (expected + 99) / 100 > 2000 ? (expected + 99) / 100 : 2000 ))")"
+gateway_requests=$(( expected < 200000 ? (expected > 20000 ? expected : 20000) : 200000 ))
+record raw_gateway "$("$raw" gateway --url "http://127.0.0.1:$port" --token bench --requests "$gateway_requests" --concurrency $((32 * W)))"
+pkill -TERM -f "^$bin mock-gateway --bind 127.0.0.1:$port" || true
+
+# The embedded default on the same data: SQLite, in-process queue, sink gateway.
+mkdir -p "$work/embedded"
+(
+  cd "$work/embedded"
+  unset BILLPUSH_QUEUE__URL BILLPUSH_GATEWAY__KIND BILLPUSH_GATEWAY__URL BILLPUSH_GATEWAY__RATE_PER_SECOND
+  export BILLPUSH_DATABASE__URL="sqlite://$work/embedded/billpush.db" BILLPUSH_SMS__TEMPLATES=$OLDPWD/templates
+  export BILLPUSH_GATEWAY__RATE_PER_SECOND=100000000 BILLPUSH_GATEWAY__OUTBOX="$work/embedded/outbox.jsonl"
+  "$bin" import plans "$work/data/plans.csv" >/dev/null
+  timed embedded_import_subscribers "$bin" import subscribers "$work/data/subscribers.csv"
+  timed embedded_import_usage "$bin" import usage "$work/data/usage.csv"
+  timed embedded_import_orders "$bin" import orders "$work/data/orders.csv"
+  timed embedded_run "$bin" run --month $month --as-of 2027-01-01T00:00:00+08:00
+)
+record embedded.sent "$(wc -l <"$work/embedded/outbox.jsonl")"
+
+python3 - "$N" "$K" "$results" <<'PY'
+import json, sys
+n, k = int(sys.argv[1]), int(sys.argv[2])
+r = {}
+for line in open(sys.argv[3]):
+    key, value = line.rstrip("\n").split(" ", 1)
+    r[key] = value
+f = lambda key: float(r[key])
+rss = lambda key: f"{int(r[key]) / 1024:.0f} MB" if key in r else "-"
+broker, gateway = json.loads(r["raw_broker"]), json.loads(r["raw_gateway"])
+rows, sms, sent = int(r["usage.rows"]), int(r["notifications"]), int(r["embedded.sent"])
+queue_seconds = f("schedule.seconds") - f("build.seconds")
+raw_copy = rows / f("raw_copy.seconds")
+raw_group = n / f("raw_group_by.seconds")
+raw_push = min(broker["consume_ack_multiple_100_per_s"] * 100, gateway["requests_per_s"])
+raw_queue = broker["publish_per_s"] * 100
+stages = [
+    ("gen (CSV files)", f"{rows / f('gen.seconds'):,.0f} rows/s", f("gen.seconds"), rss("gen.rss_kb"), "", ""),
+    ("import subscribers", f"{n / f('import_subscribers.seconds'):,.0f} rows/s", f("import_subscribers.seconds"), rss("import_subscribers.rss_kb"), "", ""),
+    ("import usage", f"{rows / f('import_usage.seconds'):,.0f} rows/s", f("import_usage.seconds"), rss("import_usage.rss_kb"),
+     f"COPY {raw_copy:,.0f} rows/s", f"{rows / f('import_usage.seconds') / raw_copy:.0%}"),
+    ("build (bills + flags + SMS text)", f"{n / f('build.seconds'):,.0f} bills/s", f("build.seconds"), rss("schedule.rss_kb"),
+     f"GROUP BY {raw_group:,.0f} subs/s", f"{n / f('build.seconds') / raw_group:.0%}"),
+    ("queue (publish + mark queued)", f"{sms / queue_seconds:,.0f} msgs/s", queue_seconds, rss("schedule.rss_kb"),
+     f"publish {raw_queue:,.0f} ids/s", f"{sms / queue_seconds / raw_queue:.0%}"),
+    ("push (RabbitMQ → gateway)", f"{sms / f('push.seconds'):,.0f} SMS/s", f("push.seconds"), rss("push.rss_kb") + " each",
+     f"min(broker, gateway) {raw_push:,.0f}/s", f"{sms / f('push.seconds') / raw_push:.0%}"),
+    ("end to end (build → last accepted)", f"{sms / (f('schedule.seconds') + f('push.seconds')):,.0f} SMS/s",
+     f("schedule.seconds") + f("push.seconds"), "", "", ""),
+    ("embedded import usage (SQLite)", f"{rows / f('embedded_import_usage.seconds'):,.0f} rows/s", f("embedded_import_usage.seconds"), rss("embedded_import_usage.rss_kb"), "", ""),
+    ("embedded run (build → sink)", f"{sent / f('embedded_run.seconds'):,.0f} SMS/s", f("embedded_run.seconds"), rss("embedded_run.rss_kb"), "", ""),
+]
+print(f"\n{n:,} subscribers × {k} records ({rows:,} usage rows), {sms:,} bill SMS")
+print(f"{'stage':36} {'throughput':>18} {'wall':>9} {'peak RSS':>12}  {'raw baseline':>30} {'ratio':>6}")
+for name, rate, seconds, mem, base, ratio in stages:
+    print(f"{name:36} {rate:>18} {seconds:>8.1f}s {mem:>12}  {base:>30} {ratio:>6}")
+print(f"raw broker: publish {broker['publish_per_s']:,.0f} msg/s, consume ack-each {broker['consume_ack_each_per_s']:,.0f} msg/s, "
+      f"ack-multiple {broker['consume_ack_multiple_100_per_s']:,.0f} msg/s ({broker['payload_bytes']} B, 100 ids each); "
+      f"raw gateway: {gateway['requests_per_s']:,.0f} req/s (64 in flight)")
+print(f"per subscriber: import {f('import_usage.seconds') / n * 1e6:.1f} µs, build {f('build.seconds') / n * 1e6:.1f} µs, "
+      f"push {f('push.seconds') / sms * 1e6:.1f} µs, embedded run {f('embedded_run.seconds') / sent * 1e6:.1f} µs")
+PY
