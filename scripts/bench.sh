@@ -9,8 +9,10 @@ cd "$(dirname "$0")/.."
 N=${1:-1000000}; K=${2:-20}; W=2
 scripts/services.sh
 cargo build --release --quiet --bin billpush --example raw_limits
-bin=$PWD/target/release/billpush; raw=$PWD/target/release/examples/raw_limits
-work=$(mktemp -d); db="billpush_bench_$$"; queue="billpush-bench-$$"; month=2026-10
+work=$(mktemp -d)
+# Copies, so that a rebuild while the benchmark runs does not change what it measures.
+cp target/release/billpush target/release/examples/raw_limits "$work/"; bin=$work/billpush; raw=$work/raw_limits
+db="billpush_bench_$$"; queue="billpush-bench-$$"; month=2026-10
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 cleanup() {
   kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true

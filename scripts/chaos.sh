@@ -13,8 +13,10 @@ cd "$(dirname "$0")/.."
 N=${1:-100000}; RATE=${2:-0}
 scripts/services.sh
 cargo build --release --quiet
-bin=$PWD/target/release/billpush
-work=$(mktemp -d); db="billpush_chaos_$$"; queue="billpush-chaos-$$"; total=$((2 * N))
+work=$(mktemp -d)
+# A copy, so that a rebuild while the drill runs does not change what restarted workers run.
+cp target/release/billpush "$work/"; bin=$work/billpush
+db="billpush_chaos_$$"; queue="billpush-chaos-$$"; total=$((2 * N))
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 declare -a workers=()
 cleanup() {

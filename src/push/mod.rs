@@ -218,11 +218,12 @@ impl Pusher {
 
         let at = self.clock.now();
         let mut tx = self.store.begin().await?;
+        let mut accepted = Vec::with_capacity(outcomes.len());
         for (row, outcome, took) in &outcomes {
             record_metrics(row, outcome, *took);
             match outcome {
                 Outcome::Accepted(message_id) => {
-                    db::mark_accepted(&mut tx, &row.id, message_id, at).await?;
+                    accepted.push((row.id.as_str(), message_id.as_str()));
                     counts.accepted += 1;
                 }
                 Outcome::Retry { reason, .. } => {
@@ -241,6 +242,7 @@ impl Pusher {
                 }
             }
         }
+        db::mark_all_accepted(&mut tx, self.store.json_rows(), &accepted, at).await?;
         tx.commit().await?;
         if let Err(error) = delivery.ack().await {
             // The message will come again and find its notifications settled.

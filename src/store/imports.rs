@@ -21,7 +21,8 @@ pub struct ImportCounts {
 /// and `j.value ->> N` is the N-th field of a row on both backends.
 #[derive(Clone, Copy)]
 pub struct JsonRows {
-    source: &'static str,
+    /// `… AS j`, reading the array bound as `$1`.
+    pub(crate) source: &'static str,
 }
 
 impl Store {

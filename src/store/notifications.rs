@@ -5,6 +5,7 @@
 use chrono::{DateTime, Utc};
 use sqlx::Row;
 
+use super::imports::JsonRows;
 use super::{from_micros, placeholders, to_micros, Store, StoreResult, Tx};
 use crate::domain::delivery::DeliveryStatus;
 use crate::domain::period::BillingMonth;
@@ -187,19 +188,32 @@ pub async fn claim_for_sending(
     Ok(claim)
 }
 
-pub async fn mark_accepted(tx: &mut Tx, id: &str, gateway_message_id: &str, at: DateTime<Utc>) -> StoreResult<()> {
-    let ids = [id.to_string()];
-    transition(
-        tx,
-        &ids,
-        "gateway_message_id = $2, lease_until = NULL",
-        "status = 'sending'",
-        DeliveryStatus::Accepted,
-        at,
-        Some(gateway_message_id),
-    )
-    .await
-    .map(drop)
+/// Marks what the gateway accepted, (notification id, gateway message id) each, in one
+/// statement; only notifications still `sending` move.
+pub async fn mark_all_accepted(
+    tx: &mut Tx,
+    rows: JsonRows,
+    accepted: &[(&str, &str)],
+    at: DateTime<Utc>,
+) -> StoreResult<()> {
+    if accepted.is_empty() {
+        return Ok(());
+    }
+    let sql = format!(
+        "UPDATE notifications SET status = 'accepted', gateway_message_id = j.value ->> 1, lease_until = NULL,
+             updated_at = $2
+         FROM {} WHERE notifications.id = j.value ->> 0 AND notifications.status = 'sending'
+         RETURNING notifications.id",
+        rows.source
+    );
+    let moved = ids_of(
+        &sqlx::query(&sql)
+            .bind(serde_json::to_string(accepted).expect("ids serialise"))
+            .bind(to_micros(at))
+            .fetch_all(&mut **tx)
+            .await?,
+    )?;
+    record_events(tx, &moved, DeliveryStatus::Accepted.as_str(), at).await
 }
 
 pub async fn mark_failed(tx: &mut Tx, id: &str, reason: &str, at: DateTime<Utc>) -> StoreResult<()> {
