@@ -97,7 +97,13 @@ impl Store {
     }
 
     pub async fn begin(&self) -> StoreResult<Tx> {
-        Ok(self.pool.begin().await?)
+        Ok(match self.backend {
+            // SQLite has one writer. A deferred transaction that reads, then writes, fails at
+            // once with "database is locked" when another writer went first; an immediate one
+            // takes the write lock at its start and waits its turn (busy_timeout).
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        })
     }
 
     pub async fn close(&self) {
