@@ -167,3 +167,26 @@ fn a_template_naming_a_missing_field_stops_the_start() {
     std::fs::remove_file(dir.path().join("bill.en.short.hbs")).unwrap();
     assert!(load().err().expect("a missing template is refused").to_string().contains("bill.en.short.hbs"));
 }
+
+/// Two transactions locking the same two rows in opposite orders: PostgreSQL breaks the cycle
+/// by failing one, and the store knows that failure as one to simply try again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deadlock_is_recognised_as_a_lock_conflict_worth_retrying() {
+    let app = spawn_app(Backend::Postgres).await;
+    app.import_population(2).await;
+    let store = &app.app.store;
+    let lock = |first: &'static str, second: &'static str| async move {
+        let mut tx = store.begin().await?;
+        let touch = "UPDATE subscribers SET name = name WHERE subscriber_id = $1";
+        sqlx::query(touch).bind(first).execute(&mut *tx).await?;
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        sqlx::query(touch).bind(second).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok::<_, billpush::store::StoreError>(())
+    };
+    let (a, b) = tokio::join!(lock("P000000", "P000001"), lock("P000001", "P000000"));
+    let failed: Vec<_> = [a, b].into_iter().filter_map(Result::err).collect();
+    assert_eq!(failed.len(), 1, "PostgreSQL fails exactly one of the two");
+    assert!(failed[0].is_lock_conflict(), "{}", failed[0]);
+    app.cleanup().await;
+}

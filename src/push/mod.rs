@@ -9,6 +9,7 @@ mod rate;
 use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use futures_util::stream::{self, FuturesUnordered, StreamExt};
 use indicatif::ProgressBar;
 use rand::Rng;
@@ -22,7 +23,7 @@ use crate::domain::quiet_hours::QuietHours;
 use crate::gateway::{Gateway, GatewayError, OutboundSms};
 use crate::queue::{Delivery, Queue, QueueMessage};
 use crate::store::notifications::{self as db, OutboundRow};
-use crate::store::Store;
+use crate::store::{Store, StoreResult};
 
 /// Messages of one delivery pushed concurrently: enough to hide gateway latency.
 const CONCURRENCY: usize = 32;
@@ -167,9 +168,13 @@ impl Pusher {
         let ids = &delivery.message.notification_ids;
         let now = self.clock.now();
         let lease_until = now + chrono::Duration::from_std(self.lease).expect("lease fits");
-        let mut tx = self.store.begin().await?;
-        let claim = db::claim_for_sending(&mut tx, ids, now, lease_until, self.gateway.idempotent()).await?;
-        tx.commit().await?;
+        let claim = retry_on_conflict(|| async {
+            let mut tx = self.store.begin().await?;
+            let claim = db::claim_for_sending(&mut tx, ids, now, lease_until, self.gateway.idempotent()).await?;
+            tx.commit().await?;
+            Ok(claim)
+        })
+        .await?;
         let mut counts = PushCounts {
             unknown: claim.unknown.len() as u64,
             already_handled: (ids.len() - claim.claimed.len() - claim.busy.len() - claim.unknown.len()) as u64,
@@ -217,7 +222,6 @@ impl Pusher {
         }
 
         let at = self.clock.now();
-        let mut tx = self.store.begin().await?;
         let mut accepted = Vec::with_capacity(outcomes.len());
         for (row, outcome, took) in &outcomes {
             record_metrics(row, outcome, *took);
@@ -226,29 +230,67 @@ impl Pusher {
                     accepted.push((row.id.as_str(), message_id.as_str()));
                     counts.accepted += 1;
                 }
-                Outcome::Retry { reason, .. } => {
-                    db::release_for_retry(&mut tx, std::slice::from_ref(&row.id), reason, at).await?;
-                    counts.retried += 1;
-                }
+                Outcome::Retry { .. } => counts.retried += 1,
                 Outcome::Failed(reason) => {
                     log_refusal(row, reason);
-                    db::mark_failed(&mut tx, &row.id, reason, at).await?;
                     counts.failed += 1;
                 }
                 Outcome::Unknown(reason) => {
                     log_refusal(row, reason);
-                    db::mark_unknown(&mut tx, &row.id, reason, at).await?;
                     counts.unknown += 1;
                 }
             }
         }
-        db::mark_all_accepted(&mut tx, self.store.json_rows(), &accepted, at).await?;
-        tx.commit().await?;
+        retry_on_conflict(|| self.write_outcomes(&outcomes, &accepted, at)).await?;
         if let Err(error) = delivery.ack().await {
             // The message will come again and find its notifications settled.
             tracing::warn!(%error, "ack failed after the outcomes were recorded");
         }
         Ok(counts)
+    }
+
+    /// Writes a delivery's outcomes in one transaction.
+    async fn write_outcomes(
+        &self,
+        outcomes: &[(OutboundRow, Outcome, Duration)],
+        accepted: &[(&str, &str)],
+        at: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        let mut tx = self.store.begin().await?;
+        for (row, outcome, _) in outcomes {
+            match outcome {
+                Outcome::Accepted(_) => {}
+                Outcome::Retry { reason, .. } => {
+                    db::release_for_retry(&mut tx, std::slice::from_ref(&row.id), reason, at).await?
+                }
+                Outcome::Failed(reason) => db::mark_failed(&mut tx, &row.id, reason, at).await?,
+                Outcome::Unknown(reason) => db::mark_unknown(&mut tx, &row.id, reason, at).await?,
+            }
+        }
+        db::mark_all_accepted(&mut tx, self.store.json_rows(), accepted, at).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+/// Runs a transaction again when the database broke a lock cycle with another one (two
+/// copies of a queue message, redelivered after a broker restart, claimed at once): the
+/// transaction was rolled back whole, so it is simply tried again, up to three more times.
+async fn retry_on_conflict<T, F, Fut>(mut attempt: F) -> StoreResult<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = StoreResult<T>>,
+{
+    let mut retries = 0;
+    loop {
+        match attempt().await {
+            Err(error) if error.is_lock_conflict() && retries < 3 => {
+                retries += 1;
+                tracing::info!(%error, retries, "transaction lost a lock conflict; trying again");
+                tokio::time::sleep(Duration::from_millis(10 * retries)).await;
+            }
+            result => return result,
+        }
     }
 }
 

@@ -34,6 +34,14 @@ pub enum StoreError {
     Corrupt { column: &'static str, value: String },
 }
 
+impl StoreError {
+    /// PostgreSQL rolled the transaction back to break a deadlock, or a serialization
+    /// conflict: trying it again is safe and usually succeeds.
+    pub fn is_lock_conflict(&self) -> bool {
+        matches!(self, StoreError::Database(sqlx::Error::Database(e)) if matches!(e.code().as_deref(), Some("40P01" | "40001")))
+    }
+}
+
 pub type StoreResult<T> = Result<T, StoreError>;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
