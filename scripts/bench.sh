@@ -9,20 +9,8 @@ cd "$(dirname "$0")/.."
 N=${1:-1000000}; K=${2:-20}; W=2
 scripts/services.sh
 cargo build --release --quiet --bin billpush --example raw_limits
-work=$(mktemp -d)
-# Copies, so that a rebuild while the benchmark runs does not change what it measures.
-cp target/release/billpush target/release/examples/raw_limits "$work/"; bin=$work/billpush; raw=$work/raw_limits
-db="billpush_bench_$$"; queue="billpush-bench-$$"; month=2026-10
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-cleanup() {
-  kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true
-  psql -h 127.0.0.1 -U postgres -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null
-  for q in $(rabbitmqctl -q list_queues name 2>/dev/null | grep "^$queue" || true); do
-    rabbitmqctl -q delete_queue "$q" >/dev/null 2>&1 || true
-  done
-  rm -rf "$work"
-}
-trap cleanup EXIT
+. scripts/drill-env.sh bench
+cp target/release/examples/raw_limits "$work/"; raw=$work/raw_limits; month=2026-10
 results=$work/results
 record() { echo "$1 $2" >>"$results"; }
 now() { date +%s.%N; }
@@ -44,12 +32,7 @@ echo "bench: $N subscribers × $K records, PostgreSQL + RabbitMQ, $W workers, mo
 timed gen "$bin" gen --subscribers "$N" --records-per-subscriber "$K" --months $month --out "$work/data"
 usage_rows=$(($(wc -l <"$work/data/usage.csv") - 1)); record usage.rows "$usage_rows"
 
-psql -h 127.0.0.1 -U postgres -qc "CREATE DATABASE $db"
-export BILLPUSH_DATABASE__URL="postgres://postgres@127.0.0.1/$db"
-export BILLPUSH_QUEUE__URL="amqp://guest:guest@127.0.0.1:5672/%2f" BILLPUSH_QUEUE__NAME="$queue"
-export BILLPUSH_GATEWAY__KIND=http BILLPUSH_GATEWAY__URL="http://127.0.0.1:$port" BILLPUSH_GATEWAY__TOKEN=bench
-export BILLPUSH_GATEWAY__WORKERS=$W BILLPUSH_GATEWAY__RATE_PER_SECOND=100000000
-export BILLPUSH_SMS__QUIET_START=00:00 BILLPUSH_SMS__QUIET_END=00:00 RUST_LOG=warn
+export BILLPUSH_GATEWAY__WORKERS=$W BILLPUSH_GATEWAY__RATE_PER_SECOND=100000000 RUST_LOG=warn
 "$bin" import plans "$work/data/plans.csv" >/dev/null
 timed import_subscribers "$bin" import subscribers "$work/data/subscribers.csv"
 timed import_usage "$bin" import usage "$work/data/usage.csv"

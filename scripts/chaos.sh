@@ -13,29 +13,13 @@ cd "$(dirname "$0")/.."
 N=${1:-100000}; RATE=${2:-0}
 scripts/services.sh
 cargo build --release --quiet
-work=$(mktemp -d)
-# A copy, so that a rebuild while the drill runs does not change what restarted workers run.
-cp target/release/billpush "$work/"; bin=$work/billpush
-db="billpush_chaos_$$"; queue="billpush-chaos-$$"; total=$((2 * N))
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+total=$((2 * N))
 declare -a workers=()
-cleanup() {
-  # Never leave the broker down, whatever happened.
-  rabbitmqctl -q start_app >/dev/null 2>&1 || true
-  kill "${workers[@]}" $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true
-  psql -h 127.0.0.1 -U postgres -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null
-  for q in $(rabbitmqctl -q list_queues name 2>/dev/null | grep "^$queue" || true); do
-    rabbitmqctl -q delete_queue "$q" >/dev/null 2>&1 || true
-  done
-  rm -rf "$work"
-}
-trap cleanup EXIT
-psql -h 127.0.0.1 -U postgres -qc "CREATE DATABASE $db"
-export BILLPUSH_DATABASE__URL="postgres://postgres@127.0.0.1/$db"
-export BILLPUSH_QUEUE__URL="amqp://guest:guest@127.0.0.1:5672/%2f" BILLPUSH_QUEUE__NAME="$queue"
-export BILLPUSH_GATEWAY__KIND=http BILLPUSH_GATEWAY__URL="http://127.0.0.1:$port" BILLPUSH_GATEWAY__TOKEN=chaos
+# Never leave the broker down, whatever happened.
+before_cleanup() { rabbitmqctl -q start_app >/dev/null 2>&1 || true; kill "${workers[@]}" 2>/dev/null || true; }
+. scripts/drill-env.sh chaos
 export BILLPUSH_GATEWAY__WORKERS=2 BILLPUSH_GATEWAY__TIMEOUT_MS=1000 BILLPUSH_GATEWAY__RETRY_BASE_MS=200
-export BILLPUSH_GATEWAY__MAX_ATTEMPTS=10 BILLPUSH_SMS__QUIET_START=00:00 BILLPUSH_SMS__QUIET_END=00:00
+export BILLPUSH_GATEWAY__MAX_ATTEMPTS=10
 export BILLPUSH_BILLING__CHECK_EVERY=5s BILLPUSH_QUEUE__REQUEUE_AFTER=30s
 export BILLPUSH_GATEWAY__RATE_PER_SECOND=$([ "$RATE" -gt 0 ] && echo "$RATE" || echo 100000000)
 export RUST_LOG=warn

@@ -7,21 +7,8 @@ cd "$(dirname "$0")/.."
 N=${1:-10000}; RATE=${2:-0}; W=${3:-2}
 scripts/services.sh
 cargo build --release --quiet
-bin=$PWD/target/release/billpush
-work=$(mktemp -d); db="billpush_drill_$$"; queue="billpush-drill-$$"
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-cleanup() {
-  kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true
-  psql -h 127.0.0.1 -U postgres -qc "DROP DATABASE IF EXISTS $db" >/dev/null
-  for q in "$queue" "$queue.dead"; do rabbitmqctl -q delete_queue "$q" >/dev/null 2>&1 || true; done
-  rm -rf "$work"
-}
-trap cleanup EXIT
-psql -h 127.0.0.1 -U postgres -qc "CREATE DATABASE $db"
-export BILLPUSH_DATABASE__URL="postgres://postgres@127.0.0.1/$db"
-export BILLPUSH_QUEUE__URL="amqp://guest:guest@127.0.0.1:5672/%2f" BILLPUSH_QUEUE__NAME="$queue"
-export BILLPUSH_GATEWAY__KIND=http BILLPUSH_GATEWAY__URL="http://127.0.0.1:$port" BILLPUSH_GATEWAY__TOKEN=drill
-export BILLPUSH_GATEWAY__WORKERS=$W BILLPUSH_SMS__QUIET_START=00:00 BILLPUSH_SMS__QUIET_END=00:00
+. scripts/drill-env.sh drill
+export BILLPUSH_GATEWAY__WORKERS=$W
 if [ "$RATE" -gt 0 ]; then export BILLPUSH_GATEWAY__RATE_PER_SECOND=$RATE; else export BILLPUSH_GATEWAY__RATE_PER_SECOND=100000000; fi
 
 python3 scripts/population.py "$work" "$N" D 139

@@ -1,0 +1,26 @@
+# Sourced by the drills (bench, chaos, push-drill) from the project root: a copy of the release
+# binary in a scratch directory, a fresh PostgreSQL database and broker queue prefix, a free
+# port for the mock gateway, billpush's environment pointing at them, and their removal on
+# exit. A drill may define before_cleanup() to add to the cleanup.
+#   . scripts/drill-env.sh NAME
+drill=$1
+work=$(mktemp -d)
+# A copy, so that a rebuild while the drill runs does not change what it runs.
+cp target/release/billpush "$work/"; bin=$work/billpush
+db="billpush_${drill}_$$"; queue="billpush-${drill}-$$"
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+cleanup() {
+  if declare -F before_cleanup >/dev/null; then before_cleanup; fi
+  kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true
+  psql -h 127.0.0.1 -U postgres -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null
+  for q in $(rabbitmqctl -q list_queues name 2>/dev/null | grep "^$queue" || true); do
+    rabbitmqctl -q delete_queue "$q" >/dev/null 2>&1 || true
+  done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+psql -h 127.0.0.1 -U postgres -qc "CREATE DATABASE $db"
+export BILLPUSH_DATABASE__URL="postgres://postgres@127.0.0.1/$db"
+export BILLPUSH_QUEUE__URL="amqp://guest:guest@127.0.0.1:5672/%2f" BILLPUSH_QUEUE__NAME="$queue"
+export BILLPUSH_GATEWAY__KIND=http BILLPUSH_GATEWAY__URL="http://127.0.0.1:$port" BILLPUSH_GATEWAY__TOKEN=$drill
+export BILLPUSH_SMS__QUIET_START=00:00 BILLPUSH_SMS__QUIET_END=00:00
