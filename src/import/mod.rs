@@ -14,6 +14,7 @@ use chrono::Utc;
 use csv::ByteRecord;
 use indicatif::{ProgressBar, ProgressStyle};
 
+use crate::store::bulk::{Copied, UsageCopier};
 use crate::store::imports::{self as db, ImportRunRecord, JsonRows, Reference};
 use crate::store::{ImportCounts, Store, StoreError, Tx};
 use rows::{Columns, Fields, OrderRow, PlanRow, RowError, SpamReportRow, SubscriberRow, UsageRow};
@@ -221,6 +222,9 @@ impl Batch {
     }
 }
 
+/// A usage batch sent by `COPY`: the copier back, the rows, and what `COPY` made of them.
+type CopyDone = (UsageCopier, Vec<UsageRow>, Result<Copied, StoreError>);
+
 /// Where a file's rows and rejects go.
 struct Writer<'a> {
     file_name: &'a str,
@@ -230,6 +234,10 @@ struct Writer<'a> {
     rejects: csv::Writer<BufWriter<File>>,
     rejects_path: PathBuf,
     counts: ImportCounts,
+    /// PostgreSQL, usage, not strict: batches go in by `COPY`, each committed on its own.
+    copier: Option<UsageCopier>,
+    /// The batch being copied.
+    copying: Option<tokio::task::JoinHandle<CopyDone>>,
 }
 
 impl Writer<'_> {
@@ -265,10 +273,13 @@ impl Writer<'_> {
                 Err(reason) => self.reject(p.line, &reason, &p.raw)?,
             }
         }
-        let written = self.write(tx, &good).await.map_err(db_error)?;
+        self.write(tx, good).await.map_err(db_error)
+    }
+
+    /// Counts rows given to the database against the rows it stored: the rest were known.
+    fn count(&mut self, given: usize, written: u64) {
         self.counts.accepted += written;
-        self.counts.duplicate += good.len() as u64 - written;
-        Ok(())
+        self.counts.duplicate += given as u64 - written;
     }
 
     fn reject(&mut self, line: u64, reason: &RowError, raw: &ByteRecord) -> Result<(), ImportError> {
@@ -292,19 +303,63 @@ impl Writer<'_> {
         Ok(())
     }
 
-    async fn write(&self, tx: &mut Tx, good: &[Row]) -> Result<u64, StoreError> {
+    async fn write(&mut self, tx: &mut Tx, good: Vec<Row>) -> Result<(), StoreError> {
+        self.settle_copy(tx).await?;
         macro_rules! all {
             ($variant:ident) => {
                 good.iter().filter_map(|r| if let Row::$variant(r) = r { Some(r) } else { None }).collect::<Vec<_>>()
             };
         }
-        match self.kind {
-            ImportKind::Plans => self.rows.write_plans(tx, &all!(Plan)).await,
-            ImportKind::Subscribers => self.rows.write_subscribers(tx, &all!(Subscriber)).await,
-            ImportKind::Usage => self.rows.write_usage(tx, &all!(Usage)).await,
-            ImportKind::Orders => self.rows.write_orders(tx, &all!(Order)).await,
-            ImportKind::SpamReports => self.rows.write_spam_reports(tx, &all!(SpamReport)).await,
-        }
+        let written = match self.kind {
+            ImportKind::Plans => self.rows.write_plans(tx, &all!(Plan)).await?,
+            ImportKind::Subscribers => self.rows.write_subscribers(tx, &all!(Subscriber)).await?,
+            ImportKind::Usage => {
+                let rows: Vec<UsageRow> =
+                    good.into_iter().filter_map(|r| if let Row::Usage(r) = r { Some(r) } else { None }).collect();
+                if let Some(mut copier) = self.copier.take() {
+                    // Sent while the next batch is read and checked: the two cores work at once.
+                    self.copying = Some(tokio::spawn(async move {
+                        let copied = copier.copy(&rows).await;
+                        (copier, rows, copied)
+                    }));
+                    return Ok(());
+                }
+                let written = self.rows.write_usage(tx, &rows.iter().collect::<Vec<_>>()).await?;
+                self.count(rows.len(), written);
+                return Ok(());
+            }
+            ImportKind::Orders => self.rows.write_orders(tx, &all!(Order)).await?,
+            ImportKind::SpamReports => self.rows.write_spam_reports(tx, &all!(SpamReport)).await?,
+        };
+        self.count(good.len(), written);
+        Ok(())
+    }
+
+    /// Waits for the batch being copied and counts it. A batch `COPY` refused because it
+    /// holds a known record is written the portable way, which skips known records.
+    async fn settle_copy(&mut self, tx: &mut Tx) -> Result<(), StoreError> {
+        let Some(copying) = self.copying.take() else {
+            return Ok(());
+        };
+        let (copier, rows, copied) =
+            copying.await.unwrap_or_else(|error| std::panic::resume_unwind(error.into_panic()));
+        let written = match copied? {
+            Copied::All(count) => {
+                self.copier = Some(copier);
+                count
+            }
+            Copied::KnownRecord => {
+                let written = self.rows.write_usage(tx, &rows.iter().collect::<Vec<_>>()).await?;
+                // Every row already known means the file is most likely being imported
+                // again, and its later batches would be refused too.
+                if written > 0 {
+                    self.copier = Some(copier);
+                }
+                written
+            }
+        };
+        self.count(rows.len(), written);
+        Ok(())
     }
 }
 
@@ -362,6 +417,8 @@ pub async fn import_file(
         rejects,
         rejects_path: rejects_file.clone(),
         counts: ImportCounts::default(),
+        copier: if kind == ImportKind::Usage && !strict { store.usage_copier().await.map_err(db_error)? } else { None },
+        copying: None,
     };
     let mut batch = Batch::default();
     let mut tx = store.begin().await.map_err(db_error)?;
@@ -411,6 +468,7 @@ pub async fn import_file(
         }
     }
     writer.flush(&mut tx, &mut batch).await?;
+    writer.settle_copy(&mut tx).await.map_err(db_error)?;
     let counts = writer.counts;
     db::record_import_run(
         &mut tx,

@@ -7,6 +7,7 @@
 
 mod api;
 pub mod billing;
+pub mod bulk;
 pub mod imports;
 mod invariants;
 pub mod notifications;
@@ -54,6 +55,8 @@ enum Backend {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// PostgreSQL only: native connections for what the portable driver cannot do (`COPY`).
+    native: Option<sqlx::PgPool>,
 }
 
 impl Store {
@@ -85,7 +88,11 @@ impl Store {
             }
             Backend::Postgres => AnyPoolOptions::new().max_connections(8).connect(url).await?,
         };
-        let store = Store { pool, backend };
+        let native = match backend {
+            Backend::Sqlite => None,
+            Backend::Postgres => Some(bulk::native_pool(url)?),
+        };
+        let store = Store { pool, backend, native };
         store.migrate().await?;
         Ok(store)
     }
@@ -116,6 +123,9 @@ impl Store {
 
     pub async fn close(&self) {
         self.pool.close().await;
+        if let Some(native) = &self.native {
+            native.close().await;
+        }
     }
 }
 

@@ -1,0 +1,74 @@
+//! Usage imports larger than one batch, on both backends. PostgreSQL takes new usage by
+//! `COPY` and falls back to `INSERT … ON CONFLICT` for a batch holding a known record: the
+//! counts and the stored rows must not depend on which way a batch went in.
+
+mod common;
+
+use std::fmt::Write;
+
+use billpush::import::ImportKind;
+use common::{spawn_app, Backend};
+use sqlx::Row;
+
+const HEADER: &str = "record_id,subscriber_id,occurred_at,category,quantity,amount_fen,service_code,description\n";
+/// The population's own usage: U000000…U005999, one record per subscriber.
+const SUBSCRIBERS: usize = 6000;
+
+fn usage_line(out: &mut String, n: usize) {
+    writeln!(out, "U{n:06},P{:06},2026-10-02T10:00:00+08:00,voice,3,{},,通话", n % SUBSCRIBERS, n % 97).unwrap();
+}
+
+async fn known_and_new_usage_are_counted_and_stored_exactly(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.import_population(SUBSCRIBERS).await;
+
+    // 3,000 known records, then 3,000 new ones, one of them again in a later batch, and a
+    // description holding every character `COPY`'s text format gives a meaning to.
+    let mut file = String::from(HEADER);
+    for n in 3000..9000 {
+        usage_line(&mut file, n);
+    }
+    usage_line(&mut file, 8999);
+    let awkward = "tab\there\\N back\\slash\nnew line\r\n话费";
+    writeln!(file, "UESC,P000001,2026-10-03T10:00:00+08:00,sms,1,10,,\"{awkward}\"").unwrap();
+    let counts = app.import(ImportKind::Usage, &app.write_input("mixed.csv", &file)).await;
+    assert_eq!((counts.accepted, counts.duplicate, counts.rejected), (3001, 3001, 0));
+
+    // A file of new records only, three batches of it, goes in whole.
+    let mut fresh = String::from(HEADER);
+    for n in 9000..21000 {
+        usage_line(&mut fresh, n);
+    }
+    let counts = app.import(ImportKind::Usage, &app.write_input("fresh.csv", &fresh)).await;
+    assert_eq!((counts.accepted, counts.duplicate, counts.rejected), (12000, 0, 0));
+    // The same file again: every row a duplicate, nothing stored twice.
+    let counts = app.import(ImportKind::Usage, &app.write_input("fresh-again.csv", &fresh)).await;
+    assert_eq!((counts.accepted, counts.duplicate, counts.rejected), (0, 12000, 0));
+
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&app.config.database.url).await.unwrap();
+    let stored = sqlx::query("SELECT COUNT(*), CAST(SUM(amount_fen) AS BIGINT) FROM usage_records")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    let expected_sum: i64 = (0..21000).map(|n| if n < SUBSCRIBERS { 5800 } else { (n % 97) as i64 }).sum::<i64>() + 10;
+    assert_eq!((stored.get::<i64, _>(0), stored.get::<i64, _>(1)), (21001, expected_sum));
+    let description: String = sqlx::query("SELECT description FROM usage_records WHERE record_id = 'UESC'")
+        .fetch_one(&pool)
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(description, awkward);
+    pool.close().await;
+    app.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn usage_import_counts_known_and_new_records_on_postgres() {
+    known_and_new_usage_are_counted_and_stored_exactly(Backend::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn usage_import_counts_known_and_new_records_on_sqlite() {
+    known_and_new_usage_are_counted_and_stored_exactly(Backend::Sqlite).await;
+}
