@@ -2,16 +2,20 @@
 //! records, flag unexplained deductions, render the SMS, and write bill, flags and
 //! notification together. Built bills are frozen; later runs skip them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
 use indicatif::ProgressBar;
+use sqlx::AnyConnection;
+use tokio::sync::mpsc::Sender;
 
 use crate::config::Settings;
-use crate::domain::bill::summarize;
+use crate::domain::bill::{summarize, UsageRecord};
 use crate::domain::category::Language;
 use crate::domain::delivery::{DeliveryStatus, BILL_KIND};
-use crate::domain::flags::flag_vas_charges;
+use crate::domain::flags::{flag_vas_charges, VasOrder};
+use crate::domain::money::Fen;
 use crate::domain::period::{all_periods_of, billing_period, BillingMonth};
 use crate::domain::shard::Shard;
 use crate::render::{Allowances, BillFacts, RenderedSms, Renderer};
@@ -74,15 +78,16 @@ impl BillBuilder<'_> {
         let run_id = uuid::Uuid::now_v7().to_string();
         let mut tx = self.store.begin().await?;
         db::start_billing_run(&mut tx, &run_id, month, as_of, Utc::now()).await?;
-        let mut after = String::new();
-        loop {
-            let page = db::unbilled_candidates(&mut tx, month, &after, PAGE_SIZE).await?;
-            let Some(last) = page.last() else { break };
-            after = last.subscriber_id.clone();
-            let scanned = page.len() as u64;
-            let page: Vec<_> = page.into_iter().filter(|c| shard.contains(&c.subscriber_id)).collect();
-            if !page.is_empty() {
-                self.build_page(&mut tx, month, as_of, &page, &mut report).await?;
+        // The next page is read while this one is built and written: the database and the
+        // builder work at once. Pages are disjoint key ranges, so reading ahead of the writes
+        // changes nothing that is read.
+        let (pages, mut next_page) = tokio::sync::mpsc::channel(1);
+        let reader = tokio::spawn(read_pages(self.store.clone(), month, shard, self.settings.timezone, pages));
+        while let Some(page) = next_page.recv().await {
+            let page = page?;
+            let scanned = page.scanned;
+            if !page.candidates.is_empty() {
+                self.build_page(&mut tx, month, as_of, page, &mut report).await?;
             }
             progress.inc(scanned);
             if !dry_run {
@@ -90,6 +95,7 @@ impl BillBuilder<'_> {
                 tx = self.store.begin().await?;
             }
         }
+        reader.await.unwrap_or_else(|error| std::panic::resume_unwind(error.into_panic()));
         db::finish_billing_run(&mut tx, &run_id, Utc::now(), report.billed, report.not_due).await?;
         if dry_run {
             tx.rollback().await?;
@@ -104,17 +110,14 @@ impl BillBuilder<'_> {
         tx: &mut Tx,
         month: BillingMonth,
         as_of: DateTime<Utc>,
-        page: &[db::BillingCandidate],
+        page: Page,
         report: &mut BuildReport,
     ) -> StoreResult<()> {
         let tz = self.settings.timezone;
-        let (first, last) = (&page[0].subscriber_id, &page[page.len() - 1].subscriber_id);
-        let mut records = db::records_between(tx, first, last, all_periods_of(month, tz)).await?;
-        let mut orders = db::orders_between(tx, first, last).await?;
-        let previous = db::previous_totals_between(tx, first, last, month).await?;
+        let Page { candidates, mut records, mut orders, previous, .. } = page;
         let built_at = Utc::now();
-        let mut bills = Vec::with_capacity(page.len());
-        for candidate in page {
+        let mut bills = Vec::with_capacity(candidates.len());
+        for candidate in &candidates {
             let period = billing_period(month, candidate.billing_day, tz);
             let due_at = period.end + self.settings.grace;
             if due_at > as_of {
@@ -198,4 +201,59 @@ impl BillBuilder<'_> {
         db::write_bills(tx, self.store.json_rows(), &bills).await?;
         Ok(())
     }
+}
+
+/// One page of subscribers and everything their bills are made of.
+struct Page {
+    /// Subscribers looked at, in the shard or not.
+    scanned: u64,
+    candidates: Vec<db::BillingCandidate>,
+    records: HashMap<String, Vec<UsageRecord>>,
+    orders: HashMap<String, Vec<VasOrder>>,
+    previous: HashMap<String, Vec<Fen>>,
+}
+
+/// Reads the month's unbilled subscribers page by page, on a connection of its own, until
+/// there are no more or the builder stops listening.
+async fn read_pages(store: Store, month: BillingMonth, shard: Shard, tz: Tz, pages: Sender<StoreResult<Page>>) {
+    let mut connection = match store.connection().await {
+        Ok(connection) => connection,
+        Err(error) => return drop(pages.send(Err(error)).await),
+    };
+    let mut after = String::new();
+    loop {
+        let page = read_page(&store, &mut connection, month, shard, tz, &mut after).await;
+        let done = matches!(&page, Ok(None) | Err(_));
+        let Some(page) = page.transpose() else { return };
+        if pages.send(page).await.is_err() || done {
+            return;
+        }
+    }
+}
+
+async fn read_page(
+    store: &Store,
+    connection: &mut AnyConnection,
+    month: BillingMonth,
+    shard: Shard,
+    tz: Tz,
+    after: &mut String,
+) -> StoreResult<Option<Page>> {
+    let candidates = db::unbilled_candidates(connection, month, after, PAGE_SIZE).await?;
+    let Some(last) = candidates.last() else { return Ok(None) };
+    *after = last.subscriber_id.clone();
+    let scanned = candidates.len() as u64;
+    let candidates: Vec<_> = candidates.into_iter().filter(|c| shard.contains(&c.subscriber_id)).collect();
+    let (records, orders, previous) = match (candidates.first(), candidates.last()) {
+        (Some(first), Some(last)) => {
+            let (first, last) = (&first.subscriber_id, &last.subscriber_id);
+            (
+                db::records_between(connection, store.json_rows(), first, last, all_periods_of(month, tz)).await?,
+                db::orders_between(connection, first, last).await?,
+                db::previous_totals_between(connection, first, last, month).await?,
+            )
+        }
+        _ => Default::default(),
+    };
+    Ok(Some(Page { scanned, candidates, records, orders, previous }))
 }

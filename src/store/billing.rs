@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use sqlx::Row;
+use sqlx::{AnyConnection, Row};
 
 use super::imports::JsonRows;
 use super::{from_micros, to_micros, StoreError, StoreResult, Tx};
@@ -56,7 +56,7 @@ fn corrupt(column: &'static str, value: impl ToString) -> StoreError {
 
 /// The next page of unbilled active or suspended subscribers after `after`, in key order.
 pub async fn unbilled_candidates(
-    tx: &mut Tx,
+    conn: &mut AnyConnection,
     month: BillingMonth,
     after: &str,
     limit: i64,
@@ -72,7 +72,7 @@ pub async fn unbilled_candidates(
     .bind(after)
     .bind(month.to_string())
     .bind(limit)
-    .fetch_all(&mut **tx)
+    .fetch_all(&mut *conn)
     .await?;
     rows.into_iter()
         .map(|row| {
@@ -93,49 +93,65 @@ pub async fn unbilled_candidates(
 }
 
 /// Usage records of the subscribers in `[first, last]` within `window`, grouped by subscriber.
+/// Each subscriber's records arrive as one JSON array: one row to decode per subscriber
+/// instead of one per record.
 pub async fn records_between(
-    tx: &mut Tx,
+    conn: &mut AnyConnection,
+    rows: JsonRows,
     first: &str,
     last: &str,
     window: Period,
 ) -> StoreResult<HashMap<String, Vec<UsageRecord>>> {
-    let rows = sqlx::query(
-        "SELECT subscriber_id, record_id, occurred_at, category, quantity, amount_fen, service_code, description
-         FROM usage_records
-         WHERE subscriber_id >= $1 AND subscriber_id <= $2 AND occurred_at >= $3 AND occurred_at < $4",
-    )
-    .bind(first)
-    .bind(last)
-    .bind(to_micros(window.start))
-    .bind(to_micros(window.end))
-    .fetch_all(&mut **tx)
-    .await?;
-    let mut by_subscriber: HashMap<String, Vec<UsageRecord>> = HashMap::new();
-    for row in rows {
-        let category: String = row.try_get("category")?;
-        let record = UsageRecord {
-            record_id: row.try_get("record_id")?,
-            occurred_at: from_micros(row.try_get("occurred_at")?),
-            category: category.parse::<Category>().map_err(|_| corrupt("usage_records.category", &category))?,
-            quantity: row.try_get("quantity")?,
-            amount: Fen::new(row.try_get("amount_fen")?),
-            service_code: row.try_get("service_code")?,
-            description: row.try_get("description")?,
-        };
-        by_subscriber.entry(row.try_get("subscriber_id")?).or_default().push(record);
+    let sql = format!(
+        "SELECT subscriber_id, {} FROM usage_records
+         WHERE subscriber_id >= $1 AND subscriber_id <= $2 AND occurred_at >= $3 AND occurred_at < $4
+         GROUP BY subscriber_id",
+        rows.array_of("record_id, occurred_at, category, quantity, amount_fen, service_code, description")
+    );
+    let found: Vec<(String, String)> = sqlx::query_as(&sql)
+        .bind(first)
+        .bind(last)
+        .bind(to_micros(window.start))
+        .bind(to_micros(window.end))
+        .fetch_all(&mut *conn)
+        .await?;
+    let mut by_subscriber = HashMap::with_capacity(found.len());
+    for (subscriber_id, records) in found {
+        type Stored = (String, i64, String, i64, i64, String, String);
+        let stored: Vec<Stored> = serde_json::from_str(&records)
+            .map_err(|_| corrupt("usage_records", format!("records of {subscriber_id}")))?;
+        let records = stored
+            .into_iter()
+            .map(|(record_id, occurred_at, category, quantity, amount_fen, service_code, description)| {
+                Ok(UsageRecord {
+                    record_id,
+                    occurred_at: from_micros(occurred_at),
+                    category: category.parse::<Category>().map_err(|_| corrupt("usage_records.category", &category))?,
+                    quantity,
+                    amount: Fen::new(amount_fen),
+                    service_code,
+                    description,
+                })
+            })
+            .collect::<StoreResult<Vec<_>>>()?;
+        by_subscriber.insert(subscriber_id, records);
     }
     Ok(by_subscriber)
 }
 
 /// VAS orders of the subscribers in `[first, last]`, grouped by subscriber.
-pub async fn orders_between(tx: &mut Tx, first: &str, last: &str) -> StoreResult<HashMap<String, Vec<VasOrder>>> {
+pub async fn orders_between(
+    conn: &mut AnyConnection,
+    first: &str,
+    last: &str,
+) -> StoreResult<HashMap<String, Vec<VasOrder>>> {
     let rows = sqlx::query(
         "SELECT subscriber_id, service_code, ordered_at, cancelled_at, confirmed
          FROM vas_orders WHERE subscriber_id >= $1 AND subscriber_id <= $2",
     )
     .bind(first)
     .bind(last)
-    .fetch_all(&mut **tx)
+    .fetch_all(&mut *conn)
     .await?;
     let mut by_subscriber: HashMap<String, Vec<VasOrder>> = HashMap::new();
     for row in rows {
@@ -153,7 +169,7 @@ pub async fn orders_between(tx: &mut Tx, first: &str, last: &str) -> StoreResult
 /// Totals of the bills built before `month` for the subscribers in `[first, last]`, most
 /// recent first, at most three each (what the spike rule looks at).
 pub async fn previous_totals_between(
-    tx: &mut Tx,
+    conn: &mut AnyConnection,
     first: &str,
     last: &str,
     month: BillingMonth,
@@ -166,7 +182,7 @@ pub async fn previous_totals_between(
     .bind(first)
     .bind(last)
     .bind(month.to_string())
-    .fetch_all(&mut **tx)
+    .fetch_all(&mut *conn)
     .await?;
     let mut by_subscriber: HashMap<String, Vec<Fen>> = HashMap::new();
     for row in rows {

@@ -121,6 +121,11 @@ impl Store {
         })
     }
 
+    /// A connection of its own, for reads beside a transaction.
+    pub async fn connection(&self) -> StoreResult<sqlx::pool::PoolConnection<Any>> {
+        Ok(self.pool.acquire().await?)
+    }
+
     pub async fn close(&self) {
         self.pool.close().await;
         if let Some(native) = &self.native {
