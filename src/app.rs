@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use chrono::{DateTime, Datelike, Utc};
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::AbortOnDropHandle;
 
 use crate::billing::{BillBuilder, BuildReport};
 use crate::clock::{Clock, SystemClock};
@@ -26,6 +27,9 @@ use crate::store::{ImportCounts, MonthStatus, Store};
 
 /// Consumers a `run` starts in its own process when pushing through RabbitMQ.
 const RUN_CONSUMERS: usize = 2;
+/// Messages the in-process queue holds before the scheduler waits for the push: enough to
+/// keep every parallel delivery busy.
+const LOCAL_QUEUE_CAPACITY: usize = 64;
 /// How often a `run` through RabbitMQ looks whether its month is drained.
 const DRAIN_CHECK: Duration = Duration::from_millis(200);
 
@@ -99,7 +103,7 @@ impl App {
     async fn queue(&self) -> anyhow::Result<QueueKind> {
         let config = &self.settings.config.queue;
         if config.url == "memory://" {
-            return Ok(QueueKind::Memory(MemoryQueue::new()));
+            return Ok(QueueKind::Memory(MemoryQueue::new(LOCAL_QUEUE_CAPACITY)));
         }
         let queue = AmqpQueue::connect(&config.url, &config.name)
             .await
@@ -156,6 +160,21 @@ impl App {
         }
     }
 
+    /// Queues again what an interrupted run left behind: the in-process queue did not outlive
+    /// it. Page by page, so that the queue's capacity holds.
+    async fn requeue_stranded_locally(&self, queue: &MemoryQueue, month: BillingMonth) -> anyhow::Result<()> {
+        let now = self.clock.now();
+        let mut after = String::new();
+        loop {
+            let ids = self.store.stranded_ids(month, now, &after, BATCH as i64 * 10).await?;
+            let Some(last) = ids.last() else { return Ok(()) };
+            after = last.clone();
+            let messages: Vec<QueueMessage> =
+                ids.chunks(BATCH).map(|c| QueueMessage { notification_ids: c.to_vec() }).collect();
+            queue.publish(&messages).await?;
+        }
+    }
+
     fn scheduler<'a>(&'a self, queue: &'a dyn Queue) -> MonthScheduler<'a> {
         MonthScheduler { builder: self.builder(), queue, holder: crate::schedule::new_holder() }
     }
@@ -178,25 +197,47 @@ impl App {
         let queue = self.queue().await?;
         let gateway = self.gateway()?;
         let shared = queue.shared();
-        // The in-process queue did not outlive an interrupted run: what it held is queued again.
-        let stranded = match &queue {
-            QueueKind::Memory(_) => self.store.stranded_ids(month, self.clock.now()).await?,
-            QueueKind::Amqp(_) => Vec::new(),
-        };
-        let building = progress_bar(0, &format!("build {month}"));
-        let scheduled = self.scheduler(shared.as_ref()).schedule(month, as_of, Shard::ALL, &building).await?;
-        building.finish_and_clear();
-        anyhow::ensure!(!scheduled.skipped, "another scheduler is working on {month}; try again when it is done");
         let limiter = Arc::new(self.limiter(gateway.as_ref(), 1));
         let stop = CancellationToken::new();
-        let pushing = progress_bar(self.store.unfinished_count(month).await? as u64, &format!("push {month}"));
+        let bars = MultiProgress::new();
+        let building = bars.add(progress_bar(0, &format!("build {month}")));
+        let pushing = bars.add(progress_bar(0, &format!("push {month}")));
+        // The in-process queue is pushed from while it is being filled, so that it stays small
+        // and the push starts with the first page queued.
+        let local_push = match &queue {
+            QueueKind::Memory(_) => {
+                let pusher = self.pusher(shared.clone(), gateway.clone(), limiter.clone());
+                let (stop, pushing) = (stop.clone(), pushing.clone());
+                // Ends with the run, as the queue it drains does.
+                Some(AbortOnDropHandle::new(tokio::spawn(async move { pusher.drain(&stop, &pushing).await })))
+            }
+            QueueKind::Amqp(_) => None,
+        };
+        let scheduled = async {
+            if let QueueKind::Memory(memory) = &queue {
+                self.requeue_stranded_locally(memory, month).await?;
+            }
+            let scheduled = self.scheduler(shared.as_ref()).schedule(month, as_of, Shard::ALL, &building).await?;
+            anyhow::ensure!(!scheduled.skipped, "another scheduler is working on {month}; try again when it is done");
+            Ok(scheduled)
+        }
+        .await;
+        building.finish_and_clear();
+        let scheduled = match scheduled {
+            Ok(scheduled) => scheduled,
+            Err(error) => {
+                stop.cancel();
+                if let Some(local_push) = local_push {
+                    local_push.await.context("the push panicked")??;
+                }
+                return Err(error);
+            }
+        };
+        pushing.set_length(pushing.position() + self.store.unfinished_count(month).await? as u64);
         let push = match &queue {
             QueueKind::Memory(memory) => {
-                let messages: Vec<QueueMessage> =
-                    stranded.chunks(BATCH).map(|c| QueueMessage { notification_ids: c.to_vec() }).collect();
-                memory.publish(&messages).await?;
                 memory.close();
-                self.pusher(shared.clone(), gateway, limiter).drain(&stop, &pushing).await?
+                local_push.expect("spawned for the in-process queue").await.context("the push panicked")??
             }
             QueueKind::Amqp(amqp) => {
                 let mut consumers = Vec::new();

@@ -39,6 +39,11 @@ impl ManualClock {
         ManualClock { now: Mutex::new(now), waits: Mutex::new(Vec::new()) }
     }
 
+    /// Moves the clock on, as the time between two runs.
+    pub fn advance(&self, by: chrono::Duration) {
+        *self.now.lock().expect("clock lock") += by;
+    }
+
     /// Every instant somebody waited for, in order.
     pub fn waits(&self) -> Vec<DateTime<Utc>> {
         self.waits.lock().expect("clock lock").clone()

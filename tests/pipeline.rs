@@ -4,7 +4,9 @@
 mod common;
 
 use std::path::Path;
+use std::time::Duration;
 
+use billpush::clock::Clock;
 use billpush::config::Config;
 use billpush::export::{ExportFormat, ExportKind};
 use billpush::render::Renderer;
@@ -179,7 +181,7 @@ async fn a_deadlock_is_recognised_as_a_lock_conflict_worth_retrying() {
         let mut tx = store.begin().await?;
         let touch = "UPDATE subscribers SET name = name WHERE subscriber_id = $1";
         sqlx::query(touch).bind(first).execute(&mut *tx).await?;
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
         sqlx::query(touch).bind(second).execute(&mut *tx).await?;
         tx.commit().await?;
         Ok::<_, billpush::store::StoreError>(())
@@ -188,5 +190,81 @@ async fn a_deadlock_is_recognised_as_a_lock_conflict_worth_retrying() {
     let failed: Vec<_> = [a, b].into_iter().filter_map(Result::err).collect();
     assert_eq!(failed.len(), 1, "PostgreSQL fails exactly one of the two");
     assert!(failed[0].is_lock_conflict(), "{}", failed[0]);
+    app.cleanup().await;
+}
+
+/// A `billpush run` queues everything and hangs on a gateway that never answers, and is
+/// killed. The next run finds what was queued, or being sent under a lapsed lease, pushes
+/// each once, and nothing stays behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_killed_mid_push_is_finished_by_the_next_run() {
+    use billpush::config::GatewayKind;
+    use wiremock::matchers::method;
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+
+    let gateway = MockServer::start().await;
+    let accepted = ResponseTemplate::new(200).set_body_json(serde_json::json!({"message_id": "gw"}));
+    Mock::given(method("POST"))
+        .respond_with(accepted.clone().set_delay(Duration::from_secs(3600)))
+        .mount(&gateway)
+        .await;
+    let url = gateway.uri();
+    let app = spawn_app_with(Options {
+        configure: Box::new(move |c| {
+            c.gateway.kind = GatewayKind::Http;
+            c.gateway.url = url;
+            c.gateway.timeout_ms = 3_600_000;
+            c.gateway.rate_per_second = 1_000_000;
+        }),
+        ..Options::default()
+    })
+    .await;
+    app.import_population(1000).await;
+
+    let mut first = tokio::process::Command::new(env!("CARGO_BIN_EXE_billpush"))
+        .arg("--config")
+        .arg(app.config_file())
+        .args(["run", "--month", "2026-10", "--as-of", "2027-01-01T00:00:00+08:00"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    sqlx::any::install_default_drivers();
+    let database = sqlx::AnyPool::connect(&app.config.database.url).await.unwrap();
+    // Scheduled (its lease given back) and partly being sent.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let status = app.app.status(month("2026-10")).await.unwrap();
+        let count = |s: &str| status.deliveries.iter().find(|(k, _)| k == s).map_or(0, |(_, n)| *n);
+        let (leases,): (i64,) =
+            sqlx::query_as("SELECT COUNT(*) FROM scheduler_locks").fetch_one(&database).await.unwrap();
+        if count("queued") + count("sending") == 1000 && count("sending") > 0 && leases == 0 {
+            break;
+        }
+        assert!(first.try_wait().unwrap().is_none(), "the first run ended on a gateway that never answers");
+        assert!(std::time::Instant::now() < deadline, "the first run never got to sending: {:?}", status.deliveries);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    first.kill().await.unwrap();
+
+    gateway.reset().await;
+    Mock::given(method("POST")).respond_with(accepted).mount(&gateway).await;
+    // Past the lease of what the killed run was sending: three gateway timeouts of real time.
+    let lapsed = chrono::Utc::now() + chrono::Duration::hours(4) - app.clock.now();
+    app.clock.advance(lapsed.max(chrono::Duration::zero()));
+    let report = app.run("2026-10", "2027-01-01T00:00:00+08:00").await;
+    assert_eq!(report.push.accepted, 1000, "{report:?}");
+    let status = app.app.status(month("2026-10")).await.unwrap();
+    assert_eq!(status.deliveries, vec![("accepted".to_string(), 1000)]);
+    let sent: std::collections::HashSet<String> = gateway
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.headers.get("idempotency-key").expect("an idempotency key").to_str().unwrap().to_string())
+        .collect();
+    assert_eq!(sent.len(), 1000, "every notification reached the working gateway");
+    database.close().await;
     app.cleanup().await;
 }

@@ -1,6 +1,8 @@
 //! In-process queue for single-machine runs without a broker. Like a broker queue, a
 //! delivery stays in flight until acked, and consumers keep waiting while anything is in
-//! flight or delayed, because it could still come back.
+//! flight or delayed, because it could still come back. Publishing waits while the queue
+//! holds its capacity, so a month of any size takes the same memory: the database, not
+//! the queue, holds what is owed.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -12,8 +14,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Acker, Delivery, Queue, QueueError, QueueMessage};
 
-#[derive(Default)]
 struct State {
+    capacity: usize,
     ready: VecDeque<QueueMessage>,
     in_flight: usize,
     delayed: usize,
@@ -21,15 +23,18 @@ struct State {
     closed: bool,
 }
 
-#[derive(Default, Clone)]
+#[derive(Clone)]
 pub struct MemoryQueue {
     state: Arc<Mutex<State>>,
     changed: Arc<Notify>,
 }
 
 impl MemoryQueue {
-    pub fn new() -> Self {
-        Self::default()
+    /// A queue that makes publishers wait while it holds `capacity` ready messages.
+    pub fn new(capacity: usize) -> Self {
+        let state =
+            State { capacity, ready: VecDeque::new(), in_flight: 0, delayed: 0, dead: Vec::new(), closed: false };
+        MemoryQueue { state: Arc::new(Mutex::new(state)), changed: Arc::new(Notify::new()) }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -67,12 +72,21 @@ impl Acker for MemoryAcker {
 #[async_trait]
 impl Queue for MemoryQueue {
     async fn publish(&self, messages: &[QueueMessage]) -> Result<(), QueueError> {
-        {
-            let mut state = self.lock();
-            if state.closed {
-                return Err(QueueError::Closed);
+        loop {
+            let changed = self.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            {
+                let mut state = self.lock();
+                if state.closed {
+                    return Err(QueueError::Closed);
+                }
+                if state.ready.len() < state.capacity {
+                    state.ready.extend(messages.iter().cloned());
+                    break;
+                }
             }
-            state.ready.extend(messages.iter().cloned());
+            changed.await;
         }
         self.changed.notify_waiters();
         Ok(())
@@ -105,6 +119,9 @@ impl Queue for MemoryQueue {
                 let mut state = self.lock();
                 if let Some(message) = state.ready.pop_front() {
                     state.in_flight += 1;
+                    drop(state);
+                    // A publisher may be waiting for room.
+                    self.changed.notify_waiters();
                     return Ok(Some(Delivery::new(message, Box::new(MemoryAcker(self.clone())))));
                 }
                 if state.closed && state.in_flight == 0 && state.delayed == 0 {
@@ -138,7 +155,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_consumer_ends_only_after_close_and_the_last_ack() {
-        let queue = MemoryQueue::new();
+        let queue = MemoryQueue::new(16);
         let stop = CancellationToken::new();
         queue.publish(&[message(&["a"]), message(&["b", "c"])]).await.unwrap();
         queue.close();
@@ -161,7 +178,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_delayed_message_comes_back_and_keeps_the_queue_open() {
-        let queue = MemoryQueue::new();
+        let queue = MemoryQueue::new(16);
         let stop = CancellationToken::new();
         queue.publish_later(&message(&["r"]), Duration::from_secs(5)).await.unwrap();
         queue.close();
@@ -172,8 +189,28 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_full_queue_makes_the_publisher_wait_for_a_consumer() {
+        let queue = MemoryQueue::new(2);
+        let stop = CancellationToken::new();
+        queue.publish(&[message(&["a"]), message(&["b"])]).await.unwrap();
+        let publishing = tokio::spawn({
+            let queue = queue.clone();
+            async move { queue.publish(&[message(&["c"])]).await }
+        });
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        assert!(!publishing.is_finished(), "two ready messages fill a queue of two");
+        assert_eq!(queue.depth().await.unwrap(), 2);
+        let first = queue.next(&stop).await.unwrap().unwrap();
+        publishing.await.unwrap().unwrap();
+        assert_eq!(first.message, message(&["a"]));
+        assert_eq!(queue.depth().await.unwrap(), 2, "b and c");
+    }
+
+    #[tokio::test]
     async fn stop_ends_a_waiting_consumer() {
-        let queue = MemoryQueue::new();
+        let queue = MemoryQueue::new(16);
         let stop = CancellationToken::new();
         let consumer = tokio::spawn({
             let (queue, stop) = (queue.clone(), stop.clone());

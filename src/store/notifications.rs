@@ -317,14 +317,24 @@ impl Store {
         rows.iter().map(|r| Ok((r.try_get("id")?, r.try_get("subscriber_id")?))).collect()
     }
 
-    /// Notifications of `month` an in-process queue lost when its process ended: queued, or
-    /// being sent by a worker whose lease ran out.
-    pub async fn stranded_ids(&self, month: BillingMonth, now: DateTime<Utc>) -> StoreResult<Vec<String>> {
+    /// Up to `limit` notifications of `month` (ids after `after`) an in-process queue lost when
+    /// its process ended: queued, or being sent by a worker whose lease ran out.
+    pub async fn stranded_ids(
+        &self,
+        month: BillingMonth,
+        now: DateTime<Utc>,
+        after: &str,
+        limit: i64,
+    ) -> StoreResult<Vec<String>> {
         let rows = sqlx::query(
-            "SELECT id FROM notifications WHERE month = $1 AND (status = 'queued' OR (status = 'sending' AND lease_until < $2)) ORDER BY id",
+            "SELECT id FROM notifications WHERE month = $1 AND id > $2
+               AND (status = 'queued' OR (status = 'sending' AND lease_until < $3))
+             ORDER BY id LIMIT $4",
         )
         .bind(month.to_string())
+        .bind(after)
         .bind(to_micros(now))
+        .bind(limit)
         .fetch_all(&self.pool)
         .await?;
         ids_of(&rows)
