@@ -151,36 +151,40 @@ pub async fn claim_for_sending(
         .await?
     };
     let claimable = format!("status IN ('pending', 'queued') OR ({stale})");
-    let claimed_ids = transition(
-        tx,
-        ids,
-        &format!("attempts = attempts + 1, lease_until = {}", to_micros(lease_until)),
-        &claimable,
-        DeliveryStatus::Sending,
-        now,
-        None,
-    )
-    .await?;
-    let mut claim = Claim { unknown, ..Claim::default() };
-    if !claimed_ids.is_empty() {
-        let sql = format!(
-            "SELECT id, msisdn, text, encoding, segments, attempts FROM notifications WHERE id IN ({}) ORDER BY id",
-            placeholders(1, claimed_ids.len())
-        );
-        let mut query = sqlx::query(&sql);
-        for id in &claimed_ids {
-            query = query.bind(id);
-        }
-        for r in query.fetch_all(&mut **tx).await? {
-            claim.claimed.push(OutboundRow {
+    let sql = format!(
+        "UPDATE notifications SET status = '{}', attempts = attempts + 1, lease_until = {}, updated_at = $1
+         WHERE id IN ({}) AND {} RETURNING id, msisdn, text, encoding, segments, attempts",
+        DeliveryStatus::Sending.as_str(),
+        to_micros(lease_until),
+        placeholders(2, ids.len()),
+        only_filtering(&claimable)
+    );
+    let mut query = sqlx::query(&sql).bind(to_micros(now));
+    for id in ids {
+        query = query.bind(id);
+    }
+    let mut claimed = query
+        .fetch_all(&mut **tx)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(OutboundRow {
                 id: r.try_get("id")?,
                 msisdn: r.try_get("msisdn")?,
                 text: r.try_get("text")?,
                 encoding: r.try_get("encoding")?,
                 segments: r.try_get("segments")?,
                 attempts: r.try_get("attempts")?,
-            });
-        }
+            })
+        })
+        .collect::<StoreResult<Vec<_>>>()?;
+    claimed.sort_unstable_by(|a, b| a.id.cmp(&b.id));
+    let claimed_ids: Vec<String> = claimed.iter().map(|r| r.id.clone()).collect();
+    record_events(tx, &claimed_ids, DeliveryStatus::Sending.as_str(), now).await?;
+    let mut claim = Claim { unknown, claimed, ..Claim::default() };
+    if claimed_ids.len() == ids.len() {
+        // The usual case: nothing else to look for.
+        return Ok(claim);
     }
     let sql = format!(
         "SELECT id, lease_until FROM notifications WHERE id IN ({}) AND {}",
