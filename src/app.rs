@@ -190,7 +190,7 @@ impl App {
         let as_of = as_of.unwrap_or_else(|| self.clock.now());
         if dry_run {
             let building = progress_bar(0, &format!("build {month}"));
-            let build = self.builder().build_month(month, as_of, Shard::ALL, true, &building).await?;
+            let build = self.builder().build_month(month, as_of, Shard::ALL, true, &building, None).await?;
             building.finish_and_clear();
             return Ok(RunReport { build, ..RunReport::default() });
         }
@@ -354,7 +354,7 @@ impl App {
                 scheduler.lock(&lock, Utc::now()).await?,
                 "a scheduler is working on {month}; try again when it is done"
             );
-            let queued = scheduler.enqueue_pending(month, Shard::ALL, &lock).await;
+            let queued = scheduler.enqueue_pending(month, Shard::ALL, &lock, &mut String::new()).await;
             self.store.release_lock(&lock, &scheduler.holder).await?;
             queued?;
             queue.close().await;

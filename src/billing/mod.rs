@@ -9,6 +9,7 @@ use chrono_tz::Tz;
 use indicatif::ProgressBar;
 use sqlx::AnyConnection;
 use tokio::sync::mpsc::Sender;
+use tokio::sync::Notify;
 
 use crate::config::Settings;
 use crate::domain::bill::{summarize, UsageRecord};
@@ -73,11 +74,15 @@ impl BillBuilder<'_> {
         shard: Shard,
         dry_run: bool,
         progress: &ProgressBar,
+        page_committed: Option<&Notify>,
     ) -> StoreResult<BuildReport> {
         let mut report = BuildReport::default();
         let run_id = uuid::Uuid::now_v7().to_string();
-        let mut tx = self.store.begin().await?;
-        db::start_billing_run(&mut tx, &run_id, month, as_of, Utc::now()).await?;
+        // A dry run keeps one transaction open to roll back. Otherwise a transaction is open
+        // only while a page is written, never while one is built: SQLite has one writer, and
+        // the push of the pages already queued needs it too.
+        let mut tx = Some(self.store.begin().await?);
+        db::start_billing_run(tx.as_mut().expect("just begun"), &run_id, month, as_of, Utc::now()).await?;
         // The next page is read while this one is built and written: the database and the
         // builder work at once. Pages are disjoint key ranges, so reading ahead of the writes
         // changes nothing that is read.
@@ -91,11 +96,19 @@ impl BillBuilder<'_> {
             }
             progress.inc(scanned);
             if !dry_run {
-                tx.commit().await?;
-                tx = self.store.begin().await?;
+                if let Some(written) = tx.take() {
+                    written.commit().await?;
+                }
+                if let Some(committed) = page_committed {
+                    committed.notify_one();
+                }
             }
         }
         reader.await.unwrap_or_else(|error| std::panic::resume_unwind(error.into_panic()));
+        let mut tx = match tx {
+            Some(tx) => tx,
+            None => self.store.begin().await?,
+        };
         db::finish_billing_run(&mut tx, &run_id, Utc::now(), report.billed, report.not_due).await?;
         if dry_run {
             tx.rollback().await?;
@@ -105,9 +118,10 @@ impl BillBuilder<'_> {
         Ok(report)
     }
 
+    /// Builds a page's bills, then writes them in `tx`, opening it if none is open.
     async fn build_page(
         &self,
-        tx: &mut Tx,
+        tx: &mut Option<Tx>,
         month: BillingMonth,
         as_of: DateTime<Utc>,
         page: Page,
@@ -198,6 +212,10 @@ impl BillBuilder<'_> {
                 notification,
             });
         }
+        let tx = match tx {
+            Some(tx) => tx,
+            None => tx.insert(self.store.begin().await?),
+        };
         db::write_bills(tx, self.store.json_rows(), &bills).await?;
         Ok(())
     }

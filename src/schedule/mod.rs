@@ -4,11 +4,13 @@
 //! queuing the same notifications twice; a crash in between leaves them pending, and the
 //! next scheduling queues them.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use indicatif::ProgressBar;
+use tokio::sync::Notify;
 
 use crate::billing::{BillBuilder, BuildReport};
 use crate::domain::period::BillingMonth;
@@ -96,8 +98,21 @@ impl MonthScheduler<'_> {
             return Ok(ScheduleReport { skipped: true, ..ScheduleReport::default() });
         }
         let result = async {
-            let build = self.builder.build_month(month, as_of, shard, false, progress).await?;
-            let queued = self.enqueue_pending(month, shard, &lock).await?;
+            // Pages are queued as soon as they are built, so the push starts with the first
+            // page; a last pass from the start queues whatever that missed.
+            let page_built = Notify::new();
+            let built = AtomicBool::new(false);
+            let (build, queued_while_building) = tokio::join!(
+                async {
+                    let build = self.builder.build_month(month, as_of, shard, false, progress, Some(&page_built)).await;
+                    built.store(true, Ordering::Release);
+                    page_built.notify_one();
+                    build
+                },
+                self.enqueue_as_built(month, shard, &lock, &page_built, &built),
+            );
+            let build = build?;
+            let queued = queued_while_building? + self.enqueue_pending(month, shard, &lock, &mut String::new()).await?;
             Ok(ScheduleReport { build, queued, skipped: false })
         }
         .await;
@@ -105,14 +120,41 @@ impl MonthScheduler<'_> {
         result
     }
 
-    /// Publishes the month's pending notifications of `shard` and marks them queued.
-    pub async fn enqueue_pending(&self, month: BillingMonth, shard: Shard, lock: &str) -> anyhow::Result<u64> {
+    /// Queues what each committed page of the build made pending, until the build is done.
+    async fn enqueue_as_built(
+        &self,
+        month: BillingMonth,
+        shard: Shard,
+        lock: &str,
+        page_built: &Notify,
+        built: &AtomicBool,
+    ) -> anyhow::Result<u64> {
         let mut after = String::new();
+        let mut queued = 0;
+        loop {
+            let done = built.load(Ordering::Acquire);
+            queued += self.enqueue_pending(month, shard, lock, &mut after).await?;
+            if done {
+                return Ok(queued);
+            }
+            page_built.notified().await;
+        }
+    }
+
+    /// Publishes the month's pending notifications of `shard` with ids after `after`, marks
+    /// them queued, and moves `after` past them.
+    pub async fn enqueue_pending(
+        &self,
+        month: BillingMonth,
+        shard: Shard,
+        lock: &str,
+        after: &mut String,
+    ) -> anyhow::Result<u64> {
         let mut queued = 0u64;
         loop {
-            let page = self.store().pending_page(month, &after, (BATCH * PUBLISH_WINDOW) as i64).await?;
+            let page = self.store().pending_page(month, after, (BATCH * PUBLISH_WINDOW) as i64).await?;
             let Some((last, _)) = page.last() else { break };
-            after = last.clone();
+            *after = last.clone();
             let ids: Vec<String> =
                 page.into_iter().filter(|(_, subscriber)| shard.contains(subscriber)).map(|(id, _)| id).collect();
             let messages: Vec<QueueMessage> =
