@@ -29,6 +29,7 @@ const CASES: &[Case] = &[
     Case { file: "usage_crlf.csv", accepted: 2, duplicate: 1, rejects: &[(3, "amount_fen")] },
     Case { file: "usage_header_only.csv", accepted: 0, duplicate: 0, rejects: &[] },
     Case { file: "usage_invalid_utf8.csv", accepted: 1, duplicate: 0, rejects: &[(2, "description")] },
+    Case { file: "usage_nul.csv", accepted: 1, duplicate: 0, rejects: &[(2, "description")] },
     Case {
         file: "usage_numbers_at_and_past_limits.csv",
         accepted: 3,

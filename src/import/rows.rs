@@ -68,7 +68,12 @@ impl<'a> Fields<'a> {
     /// The field as written; empty when the column is absent or the row is short.
     fn raw(&self, name: &'static str) -> Result<&'a str, RowError> {
         let bytes = self.columns.0.get(name).and_then(|&i| self.record.get(i)).unwrap_or_default();
-        std::str::from_utf8(bytes).map_err(|_| reject(name, "is not valid UTF-8"))
+        let value = std::str::from_utf8(bytes).map_err(|_| reject(name, "is not valid UTF-8"))?;
+        // PostgreSQL text cannot hold it: the row is refused here, on either backend.
+        if value.contains('\0') {
+            return Err(reject(name, "contains a NUL character"));
+        }
+        Ok(value)
     }
 
     /// The field without surrounding blanks: for codes, numbers and timestamps.
