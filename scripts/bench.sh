@@ -104,7 +104,6 @@ f = lambda key: float(r[key])
 rss = lambda key: f"{int(r[key]) / 1024:.0f} MB" if key in r else "-"
 broker, gateway = json.loads(r["raw_broker"]), json.loads(r["raw_gateway"])
 rows, sms, sent = int(r["usage.rows"]), int(r["notifications"]), int(r["embedded.sent"])
-queue_seconds = f("schedule.seconds") - f("build.seconds")
 raw_copy = rows / f("raw_copy.seconds")
 raw_group = n / f("raw_group_by.seconds")
 raw_push = min(broker["consume_ack_multiple_100_per_s"] * 100, gateway["requests_per_s"])
@@ -116,8 +115,9 @@ stages = [
      f"COPY {raw_copy:,.0f} rows/s", f"{rows / f('import_usage.seconds') / raw_copy:.0%}"),
     ("build (bills + flags + SMS text)", f"{n / f('build.seconds'):,.0f} bills/s", f("build.seconds"), rss("schedule.rss_kb"),
      f"GROUP BY {raw_group:,.0f} subs/s", f"{n / f('build.seconds') / raw_group:.0%}"),
-    ("queue (publish + mark queued)", f"{sms / queue_seconds:,.0f} msgs/s", queue_seconds, rss("schedule.rss_kb"),
-     f"publish {raw_queue:,.0f} ids/s", f"{sms / queue_seconds / raw_queue:.0%}"),
+    # Pages are queued as they are built: the two overlap, so they are timed together.
+    ("schedule (build + queue, overlapped)", f"{sms / f('schedule.seconds'):,.0f} msgs/s", f("schedule.seconds"), rss("schedule.rss_kb"),
+     f"publish {raw_queue:,.0f} ids/s", f"{sms / f('schedule.seconds') / raw_queue:.0%}"),
     ("push (RabbitMQ → gateway)", f"{sms / f('push.seconds'):,.0f} SMS/s", f("push.seconds"), rss("push.rss_kb") + " each",
      f"min(broker, gateway) {raw_push:,.0f}/s", f"{sms / f('push.seconds') / raw_push:.0%}"),
     ("end to end (build → last accepted)", f"{sms / (f('schedule.seconds') + f('push.seconds')):,.0f} SMS/s",
