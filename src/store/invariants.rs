@@ -18,6 +18,11 @@ const CHECKS: &[(&str, &str)] = &[
     ),
     ("status event without a time", "SELECT notification_id FROM notification_events WHERE at IS NULL OR at <= 0"),
     (
+        "notification sent without a queued event",
+        "SELECT DISTINCT e.notification_id FROM notification_events e WHERE e.status = 'sending' AND NOT EXISTS (
+             SELECT 1 FROM notification_events q WHERE q.notification_id = e.notification_id AND q.status = 'queued')",
+    ),
+    (
         "bill whose categories do not add up to its total",
         "SELECT subscriber_id || ' ' || month FROM bills
          WHERE plan_fee_fen + voice_fen + data_fen + sms_fen + vas_fen + other_fen + discount_fen + adjustment_fen

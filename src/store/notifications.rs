@@ -141,6 +141,9 @@ pub async fn claim_for_sending(
     lease_until: DateTime<Utc>,
     idempotent: bool,
 ) -> StoreResult<Claim> {
+    // A worker can take a message before its scheduler, which marks after the broker's
+    // confirm, has marked it queued: the queued step is recorded now, so no history skips it.
+    mark_queued(tx, ids, now).await?;
     let now_micros = to_micros(now).to_string();
     let stale = format!("status = 'sending' AND lease_until < {now_micros}");
     let unknown = if idempotent {
@@ -519,5 +522,37 @@ mod tests {
         let plan = claim_plan("status IN ('pending', 'queued') OR (status = 'sending' AND lease_until < 0)").await;
         assert!(plan.contains("sqlite_autoindex_notifications_1 (id=?)"), "{plan}");
         assert!(!plan.contains("notifications_by_status"), "{plan}");
+    }
+
+    #[tokio::test]
+    async fn a_claim_that_overtakes_the_scheduler_records_the_queued_step() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::connect(&format!("sqlite://{}", dir.path().join("race.db").display())).await.unwrap();
+        let built = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        sqlx::query(
+            "INSERT INTO notifications (id, subscriber_id, month, kind, msisdn, status, attempts, segments, encoding, text,
+                 created_at, updated_at)
+             VALUES ('n1', 's1', '2026-10', 'bill', '+8613800138000', 'pending', 0, 1, 'gsm7', 'hi', $1, $1)",
+        )
+        .bind(to_micros(built))
+        .execute(&store.pool)
+        .await
+        .unwrap();
+        let now = built + chrono::Duration::minutes(1);
+        let mut tx = store.begin().await.unwrap();
+        let claim = claim_for_sending(&mut tx, &["n1".to_string()], now, now + chrono::Duration::minutes(5), true)
+            .await
+            .unwrap();
+        // The scheduler's own marking comes after the broker's confirm, too late to change anything.
+        mark_queued(&mut tx, &["n1".to_string()], now + chrono::Duration::seconds(1)).await.unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!(claim.claimed.len(), 1);
+        let history: Vec<(String,)> =
+            sqlx::query_as("SELECT status FROM notification_events WHERE notification_id = 'n1' ORDER BY at, rowid")
+                .fetch_all(&store.pool)
+                .await
+                .unwrap();
+        assert_eq!(history, vec![("queued".to_string(),), ("sending".to_string(),)]);
+        assert_eq!(store.invariant_violations().await.unwrap(), Vec::<String>::new());
     }
 }
