@@ -166,9 +166,10 @@ impl App {
         let now = self.clock.now();
         let mut after = String::new();
         loop {
-            let ids = self.store.stranded_ids(month, now, &after, BATCH as i64 * 10).await?;
-            let Some(last) = ids.last() else { return Ok(()) };
+            let page = self.store.stranded_page(month, now, &after, BATCH as i64 * 10).await?;
+            let Some((last, _)) = page.last() else { return Ok(()) };
             after = last.clone();
+            let ids: Vec<String> = page.into_iter().map(|(id, _)| id).collect();
             let messages: Vec<QueueMessage> =
                 ids.chunks(BATCH).map(|c| QueueMessage { notification_ids: c.to_vec() }).collect();
             queue.publish(&messages).await?;

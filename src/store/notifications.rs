@@ -325,32 +325,9 @@ impl Store {
         rows.iter().map(|r| Ok((r.try_get("id")?, r.try_get("subscriber_id")?))).collect()
     }
 
-    /// Up to `limit` notifications of `month` (ids after `after`) an in-process queue lost when
-    /// its process ended: queued, or being sent by a worker whose lease ran out.
-    pub async fn stranded_ids(
-        &self,
-        month: BillingMonth,
-        now: DateTime<Utc>,
-        after: &str,
-        limit: i64,
-    ) -> StoreResult<Vec<String>> {
-        let rows = sqlx::query(
-            "SELECT id FROM notifications WHERE month = $1 AND id > $2
-               AND (status = 'queued' OR (status = 'sending' AND lease_until < $3))
-             ORDER BY id LIMIT $4",
-        )
-        .bind(month.to_string())
-        .bind(after)
-        .bind(to_micros(now))
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        ids_of(&rows)
-    }
-
     /// Up to `limit` notifications of `month` (ids after `after`) whose queue message may be lost:
-    /// queued and untouched since before `cutoff`, or sending under a lease that ran out before
-    /// it. Returns (id, status).
+    /// queued and untouched since `cutoff`, or sending under a lease that ran out before it.
+    /// Returns (id, status).
     pub async fn stranded_page(
         &self,
         month: BillingMonth,
@@ -360,7 +337,7 @@ impl Store {
     ) -> StoreResult<Vec<(String, String)>> {
         Ok(sqlx::query_as(
             "SELECT id, status FROM notifications WHERE month = $1 AND id > $2
-               AND ((status = 'queued' AND updated_at < $3) OR (status = 'sending' AND lease_until < $3))
+               AND ((status = 'queued' AND updated_at <= $3) OR (status = 'sending' AND lease_until < $3))
              ORDER BY id LIMIT $4",
         )
         .bind(month.to_string())
