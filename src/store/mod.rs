@@ -37,9 +37,18 @@ pub enum StoreError {
 
 impl StoreError {
     /// PostgreSQL rolled the transaction back to break a deadlock, or a serialization
-    /// conflict: trying it again is safe and usually succeeds.
+    /// conflict; or SQLite answered busy without waiting, as it does while the next
+    /// connection recovers the log of a process killed mid-write: trying the whole
+    /// transaction again is safe and usually succeeds.
     pub fn is_lock_conflict(&self) -> bool {
-        matches!(self, StoreError::Database(sqlx::Error::Database(e)) if matches!(e.code().as_deref(), Some("40P01" | "40001")))
+        let StoreError::Database(sqlx::Error::Database(e)) = self else {
+            return false;
+        };
+        if e.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+            // SQLITE_BUSY and its extended codes carry 5 in the low byte.
+            return e.code().and_then(|code| code.parse::<i32>().ok()).is_some_and(|code| code & 0xff == 5);
+        }
+        matches!(e.code().as_deref(), Some("40P01" | "40001"))
     }
 }
 
@@ -145,4 +154,27 @@ pub(crate) fn from_micros(micros: i64) -> DateTime<Utc> {
 /// `$1, $2, …` placeholders for an IN list starting at parameter `first`.
 fn placeholders(first: usize, count: usize) -> String {
     (first..first + count).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use sqlx::Connection;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn sqlite_answering_busy_is_a_lock_conflict_worth_retrying() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::connect(&format!("sqlite://{}", dir.path().join("busy.db").display())).await.unwrap();
+        let writer = store.begin().await.unwrap();
+        let url = format!("sqlite://{}", dir.path().join("busy.db").display());
+        let mut impatient = sqlx::AnyConnection::connect(&url).await.unwrap();
+        impatient.execute("PRAGMA busy_timeout = 0").await.unwrap();
+        let busy: StoreError = impatient.execute("BEGIN IMMEDIATE").await.unwrap_err().into();
+        assert!(busy.is_lock_conflict(), "{busy}");
+        writer.rollback().await.unwrap();
+        let not_null: StoreError =
+            sqlx::query("INSERT INTO plans (plan_id) VALUES (NULL)").execute(&mut impatient).await.unwrap_err().into();
+        assert!(!not_null.is_lock_conflict(), "{not_null}");
+    }
 }
