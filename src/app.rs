@@ -170,8 +170,7 @@ impl App {
             let Some((last, _)) = page.last() else { return Ok(()) };
             after = last.clone();
             let ids: Vec<String> = page.into_iter().map(|(id, _)| id).collect();
-            let messages: Vec<QueueMessage> =
-                ids.chunks(BATCH).map(|c| QueueMessage { notification_ids: c.to_vec() }).collect();
+            let messages = QueueMessage::batches(&ids);
             queue.publish(&messages).await?;
         }
     }

@@ -22,6 +22,13 @@ pub struct QueueMessage {
     pub notification_ids: Vec<String>,
 }
 
+impl QueueMessage {
+    /// `ids` as messages of `BATCH` ids each, in order.
+    pub fn batches(ids: &[String]) -> Vec<QueueMessage> {
+        ids.chunks(BATCH).map(|c| QueueMessage { notification_ids: c.to_vec() }).collect()
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {
     #[error("queue is closed")]

@@ -157,8 +157,7 @@ impl MonthScheduler<'_> {
             *after = last.clone();
             let ids: Vec<String> =
                 page.into_iter().filter(|(_, subscriber)| shard.contains(subscriber)).map(|(id, _)| id).collect();
-            let messages: Vec<QueueMessage> =
-                ids.chunks(BATCH).map(|c| QueueMessage { notification_ids: c.to_vec() }).collect();
+            let messages = QueueMessage::batches(&ids);
             self.queue.publish(&messages).await.context("publishing to the queue")?;
             let mut tx = self.store().begin().await?;
             mark_queued(&mut tx, &ids, Utc::now()).await?;
@@ -187,8 +186,7 @@ impl MonthScheduler<'_> {
             let Some((last, _)) = page.last() else { break };
             after = last.clone();
             let ids: Vec<String> = page.iter().map(|(id, _)| id.clone()).collect();
-            let messages: Vec<QueueMessage> =
-                ids.chunks(BATCH).map(|c| QueueMessage { notification_ids: c.to_vec() }).collect();
+            let messages = QueueMessage::batches(&ids);
             self.queue.publish(&messages).await.context("publishing to the queue")?;
             let queued: Vec<String> =
                 page.into_iter().filter(|(_, status)| status == "queued").map(|(id, _)| id).collect();
