@@ -12,15 +12,15 @@ use tokio::sync::mpsc::Sender;
 use tokio::sync::Notify;
 
 use crate::config::Settings;
-use crate::domain::bill::{summarize, UsageRecord};
+use crate::domain::bill::summarize_sums;
 use crate::domain::category::Language;
 use crate::domain::delivery::{DeliveryStatus, BILL_KIND};
 use crate::domain::flags::{flag_vas_charges, VasOrder};
 use crate::domain::money::Fen;
-use crate::domain::period::{all_periods_of, billing_period, BillingMonth};
+use crate::domain::period::{billing_period, BillingMonth};
 use crate::domain::shard::Shard;
 use crate::render::{Allowances, BillFacts, RenderedSms, Renderer};
-use crate::store::billing::{self as db, BillToWrite, NotificationToWrite};
+use crate::store::billing::{self as db, BillToWrite, NotificationToWrite, PeriodUsage};
 use crate::store::{Store, StoreResult, Tx};
 
 /// Subscribers read and written per transaction.
@@ -128,7 +128,7 @@ impl BillBuilder<'_> {
         report: &mut BuildReport,
     ) -> StoreResult<()> {
         let tz = self.settings.timezone;
-        let Page { candidates, mut records, mut orders, previous, .. } = page;
+        let Page { candidates, mut usage, mut orders, previous, .. } = page;
         let built_at = Utc::now();
         let mut bills = Vec::with_capacity(candidates.len());
         for candidate in &candidates {
@@ -139,10 +139,9 @@ impl BillBuilder<'_> {
                 report.next_due_at = Some(report.next_due_at.map_or(due_at, |t| t.min(due_at)));
                 continue;
             }
-            let mut mine = records.remove(&candidate.subscriber_id).unwrap_or_default();
-            mine.retain(|r| period.contains(r.occurred_at));
-            let summary = summarize(&mine);
-            let flags = flag_vas_charges(&mine, &orders.remove(&candidate.subscriber_id).unwrap_or_default(), tz);
+            let mine = usage.remove(&candidate.subscriber_id).unwrap_or_default();
+            let summary = summarize_sums(&mine.sums, &mine.vas);
+            let flags = flag_vas_charges(&mine.vas, &orders.remove(&candidate.subscriber_id).unwrap_or_default(), tz);
             let previous_totals = previous.get(&candidate.subscriber_id).map(Vec::as_slice).unwrap_or_default();
             let spike = self.settings.spike.is_spike(summary.total(), previous_totals);
             let facts = BillFacts {
@@ -226,7 +225,7 @@ struct Page {
     /// Subscribers looked at, in the shard or not.
     scanned: u64,
     candidates: Vec<db::BillingCandidate>,
-    records: HashMap<String, Vec<UsageRecord>>,
+    usage: HashMap<String, PeriodUsage>,
     orders: HashMap<String, Vec<VasOrder>>,
     previous: HashMap<String, Vec<Fen>>,
 }
@@ -262,16 +261,18 @@ async fn read_page(
     *after = last.subscriber_id.clone();
     let scanned = candidates.len() as u64;
     let candidates: Vec<_> = candidates.into_iter().filter(|c| shard.contains(&c.subscriber_id)).collect();
-    let (records, orders, previous) = match (candidates.first(), candidates.last()) {
+    let periods: Vec<_> =
+        candidates.iter().map(|c| (c.subscriber_id.as_str(), billing_period(month, c.billing_day, tz))).collect();
+    let (usage, orders, previous) = match (candidates.first(), candidates.last()) {
         (Some(first), Some(last)) => {
             let (first, last) = (&first.subscriber_id, &last.subscriber_id);
             (
-                db::records_between(connection, store.json_rows(), first, last, all_periods_of(month, tz)).await?,
+                db::usage_in_periods(connection, store.json_rows(), &periods).await?,
                 db::orders_between(connection, first, last).await?,
                 db::previous_totals_between(connection, first, last, month).await?,
             )
         }
         _ => Default::default(),
     };
-    Ok(Some(Page { scanned, candidates, records, orders, previous }))
+    Ok(Some(Page { scanned, candidates, usage, orders, previous }))
 }

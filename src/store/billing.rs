@@ -8,7 +8,7 @@ use sqlx::{AnyConnection, Row};
 
 use super::imports::JsonRows;
 use super::{from_micros, to_micros, StoreError, StoreResult, Tx};
-use crate::domain::bill::{BillSummary, UsageRecord};
+use crate::domain::bill::{BillSummary, CategorySum, UsageRecord};
 use crate::domain::category::{Category, Language};
 use crate::domain::flags::{ChargeFlag, VasOrder};
 use crate::domain::money::Fen;
@@ -92,49 +92,67 @@ pub async fn unbilled_candidates(
         .collect()
 }
 
-/// Usage records of the subscribers in `[first, last]` within `window`, grouped by subscriber.
-/// Each subscriber's records arrive as one JSON array: one row to decode per subscriber
-/// instead of one per record.
-pub async fn records_between(
+/// What a page's bills need of its usage: for each subscriber, within the subscriber's own
+/// period, the sums of every category but `vas`, and the `vas` records themselves.
+#[derive(Debug, Default)]
+pub struct PeriodUsage {
+    pub sums: Vec<CategorySum>,
+    /// In the order they occurred.
+    pub vas: Vec<UsageRecord>,
+}
+
+/// The usage of each subscriber in `periods` within that subscriber's period: the sums the
+/// database makes of each category but `vas`, then the `vas` records. The page travels as
+/// one JSON parameter, and each subscriber's records are found on the (subscriber, time)
+/// index. Two plain queries cost both backends less than one grouping records and sums.
+pub async fn usage_in_periods(
     conn: &mut AnyConnection,
     rows: JsonRows,
-    first: &str,
-    last: &str,
-    window: Period,
-) -> StoreResult<HashMap<String, Vec<UsageRecord>>> {
-    let sql = format!(
-        "SELECT subscriber_id, {} FROM usage_records
-         WHERE subscriber_id >= $1 AND subscriber_id <= $2 AND occurred_at >= $3 AND occurred_at < $4
-         GROUP BY subscriber_id",
-        rows.array_of("record_id, occurred_at, category, quantity, amount_fen, service_code, description")
+    periods: &[(&str, Period)],
+) -> StoreResult<HashMap<String, PeriodUsage>> {
+    // CROSS JOIN makes SQLite walk the page and look each subscriber up, never the reverse.
+    let in_period = format!(
+        "FROM {} CROSS JOIN usage_records u
+         WHERE u.subscriber_id = j.value ->> 0
+           AND u.occurred_at >= CAST(j.value ->> 1 AS BIGINT) AND u.occurred_at < CAST(j.value ->> 2 AS BIGINT)",
+        rows.source
     );
-    let found: Vec<(String, String)> = sqlx::query_as(&sql)
-        .bind(first)
-        .bind(last)
-        .bind(to_micros(window.start))
-        .bind(to_micros(window.end))
-        .fetch_all(&mut *conn)
-        .await?;
-    let mut by_subscriber = HashMap::with_capacity(found.len());
-    for (subscriber_id, records) in found {
-        type Stored = (String, i64, String, i64, i64, String, String);
-        let stored: Vec<Stored> = serde_json::from_str(&records)
-            .map_err(|_| corrupt("usage_records", format!("records of {subscriber_id}")))?;
-        let records = stored
-            .into_iter()
-            .map(|(record_id, occurred_at, category, quantity, amount_fen, service_code, description)| {
-                Ok(UsageRecord {
-                    record_id,
-                    occurred_at: from_micros(occurred_at),
-                    category: category.parse::<Category>().map_err(|_| corrupt("usage_records.category", &category))?,
-                    quantity,
-                    amount: Fen::new(amount_fen),
-                    service_code,
-                    description,
-                })
-            })
-            .collect::<StoreResult<Vec<_>>>()?;
-        by_subscriber.insert(subscriber_id, records);
+    let page: Vec<_> = periods.iter().map(|(id, p)| (id, to_micros(p.start), to_micros(p.end))).collect();
+    let page = serde_json::to_string(&page).expect("periods serialise");
+    let sums: Vec<(String, String, i64, i64, i64)> = sqlx::query_as(&format!(
+        "SELECT u.subscriber_id, u.category, CAST(SUM(u.amount_fen) AS BIGINT), CAST(SUM(u.quantity) AS BIGINT),
+             COUNT(*)
+         {in_period} AND u.category <> 'vas' GROUP BY u.subscriber_id, u.category"
+    ))
+    .bind(&page)
+    .fetch_all(&mut *conn)
+    .await?;
+    let vas: Vec<(String, String, i64, i64, i64, String, String)> = sqlx::query_as(&format!(
+        "SELECT u.subscriber_id, u.record_id, u.occurred_at, u.quantity, u.amount_fen, u.service_code, u.description
+         {in_period} AND u.category = 'vas'"
+    ))
+    .bind(&page)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut by_subscriber: HashMap<String, PeriodUsage> = HashMap::with_capacity(periods.len());
+    for (subscriber_id, category, amount, quantity, records) in sums {
+        let category = category.parse::<Category>().map_err(|_| corrupt("usage_records.category", &category))?;
+        let sum = CategorySum { category, amount: Fen::new(amount), quantity, records };
+        by_subscriber.entry(subscriber_id).or_default().sums.push(sum);
+    }
+    for (subscriber_id, record_id, occurred_at, quantity, amount, service_code, description) in vas {
+        by_subscriber.entry(subscriber_id).or_default().vas.push(UsageRecord {
+            record_id,
+            occurred_at: from_micros(occurred_at),
+            category: Category::Vas,
+            quantity,
+            amount: Fen::new(amount),
+            service_code,
+            description,
+        });
+    }
+    for usage in by_subscriber.values_mut() {
+        usage.vas.sort_by(|a, b| (a.occurred_at, &a.record_id).cmp(&(b.occurred_at, &b.record_id)));
     }
     Ok(by_subscriber)
 }
