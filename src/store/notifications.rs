@@ -56,6 +56,23 @@ pub async fn record_events(tx: &mut Tx, ids: &[String], status: &str, at: DateTi
     Ok(())
 }
 
+/// `update`, an `UPDATE notifications … RETURNING id, updated_at, …` into `status`, made to
+/// record that status for each row it moves as well, where the backend can do both in one
+/// statement (PostgreSQL, by a data-modifying `WITH`): a round trip and a second lookup of
+/// every row saved. The flag says whether the events are still to be recorded.
+fn recording_events(tx: &Tx, update: String, status: DeliveryStatus) -> (String, bool) {
+    if tx.backend_name() == "SQLite" {
+        return (update, true);
+    }
+    let sql = format!(
+        "WITH moved AS ({update}), recorded AS (
+             INSERT INTO notification_events (notification_id, status, at) SELECT id, '{}', updated_at FROM moved)
+         SELECT * FROM moved",
+        status.as_str()
+    );
+    (sql, false)
+}
+
 fn ids_of(rows: &[sqlx::any::AnyRow]) -> StoreResult<Vec<String>> {
     rows.iter().map(|r| Ok(r.try_get("id")?)).collect()
 }
@@ -89,7 +106,8 @@ fn only_filtering(condition: &str) -> String {
 /// changed and returns their ids.
 fn transition_sql(set: &str, condition: &str, status: DeliveryStatus, ids: &str) -> String {
     format!(
-        "UPDATE notifications SET status = '{}', {set}, updated_at = $1 WHERE id IN ({ids}) AND {} RETURNING id",
+        "UPDATE notifications SET status = '{}', {set}, updated_at = $1 WHERE id IN ({ids}) AND {}
+         RETURNING id, updated_at",
         status.as_str(),
         only_filtering(condition)
     )
@@ -108,13 +126,16 @@ async fn transition(
         return Ok(Vec::new());
     }
     let ids_at = if extra.is_some() { 3 } else { 2 };
-    let sql = transition_sql(set, condition, status, &id_list(tx, ids_at));
+    let (sql, events_to_record) =
+        recording_events(tx, transition_sql(set, condition, status, &id_list(tx, ids_at)), status);
     let mut query = sqlx::query(&sql).bind(to_micros(at));
     if let Some(extra) = extra {
         query = query.bind(extra);
     }
     let moved = ids_of(&query.bind(json_ids(ids)).fetch_all(&mut **tx).await?)?;
-    record_events(tx, &moved, status.as_str(), at).await?;
+    if events_to_record {
+        record_events(tx, &moved, status.as_str(), at).await?;
+    }
     Ok(moved)
 }
 
@@ -161,14 +182,15 @@ pub async fn claim_for_sending(
         .await?
     };
     let claimable = format!("status IN ('pending', 'queued') OR ({stale})");
-    let sql = format!(
+    let update = format!(
         "UPDATE notifications SET status = '{}', attempts = attempts + 1, lease_until = {}, updated_at = $1
-         WHERE id IN ({}) AND {} RETURNING id, msisdn, text, encoding, segments, attempts",
+         WHERE id IN ({}) AND {} RETURNING id, updated_at, msisdn, text, encoding, segments, attempts",
         DeliveryStatus::Sending.as_str(),
         to_micros(lease_until),
         id_list(tx, 2),
         only_filtering(&claimable)
     );
+    let (sql, events_to_record) = recording_events(tx, update, DeliveryStatus::Sending);
     let mut claimed = sqlx::query(&sql)
         .bind(to_micros(now))
         .bind(json_ids(ids))
@@ -188,7 +210,9 @@ pub async fn claim_for_sending(
         .collect::<StoreResult<Vec<_>>>()?;
     claimed.sort_unstable_by(|a, b| a.id.cmp(&b.id));
     let claimed_ids: Vec<String> = claimed.iter().map(|r| r.id.clone()).collect();
-    record_events(tx, &claimed_ids, DeliveryStatus::Sending.as_str(), now).await?;
+    if events_to_record {
+        record_events(tx, &claimed_ids, DeliveryStatus::Sending.as_str(), now).await?;
+    }
     let mut claim = Claim { unknown, claimed, ..Claim::default() };
     if claimed_ids.len() == ids.len() {
         // The usual case: nothing else to look for.
@@ -222,14 +246,15 @@ pub async fn mark_all_accepted(
     if accepted.is_empty() {
         return Ok(());
     }
-    let sql = format!(
+    let update = format!(
         "UPDATE notifications SET status = 'accepted', gateway_message_id = j.value ->> 1, lease_until = NULL,
              updated_at = $2
          FROM {} WHERE notifications.id = j.value ->> 0 AND {}
-         RETURNING notifications.id",
+         RETURNING notifications.id, notifications.updated_at",
         rows.source,
         only_filtering("notifications.status = 'sending'")
     );
+    let (sql, events_to_record) = recording_events(tx, update, DeliveryStatus::Accepted);
     let moved = ids_of(
         &sqlx::query(&sql)
             .bind(serde_json::to_string(accepted).expect("ids serialise"))
@@ -237,7 +262,10 @@ pub async fn mark_all_accepted(
             .fetch_all(&mut **tx)
             .await?,
     )?;
-    record_events(tx, &moved, DeliveryStatus::Accepted.as_str(), at).await
+    if events_to_record {
+        record_events(tx, &moved, DeliveryStatus::Accepted.as_str(), at).await?;
+    }
+    Ok(())
 }
 
 pub async fn mark_failed(tx: &mut Tx, id: &str, reason: &str, at: DateTime<Utc>) -> StoreResult<()> {
