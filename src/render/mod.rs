@@ -407,12 +407,13 @@ impl Renderer {
 
     /// The bill SMS: the full template when it fits `sms.max_segments`, else the short one.
     pub fn render_bill(&self, facts: &BillFacts) -> RenderedSms {
-        let view = self.bill_view(facts);
+        // The view becomes handlebars' JSON once, for the short form as well when it is needed.
+        let view = handlebars::Context::wraps(self.bill_view(facts)).expect("a bill view is plain data");
         let mut segments = 0;
         for short in [false, true] {
             let text = self
                 .registry
-                .render(&template_name("bill", facts.language, short), &view)
+                .render_with_context(&template_name("bill", facts.language, short), &view)
                 .expect("bill templates were test-rendered at start with every field");
             let segmented = segment(&text);
             segments = segmented.segments();

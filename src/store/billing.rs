@@ -119,10 +119,14 @@ pub async fn usage_in_periods(
     );
     let page: Vec<_> = periods.iter().map(|(id, p)| (id, to_micros(p.start), to_micros(p.end))).collect();
     let page = serde_json::to_string(&page).expect("periods serialise");
-    let sums: Vec<(String, String, i64, i64, i64)> = sqlx::query_as(&format!(
-        "SELECT u.subscriber_id, u.category, CAST(SUM(u.amount_fen) AS BIGINT), CAST(SUM(u.quantity) AS BIGINT),
-             COUNT(*)
-         {in_period} AND u.category <> 'vas' GROUP BY u.subscriber_id, u.category"
+    // A subscriber's sums arrive as one JSON array: a row to decode per subscriber, not per sum.
+    let sums: Vec<(String, String)> = sqlx::query_as(&format!(
+        "SELECT subscriber_id, {} FROM (
+             SELECT u.subscriber_id, u.category, SUM(u.amount_fen) AS amount, SUM(u.quantity) AS quantity,
+                 COUNT(*) AS records
+             {in_period} AND u.category <> 'vas' GROUP BY u.subscriber_id, u.category) AS s
+         GROUP BY subscriber_id",
+        rows.array_of("category, amount, quantity, records")
     ))
     .bind(&page)
     .fetch_all(&mut *conn)
@@ -135,10 +139,18 @@ pub async fn usage_in_periods(
     .fetch_all(&mut *conn)
     .await?;
     let mut by_subscriber: HashMap<String, PeriodUsage> = HashMap::with_capacity(periods.len());
-    for (subscriber_id, category, amount, quantity, records) in sums {
-        let category = category.parse::<Category>().map_err(|_| corrupt("usage_records.category", &category))?;
-        let sum = CategorySum { category, amount: Fen::new(amount), quantity, records };
-        by_subscriber.entry(subscriber_id).or_default().sums.push(sum);
+    for (subscriber_id, stored) in sums {
+        let stored: Vec<(String, i64, i64, i64)> =
+            serde_json::from_str(&stored).map_err(|_| corrupt("usage_records", format!("sums of {subscriber_id}")))?;
+        let sums = stored
+            .into_iter()
+            .map(|(category, amount, quantity, records)| {
+                let category =
+                    category.parse::<Category>().map_err(|_| corrupt("usage_records.category", &category))?;
+                Ok(CategorySum { category, amount: Fen::new(amount), quantity, records })
+            })
+            .collect::<StoreResult<_>>()?;
+        by_subscriber.entry(subscriber_id).or_default().sums = sums;
     }
     for (subscriber_id, record_id, occurred_at, quantity, amount, service_code, description) in vas {
         by_subscriber.entry(subscriber_id).or_default().vas.push(UsageRecord {

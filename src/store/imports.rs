@@ -23,6 +23,7 @@ pub struct ImportCounts {
 pub struct JsonRows {
     /// `… AS j`, reading the array bound as `$1`.
     pub(crate) source: &'static str,
+    backend: super::Backend,
 }
 
 impl Store {
@@ -32,11 +33,21 @@ impl Store {
                 super::Backend::Sqlite => "json_each($1) AS j",
                 super::Backend::Postgres => "jsonb_array_elements($1::jsonb) AS j",
             },
+            backend: self.backend,
         }
     }
 }
 
 impl JsonRows {
+    /// An aggregate expression: the group's rows as one JSON array of arrays of `columns`,
+    /// as text. A page of rows then decodes as one value per group.
+    pub(crate) fn array_of(self, columns: &str) -> String {
+        match self.backend {
+            super::Backend::Sqlite => format!("json_group_array(json_array({columns}))"),
+            super::Backend::Postgres => format!("CAST(json_agg(json_build_array({columns})) AS TEXT)"),
+        }
+    }
+
     /// `INSERT … SELECT <columns> FROM <rows> WHERE true <conflict>`; the `WHERE true` keeps
     /// SQLite from reading `ON CONFLICT` as a join constraint.
     pub(crate) async fn insert<T: Serialize>(
