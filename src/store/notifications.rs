@@ -165,8 +165,10 @@ pub async fn claim_for_sending(
     // A worker can take a message before its scheduler, which marks after the broker's
     // confirm, has marked it queued: the queued step is recorded now, so no history skips it.
     mark_queued(tx, ids, now).await?;
-    let now_micros = to_micros(now).to_string();
-    let stale = format!("status = 'sending' AND lease_until < {now_micros}");
+    // Times are bound, never spelled into the SQL: one text for every claim, prepared once per
+    // connection, where a text per claim was parsed and planned each time and pushed the other
+    // statements out of the connection's cache. `$1` is `now` in each statement below.
+    let stale = "status = 'sending' AND lease_until < $1";
     let unknown = if idempotent {
         Vec::new()
     } else {
@@ -174,7 +176,7 @@ pub async fn claim_for_sending(
             tx,
             ids,
             "reason = $2, lease_until = NULL",
-            &stale,
+            stale,
             DeliveryStatus::Unknown,
             now,
             Some("a worker stopped while sending"),
@@ -183,10 +185,9 @@ pub async fn claim_for_sending(
     };
     let claimable = format!("status IN ('pending', 'queued') OR ({stale})");
     let update = format!(
-        "UPDATE notifications SET status = '{}', attempts = attempts + 1, lease_until = {}, updated_at = $1
+        "UPDATE notifications SET status = '{}', attempts = attempts + 1, lease_until = $3, updated_at = $1
          WHERE id IN ({}) AND {} RETURNING id, updated_at, msisdn, text, encoding, segments, attempts",
         DeliveryStatus::Sending.as_str(),
-        to_micros(lease_until),
         id_list(tx, 2),
         only_filtering(&claimable)
     );
@@ -194,6 +195,7 @@ pub async fn claim_for_sending(
     let mut claimed = sqlx::query(&sql)
         .bind(to_micros(now))
         .bind(json_ids(ids))
+        .bind(to_micros(lease_until))
         .fetch_all(&mut **tx)
         .await?
         .iter()
