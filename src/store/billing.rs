@@ -55,6 +55,9 @@ fn corrupt(column: &'static str, value: impl ToString) -> StoreError {
 }
 
 /// The next page of unbilled active or suspended subscribers after `after`, in key order.
+/// The bills are bounded by `after` as well: PostgreSQL merges the subscribers with the
+/// month's bills, and without the bound it walked every bill already built from the first key
+/// on, for every page, so that a month's build grew with the square of its subscribers.
 pub async fn unbilled_candidates(
     conn: &mut AnyConnection,
     month: BillingMonth,
@@ -65,7 +68,8 @@ pub async fn unbilled_candidates(
         "SELECT s.subscriber_id, s.msisdn, s.language, s.billing_day, s.bill_sms, p.voice_minutes, p.data_mb, p.sms_count
          FROM subscribers s JOIN plans p ON p.plan_id = s.plan_id
          WHERE s.subscriber_id > $1 AND s.status IN ('active', 'suspended')
-           AND NOT EXISTS (SELECT 1 FROM bills b WHERE b.subscriber_id = s.subscriber_id AND b.month = $2)
+           AND NOT EXISTS (SELECT 1 FROM bills b WHERE b.subscriber_id = s.subscriber_id AND b.month = $2
+                                 AND b.subscriber_id > $1)
          ORDER BY s.subscriber_id
          LIMIT $3",
     )
