@@ -60,9 +60,8 @@ for i in $(seq "$W"); do
 done
 expected=$(grep '^notifications ' "$results" | cut -d' ' -f2)
 # Watch the gateway's own count, which costs the database nothing, then wait for the last
-# outcomes to be written. The count is cut out by sed: a Python start-up per poll took a tenth
-# of the two cores away from the push it measures.
-until [ "$(curl -sf "http://127.0.0.1:$port/stats" | sed -n 's/.*"accepted":\([0-9]*\).*/\1/p')" -ge "$expected" ]; do
+# outcomes to be written.
+until [ "$(accepted)" -ge "$expected" ]; do
   sleep 0.2
 done
 until [ "$(psql -h 127.0.0.1 -U postgres -d "$db" -tAc "SELECT COUNT(*) FROM notifications WHERE status = 'accepted'")" -ge "$expected" ]; do

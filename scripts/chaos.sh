@@ -24,7 +24,6 @@ export BILLPUSH_BILLING__CHECK_EVERY=5s BILLPUSH_QUEUE__REQUEUE_AFTER=30s
 export BILLPUSH_GATEWAY__RATE_PER_SECOND=$([ "$RATE" -gt 0 ] && echo "$RATE" || echo 100000000)
 export RUST_LOG=warn
 sql() { psql -h 127.0.0.1 -U postgres -d "$db" -tAc "$1"; }
-accepted() { curl -sf "http://127.0.0.1:$port/stats" | sed -n 's/.*"accepted":\([0-9]*\).*/\1/p'; }
 now() { date +%s.%N; }
 log() { printf '%6.1fs  %s\n' "$(python3 -c "import sys; print(float(sys.argv[1]) - float(sys.argv[2]))" "$(now)" "$start")" "$*"; }
 
