@@ -119,7 +119,7 @@ pub async fn usage_in_periods(
         "FROM {} CROSS JOIN usage_records u
          WHERE u.subscriber_id = j.value ->> 0
            AND u.occurred_at >= CAST(j.value ->> 1 AS BIGINT) AND u.occurred_at < CAST(j.value ->> 2 AS BIGINT)",
-        rows.source
+        rows.source()
     );
     let page: Vec<_> = periods.iter().map(|(id, p)| (id, to_micros(p.start), to_micros(p.end))).collect();
     let page = serde_json::to_string(&page).expect("periods serialise");

@@ -21,24 +21,24 @@ pub struct ImportCounts {
 /// and `j.value ->> N` is the N-th field of a row on both backends.
 #[derive(Clone, Copy)]
 pub struct JsonRows {
-    /// `… AS j`, reading the array bound as `$1`.
-    pub(crate) source: &'static str,
     backend: super::Backend,
 }
 
 impl Store {
     pub fn json_rows(&self) -> JsonRows {
-        JsonRows {
-            source: match self.backend {
-                super::Backend::Sqlite => "json_each($1) AS j",
-                super::Backend::Postgres => "jsonb_array_elements($1::jsonb) AS j",
-            },
-            backend: self.backend,
-        }
+        JsonRows { backend: self.backend }
     }
 }
 
 impl JsonRows {
+    /// `… AS j`, reading the array bound as `$1`.
+    pub(crate) fn source(self) -> &'static str {
+        match self.backend {
+            super::Backend::Sqlite => "json_each($1) AS j",
+            super::Backend::Postgres => "jsonb_array_elements($1::jsonb) AS j",
+        }
+    }
+
     /// An aggregate expression: the group's rows as one JSON array of arrays of `columns`,
     /// as text. A page of rows then decodes as one value per group.
     pub(crate) fn array_of(self, columns: &str) -> String {
@@ -62,7 +62,7 @@ impl JsonRows {
             return Ok(0);
         }
         let payload = serde_json::to_string(rows).expect("rows serialise");
-        let sql = format!("{insert} SELECT {columns} FROM {} WHERE true {conflict}", self.source);
+        let sql = format!("{insert} SELECT {columns} FROM {} WHERE true {conflict}", self.source());
         Ok(sqlx::query(&sql).bind(payload).execute(&mut **tx).await?.rows_affected())
     }
 
@@ -76,7 +76,8 @@ impl JsonRows {
             Reference::Subscriber => ("subscribers", "subscriber_id"),
         };
         let wrapped: Vec<[&str; 1]> = keys.iter().map(|k| [*k]).collect();
-        let sql = format!("SELECT {column} FROM {table} WHERE {column} IN (SELECT j.value ->> 0 FROM {})", self.source);
+        let sql =
+            format!("SELECT {column} FROM {table} WHERE {column} IN (SELECT j.value ->> 0 FROM {})", self.source());
         let found: Vec<(String,)> = sqlx::query_as(&sql)
             .bind(serde_json::to_string(&wrapped).expect("keys serialise"))
             .fetch_all(&mut **tx)

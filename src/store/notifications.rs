@@ -253,7 +253,7 @@ pub async fn mark_all_accepted(
              updated_at = $2
          FROM {} WHERE notifications.id = j.value ->> 0 AND {}
          RETURNING notifications.id, notifications.updated_at",
-        rows.source,
+        rows.source(),
         only_filtering("notifications.status = 'sending'")
     );
     let (sql, events_to_record) = recording_events(tx, update, DeliveryStatus::Accepted);
