@@ -16,6 +16,11 @@ const CHECKS: &[(&str, &str)] = &[
              SELECT 1 FROM notification_events e
              WHERE e.notification_id = n.id AND e.status = n.status AND e.at = n.updated_at)",
     ),
+    (
+        "status event of no notification",
+        "SELECT DISTINCT e.notification_id FROM notification_events e
+         WHERE NOT EXISTS (SELECT 1 FROM notifications n WHERE n.id = e.notification_id)",
+    ),
     ("status event without a time", "SELECT notification_id FROM notification_events WHERE at IS NULL OR at <= 0"),
     (
         "notification sent without a queued event",
@@ -48,5 +53,22 @@ impl Store {
             }
         }
         Ok(violations)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_event_of_no_notification_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::connect(&format!("sqlite://{}", dir.path().join("orphan.db").display())).await.unwrap();
+        assert_eq!(store.invariant_violations().await.unwrap(), Vec::<String>::new());
+        sqlx::query("INSERT INTO notification_events (notification_id, status, at) VALUES ('gone', 'queued', 1)")
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        assert_eq!(store.invariant_violations().await.unwrap(), vec!["1 × status event of no notification: gone"]);
     }
 }
