@@ -11,7 +11,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
 
-use crate::billing::{BillBuilder, BuildReport};
+use crate::billing::{BillBuilder, BillingRules, BuildReport};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{GatewayKind, Settings};
 use crate::domain::period::BillingMonth;
@@ -36,7 +36,7 @@ const DRAIN_CHECK: Duration = Duration::from_millis(200);
 pub struct App {
     pub settings: Settings,
     pub store: Store,
-    pub renderer: Renderer,
+    pub renderer: Arc<Renderer>,
     clock: Arc<dyn Clock>,
 }
 
@@ -85,7 +85,7 @@ impl App {
             settings.max_segments,
         )?;
         let store = Store::connect(&config.database.url).await.context("cannot open the database (database.url)")?;
-        Ok(App { settings, store, renderer, clock })
+        Ok(App { settings, store, renderer: Arc::new(renderer), clock })
     }
 
     pub fn clock(&self) -> &Arc<dyn Clock> {
@@ -97,7 +97,15 @@ impl App {
     }
 
     fn builder(&self) -> BillBuilder<'_> {
-        BillBuilder { store: &self.store, renderer: &self.renderer, settings: &self.settings }
+        BillBuilder {
+            store: &self.store,
+            renderer: self.renderer.clone(),
+            rules: BillingRules {
+                timezone: self.settings.timezone,
+                grace: self.settings.grace,
+                spike: self.settings.spike,
+            },
+        }
     }
 
     async fn queue(&self) -> anyhow::Result<QueueKind> {

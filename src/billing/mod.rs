@@ -3,25 +3,25 @@
 //! notification together. Built bills are frozen; later runs skip them.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use indicatif::ProgressBar;
 use sqlx::AnyConnection;
-use tokio::sync::mpsc::Sender;
+use tokio::sync::mpsc::{Receiver, Sender};
 use tokio::sync::Notify;
 
-use crate::config::Settings;
 use crate::domain::bill::summarize_sums;
 use crate::domain::category::Language;
 use crate::domain::delivery::{DeliveryStatus, BILL_KIND};
-use crate::domain::flags::{flag_vas_charges, VasOrder};
+use crate::domain::flags::{flag_vas_charges, SpikeRule};
 use crate::domain::money::Fen;
 use crate::domain::period::{billing_period, BillingMonth};
 use crate::domain::shard::Shard;
 use crate::render::{Allowances, BillFacts, RenderedSms, Renderer};
-use crate::store::billing::{self as db, BillToWrite, NotificationToWrite, PeriodUsage};
-use crate::store::{Store, StoreResult, Tx};
+use crate::store::billing::{self as db, BillInputs, BillToWrite, NotificationToWrite};
+use crate::store::{Store, StoreResult};
 
 /// Subscribers read and written per transaction.
 const PAGE_SIZE: i64 = 2000;
@@ -58,10 +58,19 @@ impl BuildReport {
     }
 }
 
+/// What decides a bill besides its records: the timezone periods are cut in, the grace after
+/// a period before its bill is due, and the spike rule.
+#[derive(Debug, Clone, Copy)]
+pub struct BillingRules {
+    pub timezone: Tz,
+    pub grace: chrono::Duration,
+    pub spike: SpikeRule,
+}
+
 pub struct BillBuilder<'a> {
     pub store: &'a Store,
-    pub renderer: &'a Renderer,
-    pub settings: &'a Settings,
+    pub renderer: Arc<Renderer>,
+    pub rules: BillingRules,
 }
 
 impl BillBuilder<'_> {
@@ -76,23 +85,27 @@ impl BillBuilder<'_> {
         progress: &ProgressBar,
         page_committed: Option<&Notify>,
     ) -> StoreResult<BuildReport> {
-        let mut report = BuildReport::default();
         let run_id = uuid::Uuid::now_v7().to_string();
         // A dry run keeps one transaction open to roll back. Otherwise a transaction is open
         // only while a page is written, never while one is built: SQLite has one writer, and
         // the push of the pages already queued needs it too.
         let mut tx = Some(self.store.begin().await?);
         db::start_billing_run(tx.as_mut().expect("just begun"), &run_id, month, as_of, Utc::now()).await?;
-        // The next page is read while this one is built and written: the database and the
-        // builder work at once. Pages are disjoint key ranges, so reading ahead of the writes
-        // changes nothing that is read.
-        let (pages, mut next_page) = tokio::sync::mpsc::channel(1);
-        let reader = tokio::spawn(read_pages(self.store.clone(), month, shard, self.settings.timezone, pages));
-        while let Some(page) = next_page.recv().await {
-            let page = page?;
-            let scanned = page.scanned;
-            if !page.candidates.is_empty() {
-                self.build_page(&mut tx, month, as_of, page, &mut report).await?;
+        // Three stages at once, a page apart: the next page is read while this one is built
+        // (flagged and rendered, on the CPU) and the one before is written. Pages are
+        // disjoint key ranges, so reading ahead of the writes changes nothing that is read.
+        let (pages, next_page) = tokio::sync::mpsc::channel(1);
+        let reader = tokio::spawn(read_pages(self.store.clone(), month, shard, self.rules.timezone, pages));
+        let (built_pages, mut next_built) = tokio::sync::mpsc::channel(1);
+        let builder =
+            tokio::spawn(build_pages(self.renderer.clone(), self.rules, month, as_of, next_page, built_pages));
+        while let Some(BuiltPage { scanned, bills }) = next_built.recv().await {
+            if !bills.is_empty() {
+                let tx = match &mut tx {
+                    Some(tx) => tx,
+                    None => tx.insert(self.store.begin().await?),
+                };
+                db::write_bills(tx, self.store.json_rows(), &bills).await?;
             }
             progress.inc(scanned);
             if !dry_run {
@@ -104,6 +117,7 @@ impl BillBuilder<'_> {
                 }
             }
         }
+        let report = builder.await.unwrap_or_else(|error| std::panic::resume_unwind(error.into_panic()))?;
         reader.await.unwrap_or_else(|error| std::panic::resume_unwind(error.into_panic()));
         let mut tx = match tx {
             Some(tx) => tx,
@@ -117,107 +131,130 @@ impl BillBuilder<'_> {
         }
         Ok(report)
     }
+}
 
-    /// Builds a page's bills, then writes them in `tx`, opening it if none is open.
-    async fn build_page(
-        &self,
-        tx: &mut Option<Tx>,
-        month: BillingMonth,
-        as_of: DateTime<Utc>,
-        page: Page,
-        report: &mut BuildReport,
-    ) -> StoreResult<()> {
-        let tz = self.settings.timezone;
-        let Page { candidates, mut usage, mut orders, previous, .. } = page;
-        let built_at = Utc::now();
-        let mut bills = Vec::with_capacity(candidates.len());
-        for candidate in &candidates {
-            let period = billing_period(month, candidate.billing_day, tz);
-            let due_at = period.end + self.settings.grace;
-            if due_at > as_of {
-                report.not_due += 1;
-                report.next_due_at = Some(report.next_due_at.map_or(due_at, |t| t.min(due_at)));
-                continue;
-            }
-            let mine = usage.remove(&candidate.subscriber_id).unwrap_or_default();
-            let summary = summarize_sums(&mine.sums, &mine.vas);
-            let flags = flag_vas_charges(&mine.vas, &orders.remove(&candidate.subscriber_id).unwrap_or_default(), tz);
-            let previous_totals = previous.get(&candidate.subscriber_id).map(Vec::as_slice).unwrap_or_default();
-            let spike = self.settings.spike.is_spike(summary.total(), previous_totals);
-            let facts = BillFacts {
-                msisdn: &candidate.msisdn,
-                language: candidate.language,
-                month: month.to_string(),
-                period,
-                summary: &summary,
-                flags: &flags,
-                allowances: Allowances {
-                    voice_minutes: candidate.voice_minutes,
-                    data_mb: candidate.data_mb,
-                    sms_count: candidate.sms_count,
-                },
-            };
-            let notification = match self.renderer.render_bill(&facts) {
-                RenderedSms::Fits { text, encoding, segments } => {
-                    let status = if candidate.bill_sms { DeliveryStatus::Pending } else { DeliveryStatus::Suppressed };
-                    *report.by_segments.entry(segments).or_default() += 1;
-                    if status == DeliveryStatus::Pending {
-                        report.keep_sample(SampleSms {
-                            msisdn_masked: candidate.msisdn.masked(),
-                            language: candidate.language,
-                            segments,
-                            text: text.clone(),
-                        });
-                    }
-                    NotificationToWrite {
-                        id: uuid::Uuid::now_v7().to_string(),
-                        kind: BILL_KIND.to_string(),
-                        status: status.as_str(),
-                        reason: None,
-                        segments: segments as i64,
-                        encoding: encoding.as_str(),
-                        text,
-                    }
-                }
-                RenderedSms::TooLong { segments } => {
-                    tracing::warn!(subscriber = %candidate.subscriber_id, segments, "bill SMS too long even in its short form");
-                    NotificationToWrite {
-                        id: uuid::Uuid::now_v7().to_string(),
-                        kind: BILL_KIND.to_string(),
-                        status: DeliveryStatus::Failed.as_str(),
-                        reason: Some("too_long"),
-                        segments: segments as i64,
-                        encoding: "",
-                        text: String::new(),
-                    }
-                }
-            };
-            *report.by_status.entry(notification.status).or_default() += 1;
-            for flag in &flags {
-                *report.flags.entry(flag.reason.as_str()).or_default() += 1;
-            }
-            report.spikes += u64::from(spike);
-            report.billed += 1;
-            report.total_fen += summary.total().get();
-            bills.push(BillToWrite {
-                subscriber_id: &candidate.subscriber_id,
-                month,
-                msisdn: &candidate.msisdn,
-                period,
-                summary,
-                flags,
-                spike,
-                built_at,
-                notification,
-            });
+/// A page's bills, built, and how many subscribers the page looked at.
+struct BuiltPage {
+    scanned: u64,
+    bills: Vec<BillToWrite>,
+}
+
+/// Builds each page read until there are no more or the writer stops listening; returns
+/// what was built in all.
+async fn build_pages(
+    renderer: Arc<Renderer>,
+    rules: BillingRules,
+    month: BillingMonth,
+    as_of: DateTime<Utc>,
+    mut pages: Receiver<StoreResult<Page>>,
+    built: Sender<BuiltPage>,
+) -> StoreResult<BuildReport> {
+    let mut report = BuildReport::default();
+    while let Some(page) = pages.recv().await {
+        let page = page?;
+        let scanned = page.scanned;
+        let bills = build_page(&renderer, &rules, month, as_of, page, &mut report);
+        if built.send(BuiltPage { scanned, bills }).await.is_err() {
+            break;
         }
-        let tx = match tx {
-            Some(tx) => tx,
-            None => tx.insert(self.store.begin().await?),
-        };
-        db::write_bills(tx, self.store.json_rows(), &bills).await?;
-        Ok(())
     }
+    Ok(report)
+}
+
+/// The bills of a page's subscribers who are due as of `as_of`, counted in `report`.
+fn build_page(
+    renderer: &Renderer,
+    rules: &BillingRules,
+    month: BillingMonth,
+    as_of: DateTime<Utc>,
+    page: Page,
+    report: &mut BuildReport,
+) -> Vec<BillToWrite> {
+    let tz = rules.timezone;
+    let Page { candidates, mut inputs, previous, .. } = page;
+    let built_at = Utc::now();
+    let mut bills = Vec::with_capacity(candidates.len());
+    for candidate in candidates {
+        let period = billing_period(month, candidate.billing_day, tz);
+        let due_at = period.end + rules.grace;
+        if due_at > as_of {
+            report.not_due += 1;
+            report.next_due_at = Some(report.next_due_at.map_or(due_at, |t| t.min(due_at)));
+            continue;
+        }
+        let mine = inputs.remove(&candidate.subscriber_id).unwrap_or_default();
+        let summary = summarize_sums(&mine.sums, &mine.vas);
+        let flags = flag_vas_charges(&mine.vas, &mine.orders, tz);
+        let previous_totals = previous.get(&candidate.subscriber_id).map(Vec::as_slice).unwrap_or_default();
+        let spike = rules.spike.is_spike(summary.total(), previous_totals);
+        let facts = BillFacts {
+            msisdn: &candidate.msisdn,
+            language: candidate.language,
+            month: month.to_string(),
+            period,
+            summary: &summary,
+            flags: &flags,
+            allowances: Allowances {
+                voice_minutes: candidate.voice_minutes,
+                data_mb: candidate.data_mb,
+                sms_count: candidate.sms_count,
+            },
+        };
+        let notification = match renderer.render_bill(&facts) {
+            RenderedSms::Fits { text, encoding, segments } => {
+                let status = if candidate.bill_sms { DeliveryStatus::Pending } else { DeliveryStatus::Suppressed };
+                *report.by_segments.entry(segments).or_default() += 1;
+                if status == DeliveryStatus::Pending {
+                    report.keep_sample(SampleSms {
+                        msisdn_masked: candidate.msisdn.masked(),
+                        language: candidate.language,
+                        segments,
+                        text: text.clone(),
+                    });
+                }
+                NotificationToWrite {
+                    id: uuid::Uuid::now_v7().to_string(),
+                    kind: BILL_KIND.to_string(),
+                    status: status.as_str(),
+                    reason: None,
+                    segments: segments as i64,
+                    encoding: encoding.as_str(),
+                    text,
+                }
+            }
+            RenderedSms::TooLong { segments } => {
+                tracing::warn!(subscriber = %candidate.subscriber_id, segments, "bill SMS too long even in its short form");
+                NotificationToWrite {
+                    id: uuid::Uuid::now_v7().to_string(),
+                    kind: BILL_KIND.to_string(),
+                    status: DeliveryStatus::Failed.as_str(),
+                    reason: Some("too_long"),
+                    segments: segments as i64,
+                    encoding: "",
+                    text: String::new(),
+                }
+            }
+        };
+        *report.by_status.entry(notification.status).or_default() += 1;
+        for flag in &flags {
+            *report.flags.entry(flag.reason.as_str()).or_default() += 1;
+        }
+        report.spikes += u64::from(spike);
+        report.billed += 1;
+        report.total_fen += summary.total().get();
+        bills.push(BillToWrite {
+            subscriber_id: candidate.subscriber_id,
+            month,
+            msisdn: candidate.msisdn,
+            period,
+            summary,
+            flags,
+            spike,
+            built_at,
+            notification,
+        });
+    }
+    bills
 }
 
 /// One page of subscribers and everything their bills are made of.
@@ -225,8 +262,7 @@ struct Page {
     /// Subscribers looked at, in the shard or not.
     scanned: u64,
     candidates: Vec<db::BillingCandidate>,
-    usage: HashMap<String, PeriodUsage>,
-    orders: HashMap<String, Vec<VasOrder>>,
+    inputs: HashMap<String, BillInputs>,
     previous: HashMap<String, Vec<Fen>>,
 }
 
@@ -263,16 +299,12 @@ async fn read_page(
     let candidates: Vec<_> = candidates.into_iter().filter(|c| shard.contains(&c.subscriber_id)).collect();
     let periods: Vec<_> =
         candidates.iter().map(|c| (c.subscriber_id.as_str(), billing_period(month, c.billing_day, tz))).collect();
-    let (usage, orders, previous) = match (candidates.first(), candidates.last()) {
-        (Some(first), Some(last)) => {
-            let (first, last) = (&first.subscriber_id, &last.subscriber_id);
-            (
-                db::usage_in_periods(connection, store.json_rows(), &periods).await?,
-                db::orders_between(connection, first, last).await?,
-                db::previous_totals_between(connection, first, last, month).await?,
-            )
-        }
+    let (inputs, previous) = match (candidates.first(), candidates.last()) {
+        (Some(first), Some(last)) => (
+            db::bill_inputs(connection, store.json_rows(), &periods).await?,
+            db::previous_totals_between(connection, &first.subscriber_id, &last.subscriber_id, month).await?,
+        ),
         _ => Default::default(),
     };
-    Ok(Some(Page { scanned, candidates, usage, orders, previous }))
+    Ok(Some(Page { scanned, candidates, inputs, previous }))
 }

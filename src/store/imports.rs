@@ -40,11 +40,27 @@ impl JsonRows {
     }
 
     /// An aggregate expression: the group's rows as one JSON array of arrays of `columns`,
-    /// as text. A page of rows then decodes as one value per group.
+    /// as text (`null` on PostgreSQL when there are none).
     pub(crate) fn array_of(self, columns: &str) -> String {
         match self.backend {
             super::Backend::Sqlite => format!("json_group_array(json_array({columns}))"),
             super::Backend::Postgres => format!("CAST(json_agg(json_build_array({columns})) AS TEXT)"),
+        }
+    }
+
+    /// An aggregate expression: one JSON array, as text, holding for each `(columns, condition)`
+    /// the group's rows that meet the condition as an array of arrays of `columns` (empty or
+    /// `null` when none do). A page of rows then decodes as one value per group, whichever
+    /// kinds of rows it holds.
+    pub(crate) fn arrays_where(self, groups: &[(&str, &str)]) -> String {
+        let arrays = groups.iter().map(|(columns, condition)| match self.backend {
+            super::Backend::Sqlite => format!("json_group_array(json_array({columns})) FILTER (WHERE {condition})"),
+            super::Backend::Postgres => format!("json_agg(json_build_array({columns})) FILTER (WHERE {condition})"),
+        });
+        let arrays = arrays.collect::<Vec<_>>().join(", ");
+        match self.backend {
+            super::Backend::Sqlite => format!("json_array({arrays})"),
+            super::Backend::Postgres => format!("CAST(json_build_array({arrays}) AS TEXT)"),
         }
     }
 
