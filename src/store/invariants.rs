@@ -58,12 +58,11 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use crate::store::scratch_sqlite_store;
 
     #[tokio::test]
     async fn an_event_of_no_notification_is_reported() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::connect(&format!("sqlite://{}", dir.path().join("orphan.db").display())).await.unwrap();
+        let (_dir, _, store) = scratch_sqlite_store().await;
         assert_eq!(store.invariant_violations().await.unwrap(), Vec::<String>::new());
         sqlx::query("INSERT INTO notification_events (notification_id, status, at) VALUES ('gone', 'queued', 1)")
             .execute(&store.pool)

@@ -156,6 +156,15 @@ fn placeholders(first: usize, count: usize) -> String {
     (first..first + count).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
 }
 
+/// A store on a fresh SQLite file, and its URL; the file lasts as long as the directory.
+#[cfg(test)]
+pub(crate) async fn scratch_sqlite_store() -> (tempfile::TempDir, String, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("scratch.db").display());
+    let store = Store::connect(&url).await.unwrap();
+    (dir, url, store)
+}
+
 #[cfg(test)]
 mod tests {
     use sqlx::Connection;
@@ -164,10 +173,8 @@ mod tests {
 
     #[tokio::test]
     async fn sqlite_answering_busy_is_a_lock_conflict_worth_retrying() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::connect(&format!("sqlite://{}", dir.path().join("busy.db").display())).await.unwrap();
+        let (_dir, url, store) = scratch_sqlite_store().await;
         let writer = store.begin().await.unwrap();
-        let url = format!("sqlite://{}", dir.path().join("busy.db").display());
         let mut impatient = sqlx::AnyConnection::connect(&url).await.unwrap();
         impatient.execute("PRAGMA busy_timeout = 0").await.unwrap();
         let busy: StoreError = impatient.execute("BEGIN IMMEDIATE").await.unwrap_err().into();

@@ -101,8 +101,15 @@ fn only_filtering(condition: &str) -> String {
     format!("CASE WHEN {condition} THEN 1 ELSE 0 END = 1")
 }
 
+/// The value a transition's `set` or `condition` refers to as `$2`.
+#[derive(Clone, Copy)]
+enum Second<'a> {
+    Reason(&'a str),
+    Instant(DateTime<Utc>),
+}
+
 /// Runs `UPDATE notifications SET {set}, updated_at = $1 WHERE id IN (…) AND ({condition})`
-/// with `$1` = `at` and, when given, `$2` = `extra`; records the new status for each row it
+/// with `$1` = `at` and, when given, `$2` = `second`; records the new status for each row it
 /// changed and returns their ids.
 fn transition_sql(set: &str, condition: &str, status: DeliveryStatus, ids: &str) -> String {
     format!(
@@ -120,18 +127,20 @@ async fn transition(
     condition: &str,
     status: DeliveryStatus,
     at: DateTime<Utc>,
-    extra: Option<&str>,
+    second: Option<Second<'_>>,
 ) -> StoreResult<Vec<String>> {
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    let ids_at = if extra.is_some() { 3 } else { 2 };
+    let ids_at = if second.is_some() { 3 } else { 2 };
     let (sql, events_to_record) =
         recording_events(tx, transition_sql(set, condition, status, &id_list(tx, ids_at)), status);
     let mut query = sqlx::query(&sql).bind(to_micros(at));
-    if let Some(extra) = extra {
-        query = query.bind(extra);
-    }
+    query = match second {
+        Some(Second::Reason(reason)) => query.bind(reason),
+        Some(Second::Instant(at)) => query.bind(to_micros(at)),
+        None => query,
+    };
     let moved = ids_of(&query.bind(json_ids(ids)).fetch_all(&mut **tx).await?)?;
     if events_to_record {
         record_events(tx, &moved, status.as_str(), at).await?;
@@ -147,8 +156,10 @@ pub async fn mark_queued(tx: &mut Tx, ids: &[String], at: DateTime<Utc>) -> Stor
 /// Marks re-published notifications queued again (a new `queued` event), unless a worker took
 /// them meanwhile.
 pub async fn mark_requeued(tx: &mut Tx, ids: &[String], at: DateTime<Utc>, cutoff: DateTime<Utc>) -> StoreResult<()> {
-    let condition = format!("status = 'queued' AND updated_at < {}", to_micros(cutoff));
-    transition(tx, ids, "lease_until = NULL", &condition, DeliveryStatus::Queued, at, None).await.map(drop)
+    let condition = "status = 'queued' AND updated_at < $2";
+    transition(tx, ids, "lease_until = NULL", condition, DeliveryStatus::Queued, at, Some(Second::Instant(cutoff)))
+        .await
+        .map(drop)
 }
 
 /// Claims the notifications among `ids` that nobody has sent, plus those whose sender's lease
@@ -179,7 +190,7 @@ pub async fn claim_for_sending(
             stale,
             DeliveryStatus::Unknown,
             now,
-            Some("a worker stopped while sending"),
+            Some(Second::Reason("a worker stopped while sending")),
         )
         .await?
     };
@@ -288,9 +299,17 @@ async fn settle_with_reason(
     at: DateTime<Utc>,
 ) -> StoreResult<()> {
     let ids = [id.to_string()];
-    transition(tx, &ids, "reason = $2, lease_until = NULL", "status = 'sending'", status, at, Some(reason))
-        .await
-        .map(drop)
+    transition(
+        tx,
+        &ids,
+        "reason = $2, lease_until = NULL",
+        "status = 'sending'",
+        status,
+        at,
+        Some(Second::Reason(reason)),
+    )
+    .await
+    .map(drop)
 }
 
 /// Hands notifications back to the queue after a failed attempt that will be retried.
@@ -302,7 +321,7 @@ pub async fn release_for_retry(tx: &mut Tx, ids: &[String], reason: &str, at: Da
         "status = 'sending'",
         DeliveryStatus::Queued,
         at,
-        Some(reason),
+        Some(Second::Reason(reason)),
     )
     .await
     .map(drop)
@@ -406,7 +425,7 @@ impl Store {
                 "status = 'accepted'",
                 DeliveryStatus::Unknown,
                 now,
-                Some("no delivery receipt"),
+                Some(Second::Reason("no delivery receipt")),
             )
             .await?
             .len() as u64;
@@ -433,7 +452,7 @@ impl Store {
                     "status = 'failed'",
                     DeliveryStatus::Pending,
                     now,
-                    Some("retry requested"),
+                    Some(Second::Reason("retry requested")),
                 )
                 .await?,
             );
@@ -506,11 +525,11 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::scratch_sqlite_store;
 
     /// How SQLite would find the rows of a claim, on the real schema.
     async fn claim_plan(condition: &str) -> String {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::connect(&format!("sqlite://{}", dir.path().join("plan.db").display())).await.unwrap();
+        let (_dir, _, store) = scratch_sqlite_store().await;
         let tx = store.begin().await.unwrap();
         let update = transition_sql("attempts = attempts + 1", condition, DeliveryStatus::Sending, &id_list(&tx, 2));
         drop(tx);
@@ -531,20 +550,38 @@ mod tests {
         assert!(!plan.contains("notifications_by_status"), "{plan}");
     }
 
+    /// A store holding one notification per (id, status, last change), for the bill of `s-{id}`.
+    async fn store_with(notifications: &[(&str, &str, DateTime<Utc>)]) -> (tempfile::TempDir, Store) {
+        let (dir, _, store) = scratch_sqlite_store().await;
+        for (id, status, at) in notifications {
+            sqlx::query(
+                "INSERT INTO notifications (id, subscriber_id, month, kind, msisdn, status, attempts, segments, encoding,
+                     text, created_at, updated_at)
+                 VALUES ($1, $2, '2026-10', 'bill', '+8613800138000', $3, 0, 1, 'gsm7', 'hi', $4, $4)",
+            )
+            .bind(*id)
+            .bind(format!("s-{id}"))
+            .bind(*status)
+            .bind(to_micros(*at))
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        }
+        (dir, store)
+    }
+
+    async fn history(store: &Store, id: &str) -> Vec<(String, i64)> {
+        sqlx::query_as("SELECT status, at FROM notification_events WHERE notification_id = $1 ORDER BY at, rowid")
+            .bind(id)
+            .fetch_all(&store.pool)
+            .await
+            .unwrap()
+    }
+
     #[tokio::test]
     async fn a_claim_that_overtakes_the_scheduler_records_the_queued_step() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::connect(&format!("sqlite://{}", dir.path().join("race.db").display())).await.unwrap();
         let built = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
-        sqlx::query(
-            "INSERT INTO notifications (id, subscriber_id, month, kind, msisdn, status, attempts, segments, encoding, text,
-                 created_at, updated_at)
-             VALUES ('n1', 's1', '2026-10', 'bill', '+8613800138000', 'pending', 0, 1, 'gsm7', 'hi', $1, $1)",
-        )
-        .bind(to_micros(built))
-        .execute(&store.pool)
-        .await
-        .unwrap();
+        let (_dir, store) = store_with(&[("n1", "pending", built)]).await;
         let now = built + chrono::Duration::minutes(1);
         let mut tx = store.begin().await.unwrap();
         let claim = claim_for_sending(&mut tx, &["n1".to_string()], now, now + chrono::Duration::minutes(5), true)
@@ -554,12 +591,31 @@ mod tests {
         mark_queued(&mut tx, &["n1".to_string()], now + chrono::Duration::seconds(1)).await.unwrap();
         tx.commit().await.unwrap();
         assert_eq!(claim.claimed.len(), 1);
-        let history: Vec<(String,)> =
-            sqlx::query_as("SELECT status FROM notification_events WHERE notification_id = 'n1' ORDER BY at, rowid")
-                .fetch_all(&store.pool)
-                .await
-                .unwrap();
-        assert_eq!(history, vec![("queued".to_string(),), ("sending".to_string(),)]);
+        let statuses: Vec<String> = history(&store, "n1").await.into_iter().map(|(status, _)| status).collect();
+        assert_eq!(statuses, ["queued", "sending"]);
         assert_eq!(store.invariant_violations().await.unwrap(), Vec::<String>::new());
+    }
+
+    #[tokio::test]
+    async fn requeuing_moves_only_what_stayed_queued_since_before_the_cutoff() {
+        let t0 = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        let minutes = chrono::Duration::minutes;
+        let (_dir, store) =
+            store_with(&[("stranded", "queued", t0), ("recent", "queued", t0 + minutes(10)), ("taken", "sending", t0)])
+                .await;
+        let ids = ["stranded", "recent", "taken"].map(String::from);
+        let (now, cutoff) = (t0 + minutes(20), t0 + minutes(5));
+        let mut tx = store.begin().await.unwrap();
+        mark_requeued(&mut tx, &ids, now, cutoff).await.unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!(history(&store, "stranded").await, [("queued".to_string(), to_micros(now))]);
+        assert_eq!(history(&store, "recent").await, []);
+        assert_eq!(history(&store, "taken").await, []);
+        let updated: Vec<(String, i64)> = sqlx::query_as("SELECT id, updated_at FROM notifications ORDER BY id")
+            .fetch_all(&store.pool)
+            .await
+            .unwrap();
+        let expected = [("recent", t0 + minutes(10)), ("stranded", now), ("taken", t0)];
+        assert_eq!(updated, expected.map(|(id, at)| (id.to_string(), to_micros(at))));
     }
 }
