@@ -31,6 +31,19 @@ impl Store {
 }
 
 impl JsonRows {
+    /// As the connection (or transaction) `connection` reads them.
+    pub(crate) fn of(connection: &sqlx::AnyConnection) -> JsonRows {
+        JsonRows { backend: super::Backend::of(connection) }
+    }
+
+    /// The strings of the JSON array bound as parameter `$n`, as a one-column subquery.
+    pub(crate) fn strings(self, n: usize) -> String {
+        match self.backend {
+            super::Backend::Sqlite => format!("SELECT value FROM json_each(${n})"),
+            super::Backend::Postgres => format!("SELECT jsonb_array_elements_text(${n}::jsonb)"),
+        }
+    }
+
     /// `… AS j`, reading the array bound as `$1`.
     pub(crate) fn source(self) -> &'static str {
         match self.backend {

@@ -60,6 +60,17 @@ enum Backend {
     Postgres,
 }
 
+impl Backend {
+    /// The backend a connection (or a transaction, through it) talks to.
+    fn of(connection: &sqlx::AnyConnection) -> Backend {
+        if connection.backend_name() == "SQLite" {
+            Backend::Sqlite
+        } else {
+            Backend::Postgres
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct Store {
     pool: AnyPool,

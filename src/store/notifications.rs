@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use sqlx::Row;
 
 use super::imports::JsonRows;
-use super::{from_micros, to_micros, Store, StoreResult, Tx};
+use super::{from_micros, to_micros, Backend, Store, StoreResult, Tx};
 use crate::domain::delivery::DeliveryStatus;
 use crate::domain::period::BillingMonth;
 
@@ -61,7 +61,7 @@ pub async fn record_events(tx: &mut Tx, ids: &[String], status: &str, at: DateTi
 /// statement (PostgreSQL, by a data-modifying `WITH`): a round trip and a second lookup of
 /// every row saved. The flag says whether the events are still to be recorded.
 fn recording_events(tx: &Tx, update: String, status: DeliveryStatus) -> (String, bool) {
-    if tx.backend_name() == "SQLite" {
+    if Backend::of(tx) == Backend::Sqlite {
         return (update, true);
     }
     let sql = format!(
@@ -81,11 +81,7 @@ fn ids_of(rows: &[sqlx::any::AnyRow]) -> StoreResult<Vec<String>> {
 /// however many ids. Binding thousands of placeholders one by one cost more than the
 /// statement itself.
 fn id_list(tx: &Tx, n: usize) -> String {
-    if tx.backend_name() == "SQLite" {
-        format!("SELECT value FROM json_each(${n})")
-    } else {
-        format!("SELECT jsonb_array_elements_text(${n}::jsonb)")
-    }
+    JsonRows::of(tx).strings(n)
 }
 
 fn json_ids(ids: &[String]) -> String {
