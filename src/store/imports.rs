@@ -53,11 +53,19 @@ impl JsonRows {
     }
 
     /// An aggregate expression: the group's rows as one JSON array of arrays of `columns`,
-    /// as text (`null` on PostgreSQL when there are none).
-    pub(crate) fn array_of(self, columns: &str) -> String {
+    /// as JSON (`null` on PostgreSQL when there are none).
+    fn json_array_of(self, columns: &str) -> String {
         match self.backend {
             super::Backend::Sqlite => format!("json_group_array(json_array({columns}))"),
-            super::Backend::Postgres => format!("CAST(json_agg(json_build_array({columns})) AS TEXT)"),
+            super::Backend::Postgres => format!("json_agg(json_build_array({columns}))"),
+        }
+    }
+
+    /// `json_array_of(columns)` as text, which both backends decode alike.
+    pub(crate) fn array_of(self, columns: &str) -> String {
+        match self.backend {
+            super::Backend::Sqlite => self.json_array_of(columns),
+            super::Backend::Postgres => format!("CAST({} AS TEXT)", self.json_array_of(columns)),
         }
     }
 
@@ -66,11 +74,11 @@ impl JsonRows {
     /// `null` when none do). A page of rows then decodes as one value per group, whichever
     /// kinds of rows it holds.
     pub(crate) fn arrays_where(self, groups: &[(&str, &str)]) -> String {
-        let arrays = groups.iter().map(|(columns, condition)| match self.backend {
-            super::Backend::Sqlite => format!("json_group_array(json_array({columns})) FILTER (WHERE {condition})"),
-            super::Backend::Postgres => format!("json_agg(json_build_array({columns})) FILTER (WHERE {condition})"),
-        });
-        let arrays = arrays.collect::<Vec<_>>().join(", ");
+        let arrays = groups
+            .iter()
+            .map(|(columns, condition)| format!("{} FILTER (WHERE {condition})", self.json_array_of(columns)))
+            .collect::<Vec<_>>()
+            .join(", ");
         match self.backend {
             super::Backend::Sqlite => format!("json_array({arrays})"),
             super::Backend::Postgres => format!("CAST(json_build_array({arrays}) AS TEXT)"),
