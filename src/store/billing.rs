@@ -126,13 +126,13 @@ pub async fn bill_inputs(
     ]);
     let orders = rows.array_of("o.service_code, o.ordered_at, o.cancelled_at, o.confirmed");
     let stored: Vec<(String, String, Option<String>)> = sqlx::query_as(&format!(
-        "SELECT j.value ->> 0,
+        "{} SELECT j.value ->> 0,
              (SELECT {usage} FROM usage_records u
               WHERE u.subscriber_id = j.value ->> 0
                 AND u.occurred_at >= CAST(j.value ->> 1 AS BIGINT) AND u.occurred_at < CAST(j.value ->> 2 AS BIGINT)),
              (SELECT {orders} FROM vas_orders o WHERE o.subscriber_id = j.value ->> 0)
-         FROM {}",
-        rows.source()
+         FROM j",
+        rows.with_rows()
     ))
     .bind(&page)
     .fetch_all(&mut *conn)

@@ -44,11 +44,15 @@ impl JsonRows {
         }
     }
 
-    /// `… AS j`, reading the array bound as `$1`.
-    pub(crate) fn source(self) -> &'static str {
+    /// `WITH j AS (…)`: the rows of the array bound as `$1`, each as `j.value`, to open a
+    /// statement that reads them `FROM j`. SQLite's `json_each` hands each row out as text,
+    /// which every `j.value ->> N` parsed again: twenty fields meant twenty parses a row. The
+    /// rows are made binary once, here, and kept (`MATERIALIZED`, or SQLite would fold the
+    /// conversion back into each field).
+    pub(crate) fn with_rows(self) -> &'static str {
         match self.backend {
-            super::Backend::Sqlite => "json_each($1) AS j",
-            super::Backend::Postgres => "jsonb_array_elements($1::jsonb) AS j",
+            super::Backend::Sqlite => "WITH j AS MATERIALIZED (SELECT jsonb(value) AS value FROM json_each($1))",
+            super::Backend::Postgres => "WITH j AS (SELECT value FROM jsonb_array_elements($1::jsonb))",
         }
     }
 
@@ -99,7 +103,7 @@ impl JsonRows {
             return Ok(0);
         }
         let payload = serde_json::to_string(rows).expect("rows serialise");
-        let sql = format!("{insert} SELECT {columns} FROM {} WHERE true {conflict}", self.source());
+        let sql = format!("{} {insert} SELECT {columns} FROM j WHERE true {conflict}", self.with_rows());
         Ok(sqlx::query(&sql).bind(payload).execute(&mut **tx).await?.rows_affected())
     }
 
@@ -113,8 +117,10 @@ impl JsonRows {
             Reference::Subscriber => ("subscribers", "subscriber_id"),
         };
         let wrapped: Vec<[&str; 1]> = keys.iter().map(|k| [*k]).collect();
-        let sql =
-            format!("SELECT {column} FROM {table} WHERE {column} IN (SELECT j.value ->> 0 FROM {})", self.source());
+        let sql = format!(
+            "{} SELECT {column} FROM {table} WHERE {column} IN (SELECT j.value ->> 0 FROM j)",
+            self.with_rows()
+        );
         let found: Vec<(String,)> = sqlx::query_as(&sql)
             .bind(serde_json::to_string(&wrapped).expect("keys serialise"))
             .fetch_all(&mut **tx)

@@ -256,11 +256,11 @@ pub async fn mark_all_accepted(
         return Ok(());
     }
     let update = format!(
-        "UPDATE notifications SET status = 'accepted', gateway_message_id = j.value ->> 1, lease_until = NULL,
+        "{} UPDATE notifications SET status = 'accepted', gateway_message_id = j.value ->> 1, lease_until = NULL,
              updated_at = $2
-         FROM {} WHERE notifications.id = j.value ->> 0 AND {}
+         FROM j WHERE notifications.id = j.value ->> 0 AND {}
          RETURNING notifications.id, notifications.updated_at",
-        rows.source(),
+        rows.with_rows(),
         only_filtering("notifications.status = 'sending'")
     );
     let (sql, events_to_record) = recording_events(tx, update, DeliveryStatus::Accepted);
