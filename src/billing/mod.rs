@@ -91,6 +91,11 @@ impl BillBuilder<'_> {
         // the push of the pages already queued needs it too.
         let mut tx = Some(self.store.begin().await?);
         db::start_billing_run(tx.as_mut().expect("just begun"), &run_id, month, as_of, Utc::now()).await?;
+        // PostgreSQL takes the pages by `COPY`, each in a transaction of its own.
+        let mut copier = if dry_run { None } else { self.store.copier().await? };
+        if copier.is_some() {
+            tx.take().expect("just begun").commit().await?;
+        }
         // Three stages at once, a page apart: the next page is read while this one is built
         // (flagged and rendered, on the CPU) and the one before is written. Pages are
         // disjoint key ranges, so reading ahead of the writes changes nothing that is read.
@@ -101,11 +106,16 @@ impl BillBuilder<'_> {
             tokio::spawn(build_pages(self.renderer.clone(), self.rules, month, as_of, next_page, built_pages));
         while let Some(BuiltPage { scanned, bills }) = next_built.recv().await {
             if !bills.is_empty() {
-                let tx = match &mut tx {
-                    Some(tx) => tx,
-                    None => tx.insert(self.store.begin().await?),
-                };
-                db::write_bills(tx, self.store.json_rows(), &bills).await?;
+                match &mut copier {
+                    Some(copier) => copier.copy_page(&bills).await?,
+                    None => {
+                        let tx = match &mut tx {
+                            Some(tx) => tx,
+                            None => tx.insert(self.store.begin().await?),
+                        };
+                        db::write_bills(tx, self.store.json_rows(), &bills).await?;
+                    }
+                }
             }
             progress.inc(scanned);
             if !dry_run {

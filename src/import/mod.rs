@@ -14,7 +14,7 @@ use chrono::Utc;
 use csv::ByteRecord;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::store::bulk::{Copied, UsageCopier};
+use crate::store::bulk::{Copied, Copier};
 use crate::store::imports::{self as db, ImportRunRecord, JsonRows, Reference};
 use crate::store::{ImportCounts, Store, StoreError, Tx};
 use rows::{Columns, Fields, OrderRow, PlanRow, RowError, SpamReportRow, SubscriberRow, UsageRow};
@@ -223,7 +223,7 @@ impl Batch {
 }
 
 /// A usage batch sent by `COPY`: the copier back, the rows, and what `COPY` made of them.
-type CopyDone = (UsageCopier, Vec<UsageRow>, Result<Copied, StoreError>);
+type CopyDone = (Copier, Vec<UsageRow>, Result<Copied, StoreError>);
 
 /// Where a file's rows and rejects go.
 struct Writer<'a> {
@@ -235,7 +235,7 @@ struct Writer<'a> {
     rejects_path: PathBuf,
     counts: ImportCounts,
     /// PostgreSQL, usage, not strict: batches go in by `COPY`, each committed on its own.
-    copier: Option<UsageCopier>,
+    copier: Option<Copier>,
     /// The batch being copied.
     copying: Option<tokio::task::JoinHandle<CopyDone>>,
 }
@@ -319,7 +319,7 @@ impl Writer<'_> {
                 if let Some(mut copier) = self.copier.take() {
                     // Sent while the next batch is read and checked: the two cores work at once.
                     self.copying = Some(tokio::spawn(async move {
-                        let copied = copier.copy(&rows).await;
+                        let copied = copier.copy_usage(&rows).await;
                         (copier, rows, copied)
                     }));
                     return Ok(());
@@ -417,7 +417,7 @@ pub async fn import_file(
         rejects,
         rejects_path: rejects_file.clone(),
         counts: ImportCounts::default(),
-        copier: if kind == ImportKind::Usage && !strict { store.usage_copier().await.map_err(db_error)? } else { None },
+        copier: if kind == ImportKind::Usage && !strict { store.copier().await.map_err(db_error)? } else { None },
         copying: None,
     };
     let mut batch = Batch::default();

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use sqlx::{AnyConnection, Row};
 
+use super::bulk::Value;
 use super::imports::JsonRows;
 use super::{from_micros, to_micros, StoreError, StoreResult, Tx};
 use crate::domain::bill::{BillSummary, CategorySum, UsageRecord};
@@ -216,115 +217,195 @@ pub async fn previous_totals_between(
     Ok(by_subscriber)
 }
 
-/// Writes a page of bills with their flags, notifications and first statuses: four
-/// statements, whatever the page's size.
-pub async fn write_bills(tx: &mut Tx, rows: JsonRows, bills: &[BillToWrite]) -> StoreResult<()> {
-    let bill_rows: Vec<_> = bills
+/// A column a page write fills: its name, and whether it holds text or a number.
+type Column = (&'static str, ColumnKind);
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ColumnKind {
+    Text,
+    Number,
+}
+
+use ColumnKind::{Number, Text};
+
+/// A table a page write fills, with the columns each of its rows gives, in order.
+#[derive(Clone, Copy)]
+pub(super) struct PageTable {
+    name: &'static str,
+    columns: &'static [Column],
+}
+
+/// `table (column, …)`, as `INSERT INTO` and `COPY` name what they fill.
+impl std::fmt::Display for PageTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self.columns.iter().map(|(name, _)| *name).collect();
+        write!(f, "{} ({})", self.name, names.join(", "))
+    }
+}
+
+impl PageTable {
+    /// The columns read from the rows of a JSON array, for `JsonRows::insert`.
+    fn json_columns(&self) -> String {
+        let field = |(i, (_, kind)): (usize, &Column)| match kind {
+            Text => format!("j.value ->> {i}"),
+            Number => format!("CAST(j.value ->> {i} AS BIGINT)"),
+        };
+        self.columns.iter().enumerate().map(field).collect::<Vec<_>>().join(", ")
+    }
+}
+
+const BILLS: PageTable = PageTable {
+    name: "bills",
+    columns: &[
+        ("subscriber_id", Text),
+        ("month", Text),
+        ("msisdn", Text),
+        ("period_start", Number),
+        ("period_end", Number),
+        ("total_fen", Number),
+        ("plan_fee_fen", Number),
+        ("voice_fen", Number),
+        ("data_fen", Number),
+        ("sms_fen", Number),
+        ("vas_fen", Number),
+        ("other_fen", Number),
+        ("discount_fen", Number),
+        ("adjustment_fen", Number),
+        ("voice_minutes", Number),
+        ("data_kb", Number),
+        ("sms_count", Number),
+        ("record_count", Number),
+        ("spike", Number),
+        ("built_at", Number),
+    ],
+};
+
+const CHARGE_FLAGS: PageTable = PageTable {
+    name: "charge_flags",
+    columns: &[
+        ("subscriber_id", Text),
+        ("month", Text),
+        ("record_id", Text),
+        ("reason", Text),
+        ("service_code", Text),
+        ("amount_fen", Number),
+    ],
+};
+
+const NOTIFICATIONS: PageTable = PageTable {
+    name: "notifications",
+    columns: &[
+        ("id", Text),
+        ("subscriber_id", Text),
+        ("month", Text),
+        ("kind", Text),
+        ("msisdn", Text),
+        ("status", Text),
+        ("reason", Text),
+        ("attempts", Number),
+        ("segments", Number),
+        ("encoding", Text),
+        ("text", Text),
+        ("created_at", Number),
+        ("updated_at", Number),
+    ],
+};
+
+const NOTIFICATION_EVENTS: PageTable =
+    PageTable { name: "notification_events", columns: &[("notification_id", Text), ("status", Text), ("at", Number)] };
+
+type Rows<'a> = Vec<Vec<Value<'a>>>;
+
+/// What a page of bills writes, table by table; `months` holds each bill's month as text.
+pub(super) fn page_rows<'a>(bills: &'a [BillToWrite], months: &'a [String]) -> [(PageTable, Rows<'a>); 4] {
+    let bill_rows = bills
         .iter()
-        .map(|b| {
+        .zip(months)
+        .map(|(b, month)| {
             let c = &b.summary.categories;
             let mut row = vec![
-                serde_json::Value::from(b.subscriber_id.as_str()),
-                b.month.to_string().into(),
-                b.msisdn.as_str().into(),
-                to_micros(b.period.start).into(),
-                to_micros(b.period.end).into(),
-                b.summary.total().get().into(),
+                Value::Text(&b.subscriber_id),
+                Value::Text(month),
+                Value::Text(b.msisdn.as_str()),
+                Value::Int(to_micros(b.period.start)),
+                Value::Int(to_micros(b.period.end)),
+                Value::Int(b.summary.total().get()),
             ];
-            row.extend(Category::ALL.iter().map(|&category| c.get(category).get().into()));
+            row.extend(Category::ALL.iter().map(|&category| Value::Int(c.get(category).get())));
             row.extend([
-                b.summary.usage.voice_minutes.into(),
-                b.summary.usage.data_kb.into(),
-                b.summary.usage.sms_count.into(),
-                b.summary.record_count.into(),
-                i64::from(b.spike).into(),
-                to_micros(b.built_at).into(),
+                Value::Int(b.summary.usage.voice_minutes),
+                Value::Int(b.summary.usage.data_kb),
+                Value::Int(b.summary.usage.sms_count),
+                Value::Int(b.summary.record_count),
+                Value::Int(i64::from(b.spike)),
+                Value::Int(to_micros(b.built_at)),
             ]);
             row
         })
         .collect();
-    let int = |i: usize| format!("CAST(j.value ->> {i} AS BIGINT)");
-    let columns = std::iter::once("j.value ->> 0, j.value ->> 1, j.value ->> 2".to_string())
-        .chain((3..20).map(int))
-        .collect::<Vec<_>>()
-        .join(", ");
-    rows.insert(
-        tx,
-        "INSERT INTO bills (subscriber_id, month, msisdn, period_start, period_end, total_fen,
-             plan_fee_fen, voice_fen, data_fen, sms_fen, vas_fen, other_fen, discount_fen, adjustment_fen,
-             voice_minutes, data_kb, sms_count, record_count, spike, built_at)",
-        &columns,
-        "",
-        &bill_rows,
-    )
-    .await?;
-
-    let flag_rows: Vec<_> = bills
+    let flag_rows = bills
         .iter()
-        .flat_map(|b| {
+        .zip(months)
+        .flat_map(|(b, month)| {
             b.flags.iter().map(move |f| {
-                (
-                    &b.subscriber_id,
-                    b.month.to_string(),
-                    &f.record_id,
-                    f.reason.as_str(),
-                    &f.service_code,
-                    f.amount.get(),
-                )
+                vec![
+                    Value::Text(&b.subscriber_id),
+                    Value::Text(month),
+                    Value::Text(&f.record_id),
+                    Value::Text(f.reason.as_str()),
+                    Value::Text(&f.service_code),
+                    Value::Int(f.amount.get()),
+                ]
             })
         })
         .collect();
-    rows.insert(
-        tx,
-        "INSERT INTO charge_flags (subscriber_id, month, record_id, reason, service_code, amount_fen)",
-        "j.value ->> 0, j.value ->> 1, j.value ->> 2, j.value ->> 3, j.value ->> 4, CAST(j.value ->> 5 AS BIGINT)",
-        "",
-        &flag_rows,
-    )
-    .await?;
-
-    let notification_rows: Vec<_> = bills
+    let notification_rows = bills
+        .iter()
+        .zip(months)
+        .map(|(b, month)| {
+            let n = &b.notification;
+            let at = Value::Int(to_micros(b.built_at));
+            vec![
+                Value::Text(&n.id),
+                Value::Text(&b.subscriber_id),
+                Value::Text(month),
+                Value::Text(&n.kind),
+                Value::Text(b.msisdn.as_str()),
+                Value::Text(n.status),
+                n.reason.map_or(Value::Null, Value::Text),
+                Value::Int(0),
+                Value::Int(n.segments),
+                Value::Text(n.encoding),
+                Value::Text(&n.text),
+                at,
+                at,
+            ]
+        })
+        .collect();
+    let event_rows = bills
         .iter()
         .map(|b| {
             let n = &b.notification;
-            let at = to_micros(b.built_at);
-            (
-                &n.id,
-                &b.subscriber_id,
-                b.month.to_string(),
-                &n.kind,
-                b.msisdn.as_str(),
-                n.status,
-                n.reason,
-                n.segments,
-                n.encoding,
-                &n.text,
-                at,
-            )
+            vec![Value::Text(&n.id), Value::Text(n.status), Value::Int(to_micros(b.built_at))]
         })
         .collect();
-    rows.insert(
-        tx,
-        "INSERT INTO notifications (id, subscriber_id, month, kind, msisdn, status, reason, attempts, segments,
-             encoding, text, created_at, updated_at)",
-        "j.value ->> 0, j.value ->> 1, j.value ->> 2, j.value ->> 3, j.value ->> 4, j.value ->> 5, j.value ->> 6, 0,
-         CAST(j.value ->> 7 AS BIGINT), j.value ->> 8, j.value ->> 9, CAST(j.value ->> 10 AS BIGINT),
-         CAST(j.value ->> 10 AS BIGINT)",
-        "",
-        &notification_rows,
-    )
-    .await?;
+    [
+        (BILLS, bill_rows),
+        (CHARGE_FLAGS, flag_rows),
+        (NOTIFICATIONS, notification_rows),
+        (NOTIFICATION_EVENTS, event_rows),
+    ]
+}
 
-    let event_rows: Vec<_> =
-        bills.iter().map(|b| (&b.notification.id, b.notification.status, to_micros(b.built_at))).collect();
-    rows.insert(
-        tx,
-        "INSERT INTO notification_events (notification_id, status, at)",
-        "j.value ->> 0, j.value ->> 1, CAST(j.value ->> 2 AS BIGINT)",
-        "",
-        &event_rows,
-    )
-    .await?;
+/// Writes a page of bills with their flags, notifications and first statuses: four
+/// statements, whatever the page's size, in the caller's transaction. A build on PostgreSQL
+/// writes by `COPY` instead (`Copier::copy_page`), except a dry run, which needs its pages in
+/// its one transaction to roll them back.
+pub async fn write_bills(tx: &mut Tx, rows: JsonRows, bills: &[BillToWrite]) -> StoreResult<()> {
+    let months: Vec<String> = bills.iter().map(|b| b.month.to_string()).collect();
+    for (table, values) in page_rows(bills, &months) {
+        rows.insert(tx, &format!("INSERT INTO {table}"), &table.json_columns(), "", &values).await?;
+    }
     Ok(())
 }
 

@@ -1,16 +1,21 @@
-//! Usage records on PostgreSQL by `COPY`, straight into the system-of-record table: the
-//! fastest way in, and as durable as any insert (the table stays logged, `record_id` stays
-//! the primary key). `COPY` cannot skip known rows, so a batch holding a `record_id` the
-//! table already has fails whole with a unique violation, writes nothing, and is handed
-//! back for the portable `INSERT … ON CONFLICT DO NOTHING`, which counts it as duplicate.
-//! A first import of a month's usage, the bulk of all imports, never meets that case.
+//! Rows written by `COPY` on PostgreSQL, the fastest way in and as durable as any insert: the
+//! tables stay logged and keep their keys. Two writes go this way: new usage at import, and
+//! the build's pages of bills, flags, notifications and their first statuses.
+//!
+//! Usage goes straight into the system-of-record table. `COPY` cannot skip known rows, so a
+//! batch holding a `record_id` the table already has fails whole with a unique violation,
+//! writes nothing, and is handed back for the portable `INSERT … ON CONFLICT DO NOTHING`,
+//! which counts it as duplicate. A first import of a month's usage, the bulk of all imports,
+//! never meets that case.
 
 use std::collections::HashSet;
 use std::fmt::Write as _;
 
+use serde::Serialize;
 use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions};
 use sqlx::Connection;
 
+use super::billing::{page_rows, BillToWrite};
 use super::{to_micros, Store, StoreResult};
 use crate::import::rows::UsageRow;
 
@@ -19,7 +24,7 @@ const COPY_USAGE: &str = "COPY usage_records
     FROM STDIN";
 
 /// A PostgreSQL-native connection for `COPY`, which sqlx's portable driver does not speak.
-pub struct UsageCopier {
+pub struct Copier {
     connection: sqlx::pool::PoolConnection<sqlx::Postgres>,
 }
 
@@ -33,36 +38,45 @@ pub enum Copied {
 
 impl Store {
     /// A copier when the store is PostgreSQL; the embedded SQLite has no `COPY`.
-    pub async fn usage_copier(&self) -> StoreResult<Option<UsageCopier>> {
+    pub async fn copier(&self) -> StoreResult<Option<Copier>> {
         match &self.native {
-            Some(pool) => Ok(Some(UsageCopier { connection: pool.acquire().await? })),
+            Some(pool) => Ok(Some(Copier { connection: pool.acquire().await? })),
             None => Ok(None),
         }
     }
 }
 
-/// The pool behind `Store::usage_copier`: connects only when first used.
+/// The pool behind `Store::copier`: connects only when first used.
 pub(super) fn native_pool(url: &str) -> StoreResult<PgPool> {
     Ok(PgPoolOptions::new().max_connections(2).connect_lazy(url)?)
 }
 
-impl UsageCopier {
+impl Copier {
     /// Stores `rows` in one transaction of its own, or none of them if one is already
     /// known. A `record_id` repeated inside the batch is sent once; the caller counts the
     /// difference between rows given and rows stored as duplicates.
-    pub async fn copy(&mut self, rows: &[UsageRow]) -> StoreResult<Copied> {
-        let data = copy_text(rows);
+    pub async fn copy_usage(&mut self, rows: &[UsageRow]) -> StoreResult<Copied> {
+        let mut seen = HashSet::with_capacity(rows.len());
+        let values: Vec<[Value; 8]> = rows
+            .iter()
+            .filter(|row| seen.insert(row.record.record_id.as_str()))
+            .map(|row| {
+                let r = &row.record;
+                [
+                    Value::Text(&r.record_id),
+                    Value::Text(&row.subscriber_id),
+                    Value::Int(to_micros(r.occurred_at)),
+                    Value::Text(r.category.as_str()),
+                    Value::Int(r.quantity),
+                    Value::Int(r.amount.get()),
+                    Value::Text(&r.service_code),
+                    Value::Text(&r.description),
+                ]
+            })
+            .collect();
         let connection: &mut PgConnection = &mut self.connection;
         let mut tx = Connection::begin(connection).await?;
-        let mut copy = tx.copy_in_raw(COPY_USAGE).await?;
-        let copied = match copy.send(data).await {
-            Ok(_) => copy.finish().await,
-            Err(error) => {
-                let _ = copy.abort("sending failed").await;
-                Err(error)
-            }
-        };
-        match copied {
+        match copy_into(&mut tx, COPY_USAGE, &values).await {
             Ok(count) => {
                 tx.commit().await?;
                 Ok(Copied::All(count))
@@ -74,31 +88,64 @@ impl UsageCopier {
             Err(error) => Err(error.into()),
         }
     }
+
+    /// Writes a page of bills with their flags, notifications and first statuses, as
+    /// `billing::write_bills` does, in one transaction of its own.
+    pub async fn copy_page(&mut self, bills: &[BillToWrite]) -> StoreResult<()> {
+        let months: Vec<String> = bills.iter().map(|b| b.month.to_string()).collect();
+        let connection: &mut PgConnection = &mut self.connection;
+        let mut tx = Connection::begin(connection).await?;
+        for (table, values) in page_rows(bills, &months) {
+            if !values.is_empty() {
+                copy_into(&mut tx, &format!("COPY {table} FROM STDIN"), &values).await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
 }
 
-/// The rows in `COPY`'s text format, each `record_id` once.
-fn copy_text(rows: &[UsageRow]) -> Vec<u8> {
-    let mut seen = HashSet::with_capacity(rows.len());
+/// One value of a row written in a batch: sent as a field of `COPY`'s text format here, or as
+/// an element of the JSON array the portable statements read.
+#[derive(Debug, Clone, Copy, Serialize)]
+#[serde(untagged)]
+pub enum Value<'a> {
+    Text(&'a str),
+    Int(i64),
+    Null,
+}
+
+async fn copy_into<'a, R: AsRef<[Value<'a>]>>(
+    connection: &mut PgConnection,
+    statement: &str,
+    rows: &[R],
+) -> Result<u64, sqlx::Error> {
+    let mut copy = connection.copy_in_raw(statement).await?;
+    match copy.send(copy_text(rows)).await {
+        Ok(_) => copy.finish().await,
+        Err(error) => {
+            let _ = copy.abort("sending failed").await;
+            Err(error)
+        }
+    }
+}
+
+/// The rows in `COPY`'s text format.
+fn copy_text<'a, R: AsRef<[Value<'a>]>>(rows: &[R]) -> Vec<u8> {
     let mut out = String::with_capacity(rows.len() * 128);
     for row in rows {
-        let r = &row.record;
-        if !seen.insert(r.record_id.as_str()) {
-            continue;
+        for (i, value) in row.as_ref().iter().enumerate() {
+            if i > 0 {
+                out.push('\t');
+            }
+            match value {
+                Value::Text(text) => push_field(&mut out, text),
+                Value::Int(number) => {
+                    let _ = write!(out, "{number}");
+                }
+                Value::Null => out.push_str("\\N"),
+            }
         }
-        push_field(&mut out, &r.record_id);
-        out.push('\t');
-        push_field(&mut out, &row.subscriber_id);
-        let _ = write!(
-            out,
-            "\t{}\t{}\t{}\t{}\t",
-            to_micros(r.occurred_at),
-            r.category.as_str(),
-            r.quantity,
-            r.amount.get()
-        );
-        push_field(&mut out, &r.service_code);
-        out.push('\t');
-        push_field(&mut out, &r.description);
         out.push('\n');
     }
     out.into_bytes()
@@ -120,6 +167,13 @@ fn push_field(out: &mut String, field: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rows_are_tab_separated_lines_with_null_spelled_as_copy_reads_it() {
+        let rows =
+            [[Value::Text("a\tb"), Value::Int(-5), Value::Null], [Value::Text(""), Value::Int(0), Value::Text("话费")]];
+        assert_eq!(String::from_utf8(copy_text(&rows)).unwrap(), "a\\tb\t-5\t\\N\n\t0\t话费\n");
+    }
 
     #[test]
     fn text_fields_escape_what_copy_reads_specially() {
