@@ -56,31 +56,41 @@ impl JsonRows {
         }
     }
 
-    /// An aggregate expression: the group's rows as one JSON array of arrays of `columns`,
-    /// as JSON (`null` on PostgreSQL when there are none).
-    fn json_array_of(self, columns: &str) -> String {
+    /// `columns` as one JSON array, per row.
+    pub(crate) fn row(self, columns: &str) -> String {
         match self.backend {
-            super::Backend::Sqlite => format!("json_group_array(json_array({columns}))"),
-            super::Backend::Postgres => format!("json_agg(json_build_array({columns}))"),
+            super::Backend::Sqlite => format!("json_array({columns})"),
+            super::Backend::Postgres => format!("json_build_array({columns})"),
         }
     }
 
-    /// `json_array_of(columns)` as text, which both backends decode alike.
+    /// An aggregate expression: the group's `value`s as one JSON array, as JSON (`null` on
+    /// PostgreSQL when there are none).
+    fn json_array_of(self, value: &str) -> String {
+        match self.backend {
+            super::Backend::Sqlite => format!("json_group_array({value})"),
+            super::Backend::Postgres => format!("json_agg({value})"),
+        }
+    }
+
+    /// The group's rows as one JSON array of arrays of `columns`, as text, which both
+    /// backends decode alike.
     pub(crate) fn array_of(self, columns: &str) -> String {
+        let rows = self.json_array_of(&self.row(columns));
         match self.backend {
-            super::Backend::Sqlite => self.json_array_of(columns),
-            super::Backend::Postgres => format!("CAST({} AS TEXT)", self.json_array_of(columns)),
+            super::Backend::Sqlite => rows,
+            super::Backend::Postgres => format!("CAST({rows} AS TEXT)"),
         }
     }
 
-    /// An aggregate expression: one JSON array, as text, holding for each `(columns, condition)`
-    /// the group's rows that meet the condition as an array of arrays of `columns` (empty or
-    /// `null` when none do). A page of rows then decodes as one value per group, whichever
-    /// kinds of rows it holds.
+    /// An aggregate expression: one JSON array, as text, holding for each `(value, condition)`
+    /// the `value`s of the group's rows that meet the condition as an array (empty or `null`
+    /// when none do). A page of rows then decodes as one value per group, whichever kinds of
+    /// rows it holds. The arrays of one call list their rows in the same order.
     pub(crate) fn arrays_where(self, groups: &[(&str, &str)]) -> String {
         let arrays = groups
             .iter()
-            .map(|(columns, condition)| format!("{} FILTER (WHERE {condition})", self.json_array_of(columns)))
+            .map(|(value, condition)| format!("{} FILTER (WHERE {condition})", self.json_array_of(value)))
             .collect::<Vec<_>>()
             .join(", ");
         match self.backend {
