@@ -23,8 +23,9 @@ timed() {
   record "$stage.seconds" "$(python3 -c "import sys; print(float(sys.argv[2]) - float(sys.argv[1]))" "$started" "$(now)")"
   record "$stage.rss_kb" "$(tail -n 1 "$work/rss.$stage")"
 }
-psql_time() { # seconds a statement takes, by psql's own \timing
-  psql -h 127.0.0.1 -U postgres -d "$db" -q -o /dev/null -c '\timing on' -c "$1" 2>&1 |
+psql_time() { # seconds the statements given take together, by psql's own \timing
+  local statements=(); for statement in "$@"; do statements+=(-c "$statement"); done
+  psql -h 127.0.0.1 -U postgres -d "$db" -q -o /dev/null -c '\timing on' "${statements[@]}" 2>&1 |
     awk '/^Time:/ { s += $2 } END { print s / 1000 }'
 }
 
@@ -51,6 +52,18 @@ record raw_group_by.seconds "$(psql_time "SELECT subscriber_id, category, SUM(am
 timed schedule "$bin" schedule --month $month --as-of 2027-01-01T00:00:00+08:00
 record build.seconds "$(psql -h 127.0.0.1 -U postgres -d "$db" -tAc "SELECT (finished_at - started_at) / 1e6 FROM billing_runs")"
 record notifications "$(psql -h 127.0.0.1 -U postgres -d "$db" -tAc "SELECT COUNT(*) FROM notifications WHERE status = 'queued'")"
+record bills "$(psql -h 127.0.0.1 -U postgres -d "$db" -tAc "SELECT COUNT(*) FROM bills")"
+# Raw write: what the build wrote (bills, flags, notifications, their first statuses), by COPY
+# into empty tables of the same shape, keys and indexes (`LIKE … INCLUDING ALL`; foreign keys
+# are not copied, which only makes the baseline faster).
+raw_tables="bills charge_flags notifications notification_events"
+for t in $raw_tables; do
+  psql -h 127.0.0.1 -U postgres -d "$db" -qc "CREATE TABLE raw_$t (LIKE $t INCLUDING ALL)" \
+    -c "\\copy (SELECT * FROM $t $([ $t = notification_events ] && echo "WHERE status <> 'queued'")) TO '$work/raw_$t.copy'"
+done
+copies=(); for t in $raw_tables; do copies+=("\\copy raw_$t FROM '$work/raw_$t.copy'"); done
+record raw_write.seconds "$(psql_time "${copies[@]}")"
+for t in $raw_tables; do psql -h 127.0.0.1 -U postgres -d "$db" -qc "DROP TABLE raw_$t"; rm "$work/raw_$t.copy"; done
 
 /usr/bin/time -f "%M" -o "$work/rss.mock" "$bin" mock-gateway --bind "127.0.0.1:$port" --token bench >/dev/null 2>&1 &
 until curl -sf "http://127.0.0.1:$port/stats" >/dev/null; do sleep 0.1; done
@@ -106,6 +119,8 @@ broker, gateway = json.loads(r["raw_broker"]), json.loads(r["raw_gateway"])
 rows, sms, sent = int(r["usage.rows"]), int(r["notifications"]), int(r["embedded.sent"])
 raw_copy = rows / f("raw_copy.seconds")
 raw_group = n / f("raw_group_by.seconds")
+bills = int(r["bills"])
+raw_write = bills / f("raw_write.seconds")
 raw_push = min(broker["consume_ack_multiple_100_per_s"] * 100, gateway["requests_per_s"])
 raw_queue = broker["publish_per_s"] * 100
 stages = [
@@ -115,6 +130,8 @@ stages = [
      f"COPY {raw_copy:,.0f} rows/s", f"{rows / f('import_usage.seconds') / raw_copy:.0%}"),
     ("build (bills + flags + SMS text)", f"{n / f('build.seconds'):,.0f} bills/s", f("build.seconds"), rss("schedule.rss_kb"),
      f"GROUP BY {raw_group:,.0f} subs/s", f"{n / f('build.seconds') / raw_group:.0%}"),
+    ("build, against writing its output", f"{bills / f('build.seconds'):,.0f} bills/s", f("build.seconds"), "",
+     f"COPY of its rows {raw_write:,.0f} bills/s", f"{bills / f('build.seconds') / raw_write:.0%}"),
     # Pages are queued as they are built: the two overlap, so they are timed together.
     ("schedule (build + queue, overlapped)", f"{sms / f('schedule.seconds'):,.0f} msgs/s", f("schedule.seconds"), rss("schedule.rss_kb"),
      f"publish {raw_queue:,.0f} ids/s", f"{sms / f('schedule.seconds') / raw_queue:.0%}"),
@@ -132,6 +149,8 @@ for name, rate, seconds, mem, base, ratio in stages:
 print(f"raw broker: publish {broker['publish_per_s']:,.0f} msg/s, consume ack-each {broker['consume_ack_each_per_s']:,.0f} msg/s, "
       f"ack-multiple {broker['consume_ack_multiple_100_per_s']:,.0f} msg/s ({broker['payload_bytes']} B, 100 ids each); "
       f"raw gateway: {gateway['requests_per_s']:,.0f} req/s (64 in flight)")
+print(f"build's floor: the bare GROUP BY {f('raw_group_by.seconds'):.1f} s, then COPY of the rows the build writes "
+      f"{f('raw_write.seconds'):.1f} s ({bills:,} bills and their flags, notifications and first statuses); the build took {f('build.seconds'):.1f} s")
 print(f"per subscriber: import {f('import_usage.seconds') / n * 1e6:.1f} µs, build {f('build.seconds') / n * 1e6:.1f} µs, "
       f"push {f('push.seconds') / sms * 1e6:.1f} µs, embedded run {f('embedded_run.seconds') / sent * 1e6:.1f} µs")
 PY
