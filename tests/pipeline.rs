@@ -58,9 +58,10 @@ async fn a_partial_run_bills_only_due_subscribers_and_the_rerun_sends_nothing_tw
     a_partial_run_bills_only_due_subscribers_and_the_rerun_sends_nothing_twice(Backend::Postgres).await;
 }
 
-#[tokio::test]
-async fn a_dry_run_previews_and_keeps_nothing() {
-    let app = spawn_app(Backend::Sqlite).await;
+/// On PostgreSQL the dry run writes its pages by `INSERT` inside its one transaction, the real
+/// run by `COPY`: both ways are exercised here.
+async fn a_dry_run_previews_and_keeps_nothing(backend: Backend) {
+    let app = spawn_app(backend).await;
     app.import_fixture().await;
     let preview = app.app.run(month("2026-10"), Some(at("2027-01-01T00:00:00+08:00")), true).await.unwrap();
     assert_eq!(preview.build.billed, 11);
@@ -73,7 +74,19 @@ async fn a_dry_run_previews_and_keeps_nothing() {
 
     let real = app.run("2026-10", "2027-01-01T00:00:00+08:00").await;
     assert_eq!(real.build.billed, 11, "the dry run did not freeze anything");
+    assert_eq!(real.build.total_fen, preview.build.total_fen);
+    assert_eq!(app.export(ExportKind::Bills, "2026-10").await.len(), 11);
     app.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_dry_run_previews_and_keeps_nothing_on_sqlite() {
+    a_dry_run_previews_and_keeps_nothing(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn a_dry_run_previews_and_keeps_nothing_on_postgres() {
+    a_dry_run_previews_and_keeps_nothing(Backend::Postgres).await;
 }
 
 #[tokio::test]
