@@ -89,6 +89,74 @@ async fn a_dry_run_previews_and_keeps_nothing_on_postgres() {
     a_dry_run_previews_and_keeps_nothing(Backend::Postgres).await;
 }
 
+/// A worker can take a queue message before its scheduler has marked the notifications
+/// `queued` (the scheduler marks after the broker's confirm). Each history must still read
+/// `queued` then `sending`, once each, whether the claim found the row `pending` or `queued`.
+async fn a_claim_that_overtakes_the_scheduler_keeps_every_step_once(backend: Backend) {
+    use billpush::store::notifications::{claim_for_sending, mark_queued};
+    use sqlx::Connection;
+    let app = spawn_app(backend).await;
+    let built = at("2027-01-02T09:00:00+08:00").timestamp_micros();
+    let mut conn = sqlx::AnyConnection::connect(&app.config.database.url).await.unwrap();
+    for (id, status) in [("n-pending", "pending"), ("n-queued", "queued")] {
+        sqlx::query(
+            "INSERT INTO notifications (id, subscriber_id, month, kind, msisdn, status, attempts, segments, encoding,
+                 text, created_at, updated_at)
+             VALUES ($1, $2, '2026-10', 'bill', '+8613800138000', $3, 0, 1, 'gsm7', 'hi', $4, $4)",
+        )
+        .bind(id)
+        .bind(format!("s-{id}"))
+        .bind(status)
+        .bind(built)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    }
+    sqlx::query("INSERT INTO notification_events (notification_id, status, at) VALUES ('n-queued', 'queued', $1)")
+        .bind(built)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    conn.close().await.unwrap();
+
+    let ids = ["n-pending", "n-queued"].map(String::from);
+    let now = at("2027-01-02T10:00:00+08:00");
+    let lease = now + chrono::Duration::minutes(5);
+    let mut tx = app.app.store.begin().await.unwrap();
+    let claim = claim_for_sending(&mut tx, &ids, now, lease, true).await.unwrap();
+    // The scheduler's own marking comes too late to change anything.
+    mark_queued(&mut tx, &ids, now + chrono::Duration::seconds(1)).await.unwrap();
+    tx.commit().await.unwrap();
+    let claimed: Vec<(&str, i64)> = claim.claimed.iter().map(|row| (row.id.as_str(), row.attempts)).collect();
+    assert_eq!(claimed, [("n-pending", 1), ("n-queued", 1)]);
+
+    // A redelivery within the lease claims nothing and records nothing.
+    let mut tx = app.app.store.begin().await.unwrap();
+    let again = claim_for_sending(&mut tx, &ids, now + chrono::Duration::seconds(2), lease, true).await.unwrap();
+    tx.commit().await.unwrap();
+    assert!(again.claimed.is_empty());
+    assert_eq!(again.busy.len(), 2);
+
+    let history = app.app.store.delivery_events(&ids).await.unwrap();
+    for id in &ids {
+        let steps: Vec<&str> = history[id].iter().map(|(status, _)| status.as_str()).collect();
+        assert_eq!(steps, ["queued", "sending"], "{id}");
+    }
+    assert_eq!(history["n-pending"][0].1, now, "the queued step is the claim's");
+    assert_eq!(app.app.store.invariant_violations().await.unwrap(), Vec::<String>::new());
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_claim_that_overtakes_the_scheduler_keeps_every_step_once_on_sqlite() {
+    a_claim_that_overtakes_the_scheduler_keeps_every_step_once(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn a_claim_that_overtakes_the_scheduler_keeps_every_step_once_on_postgres() {
+    a_claim_that_overtakes_the_scheduler_keeps_every_step_once(Backend::Postgres).await;
+}
+
 #[tokio::test]
 async fn messages_built_during_quiet_hours_wait_until_they_end() {
     // 22:30 in Shanghai, inside the default 21:00-08:00 quiet hours.
