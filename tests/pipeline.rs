@@ -1,5 +1,6 @@
-//! The monthly run on the embedded default: due dates, frozen bills, re-runs, dry runs,
-//! quiet hours, late records, CSV exports and template checks.
+//! The monthly run: due dates, frozen bills, re-runs, dry runs, a worker's claim overtaking
+//! its scheduler, quiet hours, late records, CSV exports and template checks. On the embedded
+//! default, and on PostgreSQL too where the two backends take different paths.
 
 mod common;
 
