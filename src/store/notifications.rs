@@ -360,7 +360,7 @@ impl Store {
         limit: i64,
     ) -> StoreResult<Vec<(String, String)>> {
         let rows = sqlx::query(
-            "SELECT id, subscriber_id FROM notifications WHERE month = $1 AND status = 'pending' AND id > $2 ORDER BY id LIMIT $3",
+            "SELECT id, subscriber_id FROM notifications WHERE month = $1 AND stage = 'pending' AND id > $2 ORDER BY id LIMIT $3",
         )
         .bind(month.to_string())
         .bind(after)
@@ -381,7 +381,7 @@ impl Store {
         limit: i64,
     ) -> StoreResult<Vec<(String, String)>> {
         Ok(sqlx::query_as(
-            "SELECT id, status FROM notifications WHERE month = $1 AND id > $2
+            "SELECT id, status FROM notifications WHERE month = $1 AND stage = 'in_flight' AND id > $2
                AND ((status = 'queued' AND updated_at <= $3) OR (status = 'sending' AND lease_until < $3))
              ORDER BY id LIMIT $4",
         )
@@ -393,21 +393,20 @@ impl Store {
         .await?)
     }
 
-    /// Notifications of `month` not yet through the push: pending, queued or sending.
+    /// Notifications of `month` not yet through the push: pending, queued or sending (those
+    /// with a `stage`, which the index on unfinished notifications holds).
     pub async fn unfinished_count(&self, month: BillingMonth) -> StoreResult<i64> {
-        Ok(sqlx::query(
-            "SELECT COUNT(*) AS n FROM notifications WHERE month = $1 AND status IN ('pending', 'queued', 'sending')",
-        )
-        .bind(month.to_string())
-        .fetch_one(&self.pool)
-        .await?
-        .try_get("n")?)
+        Ok(sqlx::query("SELECT COUNT(*) AS n FROM notifications WHERE month = $1 AND stage IS NOT NULL")
+            .bind(month.to_string())
+            .fetch_one(&self.pool)
+            .await?
+            .try_get("n")?)
     }
 
     /// Accepted messages whose receipt has not come by `cutoff` become `unknown`.
     pub async fn expire_receipts(&self, cutoff: DateTime<Utc>, now: DateTime<Utc>) -> StoreResult<u64> {
         let mut tx = self.begin().await?;
-        let rows = sqlx::query("SELECT id FROM notifications WHERE status = 'accepted' AND updated_at < $1")
+        let rows = sqlx::query("SELECT id FROM notifications WHERE awaiting_receipt_since < $1")
             .bind(to_micros(cutoff))
             .fetch_all(&mut *tx)
             .await?;
