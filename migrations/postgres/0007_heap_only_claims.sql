@@ -4,7 +4,8 @@
 -- the wide notification row. Indexes now key on two columns derived from the status, which
 -- keep their value through the steps a push repeats: `stage` is the same for queued and
 -- sending (the claim, and a release for retry), and `awaiting_receipt_since` is set only once
--- the gateway has accepted.
+-- the gateway has accepted. Adding stored columns rewrites the table once, under an exclusive
+-- lock: on a large database, apply it between two months' pushes.
 ALTER TABLE notifications
     ADD COLUMN stage TEXT COLLATE "C" GENERATED ALWAYS AS (
         CASE WHEN status = 'pending' THEN 'pending' WHEN status IN ('queued', 'sending') THEN 'in_flight' END
