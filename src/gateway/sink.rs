@@ -3,6 +3,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::path::Path;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use tokio::sync::Mutex;
@@ -11,12 +12,15 @@ use super::{Gateway, GatewayError, OutboundSms};
 
 pub struct SinkGateway {
     outbox: Mutex<BufWriter<File>>,
+    /// The same file, for syncing it without holding up the writers.
+    synced: Arc<File>,
 }
 
 impl SinkGateway {
     pub fn open(path: &Path) -> std::io::Result<SinkGateway> {
         let file = OpenOptions::new().create(true).append(true).open(path)?;
-        Ok(SinkGateway { outbox: Mutex::new(BufWriter::new(file)) })
+        let synced = Arc::new(file.try_clone()?);
+        Ok(SinkGateway { outbox: Mutex::new(BufWriter::new(file)), synced })
     }
 }
 
@@ -35,9 +39,14 @@ impl Gateway for SinkGateway {
 
     /// A message counts as accepted only once it is in the file, not in a buffer.
     async fn flush(&self) -> Result<(), GatewayError> {
-        let mut outbox = self.outbox.lock().await;
-        outbox.flush().map_err(outbox_error)?;
-        outbox.get_ref().sync_data().map_err(outbox_error)
+        self.outbox.lock().await.flush().map_err(outbox_error)?;
+        // A sync takes milliseconds of waiting on the disk: on a blocking thread, so that it
+        // holds up neither the runtime's workers nor the next messages' writes.
+        let file = self.synced.clone();
+        tokio::task::spawn_blocking(move || file.sync_data())
+            .await
+            .map_err(|e| outbox_error(std::io::Error::other(e)))?
+            .map_err(outbox_error)
     }
 
     /// Each notification is written once per claim; a crash between write and record can
