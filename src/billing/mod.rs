@@ -163,7 +163,16 @@ async fn build_pages(
     while let Some(page) = pages.recv().await {
         let page = page?;
         let scanned = page.scanned;
-        let bills = build_page(&renderer, &rules, month, as_of, page, &mut report);
+        // Tens of milliseconds of rendering: on a blocking thread, so that it does not hold
+        // up one of the runtime's workers, and the pushes that run on them, for as long.
+        let renderer = renderer.clone();
+        let (bills, so_far) = tokio::task::spawn_blocking(move || {
+            let bills = build_page(&renderer, &rules, month, as_of, page, &mut report);
+            (bills, report)
+        })
+        .await
+        .unwrap_or_else(|error| std::panic::resume_unwind(error.into_panic()));
+        report = so_far;
         if built.send(BuiltPage { scanned, bills }).await.is_err() {
             break;
         }
