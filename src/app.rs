@@ -20,7 +20,7 @@ use crate::export::{ExportFormat, ExportKind};
 use crate::gateway::{Gateway, HttpGateway, JasminGateway, SinkGateway};
 use crate::import::{import_file, ImportError, ImportKind};
 use crate::push::{PartLimiter, PushCounts, Pusher};
-use crate::queue::{AmqpQueue, MemoryQueue, Queue, QueueMessage, BATCH};
+use crate::queue::{AmqpQueue, MemoryQueue, Queue, QueueMessage};
 use crate::render::Renderer;
 use crate::schedule::{MonthScheduler, ScheduleReport};
 use crate::store::{ImportCounts, MonthStatus, Store};
@@ -174,11 +174,11 @@ impl App {
         let now = self.clock.now();
         let mut after = String::new();
         loop {
-            let page = self.store.stranded_page(month, now, &after, BATCH as i64 * 10).await?;
+            let page = self.store.stranded_page(month, now, &after, (queue.ids_per_message() * 10) as i64).await?;
             let Some((last, _)) = page.last() else { return Ok(()) };
             after = last.clone();
             let ids: Vec<String> = page.into_iter().map(|(id, _)| id).collect();
-            let messages = QueueMessage::batches(&ids);
+            let messages = QueueMessage::batches(&ids, queue.ids_per_message());
             queue.publish(&messages).await?;
         }
     }

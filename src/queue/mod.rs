@@ -14,18 +14,15 @@ use tokio_util::sync::CancellationToken;
 pub use amqp::{AmqpQueue, LONGEST_DELAY};
 pub use memory::MemoryQueue;
 
-/// Notification ids per queue message: one AMQP round trip moves a hundred SMS.
-pub const BATCH: usize = 100;
-
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QueueMessage {
     pub notification_ids: Vec<String>,
 }
 
 impl QueueMessage {
-    /// `ids` as messages of `BATCH` ids each, in order.
-    pub fn batches(ids: &[String]) -> Vec<QueueMessage> {
-        ids.chunks(BATCH).map(|c| QueueMessage { notification_ids: c.to_vec() }).collect()
+    /// `ids` as messages of `per_message` ids each, in order.
+    pub fn batches(ids: &[String], per_message: usize) -> Vec<QueueMessage> {
+        ids.chunks(per_message).map(|c| QueueMessage { notification_ids: c.to_vec() }).collect()
     }
 }
 
@@ -62,6 +59,9 @@ impl Delivery {
 
 #[async_trait]
 pub trait Queue: Send + Sync {
+    /// Notification ids per message. A worker claims and settles a message's ids in one
+    /// transaction each, so more ids a message means fewer transactions per SMS.
+    fn ids_per_message(&self) -> usize;
     /// Publishes to the main queue; returns once the queue holds every message (confirmed).
     async fn publish(&self, messages: &[QueueMessage]) -> Result<(), QueueError>;
     /// Publishes a message that comes back to the main queue after `delay`.

@@ -15,7 +15,7 @@ use tokio::sync::Notify;
 use crate::billing::{BillBuilder, BuildReport};
 use crate::domain::period::BillingMonth;
 use crate::domain::shard::Shard;
-use crate::queue::{Queue, QueueMessage, BATCH};
+use crate::queue::{Queue, QueueMessage};
 use crate::store::notifications::{mark_queued, mark_requeued};
 use crate::store::Store;
 
@@ -44,8 +44,9 @@ fn holder_is_dead(holder: &str) -> bool {
         && !std::path::Path::new(&format!("/proc/{pid}")).exists()
 }
 
-/// Queue messages published per round of confirms.
-const PUBLISH_WINDOW: usize = 50;
+/// Notifications published, then marked queued, per round: fifty broker messages per round
+/// of confirms, and a short write transaction for the mark.
+const PUBLISH_ROUND: usize = 5_000;
 /// How long a scheduler's claim on a month lasts without renewal.
 const LOCK_LEASE: Duration = Duration::from_secs(600);
 
@@ -152,12 +153,12 @@ impl MonthScheduler<'_> {
     ) -> anyhow::Result<u64> {
         let mut queued = 0u64;
         loop {
-            let page = self.store().pending_page(month, after, (BATCH * PUBLISH_WINDOW) as i64).await?;
+            let page = self.store().pending_page(month, after, PUBLISH_ROUND as i64).await?;
             let Some((last, _)) = page.last() else { break };
             *after = last.clone();
             let ids: Vec<String> =
                 page.into_iter().filter(|(_, subscriber)| shard.contains(subscriber)).map(|(id, _)| id).collect();
-            let messages = QueueMessage::batches(&ids);
+            let messages = QueueMessage::batches(&ids, self.queue.ids_per_message());
             self.queue.publish(&messages).await.context("publishing to the queue")?;
             let mut tx = self.store().begin().await?;
             mark_queued(&mut tx, &ids, Utc::now()).await?;
@@ -182,11 +183,11 @@ impl MonthScheduler<'_> {
         let mut after = String::new();
         let mut requeued = 0u64;
         loop {
-            let page = self.store().stranded_page(month, cutoff, &after, (BATCH * PUBLISH_WINDOW) as i64).await?;
+            let page = self.store().stranded_page(month, cutoff, &after, PUBLISH_ROUND as i64).await?;
             let Some((last, _)) = page.last() else { break };
             after = last.clone();
             let ids: Vec<String> = page.iter().map(|(id, _)| id.clone()).collect();
-            let messages = QueueMessage::batches(&ids);
+            let messages = QueueMessage::batches(&ids, self.queue.ids_per_message());
             self.queue.publish(&messages).await.context("publishing to the queue")?;
             let queued: Vec<String> =
                 page.into_iter().filter(|(_, status)| status == "queued").map(|(id, _)| id).collect();
