@@ -20,7 +20,7 @@ use crate::export::{ExportFormat, ExportKind};
 use crate::gateway::{Gateway, HttpGateway, JasminGateway, SinkGateway};
 use crate::import::{import_file, ImportError, ImportKind};
 use crate::push::{PartLimiter, PushCounts, Pusher};
-use crate::queue::{AmqpQueue, MemoryQueue, Queue, QueueMessage};
+use crate::queue::{AmqpQueue, MemoryQueue, Queue};
 use crate::render::Renderer;
 use crate::schedule::{MonthScheduler, ScheduleReport};
 use crate::store::{ImportCounts, MonthStatus, Store};
@@ -178,7 +178,7 @@ impl App {
             let Some((last, _)) = page.last() else { return Ok(()) };
             after = last.clone();
             let ids: Vec<String> = page.into_iter().map(|(id, _)| id).collect();
-            let messages = QueueMessage::batches(&ids, queue.ids_per_message());
+            let messages = queue.messages(&ids);
             queue.publish(&messages).await?;
         }
     }

@@ -19,13 +19,6 @@ pub struct QueueMessage {
     pub notification_ids: Vec<String>,
 }
 
-impl QueueMessage {
-    /// `ids` as messages of `per_message` ids each, in order.
-    pub fn batches(ids: &[String], per_message: usize) -> Vec<QueueMessage> {
-        ids.chunks(per_message).map(|c| QueueMessage { notification_ids: c.to_vec() }).collect()
-    }
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {
     #[error("queue is closed")]
@@ -62,6 +55,10 @@ pub trait Queue: Send + Sync {
     /// Notification ids per message. A worker claims and settles a message's ids in one
     /// transaction each, so more ids a message means fewer transactions per SMS.
     fn ids_per_message(&self) -> usize;
+    /// `ids` as this queue's messages, in order.
+    fn messages(&self, ids: &[String]) -> Vec<QueueMessage> {
+        ids.chunks(self.ids_per_message()).map(|c| QueueMessage { notification_ids: c.to_vec() }).collect()
+    }
     /// Publishes to the main queue; returns once the queue holds every message (confirmed).
     async fn publish(&self, messages: &[QueueMessage]) -> Result<(), QueueError>;
     /// Publishes a message that comes back to the main queue after `delay`.

@@ -15,7 +15,7 @@ use tokio::sync::Notify;
 use crate::billing::{BillBuilder, BuildReport};
 use crate::domain::period::BillingMonth;
 use crate::domain::shard::Shard;
-use crate::queue::{Queue, QueueMessage};
+use crate::queue::Queue;
 use crate::store::notifications::{mark_queued, mark_requeued};
 use crate::store::Store;
 
@@ -158,7 +158,7 @@ impl MonthScheduler<'_> {
             *after = last.clone();
             let ids: Vec<String> =
                 page.into_iter().filter(|(_, subscriber)| shard.contains(subscriber)).map(|(id, _)| id).collect();
-            let messages = QueueMessage::batches(&ids, self.queue.ids_per_message());
+            let messages = self.queue.messages(&ids);
             self.queue.publish(&messages).await.context("publishing to the queue")?;
             let mut tx = self.store().begin().await?;
             mark_queued(&mut tx, &ids, Utc::now()).await?;
@@ -187,7 +187,7 @@ impl MonthScheduler<'_> {
             let Some((last, _)) = page.last() else { break };
             after = last.clone();
             let ids: Vec<String> = page.iter().map(|(id, _)| id.clone()).collect();
-            let messages = QueueMessage::batches(&ids, self.queue.ids_per_message());
+            let messages = self.queue.messages(&ids);
             self.queue.publish(&messages).await.context("publishing to the queue")?;
             let queued: Vec<String> =
                 page.into_iter().filter(|(_, status)| status == "queued").map(|(id, _)| id).collect();
