@@ -75,14 +75,16 @@ for i in $(seq "$W"); do
 done
 expected=$(grep '^notifications ' "$results" | cut -d' ' -f2)
 # Watch the gateway's own count, which costs the database nothing, then wait for the last
-# outcomes to be written.
+# outcomes to be written. The push ends at the last outcome's own timestamp, not at the poll
+# that saw it: a poll every 0.2 s would add 0.1 s on average, a seventh of a 10k push.
 until [ "$(accepted)" -ge "$expected" ]; do
   sleep 0.2
 done
 until [ "$(psql -h 127.0.0.1 -U postgres -d "$db" -tAc "SELECT COUNT(*) FROM notifications WHERE status = 'accepted'")" -ge "$expected" ]; do
   sleep 0.05
 done
-record push.seconds "$(python3 -c "import sys; print(float(sys.argv[2]) - float(sys.argv[1]))" "$started" "$(now)")"
+last_accepted=$(psql -h 127.0.0.1 -U postgres -d "$db" -tAc "SELECT MAX(updated_at) FROM notifications WHERE status = 'accepted'")
+record push.seconds "$(python3 -c "import sys; print(int(sys.argv[2]) / 1e6 - float(sys.argv[1]))" "$started" "$last_accepted")"
 pkill -TERM -f "^$bin worker" || true
 for i in $(seq "$W"); do while [ ! -s "$work/rss.worker$i" ]; do sleep 0.1; done; done
 record push.rss_kb "$(cat "$work"/rss.worker* | sort -n | tail -n 1)"
