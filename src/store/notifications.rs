@@ -43,34 +43,20 @@ pub async fn record_event(tx: &mut Tx, id: &str, status: &str, at: DateTime<Utc>
     Ok(())
 }
 
-/// Records one status change for each of `ids`, in one statement.
-pub async fn record_events(tx: &mut Tx, ids: &[String], status: &str, at: DateTime<Utc>) -> StoreResult<()> {
-    if ids.is_empty() {
-        return Ok(());
-    }
-    let sql = format!(
-        "INSERT INTO notification_events (notification_id, status, at) SELECT id, $1, $2 FROM notifications WHERE id IN ({})",
-        id_list(tx, 3)
-    );
-    sqlx::query(&sql).bind(status).bind(to_micros(at)).bind(json_ids(ids)).execute(&mut **tx).await?;
-    Ok(())
-}
-
 /// `update`, an `UPDATE notifications … RETURNING id, updated_at, …` into `status`, made to
-/// record that status for each row it moves as well, where the backend can do both in one
-/// statement (PostgreSQL, by a data-modifying `WITH`): a round trip and a second lookup of
-/// every row saved. The flag says whether the events are still to be recorded.
-fn recording_events(tx: &Tx, update: String, status: DeliveryStatus) -> (String, bool) {
+/// record that status for each row it moves as well, in the same statement: PostgreSQL by a
+/// data-modifying `WITH`, SQLite by its trigger on status updates. A round trip and a second
+/// lookup of every row saved.
+fn recording_events(tx: &Tx, update: String, status: DeliveryStatus) -> String {
     if Backend::of(tx) == Backend::Sqlite {
-        return (update, true);
+        return update;
     }
-    let sql = format!(
+    format!(
         "WITH moved AS ({update}), recorded AS (
              INSERT INTO notification_events (notification_id, status, at) SELECT id, '{}', updated_at FROM moved)
          SELECT * FROM moved",
         status.as_str()
-    );
-    (sql, false)
+    )
 }
 
 fn ids_of(rows: &[sqlx::any::AnyRow]) -> StoreResult<Vec<String>> {
@@ -129,19 +115,14 @@ async fn transition(
         return Ok(Vec::new());
     }
     let ids_at = if second.is_some() { 3 } else { 2 };
-    let (sql, events_to_record) =
-        recording_events(tx, transition_sql(set, condition, status, &id_list(tx, ids_at)), status);
+    let sql = recording_events(tx, transition_sql(set, condition, status, &id_list(tx, ids_at)), status);
     let mut query = sqlx::query(&sql).bind(to_micros(at));
     query = match second {
         Some(Second::Reason(reason)) => query.bind(reason),
         Some(Second::Instant(at)) => query.bind(to_micros(at)),
         None => query,
     };
-    let moved = ids_of(&query.bind(json_ids(ids)).fetch_all(&mut **tx).await?)?;
-    if events_to_record {
-        record_events(tx, &moved, status.as_str(), at).await?;
-    }
-    Ok(moved)
+    ids_of(&query.bind(json_ids(ids)).fetch_all(&mut **tx).await?)
 }
 
 /// Marks freshly published notifications as queued.
@@ -198,7 +179,7 @@ pub async fn claim_for_sending(
         id_list(tx, 2),
         only_filtering(&claimable)
     );
-    let (sql, events_to_record) = recording_events(tx, update, DeliveryStatus::Sending);
+    let sql = recording_events(tx, update, DeliveryStatus::Sending);
     let mut claimed = sqlx::query(&sql)
         .bind(to_micros(now))
         .bind(json_ids(ids))
@@ -219,9 +200,6 @@ pub async fn claim_for_sending(
         .collect::<StoreResult<Vec<_>>>()?;
     claimed.sort_unstable_by(|a, b| a.id.cmp(&b.id));
     let claimed_ids: Vec<String> = claimed.iter().map(|r| r.id.clone()).collect();
-    if events_to_record {
-        record_events(tx, &claimed_ids, DeliveryStatus::Sending.as_str(), now).await?;
-    }
     let mut claim = Claim { unknown, claimed, ..Claim::default() };
     if claimed_ids.len() == ids.len() {
         // The usual case: nothing else to look for.
@@ -263,17 +241,12 @@ pub async fn mark_all_accepted(
         rows.with_rows(),
         only_filtering("notifications.status = 'sending'")
     );
-    let (sql, events_to_record) = recording_events(tx, update, DeliveryStatus::Accepted);
-    let moved = ids_of(
-        &sqlx::query(&sql)
-            .bind(serde_json::to_string(accepted).expect("ids serialise"))
-            .bind(to_micros(at))
-            .fetch_all(&mut **tx)
-            .await?,
-    )?;
-    if events_to_record {
-        record_events(tx, &moved, DeliveryStatus::Accepted.as_str(), at).await?;
-    }
+    let sql = recording_events(tx, update, DeliveryStatus::Accepted);
+    sqlx::query(&sql)
+        .bind(serde_json::to_string(accepted).expect("ids serialise"))
+        .bind(to_micros(at))
+        .execute(&mut **tx)
+        .await?;
     Ok(())
 }
 
