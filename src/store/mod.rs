@@ -195,4 +195,14 @@ mod tests {
             sqlx::query("INSERT INTO plans (plan_id) VALUES (NULL)").execute(&mut impatient).await.unwrap_err().into();
         assert!(!not_null.is_lock_conflict(), "{not_null}");
     }
+
+    /// `.cargo/config.toml` builds the bundled SQLite without its process-wide locks; a build
+    /// that lost the setting would still work, only slower, so it is checked here.
+    #[tokio::test]
+    async fn the_bundled_sqlite_takes_no_lock_per_allocation_or_page() {
+        let (_dir, _url, store) = scratch_sqlite_store().await;
+        let options: Vec<String> = sqlx::query_scalar("PRAGMA compile_options").fetch_all(&store.pool).await.unwrap();
+        assert!(options.iter().any(|o| o == "DEFAULT_MEMSTATUS=0"), "{options:?}");
+        assert!(!options.iter().any(|o| o == "ENABLE_MEMORY_MANAGEMENT"), "{options:?}");
+    }
 }
