@@ -199,9 +199,8 @@ pub async fn claim_for_sending(
         })
         .collect::<StoreResult<Vec<_>>>()?;
     claimed.sort_unstable_by(|a, b| a.id.cmp(&b.id));
-    let claimed_ids: Vec<String> = claimed.iter().map(|r| r.id.clone()).collect();
     let mut claim = Claim { unknown, claimed, ..Claim::default() };
-    if claimed_ids.len() == ids.len() {
+    if claim.claimed.len() == ids.len() {
         // The usual case: nothing else to look for.
         return Ok(claim);
     }
@@ -212,7 +211,7 @@ pub async fn claim_for_sending(
     );
     for r in sqlx::query(&sql).bind(to_micros(now)).bind(json_ids(ids)).fetch_all(&mut **tx).await? {
         let id: String = r.try_get("id")?;
-        if claimed_ids.contains(&id) {
+        if claim.claimed.binary_search_by(|row| row.id.cmp(&id)).is_ok() {
             continue;
         }
         let until = from_micros(r.try_get("lease_until")?);
