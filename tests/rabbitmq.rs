@@ -124,6 +124,13 @@ async fn two_worker_processes_push_2000_subscribers_exactly_once() {
     assert_accepted_exactly_once(&mock.acceptances(), 2000);
     let deliveries = app.export(ExportKind::Deliveries, "2026-10").await;
     assert!(deliveries.iter().all(|d| d["status"] == "accepted" && d["gateway_message_id"].is_string()));
+    // Through the broker, a notification is pending until the broker has confirmed it.
+    let ids: Vec<String> = deliveries.iter().map(|d| d["id"].as_str().unwrap().to_string()).collect();
+    let history = app.app.store.delivery_events(&ids).await.unwrap();
+    for id in &ids {
+        let steps: Vec<&str> = history[id].iter().map(|(status, _)| status.as_str()).collect();
+        assert_eq!(steps, ["pending", "queued", "sending", "accepted"], "{id}");
+    }
     app.cleanup().await;
 }
 

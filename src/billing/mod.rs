@@ -67,6 +67,18 @@ pub struct BillingRules {
     pub spike: SpikeRule,
 }
 
+/// How a build hands each page it commits to the queueing that runs beside it.
+pub enum Handoff<'a> {
+    /// The page's notifications are written `pending`; this is told once the page is
+    /// committed, and the scheduler queues them from the database after the broker confirms.
+    Pending(&'a Notify),
+    /// The page's notifications are written `queued`, and their ids are sent here once the page
+    /// is committed, to be published at once. For a queue that dies with the process: its
+    /// publish proves nothing a restart keeps, and the next `run` re-queues whatever a crash
+    /// left `queued`. Saves every SMS a status change and an event on SQLite's one writer.
+    Queued(Sender<Vec<String>>),
+}
+
 pub struct BillBuilder<'a> {
     pub store: &'a Store,
     pub renderer: Arc<Renderer>,
@@ -74,8 +86,8 @@ pub struct BillBuilder<'a> {
 }
 
 impl BillBuilder<'_> {
-    /// Builds every due, unbilled bill of `month` as of `as_of`. A dry run does the same work
-    /// in one transaction and rolls it back.
+    /// Builds every due, unbilled bill of `month` as of `as_of`, handing each committed page to
+    /// `handoff`. A dry run does the same work in one transaction and rolls it back.
     pub async fn build_month(
         &self,
         month: BillingMonth,
@@ -83,8 +95,12 @@ impl BillBuilder<'_> {
         shard: Shard,
         dry_run: bool,
         progress: &ProgressBar,
-        page_committed: Option<&Notify>,
+        handoff: Option<Handoff<'_>>,
     ) -> StoreResult<BuildReport> {
+        let born = match handoff {
+            Some(Handoff::Queued(_)) => DeliveryStatus::Queued,
+            _ => DeliveryStatus::Pending,
+        };
         let run_id = uuid::Uuid::now_v7().to_string();
         // A dry run keeps one transaction open to roll back. Otherwise a transaction is open
         // only while a page is written, never while one is built: SQLite has one writer, and
@@ -103,7 +119,7 @@ impl BillBuilder<'_> {
         let reader = tokio::spawn(read_pages(self.store.clone(), month, shard, self.rules.timezone, pages));
         let (built_pages, mut next_built) = tokio::sync::mpsc::channel(1);
         let builder =
-            tokio::spawn(build_pages(self.renderer.clone(), self.rules, month, as_of, next_page, built_pages));
+            tokio::spawn(build_pages(self.renderer.clone(), self.rules, month, as_of, born, next_page, built_pages));
         while let Some(BuiltPage { scanned, bills }) = next_built.recv().await {
             if !bills.is_empty() {
                 match &mut copier {
@@ -122,8 +138,21 @@ impl BillBuilder<'_> {
                 if let Some(written) = tx.take() {
                     written.commit().await?;
                 }
-                if let Some(committed) = page_committed {
-                    committed.notify_one();
+                match &handoff {
+                    Some(Handoff::Pending(committed)) => committed.notify_one(),
+                    Some(Handoff::Queued(publish)) => {
+                        let queued: Vec<String> = bills
+                            .iter()
+                            .filter(|b| b.notification.status == born.as_str())
+                            .map(|b| b.notification.id.clone())
+                            .collect();
+                        // A publisher that stopped has its own error to report; the page stays
+                        // `queued` in the database for the next run to re-queue.
+                        if !queued.is_empty() {
+                            let _ = publish.send(queued).await;
+                        }
+                    }
+                    None => {}
                 }
             }
         }
@@ -156,6 +185,7 @@ async fn build_pages(
     rules: BillingRules,
     month: BillingMonth,
     as_of: DateTime<Utc>,
+    born: DeliveryStatus,
     mut pages: Receiver<StoreResult<Page>>,
     built: Sender<BuiltPage>,
 ) -> StoreResult<BuildReport> {
@@ -167,7 +197,7 @@ async fn build_pages(
         // up one of the runtime's workers, and the pushes that run on them, for as long.
         let renderer = renderer.clone();
         let (bills, so_far) = tokio::task::spawn_blocking(move || {
-            let bills = build_page(&renderer, &rules, month, as_of, page, &mut report);
+            let bills = build_page(&renderer, &rules, month, as_of, born, page, &mut report);
             (bills, report)
         })
         .await
@@ -180,12 +210,14 @@ async fn build_pages(
     Ok(report)
 }
 
-/// The bills of a page's subscribers who are due as of `as_of`, counted in `report`.
+/// The bills of a page's subscribers who are due as of `as_of`, counted in `report`; an SMS
+/// to send is written with the status `born`.
 fn build_page(
     renderer: &Renderer,
     rules: &BillingRules,
     month: BillingMonth,
     as_of: DateTime<Utc>,
+    born: DeliveryStatus,
     page: Page,
     report: &mut BuildReport,
 ) -> Vec<BillToWrite> {
@@ -221,9 +253,9 @@ fn build_page(
         };
         let notification = match renderer.render_bill(&facts) {
             RenderedSms::Fits { text, encoding, segments } => {
-                let status = if candidate.bill_sms { DeliveryStatus::Pending } else { DeliveryStatus::Suppressed };
+                let status = if candidate.bill_sms { born } else { DeliveryStatus::Suppressed };
                 *report.by_segments.entry(segments).or_default() += 1;
-                if status == DeliveryStatus::Pending {
+                if candidate.bill_sms {
                     report.keep_sample(SampleSms {
                         msisdn_masked: candidate.msisdn.masked(),
                         language: candidate.language,

@@ -243,6 +243,10 @@ impl Queue for AmqpQueue {
         100
     }
 
+    fn durable(&self) -> bool {
+        true
+    }
+
     async fn publish(&self, messages: &[QueueMessage]) -> Result<(), QueueError> {
         self.publish_to(None, messages, None).await
     }

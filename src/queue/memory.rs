@@ -78,6 +78,10 @@ impl Queue for MemoryQueue {
         400
     }
 
+    fn durable(&self) -> bool {
+        false
+    }
+
     async fn publish(&self, messages: &[QueueMessage]) -> Result<(), QueueError> {
         loop {
             let changed = self.changed.notified();

@@ -55,6 +55,10 @@ pub trait Queue: Send + Sync {
     /// Notification ids per message. A worker claims and settles a message's ids in one
     /// transaction each, so more ids a message means fewer transactions per SMS.
     fn ids_per_message(&self) -> usize;
+    /// Whether what it holds outlives this process, as a broker's queue does. Scheduling into
+    /// a queue that does not writes its notifications `queued` with their bills (see
+    /// `billing::Handoff`): waiting for its confirm would prove nothing a crash keeps.
+    fn durable(&self) -> bool;
     /// `ids` as this queue's messages, in order.
     fn messages(&self, ids: &[String]) -> Vec<QueueMessage> {
         ids.chunks(self.ids_per_message()).map(|c| QueueMessage { notification_ids: c.to_vec() }).collect()

@@ -1,7 +1,8 @@
 //! Scheduling a month: build what is due, then hand every pending notification to the queue,
-//! marking it queued once the broker has confirmed it. A lease per month and shard keeps
-//! concurrent schedulers (the daemon on several machines, or a repeated command) from
-//! queuing the same notifications twice; a crash in between leaves them pending, and the
+//! marking it queued once the broker has confirmed it; into the in-process queue, the build
+//! writes its notifications queued and hands their ids over itself. A lease per month and
+//! shard keeps concurrent schedulers (the daemon on several machines, or a repeated command)
+//! from queuing the same notifications twice; a crash in between leaves them pending, and the
 //! next scheduling queues them.
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -10,9 +11,10 @@ use std::time::Duration;
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use indicatif::ProgressBar;
+use tokio::sync::mpsc::Receiver;
 use tokio::sync::Notify;
 
-use crate::billing::{BillBuilder, BuildReport};
+use crate::billing::{BillBuilder, BuildReport, Handoff};
 use crate::domain::period::BillingMonth;
 use crate::domain::shard::Shard;
 use crate::queue::Queue;
@@ -100,18 +102,27 @@ impl MonthScheduler<'_> {
         }
         let result = async {
             // Pages are queued as soon as they are built, so the push starts with the first
-            // page; a last pass from the start queues whatever that missed.
-            let page_built = Notify::new();
-            let built = AtomicBool::new(false);
-            let (build, queued_while_building) = tokio::join!(
-                async {
-                    let build = self.builder.build_month(month, as_of, shard, false, progress, Some(&page_built)).await;
-                    built.store(true, Ordering::Release);
-                    page_built.notify_one();
-                    build
-                },
-                self.enqueue_as_built(month, shard, &lock, &page_built, &built),
-            );
+            // page; a last pass from the start queues whatever pending notifications that missed.
+            let (build, queued_while_building) = if self.queue.durable() {
+                let page_built = Notify::new();
+                let built = AtomicBool::new(false);
+                tokio::join!(
+                    async {
+                        let handoff = Some(Handoff::Pending(&page_built));
+                        let build = self.builder.build_month(month, as_of, shard, false, progress, handoff).await;
+                        built.store(true, Ordering::Release);
+                        page_built.notify_one();
+                        build
+                    },
+                    self.enqueue_as_built(month, shard, &lock, &page_built, &built),
+                )
+            } else {
+                let (handoff, built_pages) = tokio::sync::mpsc::channel(1);
+                tokio::join!(
+                    self.builder.build_month(month, as_of, shard, false, progress, Some(Handoff::Queued(handoff))),
+                    self.publish_as_built(&lock, built_pages),
+                )
+            };
             let build = build?;
             let queued = queued_while_building? + self.enqueue_pending(month, shard, &lock, &mut String::new()).await?;
             Ok(ScheduleReport { build, queued, skipped: false })
@@ -140,6 +151,17 @@ impl MonthScheduler<'_> {
             }
             page_built.notified().await;
         }
+    }
+
+    /// Publishes the ids of each page the build wrote `queued`, until the build is done.
+    async fn publish_as_built(&self, lock: &str, mut built_pages: Receiver<Vec<String>>) -> anyhow::Result<u64> {
+        let mut queued = 0;
+        while let Some(ids) = built_pages.recv().await {
+            self.queue.publish(&self.queue.messages(&ids)).await.context("publishing to the queue")?;
+            queued += ids.len() as u64;
+            anyhow::ensure!(self.lock(lock, Utc::now()).await?, "lost the scheduling lease for {lock}");
+        }
+        Ok(queued)
     }
 
     /// Publishes the month's pending notifications of `shard` with ids after `after`, marks
