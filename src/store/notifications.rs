@@ -150,9 +150,6 @@ pub async fn claim_for_sending(
     lease_until: DateTime<Utc>,
     idempotent: bool,
 ) -> StoreResult<Claim> {
-    // A worker can take a message before its scheduler, which marks after the broker's
-    // confirm, has marked it queued: the queued step is recorded now, so no history skips it.
-    mark_queued(tx, ids, now).await?;
     // Times are bound, never spelled into the SQL: one text for every claim, prepared once per
     // connection, where a text per claim was parsed and planned each time and pushed the other
     // statements out of the connection's cache. `$1` is `now` in each statement below.
@@ -171,33 +168,16 @@ pub async fn claim_for_sending(
         )
         .await?
     };
-    let claimable = format!("status IN ('pending', 'queued') OR ({stale})");
-    let update = format!(
-        "UPDATE notifications SET status = '{}', attempts = attempts + 1, lease_until = $3, updated_at = $1
-         WHERE id IN ({}) AND {} RETURNING id, updated_at, msisdn, text, encoding, segments, attempts",
-        DeliveryStatus::Sending.as_str(),
-        id_list(tx, 2),
-        only_filtering(&claimable)
-    );
-    let sql = recording_events(tx, update, DeliveryStatus::Sending);
-    let mut claimed = sqlx::query(&sql)
-        .bind(to_micros(now))
-        .bind(json_ids(ids))
-        .bind(to_micros(lease_until))
-        .fetch_all(&mut **tx)
-        .await?
-        .iter()
-        .map(|r| {
-            Ok(OutboundRow {
-                id: r.try_get("id")?,
-                msisdn: r.try_get("msisdn")?,
-                text: r.try_get("text")?,
-                encoding: r.try_get("encoding")?,
-                segments: r.try_get("segments")?,
-                attempts: r.try_get("attempts")?,
-            })
-        })
-        .collect::<StoreResult<Vec<_>>>()?;
+    let mut claimed = claim_rows(tx, ids, now, lease_until, stale).await?;
+    if claimed.len() < ids.len() {
+        // A worker can take a message before its scheduler, which marks after the broker's
+        // confirm, has marked it queued: the queued step is recorded now, so no history skips
+        // it. Only then: looking for pending rows cost every claim a second pass over its ids.
+        // All of them are claimed again, not only those this step moved: the scheduler may have
+        // marked the others in between. Those just claimed hold a live lease and stay out.
+        mark_queued(tx, ids, now).await?;
+        claimed.extend(claim_rows(tx, ids, now, lease_until, stale).await?);
+    }
     claimed.sort_unstable_by(|a, b| a.id.cmp(&b.id));
     let mut claim = Claim { unknown, claimed, ..Claim::default() };
     if claim.claimed.len() == ids.len() {
@@ -219,6 +199,47 @@ pub async fn claim_for_sending(
         claim.busy.push(id);
     }
     Ok(claim)
+}
+
+/// Moves the queued notifications among `ids`, and those sent under a `stale` lease, to
+/// `sending` under a lease until `lease_until`; returns what they need to be sent.
+async fn claim_rows(
+    tx: &mut Tx,
+    ids: &[String],
+    now: DateTime<Utc>,
+    lease_until: DateTime<Utc>,
+    stale: &str,
+) -> StoreResult<Vec<OutboundRow>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let claimable = format!("status = 'queued' OR ({stale})");
+    let update = format!(
+        "UPDATE notifications SET status = '{}', attempts = attempts + 1, lease_until = $3, updated_at = $1
+         WHERE id IN ({}) AND {} RETURNING id, updated_at, msisdn, text, encoding, segments, attempts",
+        DeliveryStatus::Sending.as_str(),
+        id_list(tx, 2),
+        only_filtering(&claimable)
+    );
+    let sql = recording_events(tx, update, DeliveryStatus::Sending);
+    sqlx::query(&sql)
+        .bind(to_micros(now))
+        .bind(json_ids(ids))
+        .bind(to_micros(lease_until))
+        .fetch_all(&mut **tx)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(OutboundRow {
+                id: r.try_get("id")?,
+                msisdn: r.try_get("msisdn")?,
+                text: r.try_get("text")?,
+                encoding: r.try_get("encoding")?,
+                segments: r.try_get("segments")?,
+                attempts: r.try_get("attempts")?,
+            })
+        })
+        .collect()
 }
 
 /// Marks what the gateway accepted, (notification id, gateway message id) each, in one
