@@ -184,7 +184,7 @@ impl App {
     }
 
     fn scheduler<'a>(&'a self, queue: &'a dyn Queue) -> MonthScheduler<'a> {
-        MonthScheduler { builder: self.builder(), queue, holder: crate::schedule::new_holder() }
+        MonthScheduler::new(self.builder(), queue)
     }
 
     /// Builds what is due, queues it and pushes it on this machine until the month is drained.

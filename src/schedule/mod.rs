@@ -6,7 +6,8 @@
 //! next scheduling queues them.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
@@ -23,7 +24,7 @@ use crate::store::Store;
 
 /// Names a scheduler as `host/pid/unique`, so that a lease it leaves behind when killed can
 /// be recognised as dead by the next scheduler on the same machine.
-pub fn new_holder() -> String {
+fn new_holder() -> String {
     format!("{}/{}/{}", this_host(), std::process::id(), uuid::Uuid::now_v7())
 }
 
@@ -64,9 +65,15 @@ pub struct MonthScheduler<'a> {
     pub builder: BillBuilder<'a>,
     pub queue: &'a dyn Queue,
     pub holder: String,
+    /// When this scheduler last took or renewed a lease.
+    lease_renewed: Mutex<Instant>,
 }
 
-impl MonthScheduler<'_> {
+impl<'a> MonthScheduler<'a> {
+    pub fn new(builder: BillBuilder<'a>, queue: &'a dyn Queue) -> Self {
+        MonthScheduler { builder, queue, holder: new_holder(), lease_renewed: Mutex::new(Instant::now()) }
+    }
+
     fn store(&self) -> &Store {
         self.builder.store
     }
@@ -76,16 +83,30 @@ impl MonthScheduler<'_> {
     /// expires, so a rerun after a crash carries on immediately.
     pub async fn lock(&self, name: &str, now: DateTime<Utc>) -> anyhow::Result<bool> {
         let until = now + chrono::Duration::from_std(LOCK_LEASE).expect("lease fits");
-        if self.store().acquire_lock(name, &self.holder, now, until).await? {
-            return Ok(true);
+        let taken = self.store().acquire_lock(name, &self.holder, now, until).await?
+            || match self.store().lock_holder(name).await? {
+                Some(other) if holder_is_dead(&other) => {
+                    tracing::warn!(lock = name, holder = %other, "taking over from a scheduler that no longer runs");
+                    self.store().take_over_lock(name, &other, &self.holder, until).await?
+                }
+                _ => false,
+            };
+        if taken {
+            *self.lease_renewed.lock().expect("never held across a panic") = Instant::now();
         }
-        match self.store().lock_holder(name).await? {
-            Some(other) if holder_is_dead(&other) => {
-                tracing::warn!(lock = name, holder = %other, "taking over from a scheduler that no longer runs");
-                Ok(self.store().take_over_lock(name, &other, &self.holder, until).await?)
-            }
-            _ => Ok(false),
+        Ok(taken)
+    }
+
+    /// Renews the lease `name`, taken before, once a tenth of it has passed, and fails if
+    /// another scheduler has it now. Renewing after every round of publishing cost a build on
+    /// SQLite a wait for the write lock each time, tens of milliseconds behind the run's
+    /// other writers.
+    async fn keep_lease(&self, name: &str) -> anyhow::Result<()> {
+        let due = self.lease_renewed.lock().expect("never held across a panic").elapsed() >= LOCK_LEASE / 10;
+        if due {
+            anyhow::ensure!(self.lock(name, Utc::now()).await?, "lost the scheduling lease for {name}");
         }
+        Ok(())
     }
 
     pub async fn schedule(
@@ -159,7 +180,7 @@ impl MonthScheduler<'_> {
         while let Some(ids) = built_pages.recv().await {
             self.queue.publish(&self.queue.messages(&ids)).await.context("publishing to the queue")?;
             queued += ids.len() as u64;
-            anyhow::ensure!(self.lock(lock, Utc::now()).await?, "lost the scheduling lease for {lock}");
+            self.keep_lease(lock).await?;
         }
         Ok(queued)
     }
@@ -186,7 +207,7 @@ impl MonthScheduler<'_> {
             mark_queued(&mut tx, &ids, Utc::now()).await?;
             tx.commit().await?;
             queued += ids.len() as u64;
-            anyhow::ensure!(self.lock(lock, Utc::now()).await?, "lost the scheduling lease for {lock}");
+            self.keep_lease(lock).await?;
         }
         Ok(queued)
     }
