@@ -256,12 +256,20 @@ pub async fn mark_all_accepted(
     let update = format!(
         "{} UPDATE notifications SET status = 'accepted', gateway_message_id = j.value ->> 1, lease_until = NULL,
              updated_at = $2
-         FROM j WHERE notifications.id = j.value ->> 0 AND {}
-         RETURNING notifications.id, notifications.updated_at",
+         FROM j WHERE notifications.id = j.value ->> 0 AND {}",
         rows.with_rows(),
         only_filtering("notifications.status = 'sending'")
     );
-    let sql = recording_events(tx, update, DeliveryStatus::Accepted);
+    // Only PostgreSQL's events need the moved rows back; SQLite's trigger records them, and
+    // each row returned crosses from SQLite's thread to the caller's on its own.
+    let sql = match Backend::of(tx) {
+        Backend::Sqlite => update,
+        Backend::Postgres => recording_events(
+            tx,
+            format!("{update} RETURNING notifications.id, notifications.updated_at"),
+            DeliveryStatus::Accepted,
+        ),
+    };
     sqlx::query(&sql)
         .bind(serde_json::to_string(accepted).expect("ids serialise"))
         .bind(to_micros(at))
