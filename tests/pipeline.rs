@@ -252,12 +252,13 @@ fn a_template_naming_a_missing_field_stops_the_start() {
     assert!(load().err().expect("a missing template is refused").to_string().contains("bill.en.short.hbs"));
 }
 
-/// The steps a push repeats for every SMS, the claim and a release for retry, change no
-/// indexed column on PostgreSQL: each is a heap-only update that leaves the notification's
-/// indexes alone. An index on `status` or `updated_at` would make each rewrite them all.
+/// The steps a push takes for every SMS before the gateway answers, the publish, the claim and
+/// a release for retry, change no indexed column on PostgreSQL: each is a heap-only update that
+/// leaves the notification's indexes alone. An index on `status` or `updated_at`, or one that
+/// tells pending notifications from queued ones, would make each rewrite them all.
 #[tokio::test]
-async fn a_claim_and_a_release_for_retry_update_the_row_in_place_on_postgres() {
-    use billpush::store::notifications::{claim_for_sending, release_for_retry};
+async fn a_publish_a_claim_and_a_release_for_retry_update_the_row_in_place_on_postgres() {
+    use billpush::store::notifications::{claim_for_sending, mark_queued, release_for_retry};
     let app = spawn_app(Backend::Postgres).await;
     let store = &app.app.store;
     let built = at("2027-01-02T09:00:00+08:00");
@@ -265,7 +266,7 @@ async fn a_claim_and_a_release_for_retry_update_the_row_in_place_on_postgres() {
     sqlx::query(
         "INSERT INTO notifications (id, subscriber_id, month, kind, msisdn, status, attempts, segments, encoding,
              text, created_at, updated_at)
-         SELECT 'n-' || i, 's-' || i, '2026-10', 'bill', '+8613800138000', 'queued', 0, 1, 'gsm7', 'hi', $1, $1
+         SELECT 'n-' || i, 's-' || i, '2026-10', 'bill', '+8613800138000', 'pending', 0, 1, 'gsm7', 'hi', $1, $1
          FROM generate_series(1, 3) AS i",
     )
     .bind(built.timestamp_micros())
@@ -284,18 +285,21 @@ async fn a_claim_and_a_release_for_retry_update_the_row_in_place_on_postgres() {
     let ids = ["n-1", "n-2", "n-3"].map(String::from);
     let now = built + chrono::Duration::hours(1);
     let mut tx = store.begin().await.unwrap();
+    mark_queued(&mut tx, &ids, built + chrono::Duration::minutes(1)).await.unwrap();
+    let published: (i64, i64) = sqlx::query_as(updates).fetch_one(&mut *tx).await.unwrap();
     let claim = claim_for_sending(&mut tx, &ids, now, now + chrono::Duration::minutes(5), true).await.unwrap();
     let claimed: (i64, i64) = sqlx::query_as(updates).fetch_one(&mut *tx).await.unwrap();
     release_for_retry(&mut tx, &ids[..1], "gateway busy", now).await.unwrap();
     let released: (i64, i64) = sqlx::query_as(updates).fetch_one(&mut *tx).await.unwrap();
     tx.commit().await.unwrap();
 
+    assert_eq!(published, (3, 3), "(updates, heap-only updates) of the publish");
     assert_eq!(claim.claimed.len(), 3);
-    assert_eq!(claimed, (3, 3), "(updates, heap-only updates) of the claim");
-    assert_eq!(released, (4, 4), "(updates, heap-only updates) after one release");
+    assert_eq!(claimed, (6, 6), "(updates, heap-only updates) after the claim");
+    assert_eq!(released, (7, 7), "(updates, heap-only updates) after one release");
     let history = store.delivery_events(&ids[..1]).await.unwrap();
     let steps: Vec<&str> = history["n-1"].iter().map(|(status, _)| status.as_str()).collect();
-    assert_eq!(steps, ["queued", "sending", "queued"]);
+    assert_eq!(steps, ["pending", "queued", "sending", "queued"]);
     app.cleanup().await;
 }
 

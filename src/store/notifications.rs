@@ -361,7 +361,7 @@ impl Store {
         limit: i64,
     ) -> StoreResult<Vec<(String, String)>> {
         let rows = sqlx::query(
-            "SELECT id, subscriber_id FROM notifications WHERE month = $1 AND stage = 'pending' AND id > $2 ORDER BY id LIMIT $3",
+            "SELECT id, subscriber_id FROM notifications WHERE month = $1 AND unfinished = TRUE AND status = 'pending' AND id > $2 ORDER BY id LIMIT $3",
         )
         .bind(month.to_string())
         .bind(after)
@@ -382,7 +382,7 @@ impl Store {
         limit: i64,
     ) -> StoreResult<Vec<(String, String)>> {
         Ok(sqlx::query_as(
-            "SELECT id, status FROM notifications WHERE month = $1 AND stage = 'in_flight' AND id > $2
+            "SELECT id, status FROM notifications WHERE month = $1 AND unfinished = TRUE AND id > $2
                AND ((status = 'queued' AND updated_at <= $3) OR (status = 'sending' AND lease_until < $3))
              ORDER BY id LIMIT $4",
         )
@@ -395,9 +395,9 @@ impl Store {
     }
 
     /// Notifications of `month` not yet through the push: pending, queued or sending (those
-    /// with a `stage`, which the index on unfinished notifications holds).
+    /// the index on unfinished notifications holds).
     pub async fn unfinished_count(&self, month: BillingMonth) -> StoreResult<i64> {
-        Ok(sqlx::query("SELECT COUNT(*) AS n FROM notifications WHERE month = $1 AND stage IS NOT NULL")
+        Ok(sqlx::query("SELECT COUNT(*) AS n FROM notifications WHERE month = $1 AND unfinished = TRUE")
             .bind(month.to_string())
             .fetch_one(&self.pool)
             .await?
