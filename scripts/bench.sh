@@ -8,9 +8,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-1000000}; K=${2:-20}; W=2
 scripts/services.sh
-cargo build --release --quiet --bin billpush --example raw_limits
-. scripts/drill-env.sh bench
-cp target/release/examples/raw_limits "$work/"; raw=$work/raw_limits; month=2026-10
+. scripts/drill-env.sh bench --example raw_limits
+cp "$built/examples/raw_limits" "$work/"; raw=$work/raw_limits; month=2026-10
 results=$work/results
 record() { echo "$1 $2" >>"$results"; }
 now() { date +%s.%N; }
@@ -29,7 +28,7 @@ psql_time() { # seconds the statements given take together, by psql's own \timin
     awk '/^Time:/ { s += $2 } END { print s / 1000 }'
 }
 
-echo "bench: $N subscribers × $K records, PostgreSQL + RabbitMQ, $W workers, mock gateway" >&2
+echo "bench: $N subscribers × $K records, PostgreSQL + RabbitMQ, $W workers, mock gateway, $profile build" >&2
 timed gen "$bin" gen --subscribers "$N" --records-per-subscriber "$K" --months $month --out "$work/data"
 usage_rows=$(($(wc -l <"$work/data/usage.csv") - 1)); record usage.rows "$usage_rows"
 

@@ -12,7 +12,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-100000}; RATE=${2:-0}
 scripts/services.sh
-cargo build --release --quiet
 total=$((2 * N))
 declare -a workers=()
 # Never leave the broker down, whatever happened.

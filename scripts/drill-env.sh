@@ -1,12 +1,19 @@
-# Sourced by the drills (bench, chaos, push-drill) from the project root: a copy of the release
-# binary in a scratch directory, a fresh PostgreSQL database and broker queue prefix, a free
-# port for the mock gateway, billpush's environment pointing at them, and their removal on
-# exit. A drill may define before_cleanup() to add to the cleanup.
-#   . scripts/drill-env.sh NAME
-drill=$1
+# Sourced by the drills (bench, chaos, push-drill) from the project root: the binary built (with
+# TARGETS, more of cargo build's target options) and copied to a scratch directory, a fresh
+# PostgreSQL database and broker queue prefix, a free port for the mock gateway, billpush's
+# environment pointing at them, and their removal on exit. A drill may define before_cleanup()
+# to add to the cleanup.
+#   . scripts/drill-env.sh NAME [TARGETS…]
+# The release build by default. DRILL_PROFILE=dev runs on the debug build instead: the test
+# suite's small runs use the build its tests have just made, since they check what happens, not
+# how fast, and a release build of its own took the suite longer than everything else together.
+drill=$1; shift
+profile=${DRILL_PROFILE:-release}
+cargo build --profile "$profile" --quiet --bin billpush "$@"
+built=target/$([ "$profile" = dev ] && echo debug || echo "$profile")
 work=$(mktemp -d)
 # A copy, so that a rebuild while the drill runs does not change what it runs.
-cp target/release/billpush "$work/"; bin=$work/billpush
+cp "$built/billpush" "$work/"; bin=$work/billpush
 db="billpush_${drill}_$$"; queue="billpush-${drill}-$$"
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 cleanup() {

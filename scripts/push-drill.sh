@@ -6,7 +6,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-10000}; RATE=${2:-0}; W=${3:-2}
 scripts/services.sh
-cargo build --release --quiet
 . scripts/drill-env.sh drill
 export BILLPUSH_GATEWAY__WORKERS=$W
 if [ "$RATE" -gt 0 ]; then export BILLPUSH_GATEWAY__RATE_PER_SECOND=$RATE; else export BILLPUSH_GATEWAY__RATE_PER_SECOND=100000000; fi
