@@ -72,3 +72,26 @@ async fn usage_import_counts_known_and_new_records_on_postgres() {
 async fn usage_import_counts_known_and_new_records_on_sqlite() {
     known_and_new_usage_are_counted_and_stored_exactly(Backend::Sqlite).await;
 }
+
+/// An import leaves PostgreSQL's planner knowing what it wrote, as after any bulk load: a month
+/// built before autovacuum came by was otherwise planned on default guesses, and took more than
+/// twice as long.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_import_leaves_postgres_with_statistics_of_what_it_wrote() {
+    let app = spawn_app(Backend::Postgres).await;
+    app.import_population(SUBSCRIBERS).await;
+
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&app.config.database.url).await.unwrap();
+    for (table, rows) in [("plans", 1), ("subscribers", SUBSCRIBERS as i64), ("usage_records", SUBSCRIBERS as i64)] {
+        let planned: i64 =
+            sqlx::query(&format!("SELECT CAST(reltuples AS BIGINT) FROM pg_class WHERE oid = '{table}'::regclass"))
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+                .get(0);
+        assert_eq!(planned, rows, "rows the planner knows {table} to hold");
+    }
+    pool.close().await;
+    app.cleanup().await;
+}

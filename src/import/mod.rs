@@ -43,6 +43,17 @@ impl ImportKind {
         }
     }
 
+    /// The table its rows go to.
+    const fn table(self) -> &'static str {
+        match self {
+            ImportKind::Plans => "plans",
+            ImportKind::Subscribers => "subscribers",
+            ImportKind::Usage => "usage_records",
+            ImportKind::Orders => "vas_orders",
+            ImportKind::SpamReports => "spam_reports",
+        }
+    }
+
     fn columns(self) -> (&'static [&'static str], &'static [&'static str]) {
         match self {
             ImportKind::Plans => rows::PLAN_COLUMNS,
@@ -477,6 +488,9 @@ pub async fn import_file(
     .await
     .map_err(db_error)?;
     tx.commit().await.map_err(|e| db_error(e.into()))?;
+    if counts.accepted > 0 {
+        store.refresh_statistics(kind.table()).await.map_err(db_error)?;
+    }
     writer.rejects.flush().map_err(rejects_error)?;
     progress.finish_and_clear();
     Ok(counts)

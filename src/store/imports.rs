@@ -28,6 +28,18 @@ impl Store {
     pub fn json_rows(&self) -> JsonRows {
         JsonRows { backend: self.backend }
     }
+
+    /// Gives PostgreSQL's planner the statistics of `table` as an import left it, as after any
+    /// bulk load. Without them, a month built right after its first import, before autovacuum
+    /// came by (or where it is off), was planned on default guesses: 1M subscribers took 76–79 s
+    /// to build instead of 34–35 s. ANALYZE reads a sample: half a second for 20M records.
+    /// SQLite keeps planning without statistics, which its queries are written for.
+    pub async fn refresh_statistics(&self, table: &'static str) -> StoreResult<()> {
+        if self.backend == super::Backend::Postgres {
+            sqlx::query(&format!("ANALYZE {table}")).execute(&self.pool).await?;
+        }
+        Ok(())
+    }
 }
 
 impl JsonRows {
