@@ -488,11 +488,14 @@ pub async fn import_file(
     .await
     .map_err(db_error)?;
     tx.commit().await.map_err(|e| db_error(e.into()))?;
-    if counts.accepted > 0 {
-        store.refresh_statistics(kind.table()).await.map_err(db_error)?;
-    }
     writer.rejects.flush().map_err(rejects_error)?;
     progress.finish_and_clear();
+    if counts.accepted > 0 {
+        // The rows are in by now: statistics left stale cost a later plan, not this import.
+        if let Err(e) = store.refresh_statistics(kind.table()).await {
+            tracing::warn!(file = %file_name, error = %e, "the planner's statistics were not refreshed");
+        }
+    }
     Ok(counts)
 }
 
