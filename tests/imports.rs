@@ -81,17 +81,16 @@ async fn an_import_leaves_postgres_with_statistics_of_what_it_wrote() {
     let app = spawn_app(Backend::Postgres).await;
     app.import_population(SUBSCRIBERS).await;
 
-    sqlx::any::install_default_drivers();
-    let pool = sqlx::AnyPool::connect(&app.config.database.url).await.unwrap();
+    let mut tx = app.app.store.begin().await.unwrap();
     for (table, rows) in [("plans", 1), ("subscribers", SUBSCRIBERS as i64), ("usage_records", SUBSCRIBERS as i64)] {
         let planned: i64 =
             sqlx::query(&format!("SELECT CAST(reltuples AS BIGINT) FROM pg_class WHERE oid = '{table}'::regclass"))
-                .fetch_one(&pool)
+                .fetch_one(&mut *tx)
                 .await
                 .unwrap()
                 .get(0);
         assert_eq!(planned, rows, "rows the planner knows {table} to hold");
     }
-    pool.close().await;
+    drop(tx);
     app.cleanup().await;
 }
