@@ -129,7 +129,7 @@ impl BillBuilder<'_> {
                             Some(tx) => tx,
                             None => tx.insert(self.store.begin().await?),
                         };
-                        db::write_bills(tx, self.store.json_rows(), &bills).await?;
+                        db::write_bills(tx, &bills).await?;
                     }
                 }
             }

@@ -11,7 +11,6 @@
 use std::collections::HashSet;
 use std::fmt::Write as _;
 
-use serde::Serialize;
 use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions};
 use sqlx::Connection;
 
@@ -105,10 +104,9 @@ impl Copier {
     }
 }
 
-/// One value of a row written in a batch: sent as a field of `COPY`'s text format here, or as
-/// an element of the JSON array the portable statements read.
-#[derive(Debug, Clone, Copy, Serialize)]
-#[serde(untagged)]
+/// One value of a row written in a batch: sent as a field of `COPY`'s text format here, or
+/// bound as a parameter of an `INSERT … VALUES` (`billing::write_bills`).
+#[derive(Debug, Clone, Copy)]
 pub enum Value<'a> {
     Text(&'a str),
     Int(i64),
