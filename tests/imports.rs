@@ -1,6 +1,7 @@
-//! Usage imports larger than one batch, on both backends. PostgreSQL takes new usage by
-//! `COPY` and falls back to `INSERT … ON CONFLICT` for a batch holding a known record: the
-//! counts and the stored rows must not depend on which way a batch went in.
+//! Imports larger than one batch, on both backends. PostgreSQL takes new usage by `COPY` and
+//! falls back to `INSERT … ON CONFLICT` for a batch holding a known record: the counts and the
+//! stored rows must not depend on which way a batch went in. Orders are upserted: a row counts
+//! as accepted only when it is new or changes what is stored.
 
 mod common;
 
@@ -71,6 +72,60 @@ async fn usage_import_counts_known_and_new_records_on_postgres() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn usage_import_counts_known_and_new_records_on_sqlite() {
     known_and_new_usage_are_counted_and_stored_exactly(Backend::Sqlite).await;
+}
+
+const ORDERS_HEADER: &str = "subscriber_id,service_code,ordered_at,cancelled_at,confirmed,channel\n";
+
+/// Order `n` of the population's subscriber `n`, cancelled when `cancelled` says so.
+fn order_line(out: &mut String, n: usize, cancelled: bool) {
+    let cancelled_at = if cancelled { "2026-10-05T09:30:00+08:00" } else { "" };
+    writeln!(out, "P{n:06},SP{:04},2026-09-01T08:00:00+08:00,{cancelled_at},true,web", n % 7).unwrap();
+}
+
+async fn orders_count_as_accepted_only_when_new_or_changed(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.import_population(SUBSCRIBERS).await;
+
+    // 2,500 orders: two full statements and a shorter last one, none cancelled.
+    let orders = |cancelled: &dyn Fn(usize) -> bool| {
+        let mut file = String::from(ORDERS_HEADER);
+        for n in 0..2500 {
+            order_line(&mut file, n, cancelled(n));
+        }
+        file
+    };
+    let counts = app.import(ImportKind::Orders, &app.write_input("orders.csv", &orders(&|_| false))).await;
+    assert_eq!((counts.accepted, counts.duplicate, counts.rejected), (2500, 0, 0));
+    // The same orders with every hundredth one now cancelled: those 25 change, the rest are known.
+    let counts = app.import(ImportKind::Orders, &app.write_input("later.csv", &orders(&|n| n % 100 == 0))).await;
+    assert_eq!((counts.accepted, counts.duplicate, counts.rejected), (25, 2475, 0));
+
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&app.config.database.url).await.unwrap();
+    let stored = sqlx::query(
+        "SELECT COUNT(*), COUNT(cancelled_at), CAST(MIN(cancelled_at) AS BIGINT), CAST(MAX(cancelled_at) AS BIGINT)
+         FROM vas_orders WHERE subscriber_id LIKE 'P%'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    let cancelled_at = chrono::DateTime::parse_from_rfc3339("2026-10-05T09:30:00+08:00").unwrap().timestamp_micros();
+    assert_eq!(
+        (stored.get::<i64, _>(0), stored.get::<i64, _>(1), stored.get::<i64, _>(2), stored.get::<i64, _>(3)),
+        (2500, 25, cancelled_at, cancelled_at)
+    );
+    pool.close().await;
+    app.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orders_are_upserted_and_counted_on_postgres() {
+    orders_count_as_accepted_only_when_new_or_changed(Backend::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orders_are_upserted_and_counted_on_sqlite() {
+    orders_count_as_accepted_only_when_new_or_changed(Backend::Sqlite).await;
 }
 
 /// An import leaves PostgreSQL's planner knowing what it wrote, as after any bulk load: a month

@@ -26,6 +26,7 @@ use crate::import::rows::{ReportKind, SpamReportRow};
 use crate::queue::{Queue, QueueMessage};
 use crate::render::{RenderedSms, ReplyKind};
 use crate::store::billing::{insert_notification, NotificationToWrite};
+use crate::store::imports::write_spam_reports;
 use crate::store::notifications::mark_queued;
 use crate::store::AuditEntry;
 
@@ -88,7 +89,7 @@ pub async fn receive(
                     note: "JB reply".into(),
                 };
                 let mut tx = store.begin().await.map_err(unavailable)?;
-                store.json_rows().write_spam_reports(&mut tx, &[&report]).await.map_err(unavailable)?;
+                write_spam_reports(&mut tx, &[&report]).await.map_err(unavailable)?;
                 tx.commit().await.map_err(unavailable)?;
                 ("spam_report", None)
             }

@@ -15,7 +15,8 @@ use csv::ByteRecord;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::store::bulk::{Copied, Copier};
-use crate::store::imports::{self as db, ImportRunRecord, JsonRows, Reference};
+use crate::store::imports::{self as db, ImportRunRecord, Reference};
+use crate::store::json_rows::JsonRows;
 use crate::store::{ImportCounts, Store, StoreError, Tx};
 use rows::{Columns, Fields, OrderRow, PlanRow, RowError, SpamReportRow, SubscriberRow, UsageRow};
 
@@ -322,8 +323,8 @@ impl Writer<'_> {
             };
         }
         let written = match self.kind {
-            ImportKind::Plans => self.rows.write_plans(tx, &all!(Plan)).await?,
-            ImportKind::Subscribers => self.rows.write_subscribers(tx, &all!(Subscriber)).await?,
+            ImportKind::Plans => db::write_plans(tx, &all!(Plan)).await?,
+            ImportKind::Subscribers => db::write_subscribers(tx, &all!(Subscriber)).await?,
             ImportKind::Usage => {
                 let rows: Vec<UsageRow> =
                     good.into_iter().filter_map(|r| if let Row::Usage(r) = r { Some(r) } else { None }).collect();
@@ -335,12 +336,12 @@ impl Writer<'_> {
                     }));
                     return Ok(());
                 }
-                let written = self.rows.write_usage(tx, &rows.iter().collect::<Vec<_>>()).await?;
+                let written = db::write_usage(tx, &rows).await?;
                 self.count(rows.len(), written);
                 return Ok(());
             }
-            ImportKind::Orders => self.rows.write_orders(tx, &all!(Order)).await?,
-            ImportKind::SpamReports => self.rows.write_spam_reports(tx, &all!(SpamReport)).await?,
+            ImportKind::Orders => db::write_orders(tx, &all!(Order)).await?,
+            ImportKind::SpamReports => db::write_spam_reports(tx, &all!(SpamReport)).await?,
         };
         self.count(good.len(), written);
         Ok(())
@@ -360,7 +361,7 @@ impl Writer<'_> {
                 count
             }
             Copied::KnownRecord => {
-                let written = self.rows.write_usage(tx, &rows.iter().collect::<Vec<_>>()).await?;
+                let written = db::write_usage(tx, &rows).await?;
                 // Every row already known means the file is most likely being imported
                 // again, and its later batches would be refused too.
                 if written > 0 {

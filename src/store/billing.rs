@@ -2,14 +2,13 @@
 //! each bill with its flags and its notification in the same transaction.
 
 use std::collections::HashMap;
-use std::fmt::Write;
 
 use chrono::{DateTime, Utc};
 use sqlx::{AnyConnection, Row};
 
-use super::bulk::Value;
-use super::imports::JsonRows;
-use super::{from_micros, to_micros, Backend, StoreError, StoreResult, Tx};
+use super::batch::{insert_values, Table, Value};
+use super::json_rows::JsonRows;
+use super::{from_micros, to_micros, StoreError, StoreResult, Tx};
 use crate::domain::bill::{BillSummary, CategorySum, UsageRecord};
 use crate::domain::category::{Category, Language};
 use crate::domain::flags::{ChargeFlag, VasOrder};
@@ -229,21 +228,7 @@ pub async fn previous_totals_between(
     Ok(by_subscriber)
 }
 
-/// A table a page write fills, with the columns each of its rows gives, in order.
-#[derive(Clone, Copy)]
-pub(super) struct PageTable {
-    name: &'static str,
-    columns: &'static [&'static str],
-}
-
-/// `table (column, …)`, as `INSERT INTO` and `COPY` name what they fill.
-impl std::fmt::Display for PageTable {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} ({})", self.name, self.columns.join(", "))
-    }
-}
-
-const BILLS: PageTable = PageTable {
+const BILLS: Table = Table {
     name: "bills",
     columns: &[
         "subscriber_id",
@@ -269,12 +254,12 @@ const BILLS: PageTable = PageTable {
     ],
 };
 
-const CHARGE_FLAGS: PageTable = PageTable {
+const CHARGE_FLAGS: Table = Table {
     name: "charge_flags",
     columns: &["subscriber_id", "month", "record_id", "reason", "service_code", "amount_fen"],
 };
 
-const NOTIFICATIONS: PageTable = PageTable {
+const NOTIFICATIONS: Table = Table {
     name: "notifications",
     columns: &[
         "id",
@@ -293,13 +278,12 @@ const NOTIFICATIONS: PageTable = PageTable {
     ],
 };
 
-const NOTIFICATION_EVENTS: PageTable =
-    PageTable { name: "notification_events", columns: &["notification_id", "status", "at"] };
+const NOTIFICATION_EVENTS: Table = Table { name: "notification_events", columns: &["notification_id", "status", "at"] };
 
 type Rows<'a> = Vec<Vec<Value<'a>>>;
 
 /// What a page of bills writes, table by table; `months` holds each bill's month as text.
-pub(super) fn page_rows<'a>(bills: &'a [BillToWrite], months: &'a [String]) -> [(PageTable, Rows<'a>); 4] {
+pub(super) fn page_rows<'a>(bills: &'a [BillToWrite], months: &'a [String]) -> [(Table, Rows<'a>); 4] {
     let bill_rows = bills
         .iter()
         .zip(months)
@@ -354,7 +338,7 @@ pub(super) fn page_rows<'a>(bills: &'a [BillToWrite], months: &'a [String]) -> [
                 Value::Text(&n.kind),
                 Value::Text(b.msisdn.as_str()),
                 Value::Text(n.status),
-                n.reason.map_or(Value::Null, Value::Text),
+                Value::text_or_null(n.reason),
                 Value::Int(0),
                 Value::Int(n.segments),
                 Value::Text(n.encoding),
@@ -385,51 +369,7 @@ pub(super) fn page_rows<'a>(bills: &'a [BillToWrite], months: &'a [String]) -> [
 pub async fn write_bills(tx: &mut Tx, bills: &[BillToWrite]) -> StoreResult<()> {
     let months: Vec<String> = bills.iter().map(|b| b.month.to_string()).collect();
     for (table, rows) in page_rows(bills, &months) {
-        insert_values(tx, table, &rows).await?;
-    }
-    Ok(())
-}
-
-/// Rows per `INSERT … VALUES` of a page write: a thousand rows of the widest table (bills, 20
-/// columns) bind 20,000 values, within both backends' limits (SQLite 32,766, PostgreSQL 65,535).
-const ROWS_PER_INSERT: usize = 1000;
-
-/// `rows` into `table` by `INSERT … VALUES` of up to `ROWS_PER_INSERT` rows, each value bound.
-/// SQLite's embedded build wrote its pages from a JSON array bound as one parameter, as the
-/// imports do, and reading it back field by field took about an eighth of the run's CPU. Full
-/// statements are kept prepared on the connection; the shorter last one of a table is prepared
-/// each time, since its length varies from page to page. SQLite's placeholders are plain `?`:
-/// sqlx asks SQLite for each placeholder's name, which SQLite finds for a numbered one by
-/// walking the list of them all, and statements of 5,000 numbered values cut the run to a
-/// quarter of its speed.
-async fn insert_values(tx: &mut Tx, table: PageTable, rows: &[Vec<Value<'_>>]) -> StoreResult<()> {
-    let numbered = Backend::of(tx) == Backend::Postgres;
-    let width = table.columns.len();
-    for chunk in rows.chunks(ROWS_PER_INSERT) {
-        let mut sql = format!("INSERT INTO {table} VALUES ");
-        for row in 0..chunk.len() {
-            sql.push_str(if row == 0 { "(" } else { ", (" });
-            for column in 0..width {
-                if column > 0 {
-                    sql.push_str(", ");
-                }
-                if numbered {
-                    write!(sql, "${}", row * width + column + 1).expect("writing to a string");
-                } else {
-                    sql.push('?');
-                }
-            }
-            sql.push(')');
-        }
-        let mut insert = sqlx::query(&sql).persistent(chunk.len() == ROWS_PER_INSERT);
-        for value in chunk.iter().flatten() {
-            insert = match *value {
-                Value::Text(text) => insert.bind(text),
-                Value::Int(number) => insert.bind(number),
-                Value::Null => insert.bind(None::<&str>),
-            };
-        }
-        insert.execute(&mut **tx).await?;
+        insert_values(tx, table, "", &rows).await?;
     }
     Ok(())
 }

@@ -14,13 +14,11 @@ use std::fmt::Write as _;
 use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions};
 use sqlx::Connection;
 
+use super::batch::Value;
 use super::billing::{page_rows, BillToWrite};
-use super::{to_micros, Store, StoreResult};
+use super::imports::{usage_values, USAGE_RECORDS};
+use super::{Store, StoreResult};
 use crate::import::rows::UsageRow;
-
-const COPY_USAGE: &str = "COPY usage_records
-    (record_id, subscriber_id, occurred_at, category, quantity, amount_fen, service_code, description)
-    FROM STDIN";
 
 /// A PostgreSQL-native connection for `COPY`, which sqlx's portable driver does not speak.
 pub struct Copier {
@@ -56,26 +54,11 @@ impl Copier {
     /// difference between rows given and rows stored as duplicates.
     pub async fn copy_usage(&mut self, rows: &[UsageRow]) -> StoreResult<Copied> {
         let mut seen = HashSet::with_capacity(rows.len());
-        let values: Vec<[Value; 8]> = rows
-            .iter()
-            .filter(|row| seen.insert(row.record.record_id.as_str()))
-            .map(|row| {
-                let r = &row.record;
-                [
-                    Value::Text(&r.record_id),
-                    Value::Text(&row.subscriber_id),
-                    Value::Int(to_micros(r.occurred_at)),
-                    Value::Text(r.category.as_str()),
-                    Value::Int(r.quantity),
-                    Value::Int(r.amount.get()),
-                    Value::Text(&r.service_code),
-                    Value::Text(&r.description),
-                ]
-            })
-            .collect();
+        let values: Vec<[Value; 8]> =
+            rows.iter().filter(|row| seen.insert(row.record.record_id.as_str())).map(usage_values).collect();
         let connection: &mut PgConnection = &mut self.connection;
         let mut tx = Connection::begin(connection).await?;
-        match copy_into(&mut tx, COPY_USAGE, &values).await {
+        match copy_into(&mut tx, &format!("COPY {USAGE_RECORDS} FROM STDIN"), &values).await {
             Ok(count) => {
                 tx.commit().await?;
                 Ok(Copied::All(count))
@@ -102,15 +85,6 @@ impl Copier {
         tx.commit().await?;
         Ok(())
     }
-}
-
-/// One value of a row written in a batch: sent as a field of `COPY`'s text format here, or
-/// bound as a parameter of an `INSERT … VALUES` (`billing::write_bills`).
-#[derive(Debug, Clone, Copy)]
-pub enum Value<'a> {
-    Text(&'a str),
-    Int(i64),
-    Null,
 }
 
 async fn copy_into<'a, R: AsRef<[Value<'a>]>>(
@@ -141,7 +115,7 @@ fn copy_text<'a, R: AsRef<[Value<'a>]>>(rows: &[R]) -> Vec<u8> {
                 Value::Int(number) => {
                     let _ = write!(out, "{number}");
                 }
-                Value::Null => out.push_str("\\N"),
+                Value::NullText | Value::NullInt => out.push_str("\\N"),
             }
         }
         out.push('\n');
@@ -168,8 +142,10 @@ mod tests {
 
     #[test]
     fn rows_are_tab_separated_lines_with_null_spelled_as_copy_reads_it() {
-        let rows =
-            [[Value::Text("a\tb"), Value::Int(-5), Value::Null], [Value::Text(""), Value::Int(0), Value::Text("话费")]];
+        let rows = [
+            [Value::Text("a\tb"), Value::Int(-5), Value::NullInt],
+            [Value::Text(""), Value::Int(0), Value::Text("话费")],
+        ];
         assert_eq!(String::from_utf8(copy_text(&rows)).unwrap(), "a\\tb\t-5\t\\N\n\t0\t话费\n");
     }
 

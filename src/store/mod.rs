@@ -6,10 +6,12 @@
 //! own migrations because their DDL differs in collation.
 
 mod api;
+pub mod batch;
 pub mod billing;
 pub mod bulk;
 pub mod imports;
 mod invariants;
+pub mod json_rows;
 pub mod notifications;
 mod reports;
 

@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 use sqlx::Row;
 
-use super::imports::JsonRows;
+use super::json_rows::JsonRows;
 use super::{from_micros, to_micros, Backend, Store, StoreResult, Tx};
 use crate::domain::delivery::DeliveryStatus;
 use crate::domain::period::BillingMonth;
