@@ -3,11 +3,12 @@
 
 use std::collections::HashSet;
 
+use chrono::{DateTime, Utc};
+
 use super::batch::{insert_values, Table, Value};
 use super::json_rows::JsonRows;
 use super::{to_micros, Store, StoreResult, Tx};
 use crate::import::rows::{OrderRow, PlanRow, SpamReportRow, SubscriberRow, UsageRow};
-use chrono::{DateTime, Utc};
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ImportCounts {
