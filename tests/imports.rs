@@ -7,9 +7,14 @@ mod common;
 
 use std::fmt::Write;
 
+use billpush::domain::bill::UsageRecord;
+use billpush::domain::category::Category;
+use billpush::domain::money::Fen;
+use billpush::import::rows::UsageRow;
 use billpush::import::ImportKind;
+use billpush::store::bulk::Copied;
 use common::{spawn_app, Backend};
-use sqlx::Row;
+use sqlx::{Connection, Row};
 
 const HEADER: &str = "record_id,subscriber_id,occurred_at,category,quantity,amount_fen,service_code,description\n";
 /// The population's own usage: U000000…U005999, one record per subscriber.
@@ -72,6 +77,107 @@ async fn usage_import_counts_known_and_new_records_on_postgres() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn usage_import_counts_known_and_new_records_on_sqlite() {
     known_and_new_usage_are_counted_and_stored_exactly(Backend::Sqlite).await;
+}
+
+/// A record repeated in a later batch, whichever way each batch goes in: batches copied side
+/// by side may each wait for a key the other holds, and a batch refused for a known record is
+/// written again beside the copies of the batches after it.
+async fn records_repeated_across_batches_are_stored_once(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.import_population(SUBSCRIBERS).await;
+
+    // A full batch refused for its known first record, whose new records come again in the
+    // short last batch.
+    let mut refused = String::from(HEADER);
+    usage_line(&mut refused, 0);
+    for n in (10_000..14_999).chain([10_000, 10_001, 20_000]) {
+        usage_line(&mut refused, n);
+    }
+    // Two new batches, each holding the other's first and last records in the opposite order,
+    // and a short one.
+    let mut crossed = String::from(HEADER);
+    for n in
+        [30_000].into_iter().chain(30_001..34_999).chain([39_999, 39_999]).chain(40_000..44_998).chain([30_000, 50_000])
+    {
+        usage_line(&mut crossed, n);
+    }
+    let mut stored_rows = SUBSCRIBERS as u64;
+    for (name, file, expected) in [("refused.csv", refused, (5000, 3)), ("crossed.csv", crossed, (9999, 2))] {
+        let path = app.write_input(name, &file);
+        let counts = tokio::time::timeout(std::time::Duration::from_secs(120), app.import(ImportKind::Usage, &path))
+            .await
+            .unwrap_or_else(|_| panic!("{name}: the import never finished: a batch waited for one waiting for it"));
+        assert_eq!((counts.accepted, counts.duplicate, counts.rejected), (expected.0, expected.1, 0), "{name}");
+        stored_rows += expected.0;
+    }
+
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&app.config.database.url).await.unwrap();
+    let stored: i64 = sqlx::query("SELECT COUNT(*) FROM usage_records").fetch_one(&pool).await.unwrap().get(0);
+    assert_eq!(stored, stored_rows as i64);
+    pool.close().await;
+    app.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_repeated_across_batches_are_stored_once_on_postgres() {
+    records_repeated_across_batches_are_stored_once(Backend::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_repeated_across_batches_are_stored_once_on_sqlite() {
+    records_repeated_across_batches_are_stored_once(Backend::Sqlite).await;
+}
+
+/// Two writers each holding a record the other needs deadlock, and PostgreSQL breaks the
+/// cycle by failing the one that waited first. A batch copied beside another can be that one:
+/// it must come back refused, to be written again the portable way, not fail the import.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_failed_by_a_deadlock_is_refused_not_an_error() {
+    let app = spawn_app(Backend::Postgres).await;
+    app.import_population(SUBSCRIBERS).await;
+    let insert = |record_id: &str| {
+        format!(
+            "INSERT INTO usage_records (record_id, subscriber_id, occurred_at, category, quantity, amount_fen,
+                 service_code, description) VALUES ('{record_id}', 'P000001', 0, 'voice', 1, 1, '', '')"
+        )
+    };
+    let mut other = sqlx::PgConnection::connect(&app.config.database.url).await.unwrap();
+    sqlx::query("BEGIN").execute(&mut other).await.unwrap();
+    sqlx::query(&insert("UX")).execute(&mut other).await.unwrap();
+
+    let row = |record_id: &str| UsageRow {
+        subscriber_id: "P000001".into(),
+        record: UsageRecord {
+            record_id: record_id.into(),
+            occurred_at: common::at("2026-10-02T10:00:00+08:00"),
+            category: Category::Voice,
+            quantity: 1,
+            amount: Fen::new(1),
+            service_code: String::new(),
+            description: String::new(),
+        },
+    };
+    let mut copier = app.app.store.copier().await.unwrap().expect("PostgreSQL copies");
+    let copy = tokio::spawn(async move { copier.copy_usage(&[row("UY"), row("UX")]).await });
+    // The copy has written UY and waits for the other writer's UX.
+    let mut watch = sqlx::PgConnection::connect(&app.config.database.url).await.unwrap();
+    let waiting = "SELECT COUNT(*) FROM pg_stat_activity
+                   WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE 'COPY%'";
+    for polls in 0.. {
+        let count: i64 = sqlx::query(waiting).fetch_one(&mut watch).await.unwrap().get(0);
+        if count == 1 {
+            break;
+        }
+        assert!(polls < 500, "the copy never waited for the other writer");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // The other writer now needs UY: a cycle, which the copy, waiting longer, is failed to break.
+    sqlx::query(&insert("UY")).execute(&mut other).await.unwrap();
+    let copied = copy.await.unwrap().unwrap();
+    assert!(matches!(copied, Copied::Refused), "the copy was not refused");
+    sqlx::query("COMMIT").execute(&mut other).await.unwrap();
+    app.cleanup().await;
 }
 
 const ORDERS_HEADER: &str = "subscriber_id,service_code,ordered_at,cancelled_at,confirmed,channel\n";

@@ -4,7 +4,7 @@
 
 pub mod rows;
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter};
 use std::path::{Path, PathBuf};
@@ -23,6 +23,9 @@ use rows::{Columns, Fields, OrderRow, PlanRow, RowError, SpamReportRow, Subscrib
 /// Rows per statement and transaction: large enough to amortise round trips and commits,
 /// small enough to keep locks short and memory flat.
 const BATCH_ROWS: usize = 5000;
+/// Usage batches copied into PostgreSQL at once. One `COPY` keeps one database process busy;
+/// with two, the database can use both cores of a small machine while the file is parsed.
+const COPIES_AT_ONCE: usize = 2;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ImportKind {
@@ -247,9 +250,11 @@ struct Writer<'a> {
     rejects_path: PathBuf,
     counts: ImportCounts,
     /// PostgreSQL, usage, not strict: batches go in by `COPY`, each committed on its own.
-    copier: Option<Copier>,
-    /// The batch being copied.
-    copying: Option<tokio::task::JoinHandle<CopyDone>>,
+    copy: bool,
+    /// Connections for `COPY` not in use.
+    copiers: Vec<Copier>,
+    /// The batches being copied, oldest first.
+    copying: VecDeque<tokio::task::JoinHandle<CopyDone>>,
 }
 
 impl Writer<'_> {
@@ -316,7 +321,6 @@ impl Writer<'_> {
     }
 
     async fn write(&mut self, tx: &mut Tx, good: Vec<Row>) -> Result<(), StoreError> {
-        self.settle_copy(tx).await?;
         macro_rules! all {
             ($variant:ident) => {
                 good.iter().filter_map(|r| if let Row::$variant(r) = r { Some(r) } else { None }).collect::<Vec<_>>()
@@ -328,14 +332,18 @@ impl Writer<'_> {
             ImportKind::Usage => {
                 let rows: Vec<UsageRow> =
                     good.into_iter().filter_map(|r| if let Row::Usage(r) = r { Some(r) } else { None }).collect();
-                if let Some(mut copier) = self.copier.take() {
-                    // Sent while the next batch is read and checked: the two cores work at once.
-                    self.copying = Some(tokio::spawn(async move {
+                if self.copy && self.copiers.is_empty() {
+                    self.settle_oldest(tx).await?;
+                }
+                if let Some(mut copier) = self.copiers.pop() {
+                    // Sent while the next batches are read and checked: the two cores work at once.
+                    self.copying.push_back(tokio::spawn(async move {
                         let copied = copier.copy_usage(&rows).await;
                         (copier, rows, copied)
                     }));
                     return Ok(());
                 }
+                self.settle_all(tx).await?;
                 let written = db::write_usage(tx, &rows).await?;
                 self.count(rows.len(), written);
                 return Ok(());
@@ -347,32 +355,61 @@ impl Writer<'_> {
         Ok(())
     }
 
-    /// Waits for the batch being copied and counts it. A batch `COPY` refused because it
-    /// holds a known record is written the portable way, which skips known records.
-    async fn settle_copy(&mut self, tx: &mut Tx) -> Result<(), StoreError> {
-        let Some(copying) = self.copying.take() else {
+    /// Waits for the oldest batch being copied and counts it; when it was refused, for every
+    /// batch being copied, before it is written again (`settle`).
+    async fn settle_oldest(&mut self, tx: &mut Tx) -> Result<(), StoreError> {
+        let Some(oldest) = self.copying.pop_front() else {
             return Ok(());
         };
-        let (copier, rows, copied) =
-            copying.await.unwrap_or_else(|error| std::panic::resume_unwind(error.into_panic()));
-        let written = match copied? {
-            Copied::All(count) => {
-                self.copier = Some(copier);
-                count
+        let oldest = finished(oldest).await;
+        let mut done = vec![oldest];
+        if !matches!(done[0].2, Ok(Copied::All(_))) {
+            while let Some(copying) = self.copying.pop_front() {
+                done.push(finished(copying).await);
             }
-            Copied::KnownRecord => {
-                let written = db::write_usage(tx, &rows).await?;
-                // Every row already known means the file is most likely being imported
-                // again, and its later batches would be refused too.
-                if written > 0 {
-                    self.copier = Some(copier);
+        }
+        self.settle(tx, done).await
+    }
+
+    /// Waits for every batch being copied and counts them.
+    async fn settle_all(&mut self, tx: &mut Tx) -> Result<(), StoreError> {
+        let mut done = Vec::with_capacity(self.copying.len());
+        while let Some(copying) = self.copying.pop_front() {
+            done.push(finished(copying).await);
+        }
+        self.settle(tx, done).await
+    }
+
+    /// Counts batches whose copy has finished, in file order. A refused batch is written the
+    /// portable way, which skips known records, in `tx`, only once no batch is being copied:
+    /// a copy that needs a record `tx` has just written waits for `tx` to commit, and must
+    /// never be the one `tx` waits for.
+    async fn settle(&mut self, tx: &mut Tx, done: Vec<CopyDone>) -> Result<(), StoreError> {
+        for (copier, rows, copied) in done {
+            let written = match copied? {
+                Copied::All(count) => count,
+                Copied::Refused => {
+                    let written = db::write_usage(tx, &rows).await?;
+                    // Every row already known means the file is most likely being imported
+                    // again, and its later batches would be refused too.
+                    if written == 0 {
+                        self.copy = false;
+                        self.copiers.clear();
+                    }
+                    written
                 }
-                written
+            };
+            if self.copy {
+                self.copiers.push(copier);
             }
-        };
-        self.count(rows.len(), written);
+            self.count(rows.len(), written);
+        }
         Ok(())
     }
+}
+
+async fn finished(copying: tokio::task::JoinHandle<CopyDone>) -> CopyDone {
+    copying.await.unwrap_or_else(|error| std::panic::resume_unwind(error.into_panic()))
 }
 
 /// Imports one file and returns its counts. Only a file-level problem (unreadable file,
@@ -429,9 +466,16 @@ pub async fn import_file(
         rejects,
         rejects_path: rejects_file.clone(),
         counts: ImportCounts::default(),
-        copier: if kind == ImportKind::Usage && !strict { store.copier().await.map_err(db_error)? } else { None },
-        copying: None,
+        copy: false,
+        copiers: Vec::new(),
+        copying: VecDeque::new(),
     };
+    if kind == ImportKind::Usage && !strict {
+        for _ in 0..COPIES_AT_ONCE {
+            writer.copiers.extend(store.copier().await.map_err(db_error)?);
+        }
+        writer.copy = !writer.copiers.is_empty();
+    }
     let mut batch = Batch::default();
     let mut tx = store.begin().await.map_err(db_error)?;
     let mut lines = LineCounter::open(path).map_err(read_error)?;
@@ -480,7 +524,11 @@ pub async fn import_file(
         }
     }
     writer.flush(&mut tx, &mut batch).await?;
-    writer.settle_copy(&mut tx).await.map_err(db_error)?;
+    // What the last flush wrote is committed before the last copies are waited for: one of
+    // them may be waiting for it.
+    tx.commit().await.map_err(|e| db_error(e.into()))?;
+    tx = store.begin().await.map_err(db_error)?;
+    writer.settle_all(&mut tx).await.map_err(db_error)?;
     let counts = writer.counts;
     db::record_import_run(
         &mut tx,

@@ -5,8 +5,9 @@
 //! Usage goes straight into the system-of-record table. `COPY` cannot skip known rows, so a
 //! batch holding a `record_id` the table already has fails whole with a unique violation,
 //! writes nothing, and is handed back for the portable `INSERT … ON CONFLICT DO NOTHING`,
-//! which counts it as duplicate. A first import of a month's usage, the bulk of all imports,
-//! never meets that case.
+//! which counts it as duplicate. So is a batch that deadlocked with another copied beside it
+//! over a record both hold. A first import of a month's usage, the bulk of all imports, never
+//! meets either case.
 
 use std::collections::HashSet;
 use std::fmt::Write as _;
@@ -29,8 +30,9 @@ pub struct Copier {
 pub enum Copied {
     /// Every row was new and is now stored.
     All(u64),
-    /// The table already held one of the batch's records; nothing was written.
-    KnownRecord,
+    /// Nothing was written: the table already held one of the batch's records, or another
+    /// batch being copied held one of them and the two waited for each other.
+    Refused,
 }
 
 impl Store {
@@ -63,9 +65,10 @@ impl Copier {
                 tx.commit().await?;
                 Ok(Copied::All(count))
             }
-            Err(sqlx::Error::Database(error)) if error.code().as_deref() == Some("23505") => {
+            // A unique violation, or a deadlock with another batch copied at the same time.
+            Err(sqlx::Error::Database(error)) if matches!(error.code().as_deref(), Some("23505" | "40P01")) => {
                 tx.rollback().await?;
-                Ok(Copied::KnownRecord)
+                Ok(Copied::Refused)
             }
             Err(error) => Err(error.into()),
         }
