@@ -250,8 +250,8 @@ struct Writer<'a> {
     rejects_path: PathBuf,
     counts: ImportCounts,
     /// PostgreSQL, usage, not strict: batches go in by `COPY`, each committed on its own.
-    copy: bool,
-    /// Connections for `COPY` not in use.
+    /// Connections for `COPY` not in use; with `copying`, empty once batches go in the
+    /// portable way.
     copiers: Vec<Copier>,
     /// The batches being copied, oldest first.
     copying: VecDeque<tokio::task::JoinHandle<CopyDone>>,
@@ -332,7 +332,7 @@ impl Writer<'_> {
             ImportKind::Usage => {
                 let rows: Vec<UsageRow> =
                     good.into_iter().filter_map(|r| if let Row::Usage(r) = r { Some(r) } else { None }).collect();
-                if self.copy && self.copiers.is_empty() {
+                if self.copiers.is_empty() && !self.copying.is_empty() {
                     self.settle_oldest(tx).await?;
                 }
                 if let Some(mut copier) = self.copiers.pop() {
@@ -361,23 +361,25 @@ impl Writer<'_> {
         let Some(oldest) = self.copying.pop_front() else {
             return Ok(());
         };
-        let oldest = finished(oldest).await;
-        let mut done = vec![oldest];
+        let mut done = vec![finished(oldest).await];
         if !matches!(done[0].2, Ok(Copied::All(_))) {
-            while let Some(copying) = self.copying.pop_front() {
-                done.push(finished(copying).await);
-            }
+            done.extend(self.all_finished().await);
         }
         self.settle(tx, done).await
     }
 
     /// Waits for every batch being copied and counts them.
     async fn settle_all(&mut self, tx: &mut Tx) -> Result<(), StoreError> {
+        let done = self.all_finished().await;
+        self.settle(tx, done).await
+    }
+
+    async fn all_finished(&mut self) -> Vec<CopyDone> {
         let mut done = Vec::with_capacity(self.copying.len());
         while let Some(copying) = self.copying.pop_front() {
             done.push(finished(copying).await);
         }
-        self.settle(tx, done).await
+        done
     }
 
     /// Counts batches whose copy has finished, in file order. A refused batch is written the
@@ -385,6 +387,7 @@ impl Writer<'_> {
     /// a copy that needs a record `tx` has just written waits for `tx` to commit, and must
     /// never be the one `tx` waits for.
     async fn settle(&mut self, tx: &mut Tx, done: Vec<CopyDone>) -> Result<(), StoreError> {
+        let mut copy = true;
         for (copier, rows, copied) in done {
             let written = match copied? {
                 Copied::All(count) => count,
@@ -393,13 +396,13 @@ impl Writer<'_> {
                     // Every row already known means the file is most likely being imported
                     // again, and its later batches would be refused too.
                     if written == 0 {
-                        self.copy = false;
+                        copy = false;
                         self.copiers.clear();
                     }
                     written
                 }
             };
-            if self.copy {
+            if copy {
                 self.copiers.push(copier);
             }
             self.count(rows.len(), written);
@@ -466,7 +469,6 @@ pub async fn import_file(
         rejects,
         rejects_path: rejects_file.clone(),
         counts: ImportCounts::default(),
-        copy: false,
         copiers: Vec::new(),
         copying: VecDeque::new(),
     };
@@ -474,7 +476,6 @@ pub async fn import_file(
         for _ in 0..COPIES_AT_ONCE {
             writer.copiers.extend(store.copier().await.map_err(db_error)?);
         }
-        writer.copy = !writer.copiers.is_empty();
     }
     let mut batch = Batch::default();
     let mut tx = store.begin().await.map_err(db_error)?;
