@@ -37,6 +37,21 @@ pub struct Table {
     pub columns: &'static [&'static str],
 }
 
+impl Table {
+    /// `ON CONFLICT (key) DO UPDATE` that sets every other column from the new row, but only
+    /// where one of them differs: an unchanged row changes nothing, so an import counts it as
+    /// a duplicate. `IS DISTINCT FROM` compares nullable columns too (both backends have it;
+    /// SQLite since 3.39).
+    pub fn update_on_conflict(&self, key: &[&str]) -> String {
+        debug_assert!(key.iter().all(|k| self.columns.contains(k)), "the key of {} is among its columns", self.name);
+        let others: Vec<&str> = self.columns.iter().copied().filter(|c| !key.contains(c)).collect();
+        let set: Vec<String> = others.iter().map(|c| format!("{c} = excluded.{c}")).collect();
+        let changed: Vec<String> =
+            others.iter().map(|c| format!("{}.{c} IS DISTINCT FROM excluded.{c}", self.name)).collect();
+        format!("ON CONFLICT ({}) DO UPDATE SET {} WHERE {}", key.join(", "), set.join(", "), changed.join(" OR "))
+    }
+}
+
 /// `table (column, …)`, as `INSERT INTO` and `COPY` name what they fill.
 impl std::fmt::Display for Table {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -68,17 +68,7 @@ pub async fn write_plans(tx: &mut Tx, rows: &[&PlanRow]) -> StoreResult<u64> {
             ]
         })
         .collect();
-    insert_values(
-        tx,
-        PLANS,
-        "ON CONFLICT (plan_id) DO UPDATE SET name = excluded.name, monthly_fee_fen = excluded.monthly_fee_fen,
-             voice_minutes = excluded.voice_minutes, data_mb = excluded.data_mb, sms_count = excluded.sms_count
-         WHERE plans.name <> excluded.name OR plans.monthly_fee_fen <> excluded.monthly_fee_fen
-             OR plans.voice_minutes <> excluded.voice_minutes OR plans.data_mb <> excluded.data_mb
-             OR plans.sms_count <> excluded.sms_count",
-        &rows,
-    )
-    .await
+    insert_values(tx, PLANS, &PLANS.update_on_conflict(&["plan_id"]), &rows).await
 }
 
 pub async fn write_subscribers(tx: &mut Tx, rows: &[&SubscriberRow]) -> StoreResult<u64> {
@@ -97,19 +87,7 @@ pub async fn write_subscribers(tx: &mut Tx, rows: &[&SubscriberRow]) -> StoreRes
             ]
         })
         .collect();
-    insert_values(
-        tx,
-        SUBSCRIBERS,
-        "ON CONFLICT (subscriber_id) DO UPDATE SET msisdn = excluded.msisdn, name = excluded.name,
-             plan_id = excluded.plan_id, language = excluded.language, billing_day = excluded.billing_day,
-             status = excluded.status, bill_sms = excluded.bill_sms
-         WHERE subscribers.msisdn <> excluded.msisdn OR subscribers.name <> excluded.name
-             OR subscribers.plan_id <> excluded.plan_id OR subscribers.language <> excluded.language
-             OR subscribers.billing_day <> excluded.billing_day OR subscribers.status <> excluded.status
-             OR subscribers.bill_sms <> excluded.bill_sms",
-        &rows,
-    )
-    .await
+    insert_values(tx, SUBSCRIBERS, &SUBSCRIBERS.update_on_conflict(&["subscriber_id"]), &rows).await
 }
 
 /// Usage records are immutable once known: a known `record_id` is a no-op.
@@ -135,16 +113,8 @@ pub async fn write_orders(tx: &mut Tx, rows: &[&OrderRow]) -> StoreResult<u64> {
             ]
         })
         .collect();
-    insert_values(
-        tx,
-        VAS_ORDERS,
-        "ON CONFLICT (subscriber_id, service_code, ordered_at) DO UPDATE SET cancelled_at = excluded.cancelled_at,
-             confirmed = excluded.confirmed, channel = excluded.channel
-         WHERE COALESCE(vas_orders.cancelled_at, -1) <> COALESCE(excluded.cancelled_at, -1)
-             OR vas_orders.confirmed <> excluded.confirmed OR vas_orders.channel <> excluded.channel",
-        &rows,
-    )
-    .await
+    let conflict = VAS_ORDERS.update_on_conflict(&["subscriber_id", "service_code", "ordered_at"]);
+    insert_values(tx, VAS_ORDERS, &conflict, &rows).await
 }
 
 pub async fn write_spam_reports(tx: &mut Tx, rows: &[&SpamReportRow]) -> StoreResult<u64> {
