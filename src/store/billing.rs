@@ -1,6 +1,5 @@
-//! A build's two passes. The first reads a page of subscribers due for a month with everything
-//! their bills need and writes each bill with its flags; the second reads a page of bills that
-//! have no notification yet with what their SMS says besides, and writes the notifications.
+//! Reads a page of subscribers due for a month with everything their bills need, and writes
+//! each bill with its flags and its notification in the same transaction.
 
 use std::collections::HashMap;
 
@@ -10,9 +9,8 @@ use sqlx::{AnyConnection, Row};
 use super::batch::{insert_values, Table, Value};
 use super::json_rows::JsonRows;
 use super::{from_micros, to_micros, StoreError, StoreResult, Tx};
-use crate::domain::bill::{BillSummary, CategorySum, CategoryTotals, UsageRecord, UsageTotals, VasCharge};
+use crate::domain::bill::{BillSummary, CategorySum, UsageRecord};
 use crate::domain::category::{Category, Language};
-use crate::domain::delivery::BILL_KIND;
 use crate::domain::flags::{ChargeFlag, VasOrder};
 use crate::domain::money::Fen;
 use crate::domain::msisdn::Msisdn;
@@ -50,30 +48,7 @@ pub struct BillToWrite {
     pub flags: Vec<ChargeFlag>,
     pub spike: bool,
     pub built_at: DateTime<Utc>,
-}
-
-/// A bill's SMS, rendered, to be written as its notification.
-pub struct BillNotification {
-    pub subscriber_id: String,
-    pub month: BillingMonth,
-    pub msisdn: Msisdn,
-    pub created_at: DateTime<Utc>,
     pub notification: NotificationToWrite,
-}
-
-/// A bill written without a notification yet, with what its SMS needs besides the bill: the
-/// subscriber's language and choice of bill SMS and the plan's allowances, as they are now.
-pub struct UnnotifiedBill {
-    pub subscriber_id: String,
-    pub msisdn: Msisdn,
-    pub language: Language,
-    pub bill_sms: bool,
-    pub period: Period,
-    pub summary: BillSummary,
-    pub flags: Vec<ChargeFlag>,
-    pub voice_minutes: i64,
-    pub data_mb: i64,
-    pub sms_count: i64,
 }
 
 fn corrupt(column: &'static str, value: impl ToString) -> StoreError {
@@ -253,140 +228,6 @@ pub async fn previous_totals_between(
     Ok(by_subscriber)
 }
 
-/// The next page of the month's bills after `after` that have no bill notification yet, in key
-/// order, with their flags. Bounded by `after` on both sides, as `unbilled_candidates` is.
-pub async fn unnotified_bills(
-    conn: &mut AnyConnection,
-    rows: JsonRows,
-    month: BillingMonth,
-    after: &str,
-    limit: i64,
-) -> StoreResult<Vec<UnnotifiedBill>> {
-    let categories: Vec<String> = Category::ALL.iter().map(|c| format!("b.{}_fen", c.as_str())).collect();
-    let bill = rows.row_text(&format!(
-        "b.subscriber_id, b.msisdn, b.period_start, b.period_end, {}, b.voice_minutes, b.data_kb, b.sms_count,
-         b.record_count, b.vas_lines, s.language, s.bill_sms, p.voice_minutes, p.data_mb, p.sms_count",
-        rows.row(&categories.join(", "))
-    ));
-    let month_text = month.to_string();
-    let stored: Vec<(String,)> = sqlx::query_as(&format!(
-        "SELECT {bill}
-         FROM bills b JOIN subscribers s ON s.subscriber_id = b.subscriber_id JOIN plans p ON p.plan_id = s.plan_id
-         WHERE b.month = $1 AND b.subscriber_id > $2
-           AND NOT EXISTS (SELECT 1 FROM notifications n
-                           WHERE n.subscriber_id = b.subscriber_id AND n.month = $1 AND n.kind = '{BILL_KIND}'
-                             AND n.subscriber_id > $2)
-         ORDER BY b.subscriber_id
-         LIMIT $3"
-    ))
-    .bind(&month_text)
-    .bind(after)
-    .bind(limit)
-    .fetch_all(&mut *conn)
-    .await?;
-    type StoredBill =
-        (String, String, i64, i64, [i64; 8], i64, i64, i64, i64, Option<String>, String, i64, i64, i64, i64);
-    let mut bills = Vec::with_capacity(stored.len());
-    for (json,) in stored {
-        let (
-            subscriber_id,
-            msisdn,
-            start,
-            end,
-            amounts,
-            voice,
-            data_kb,
-            sms,
-            records,
-            vas_lines,
-            language,
-            bill_sms,
-            voice_minutes,
-            data_mb,
-            sms_count,
-        ): StoredBill = serde_json::from_str(&json).map_err(|_| corrupt("bills", &json))?;
-        let vas = match vas_lines {
-            Some(lines) => read_vas_lines(&lines).ok_or_else(|| corrupt("bills.vas_lines", &lines))?,
-            None => Vec::new(),
-        };
-        bills.push(UnnotifiedBill {
-            msisdn: Msisdn::from_stored(msisdn),
-            language: language.parse().map_err(|_| corrupt("subscribers.language", &language))?,
-            bill_sms: bill_sms != 0,
-            period: Period { start: from_micros(start), end: from_micros(end) },
-            summary: BillSummary {
-                categories: CategoryTotals::from_array(amounts.map(Fen::new)),
-                usage: UsageTotals { voice_minutes: voice, data_kb, sms_count: sms },
-                vas,
-                record_count: records,
-            },
-            flags: Vec::new(),
-            voice_minutes,
-            data_mb,
-            sms_count,
-            subscriber_id,
-        });
-    }
-    if let (Some(first), Some(last)) = (bills.first(), bills.last()) {
-        let mut flags = flags_between(conn, &month_text, &first.subscriber_id, &last.subscriber_id).await?;
-        for bill in &mut bills {
-            bill.flags = flags.remove(&bill.subscriber_id).unwrap_or_default();
-        }
-    }
-    Ok(bills)
-}
-
-/// The flags of the month's bills for the subscribers in `[first, last]`, by record id.
-async fn flags_between(
-    conn: &mut AnyConnection,
-    month: &str,
-    first: &str,
-    last: &str,
-) -> StoreResult<HashMap<String, Vec<ChargeFlag>>> {
-    let rows = sqlx::query(
-        "SELECT subscriber_id, record_id, reason, service_code, amount_fen FROM charge_flags
-         WHERE month = $1 AND subscriber_id >= $2 AND subscriber_id <= $3
-         ORDER BY subscriber_id, record_id",
-    )
-    .bind(month)
-    .bind(first)
-    .bind(last)
-    .fetch_all(&mut *conn)
-    .await?;
-    let mut by_subscriber: HashMap<String, Vec<ChargeFlag>> = HashMap::new();
-    for row in rows {
-        let reason: String = row.try_get("reason")?;
-        by_subscriber.entry(row.try_get("subscriber_id")?).or_default().push(ChargeFlag {
-            record_id: row.try_get("record_id")?,
-            reason: reason.parse().map_err(|_| corrupt("charge_flags.reason", &reason))?,
-            service_code: row.try_get("service_code")?,
-            amount: Fen::new(row.try_get("amount_fen")?),
-        });
-    }
-    Ok(by_subscriber)
-}
-
-/// A bill's VAS services as `bills.vas_lines` keeps them; `None` when there are none.
-fn write_vas_lines(vas: &[VasCharge]) -> Option<String> {
-    let lines: Vec<_> = vas.iter().map(|v| (&v.service_code, &v.name, v.amount.get(), v.charges)).collect();
-    (!lines.is_empty()).then(|| serde_json::to_string(&lines).expect("VAS lines serialise"))
-}
-
-fn read_vas_lines(lines: &str) -> Option<Vec<VasCharge>> {
-    let lines: Vec<(String, String, i64, i64)> = serde_json::from_str(lines).ok()?;
-    Some(
-        lines
-            .into_iter()
-            .map(|(service_code, name, amount, charges)| VasCharge {
-                service_code,
-                name,
-                amount: Fen::new(amount),
-                charges,
-            })
-            .collect(),
-    )
-}
-
 const BILLS: Table = Table {
     name: "bills",
     columns: &[
@@ -410,7 +251,6 @@ const BILLS: Table = Table {
         "record_count",
         "spike",
         "built_at",
-        "vas_lines",
     ],
 };
 
@@ -440,31 +280,14 @@ const NOTIFICATIONS: Table = Table {
 
 const NOTIFICATION_EVENTS: Table = Table { name: "notification_events", columns: &["notification_id", "status", "at"] };
 
-pub(super) type Rows<'a> = Vec<Vec<Value<'a>>>;
+type Rows<'a> = Vec<Vec<Value<'a>>>;
 
-/// The text columns of a page of bills, made once so that its rows can borrow them: each
-/// bill's month and VAS lines.
-pub(super) struct BillTexts {
-    months: Vec<String>,
-    vas_lines: Vec<Option<String>>,
-}
-
-impl BillTexts {
-    pub(super) fn of(bills: &[BillToWrite]) -> BillTexts {
-        BillTexts {
-            months: bills.iter().map(|b| b.month.to_string()).collect(),
-            vas_lines: bills.iter().map(|b| write_vas_lines(&b.summary.vas)).collect(),
-        }
-    }
-}
-
-/// What a page of bills writes, table by table.
-pub(super) fn bill_rows<'a>(bills: &'a [BillToWrite], texts: &'a BillTexts) -> [(Table, Rows<'a>); 2] {
+/// What a page of bills writes, table by table; `months` holds each bill's month as text.
+pub(super) fn page_rows<'a>(bills: &'a [BillToWrite], months: &'a [String]) -> [(Table, Rows<'a>); 4] {
     let bill_rows = bills
         .iter()
-        .zip(&texts.months)
-        .zip(&texts.vas_lines)
-        .map(|((b, month), vas_lines)| {
+        .zip(months)
+        .map(|(b, month)| {
             let c = &b.summary.categories;
             let mut row = vec![
                 Value::Text(&b.subscriber_id),
@@ -482,14 +305,13 @@ pub(super) fn bill_rows<'a>(bills: &'a [BillToWrite], texts: &'a BillTexts) -> [
                 Value::Int(b.summary.record_count),
                 Value::Int(i64::from(b.spike)),
                 Value::Int(to_micros(b.built_at)),
-                Value::text_or_null(vas_lines.as_deref()),
             ]);
             row
         })
         .collect();
     let flag_rows = bills
         .iter()
-        .zip(&texts.months)
+        .zip(months)
         .flat_map(|(b, month)| {
             b.flags.iter().map(move |f| {
                 vec![
@@ -503,21 +325,12 @@ pub(super) fn bill_rows<'a>(bills: &'a [BillToWrite], texts: &'a BillTexts) -> [
             })
         })
         .collect();
-    [(BILLS, bill_rows), (CHARGE_FLAGS, flag_rows)]
-}
-
-/// What a page of bill notifications writes, table by table; `months` holds each one's month
-/// as text.
-pub(super) fn notification_rows<'a>(
-    notifications: &'a [BillNotification],
-    months: &'a [String],
-) -> [(Table, Rows<'a>); 2] {
-    let notification_rows = notifications
+    let notification_rows = bills
         .iter()
         .zip(months)
         .map(|(b, month)| {
             let n = &b.notification;
-            let at = Value::Int(to_micros(b.created_at));
+            let at = Value::Int(to_micros(b.built_at));
             vec![
                 Value::Text(&n.id),
                 Value::Text(&b.subscriber_id),
@@ -535,32 +348,27 @@ pub(super) fn notification_rows<'a>(
             ]
         })
         .collect();
-    let event_rows = notifications
+    let event_rows = bills
         .iter()
         .map(|b| {
             let n = &b.notification;
-            vec![Value::Text(&n.id), Value::Text(n.status), Value::Int(to_micros(b.created_at))]
+            vec![Value::Text(&n.id), Value::Text(n.status), Value::Int(to_micros(b.built_at))]
         })
         .collect();
-    [(NOTIFICATIONS, notification_rows), (NOTIFICATION_EVENTS, event_rows)]
+    [
+        (BILLS, bill_rows),
+        (CHARGE_FLAGS, flag_rows),
+        (NOTIFICATIONS, notification_rows),
+        (NOTIFICATION_EVENTS, event_rows),
+    ]
 }
 
-/// Writes a page of bills with their flags in the caller's transaction. A build on PostgreSQL
-/// writes by `COPY` instead (`Copier::copy_bills`), except a dry run, which needs its pages in
-/// its one transaction to roll them back.
+/// Writes a page of bills with their flags, notifications and first statuses, in the caller's
+/// transaction. A build on PostgreSQL writes by `COPY` instead (`Copier::copy_page`), except a
+/// dry run, which needs its pages in its one transaction to roll them back.
 pub async fn write_bills(tx: &mut Tx, bills: &[BillToWrite]) -> StoreResult<()> {
-    let texts = BillTexts::of(bills);
-    for (table, rows) in bill_rows(bills, &texts) {
-        insert_values(tx, table, "", &rows).await?;
-    }
-    Ok(())
-}
-
-/// Writes a page of bill notifications with their first statuses in the caller's
-/// transaction; on PostgreSQL by `COPY` instead (`Copier::copy_notifications`).
-pub async fn write_notifications(tx: &mut Tx, notifications: &[BillNotification]) -> StoreResult<()> {
-    let months: Vec<String> = notifications.iter().map(|n| n.month.to_string()).collect();
-    for (table, rows) in notification_rows(notifications, &months) {
+    let months: Vec<String> = bills.iter().map(|b| b.month.to_string()).collect();
+    for (table, rows) in page_rows(bills, &months) {
         insert_values(tx, table, "", &rows).await?;
     }
     Ok(())
@@ -615,16 +423,6 @@ pub async fn start_billing_run(
     Ok(())
 }
 
-/// Marks the run's bills all written; its notifications follow.
-pub async fn mark_billed(tx: &mut Tx, id: &str, at: DateTime<Utc>) -> StoreResult<()> {
-    sqlx::query("UPDATE billing_runs SET billed_at = $2 WHERE id = $1")
-        .bind(id)
-        .bind(to_micros(at))
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
-}
-
 pub async fn finish_billing_run(
     tx: &mut Tx,
     id: &str,
@@ -640,26 +438,4 @@ pub async fn finish_billing_run(
         .execute(&mut **tx)
         .await?;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn vas_lines_are_kept_with_the_bill_exactly_as_the_sms_lists_them() {
-        let vas = vec![
-            VasCharge {
-                service_code: "MUSIC01".into(),
-                name: "音乐\"会员\", 包月".into(),
-                amount: Fen::new(1500),
-                charges: 2,
-            },
-            VasCharge { service_code: "GAME".into(), name: String::new(), amount: Fen::new(-1), charges: 1 },
-        ];
-        let kept = write_vas_lines(&vas).unwrap();
-        assert_eq!(read_vas_lines(&kept), Some(vas));
-        assert_eq!(write_vas_lines(&[]), None, "a bill without VAS keeps NULL");
-        assert_eq!(read_vas_lines("[[\"X\", 1]]"), None, "a malformed value is not read as none");
-    }
 }

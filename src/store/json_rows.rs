@@ -52,16 +52,6 @@ impl JsonRows {
         }
     }
 
-    /// `columns` as one JSON array, as text, which both backends decode alike: one field for
-    /// the driver to decode instead of one per column.
-    pub(crate) fn row_text(self, columns: &str) -> String {
-        let row = self.row(columns);
-        match self.backend {
-            Backend::Sqlite => row,
-            Backend::Postgres => format!("CAST({row} AS TEXT)"),
-        }
-    }
-
     /// An aggregate expression: the group's `value`s as one JSON array, as JSON (`null` on
     /// PostgreSQL when there are none).
     fn json_array_of(self, value: &str) -> String {
