@@ -76,7 +76,12 @@ async fn a_dry_run_previews_and_keeps_nothing(backend: Backend) {
     let real = app.run("2026-10", "2027-01-01T00:00:00+08:00").await;
     assert_eq!(real.build.billed, 11, "the dry run did not freeze anything");
     assert_eq!(real.build.total_fen, preview.build.total_fen);
+    assert_eq!(real.build.by_segments, preview.build.by_segments);
     assert_eq!(app.export(ExportKind::Bills, "2026-10").await.len(), 11);
+    let sent: Vec<String> = app.outbox().iter().map(|m| m["text"].as_str().unwrap().to_string()).collect();
+    for sample in &preview.build.samples {
+        assert!(sent.contains(&sample.text), "previewed SMS not sent as previewed: {}", sample.text);
+    }
     app.cleanup().await;
 }
 
