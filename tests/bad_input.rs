@@ -34,7 +34,7 @@ const CASES: &[Case] = &[
         file: "usage_numbers_at_and_past_limits.csv",
         accepted: 3,
         duplicate: 0,
-        rejects: &[(3, "amount_fen"), (5, "amount_fen"), (6, "quantity"), (8, "amount_fen")],
+        rejects: &[(3, "amount_fen"), (5, "amount_fen"), (6, "quantity"), (7, "quantity"), (8, "amount_fen")],
     },
     Case { file: "usage_timestamps_without_offset.csv", accepted: 2, duplicate: 0, rejects: &[(2, "occurred_at")] },
     Case { file: "usage_wrong_column_counts.csv", accepted: 2, duplicate: 0, rejects: &[(3, "row"), (4, "row")] },

@@ -7,7 +7,7 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use csv::ByteRecord;
 
-use crate::domain::bill::UsageRecord;
+use crate::domain::bill::{UsageRecord, MAX_RECORD_QUANTITY};
 use crate::domain::category::{Category, Language};
 use crate::domain::flags::VasOrder;
 use crate::domain::money::{Fen, MAX_RECORD_AMOUNT_FEN};
@@ -242,6 +242,9 @@ pub fn parse_usage(f: &Fields) -> Result<UsageRow, RowError> {
     let occurred_at = f.instant("occurred_at")?;
     let category: Category = f.value("category")?.parse().map_err(|e: String| reject("category", e))?;
     let quantity = f.non_negative("quantity")?;
+    if quantity > MAX_RECORD_QUANTITY {
+        return Err(reject("quantity", format!("{quantity} is beyond {MAX_RECORD_QUANTITY}")));
+    }
     let amount = f.integer("amount_fen")?;
     if amount.abs() > MAX_RECORD_AMOUNT_FEN {
         return Err(reject("amount_fen", format!("{amount} is beyond ±{MAX_RECORD_AMOUNT_FEN}")));
