@@ -14,7 +14,6 @@ mod invariants;
 pub mod json_rows;
 pub mod notifications;
 mod reports;
-pub mod totals;
 
 use std::str::FromStr;
 
