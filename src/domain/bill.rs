@@ -6,9 +6,9 @@ use chrono::{DateTime, Utc};
 use super::category::Category;
 use super::money::Fen;
 
-/// The largest quantity a single usage record may carry: a thousand times a month of data at
-/// 10 Gbit/s in KB, so that no real record is refused, while a month's sums of it, kept as
-/// 64-bit integers in the bills, cannot overflow.
+/// The largest quantity a single usage record may carry: a petabyte of data in KB, three
+/// months of a 1 Gbit/s link, so that no real record is refused, while a month's sums, kept as
+/// 64-bit integers in the bills, cannot overflow short of nine million records a subscriber.
 pub const MAX_RECORD_QUANTITY: i64 = 1_000_000_000_000;
 
 /// A rated usage record as the billing system delivered it.
