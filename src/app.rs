@@ -93,7 +93,7 @@ impl App {
     }
 
     pub async fn import(&self, kind: ImportKind, path: &Path, strict: bool) -> Result<ImportCounts, ImportError> {
-        import_file(&self.store, kind, path, strict).await
+        import_file(&self.store, kind, path, strict, self.settings.timezone).await
     }
 
     fn builder(&self) -> BillBuilder<'_> {

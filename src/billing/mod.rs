@@ -12,7 +12,7 @@ use sqlx::AnyConnection;
 use tokio::sync::mpsc::{Receiver, Sender};
 use tokio::sync::Notify;
 
-use crate::domain::bill::summarize_sums;
+use crate::domain::bill::summarize_totals;
 use crate::domain::category::Language;
 use crate::domain::delivery::{DeliveryStatus, BILL_KIND};
 use crate::domain::flags::{flag_vas_charges, SpikeRule};
@@ -20,7 +20,7 @@ use crate::domain::money::Fen;
 use crate::domain::period::{billing_period, BillingMonth};
 use crate::domain::shard::Shard;
 use crate::render::{Allowances, BillFacts, RenderedSms, Renderer};
-use crate::store::billing::{self as db, BillInputs, BillToWrite, NotificationToWrite};
+use crate::store::billing::{self as db, BillInputs, BillToWrite, Due, NotificationToWrite};
 use crate::store::{Store, StoreResult};
 
 /// Subscribers read and written per transaction.
@@ -234,7 +234,7 @@ fn build_page(
             continue;
         }
         let mine = inputs.remove(&candidate.subscriber_id).unwrap_or_default();
-        let summary = summarize_sums(&mine.sums, &mine.vas);
+        let summary = summarize_totals(&mine.charges, &mine.vas);
         let flags = flag_vas_charges(&mine.vas, &mine.orders, tz);
         let previous_totals = previous.get(&candidate.subscriber_id).map(Vec::as_slice).unwrap_or_default();
         let spike = rules.spike.is_spike(summary.total(), previous_totals);
@@ -324,9 +324,13 @@ async fn read_pages(store: Store, month: BillingMonth, shard: Shard, tz: Tz, pag
         Ok(connection) => connection,
         Err(error) => return drop(pages.send(Err(error)).await),
     };
+    let totals_complete = match store.usage_totals_complete(&mut connection).await {
+        Ok(complete) => complete,
+        Err(error) => return drop(pages.send(Err(error)).await),
+    };
     let mut after = String::new();
     loop {
-        let page = read_page(&store, &mut connection, month, shard, tz, &mut after).await;
+        let page = read_page(&store, &mut connection, month, shard, tz, totals_complete, &mut after).await;
         let done = matches!(&page, Ok(None) | Err(_));
         let Some(page) = page.transpose() else { return };
         if pages.send(page).await.is_err() || done {
@@ -341,6 +345,7 @@ async fn read_page(
     month: BillingMonth,
     shard: Shard,
     tz: Tz,
+    totals_complete: bool,
     after: &mut String,
 ) -> StoreResult<Option<Page>> {
     let candidates = db::unbilled_candidates(connection, month, after, PAGE_SIZE).await?;
@@ -348,11 +353,17 @@ async fn read_page(
     *after = last.subscriber_id.clone();
     let scanned = candidates.len() as u64;
     let candidates: Vec<_> = candidates.into_iter().filter(|c| shard.contains(&c.subscriber_id)).collect();
-    let periods: Vec<_> =
-        candidates.iter().map(|c| (c.subscriber_id.as_str(), billing_period(month, c.billing_day, tz))).collect();
+    let due: Vec<Due> = candidates
+        .iter()
+        .map(|c| Due {
+            subscriber_id: &c.subscriber_id,
+            billing_day: c.billing_day,
+            period: billing_period(month, c.billing_day, tz),
+        })
+        .collect();
     let (inputs, previous) = match (candidates.first(), candidates.last()) {
         (Some(first), Some(last)) => (
-            db::bill_inputs(connection, store.json_rows(), &periods).await?,
+            db::bill_inputs(connection, store.json_rows(), month, tz, &due, totals_complete).await?,
             db::previous_totals_between(connection, &first.subscriber_id, &last.subscriber_id, month).await?,
         ),
         _ => Default::default(),

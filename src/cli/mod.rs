@@ -64,7 +64,8 @@ pub enum Command {
         month: BillingMonth,
     },
     /// Check the database's invariants (one notification per subscriber, month and kind; every
-    /// status timestamped; bill categories adding up); exits 1 naming any that is broken.
+    /// status timestamped; bill categories and usage totals adding up); exits 1 naming any that
+    /// is broken.
     Verify,
     /// Export bills, deliveries, flags or spam aggregates for a month.
     Export {

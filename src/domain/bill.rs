@@ -8,7 +8,7 @@ use super::money::Fen;
 
 /// The largest quantity a single usage record may carry: a petabyte of data in KB, three
 /// months of a 1 Gbit/s link, so that no real record is refused, while a month's sums, kept as
-/// 64-bit integers in the bills, cannot overflow short of nine million records a subscriber.
+/// 64-bit integers in the bills and the usage totals, cannot overflow short of nine million records a subscriber.
 pub const MAX_RECORD_QUANTITY: i64 = 1_000_000_000_000;
 
 /// A rated usage record as the billing system delivered it.
@@ -126,27 +126,37 @@ pub fn summarize<'a>(records: impl IntoIterator<Item = &'a UsageRecord>) -> Bill
     BillSummary { categories, usage, vas, record_count }
 }
 
-/// All records of one category in a period, summed where they are stored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CategorySum {
-    pub category: Category,
-    pub amount: Fen,
-    pub quantity: i64,
+/// What a period's records other than VAS charges add up to: all a bill needs of them, kept
+/// per billing month as usage is imported.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ChargeTotals {
+    pub categories: CategoryTotals,
+    pub usage: UsageTotals,
     pub records: i64,
 }
 
-/// The summary `summarize` gives, from the sums of every category but `vas` and the `vas`
-/// records themselves: a bill lists each service and the flags judge each charge, while
-/// the other categories only add up. Reading sums instead of records is most of a build's
-/// database work saved.
-pub fn summarize_sums(sums: &[CategorySum], vas_records: &[UsageRecord]) -> BillSummary {
-    let mut summary = summarize(vas_records);
-    for sum in sums {
-        debug_assert_ne!(sum.category, Category::Vas, "vas charges are summarized record by record");
-        summary.record_count += sum.records;
-        summary.categories.add(sum.category, sum.amount);
-        summary.usage.add(sum.category, sum.quantity);
+impl ChargeTotals {
+    pub fn add(&mut self, category: Category, quantity: i64, amount: Fen) {
+        debug_assert_ne!(category, Category::Vas, "vas charges are summarized record by record");
+        self.records += 1;
+        self.categories.add(category, amount);
+        self.usage.add(category, quantity);
     }
+}
+
+/// The summary `summarize` gives, from the totals of every record but the `vas` ones and the
+/// `vas` records themselves: a bill lists each service and the flags judge each charge, while
+/// the other categories only add up. Reading totals instead of records is most of a build's
+/// database work saved.
+pub fn summarize_totals(charges: &ChargeTotals, vas_records: &[UsageRecord]) -> BillSummary {
+    let mut summary = summarize(vas_records);
+    summary.record_count += charges.records;
+    for (category, amount) in charges.categories.iter() {
+        summary.categories.add(category, amount);
+    }
+    summary.usage.voice_minutes += charges.usage.voice_minutes;
+    summary.usage.data_kb += charges.usage.data_kb;
+    summary.usage.sms_count += charges.usage.sms_count;
     summary
 }
 
@@ -222,7 +232,7 @@ pub(crate) mod tests {
         }
 
         #[test]
-        fn summing_by_category_first_gives_the_same_bill(
+        fn totalling_all_but_the_vas_charges_first_gives_the_same_bill(
             parts in proptest::collection::vec((0usize..8, 0i64..10_000, -1_000_000i64..=1_000_000, 0usize..3), 0..60)
         ) {
             let records: Vec<_> = parts.iter().enumerate().map(|(i, (c, quantity, amount, code))| {
@@ -230,16 +240,11 @@ pub(crate) mod tests {
                 record(&format!("r{i}"), "2026-10-02T10:00:00+08:00", Category::ALL[*c], *quantity, *amount, code)
             }).collect();
             let (vas, others): (Vec<_>, Vec<_>) = records.iter().cloned().partition(|r| r.category == Category::Vas);
-            let sums: Vec<_> = Category::ALL.iter().filter(|&&c| c != Category::Vas).map(|&category| {
-                let mine: Vec<_> = others.iter().filter(|r| r.category == category).collect();
-                CategorySum {
-                    category,
-                    amount: mine.iter().map(|r| r.amount).sum(),
-                    quantity: mine.iter().map(|r| r.quantity).sum(),
-                    records: mine.len() as i64,
-                }
-            }).filter(|s| s.records > 0).collect();
-            prop_assert_eq!(summarize_sums(&sums, &vas), summarize(&records));
+            let mut totals = ChargeTotals::default();
+            for r in &others {
+                totals.add(r.category, r.quantity, r.amount);
+            }
+            prop_assert_eq!(summarize_totals(&totals, &vas), summarize(&records));
         }
     }
 }

@@ -4,6 +4,7 @@
 //! midnights are resolved through the tz database, never by adding 24-hour days, so DST
 //! zones work too.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
 
@@ -109,6 +110,41 @@ impl Period {
 /// The billing period of `month` for a subscriber whose period starts on `day`.
 pub fn billing_period(month: BillingMonth, day: BillingDay, tz: Tz) -> Period {
     Period { start: local_midnight(month.day(day), tz), end: local_midnight(month.next().day(day), tz) }
+}
+
+/// Finds the billing month an instant falls in, for any billing day: the month whose
+/// `billing_period` holds it, by construction. The periods it looks at are kept, since an
+/// import places millions of records in a handful of them, and the time zone lookup of
+/// each record's local date cost more than the rest of placing it.
+pub struct MonthFinder {
+    tz: Tz,
+    periods: HashMap<(BillingMonth, BillingDay), Period>,
+}
+
+impl MonthFinder {
+    pub fn new(tz: Tz) -> Self {
+        MonthFinder { tz, periods: HashMap::new() }
+    }
+
+    pub fn month_of(&mut self, at: DateTime<Utc>, day: BillingDay) -> BillingMonth {
+        // The month by the UTC date is at most one off: no zone is a day away from UTC.
+        let utc = at.date_naive();
+        let mut month = BillingMonth::new(utc.year(), utc.month()).expect("a four-digit year");
+        if utc.day() < u32::from(day.get()) {
+            month = month.previous();
+        }
+        loop {
+            let tz = self.tz;
+            let period = *self.periods.entry((month, day)).or_insert_with(|| billing_period(month, day, tz));
+            if at < period.start {
+                month = month.previous();
+            } else if at >= period.end {
+                month = month.next();
+            } else {
+                return month;
+            }
+        }
+    }
 }
 
 /// The calendar month in the operator's timezone (spam reports are counted per calendar month).
@@ -251,6 +287,22 @@ mod tests {
             prop_assert!(billing_period(month, day, Shanghai).contains(instant));
             prop_assert!(!billing_period(month.previous(), day, Shanghai).contains(instant));
             prop_assert!(!billing_period(month.next(), day, Shanghai).contains(instant));
+        }
+
+        #[test]
+        fn the_month_finder_finds_the_period_that_holds_an_instant(
+            secs in 946_684_800i64..4_102_444_800,
+            day in 1i64..=28,
+            zone in prop::sample::select(vec![Shanghai, chrono_tz::America::Havana, chrono_tz::Pacific::Kiritimati,
+                                              chrono_tz::Pacific::Pago_Pago, chrono_tz::Europe::London]),
+        ) {
+            let instant = DateTime::from_timestamp(secs, 0).unwrap();
+            let day = BillingDay::new(day).unwrap();
+            let mut finder = MonthFinder::new(zone);
+            let month = finder.month_of(instant, day);
+            prop_assert!(billing_period(month, day, zone).contains(instant));
+            // Asked again, from the periods it kept, it answers the same.
+            prop_assert_eq!(finder.month_of(instant, day), month);
         }
     }
 }

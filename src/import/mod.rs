@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use chrono::Utc;
+use chrono_tz::Tz;
 use csv::ByteRecord;
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -246,6 +247,8 @@ struct Writer<'a> {
     rows: JsonRows,
     kind: ImportKind,
     strict: bool,
+    /// Where usage totals cut months.
+    timezone: Tz,
     rejects: csv::Writer<BufWriter<File>>,
     rejects_path: PathBuf,
     counts: ImportCounts,
@@ -335,16 +338,17 @@ impl Writer<'_> {
                 if self.copiers.is_empty() && !self.copying.is_empty() {
                     self.settle_oldest(tx).await?;
                 }
+                let timezone = self.timezone;
                 if let Some(mut copier) = self.copiers.pop() {
                     // Sent while the next batches are read and checked: the two cores work at once.
                     self.copying.push_back(tokio::spawn(async move {
-                        let copied = copier.copy_usage(&rows).await;
+                        let copied = copier.copy_usage(&rows, timezone).await;
                         (copier, rows, copied)
                     }));
                     return Ok(());
                 }
                 self.settle_all(tx).await?;
-                let written = db::write_usage(tx, &rows).await?;
+                let written = db::write_usage(tx, &rows, self.timezone).await?;
                 self.count(rows.len(), written);
                 return Ok(());
             }
@@ -392,7 +396,7 @@ impl Writer<'_> {
             let written = match copied? {
                 Copied::All(count) => count,
                 Copied::Refused => {
-                    let written = db::write_usage(tx, &rows).await?;
+                    let written = db::write_usage(tx, &rows, self.timezone).await?;
                     // Every row already known means the file is most likely being imported
                     // again, and its later batches would be refused too.
                     if written == 0 {
@@ -422,6 +426,7 @@ pub async fn import_file(
     kind: ImportKind,
     path: &Path,
     strict: bool,
+    timezone: Tz,
 ) -> Result<ImportCounts, ImportError> {
     let file_name = path.display().to_string();
     let read_error = |source| ImportError::Read { file: file_name.clone(), source };
@@ -466,6 +471,7 @@ pub async fn import_file(
         rows: store.json_rows(),
         kind,
         strict,
+        timezone,
         rejects,
         rejects_path: rejects_file.clone(),
         counts: ImportCounts::default(),

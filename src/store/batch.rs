@@ -78,41 +78,75 @@ pub async fn insert_values<'a, R: AsRef<[Value<'a>]>>(
     conflict: &str,
     rows: &[R],
 ) -> StoreResult<u64> {
-    let numbered = Backend::of(tx) == Backend::Postgres;
-    let width = table.columns.len();
     let mut changed = 0;
     for chunk in rows.chunks(ROWS_PER_INSERT) {
-        let mut sql = format!("INSERT INTO {table} VALUES ");
-        for row in 0..chunk.len() {
-            sql.push_str(if row == 0 { "(" } else { ", (" });
-            for column in 0..width {
-                if column > 0 {
-                    sql.push_str(", ");
-                }
-                if numbered {
-                    write!(sql, "${}", row * width + column + 1).expect("writing to a string");
-                } else {
-                    sql.push('?');
-                }
-            }
-            sql.push(')');
-        }
-        sql.push(' ');
-        sql.push_str(conflict);
-        let mut insert = sqlx::query(&sql).persistent(chunk.len() == ROWS_PER_INSERT);
-        for row in chunk {
-            let values = row.as_ref();
-            debug_assert_eq!(values.len(), width, "a row of {} gives every column", table.name);
-            for value in values {
-                insert = match *value {
-                    Value::Text(text) => insert.bind(text),
-                    Value::Int(number) => insert.bind(number),
-                    Value::NullText => insert.bind(None::<&str>),
-                    Value::NullInt => insert.bind(None::<i64>),
-                };
-            }
-        }
-        changed += insert.execute(&mut **tx).await?.rows_affected();
+        let sql = insert_sql(tx, table, conflict, chunk.len());
+        changed += bind_rows(&sql, table, chunk).execute(&mut **tx).await?.rows_affected();
     }
     Ok(changed)
+}
+
+/// As `insert_values`, and returns the text column `returned` of each row inserted or
+/// updated, in no particular order.
+pub async fn insert_values_returning<'a, R: AsRef<[Value<'a>]>>(
+    tx: &mut Tx,
+    table: Table,
+    conflict: &str,
+    rows: &[R],
+    returned: &str,
+) -> StoreResult<Vec<String>> {
+    let conflict = format!("{conflict} RETURNING {returned}");
+    let mut values = Vec::with_capacity(rows.len());
+    for chunk in rows.chunks(ROWS_PER_INSERT) {
+        let sql = insert_sql(tx, table, &conflict, chunk.len());
+        for row in bind_rows(&sql, table, chunk).fetch_all(&mut **tx).await? {
+            values.push(sqlx::Row::try_get(&row, 0)?);
+        }
+    }
+    Ok(values)
+}
+
+/// `INSERT INTO table VALUES` with a placeholder for each value of `rows` rows, then `tail`.
+fn insert_sql(tx: &Tx, table: Table, tail: &str, rows: usize) -> String {
+    let numbered = Backend::of(tx) == Backend::Postgres;
+    let width = table.columns.len();
+    let mut sql = format!("INSERT INTO {table} VALUES ");
+    for row in 0..rows {
+        sql.push_str(if row == 0 { "(" } else { ", (" });
+        for column in 0..width {
+            if column > 0 {
+                sql.push_str(", ");
+            }
+            if numbered {
+                write!(sql, "${}", row * width + column + 1).expect("writing to a string");
+            } else {
+                sql.push('?');
+            }
+        }
+        sql.push(')');
+    }
+    sql.push(' ');
+    sql.push_str(tail);
+    sql
+}
+
+fn bind_rows<'q, 'a: 'q, R: AsRef<[Value<'a>]>>(
+    sql: &'q str,
+    table: Table,
+    chunk: &'q [R],
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    let mut insert = sqlx::query(sql).persistent(chunk.len() == ROWS_PER_INSERT);
+    for row in chunk {
+        let values = row.as_ref();
+        debug_assert_eq!(values.len(), table.columns.len(), "a row of {} gives every column", table.name);
+        for value in values {
+            insert = match *value {
+                Value::Text(text) => insert.bind(text),
+                Value::Int(number) => insert.bind(number),
+                Value::NullText => insert.bind(None::<&str>),
+                Value::NullInt => insert.bind(None::<i64>),
+            };
+        }
+    }
+    insert
 }

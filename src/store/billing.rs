@@ -1,15 +1,16 @@
 //! Reads a page of subscribers due for a month with everything their bills need, and writes
 //! each bill with its flags and its notification in the same transaction.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
 use sqlx::{AnyConnection, Row};
 
 use super::batch::{insert_values, Table, Value};
 use super::json_rows::JsonRows;
-use super::{from_micros, to_micros, StoreError, StoreResult, Tx};
-use crate::domain::bill::{BillSummary, CategorySum, UsageRecord};
+use super::{from_micros, to_micros, totals, StoreError, StoreResult, Tx};
+use crate::domain::bill::{BillSummary, ChargeTotals, UsageRecord};
 use crate::domain::category::{Category, Language};
 use crate::domain::flags::{ChargeFlag, VasOrder};
 use crate::domain::money::Fen;
@@ -98,40 +99,139 @@ pub async fn unbilled_candidates(
 }
 
 /// What a subscriber's bill needs of its usage and orders: within the subscriber's own
-/// period, the sums of every category but `vas` and the `vas` records themselves; and every
-/// VAS order the subscriber ever placed, which the flags judge those records by.
+/// period, the totals of every record but the `vas` ones and the `vas` records themselves;
+/// and every VAS order the subscriber ever placed, which the flags judge those records by.
 #[derive(Debug, Default)]
 pub struct BillInputs {
-    pub sums: Vec<CategorySum>,
+    pub charges: ChargeTotals,
     /// In the order they occurred.
     pub vas: Vec<UsageRecord>,
     pub orders: Vec<VasOrder>,
 }
 
-/// The usage and orders of each subscriber in `periods`, usage within that subscriber's
-/// period. The page travels as one JSON parameter; each subscriber's records are found on
-/// the (subscriber, time) index and its orders on their key, and come back as two JSON
-/// values in one row: a row of a dozen fields decoded by the driver cost more than the
-/// query itself, and grouping by subscriber and category in the database more than the walk
-/// of the index. Adding up some twenty charges here costs next to nothing.
+/// A subscriber due a bill of the month: its billing day and the period that day gives.
+pub struct Due<'a> {
+    pub subscriber_id: &'a str,
+    pub billing_day: BillingDay,
+    pub period: Period,
+}
+
+/// The usage and orders of each subscriber in `due` for `month`, periods cut in `tz`. From
+/// the usage totals when every record is in them (`totals_complete`), except for a subscriber
+/// whose months around this one were summed under another billing day or timezone, whose
+/// records are read instead; from the records otherwise.
 pub async fn bill_inputs(
     conn: &mut AnyConnection,
     rows: JsonRows,
-    periods: &[(&str, Period)],
+    month: BillingMonth,
+    tz: Tz,
+    due: &[Due<'_>],
+    totals_complete: bool,
 ) -> StoreResult<HashMap<String, BillInputs>> {
-    let page: Vec<_> = periods.iter().map(|(id, p)| (id, to_micros(p.start), to_micros(p.end))).collect();
+    if !totals_complete {
+        return inputs_from_records(conn, rows, due).await;
+    }
+    let (mut inputs, resummed) = inputs_from_totals(conn, rows, month, tz, due).await?;
+    if !resummed.is_empty() {
+        let resummed: Vec<Due> = due
+            .iter()
+            .filter(|d| resummed.contains(d.subscriber_id))
+            .map(|d| Due { subscriber_id: d.subscriber_id, billing_day: d.billing_day, period: d.period })
+            .collect();
+        inputs.extend(inputs_from_records(conn, rows, &resummed).await?);
+    }
+    Ok(inputs)
+}
+
+/// The page's bill inputs from the totals of `month`, and the subscribers whose totals were
+/// summed under another basis in the months a record of this period can have been placed in
+/// under any basis (the one before, this, and the one after), whose records must be read.
+async fn inputs_from_totals(
+    conn: &mut AnyConnection,
+    rows: JsonRows,
+    month: BillingMonth,
+    tz: Tz,
+    due: &[Due<'_>],
+) -> StoreResult<(HashMap<String, BillInputs>, HashSet<String>)> {
+    let page: Vec<_> = due
+        .iter()
+        .map(|d| {
+            (d.subscriber_id, to_micros(d.period.start), to_micros(d.period.end), totals::basis(d.billing_day, tz))
+        })
+        .collect();
+    let page = serde_json::to_string(&page).expect("periods serialise");
+    let totals = rows.array_of(&totals::USAGE_TOTALS.columns[3..].join(", "));
+    let vas = rows.array_of(VAS_COLUMNS);
+    let orders = rows.array_of(ORDER_COLUMNS);
+    // Subscriber, its totals, its rows under other bases, its VAS charges, its orders.
+    type Stored = (String, Option<String>, i64, Option<String>, Option<String>);
+    let stored: Vec<Stored> = sqlx::query_as(&format!(
+        "{} SELECT j.value ->> 0,
+             (SELECT {totals} FROM usage_totals t
+              WHERE t.subscriber_id = j.value ->> 0 AND t.month = $2 AND t.basis = j.value ->> 3),
+             (SELECT COUNT(*) FROM usage_totals t
+              WHERE t.subscriber_id = j.value ->> 0 AND t.month IN ($3, $2, $4) AND t.basis <> j.value ->> 3),
+             (SELECT {vas} FROM usage_records u
+              WHERE u.subscriber_id = j.value ->> 0 AND u.category = 'vas'
+                AND u.occurred_at >= CAST(j.value ->> 1 AS BIGINT) AND u.occurred_at < CAST(j.value ->> 2 AS BIGINT)),
+             (SELECT {orders} FROM vas_orders o WHERE o.subscriber_id = j.value ->> 0)
+         FROM j",
+        rows.with_rows()
+    ))
+    .bind(&page)
+    .bind(month.to_string())
+    .bind(month.previous().to_string())
+    .bind(month.next().to_string())
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut by_subscriber: HashMap<String, BillInputs> = HashMap::with_capacity(due.len());
+    let mut resummed = HashSet::new();
+    for (subscriber_id, totals, other_bases, vas, orders) in stored {
+        if other_bases > 0 {
+            resummed.insert(subscriber_id);
+            continue;
+        }
+        let totals: Vec<[i64; totals::NUMBERS]> = match totals {
+            Some(totals) => serde_json::from_str(&totals)
+                .map_err(|_| corrupt("usage_totals", format!("totals of {subscriber_id}")))?,
+            None => Vec::new(),
+        };
+        let charges = totals.first().map(|numbers| totals::from_numbers(*numbers)).unwrap_or_default();
+        let vas = vas_records(&subscriber_id, vas.as_deref())?;
+        let orders = vas_orders(&subscriber_id, orders.as_deref())?;
+        by_subscriber.insert(subscriber_id, BillInputs { charges, vas, orders });
+    }
+    Ok((by_subscriber, resummed))
+}
+
+const VAS_COLUMNS: &str = "u.record_id, u.occurred_at, u.quantity, u.amount_fen, u.service_code, u.description";
+const ORDER_COLUMNS: &str = "o.service_code, o.ordered_at, o.cancelled_at, o.confirmed";
+
+/// The usage and orders of each subscriber in `due`, usage within that subscriber's period,
+/// from the records. The page travels as one JSON parameter; each subscriber's records are
+/// found on the (subscriber, time) index and its orders on their key, and come back as two
+/// JSON values in one row: a row of a dozen fields decoded by the driver cost more than the
+/// query itself, and grouping by subscriber and category in the database more than the walk
+/// of the index. Adding up some twenty charges here costs next to nothing.
+async fn inputs_from_records(
+    conn: &mut AnyConnection,
+    rows: JsonRows,
+    due: &[Due<'_>],
+) -> StoreResult<HashMap<String, BillInputs>> {
+    let page: Vec<_> =
+        due.iter().map(|d| (d.subscriber_id, to_micros(d.period.start), to_micros(d.period.end))).collect();
     let page = serde_json::to_string(&page).expect("periods serialise");
     // The charges column by column: a JSON array per record cost PostgreSQL and SQLite more
     // than finding the records.
     let charge = "u.category <> 'vas'";
-    let vas_record = rows.row("u.record_id, u.occurred_at, u.quantity, u.amount_fen, u.service_code, u.description");
+    let vas_record = rows.row(VAS_COLUMNS);
     let usage = rows.arrays_where(&[
         ("u.category", charge),
         ("u.amount_fen", charge),
         ("u.quantity", charge),
         (&vas_record, "u.category = 'vas'"),
     ]);
-    let orders = rows.array_of("o.service_code, o.ordered_at, o.cancelled_at, o.confirmed");
+    let orders = rows.array_of(ORDER_COLUMNS);
     let stored: Vec<(String, String, Option<String>)> = sqlx::query_as(&format!(
         "{} SELECT j.value ->> 0,
              (SELECT {usage} FROM usage_records u
@@ -145,59 +245,67 @@ pub async fn bill_inputs(
     .fetch_all(&mut *conn)
     .await?;
     type Column<T> = Option<Vec<T>>;
-    type VasRecords = Option<Vec<(String, i64, i64, i64, String, String)>>;
-    type Orders = Vec<(String, i64, Option<i64>, i64)>;
-    let mut by_subscriber: HashMap<String, BillInputs> = HashMap::with_capacity(periods.len());
+    let mut by_subscriber: HashMap<String, BillInputs> = HashMap::with_capacity(due.len());
     for (subscriber_id, usage, orders) in stored {
-        let (categories, amounts, quantities, vas): (Column<Category>, Column<i64>, Column<i64>, VasRecords) =
+        let (categories, amounts, quantities, vas): (Column<Category>, Column<i64>, Column<i64>, Column<VasRow>) =
             serde_json::from_str(&usage).map_err(|_| corrupt("usage_records", format!("usage of {subscriber_id}")))?;
         let (categories, amounts, quantities) =
             (categories.unwrap_or_default(), amounts.unwrap_or_default(), quantities.unwrap_or_default());
         if amounts.len() != categories.len() || quantities.len() != categories.len() {
             return Err(corrupt("usage_records", format!("usage of {subscriber_id}")));
         }
-        let orders: Orders = match orders {
-            Some(orders) => serde_json::from_str(&orders)
-                .map_err(|_| corrupt("vas_orders", format!("orders of {subscriber_id}")))?,
-            None => Vec::new(),
-        };
-        let mut sums: Vec<CategorySum> = Vec::new();
+        let mut charges = ChargeTotals::default();
         for ((category, amount), quantity) in categories.into_iter().zip(amounts).zip(quantities) {
-            match sums.iter_mut().find(|sum| sum.category == category) {
-                Some(sum) => {
-                    sum.amount += Fen::new(amount);
-                    sum.quantity += quantity;
-                    sum.records += 1;
-                }
-                None => sums.push(CategorySum { category, amount: Fen::new(amount), quantity, records: 1 }),
-            }
+            charges.add(category, quantity, Fen::new(amount));
         }
-        let mut vas: Vec<UsageRecord> = vas
-            .unwrap_or_default()
-            .into_iter()
-            .map(|(record_id, occurred_at, quantity, amount, service_code, description)| UsageRecord {
-                record_id,
-                occurred_at: from_micros(occurred_at),
-                category: Category::Vas,
-                quantity,
-                amount: Fen::new(amount),
-                service_code,
-                description,
-            })
-            .collect();
-        vas.sort_by(|a, b| (a.occurred_at, &a.record_id).cmp(&(b.occurred_at, &b.record_id)));
-        let orders = orders
-            .into_iter()
-            .map(|(service_code, ordered_at, cancelled_at, confirmed)| VasOrder {
-                service_code,
-                ordered_at: from_micros(ordered_at),
-                cancelled_at: cancelled_at.map(from_micros),
-                confirmed: confirmed != 0,
-            })
-            .collect();
-        by_subscriber.insert(subscriber_id, BillInputs { sums, vas, orders });
+        let vas = vas_in_order(vas.unwrap_or_default());
+        let orders = vas_orders(&subscriber_id, orders.as_deref())?;
+        by_subscriber.insert(subscriber_id, BillInputs { charges, vas, orders });
     }
     Ok(by_subscriber)
+}
+
+type VasRow = (String, i64, i64, i64, String, String);
+
+/// A subscriber's VAS records as `VAS_COLUMNS` gave them, JSON text or none.
+fn vas_records(subscriber_id: &str, stored: Option<&str>) -> StoreResult<Vec<UsageRecord>> {
+    let Some(text) = stored else { return Ok(Vec::new()) };
+    let rows =
+        serde_json::from_str(text).map_err(|_| corrupt("usage_records", format!("VAS charges of {subscriber_id}")))?;
+    Ok(vas_in_order(rows))
+}
+
+fn vas_in_order(stored: Vec<VasRow>) -> Vec<UsageRecord> {
+    let mut vas: Vec<UsageRecord> = stored
+        .into_iter()
+        .map(|(record_id, occurred_at, quantity, amount, service_code, description)| UsageRecord {
+            record_id,
+            occurred_at: from_micros(occurred_at),
+            category: Category::Vas,
+            quantity,
+            amount: Fen::new(amount),
+            service_code,
+            description,
+        })
+        .collect();
+    vas.sort_by(|a, b| (a.occurred_at, &a.record_id).cmp(&(b.occurred_at, &b.record_id)));
+    vas
+}
+
+/// A subscriber's VAS orders as `ORDER_COLUMNS` gave them, JSON text or none.
+fn vas_orders(subscriber_id: &str, stored: Option<&str>) -> StoreResult<Vec<VasOrder>> {
+    let Some(text) = stored else { return Ok(Vec::new()) };
+    let orders: Vec<(String, i64, Option<i64>, i64)> =
+        serde_json::from_str(text).map_err(|_| corrupt("vas_orders", format!("orders of {subscriber_id}")))?;
+    Ok(orders
+        .into_iter()
+        .map(|(service_code, ordered_at, cancelled_at, confirmed)| VasOrder {
+            service_code,
+            ordered_at: from_micros(ordered_at),
+            cancelled_at: cancelled_at.map(from_micros),
+            confirmed: confirmed != 0,
+        })
+        .collect())
 }
 
 /// Totals of the bills built before `month` for the subscribers in `[first, last]`, most

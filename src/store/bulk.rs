@@ -9,16 +9,20 @@
 //! over a record both hold. A first import of a month's usage, the bulk of all imports, never
 //! meets either case.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 
+use chrono_tz::Tz;
 use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions};
 use sqlx::Connection;
 
 use super::batch::Value;
 use super::billing::{page_rows, BillToWrite};
 use super::imports::{usage_values, USAGE_RECORDS};
-use super::{Store, StoreResult};
+use super::totals::{
+    add_on_conflict, basis, billing_day, numbers, subscriber_ids, sum_by_month, NUMBERS, USAGE_TOTALS,
+};
+use super::{Store, StoreError, StoreResult};
 use crate::import::rows::UsageRow;
 
 /// A PostgreSQL-native connection for `COPY`, which sqlx's portable driver does not speak.
@@ -51,26 +55,33 @@ pub(super) fn native_pool(url: &str) -> StoreResult<PgPool> {
 }
 
 impl Copier {
-    /// Stores `rows` in one transaction of its own, or none of them if one is already
-    /// known. A `record_id` repeated inside the batch is sent once; the caller counts the
-    /// difference between rows given and rows stored as duplicates.
-    pub async fn copy_usage(&mut self, rows: &[UsageRow]) -> StoreResult<Copied> {
+    /// Stores `rows` in one transaction of its own, with their usage totals (months cut in
+    /// `tz`), or none of them if one is already known. A `record_id` repeated inside the batch
+    /// is sent once; the caller counts the difference between rows given and rows stored as
+    /// duplicates.
+    pub async fn copy_usage(&mut self, rows: &[UsageRow], tz: Tz) -> StoreResult<Copied> {
         let mut seen = HashSet::with_capacity(rows.len());
-        let values: Vec<[Value; 8]> =
-            rows.iter().filter(|row| seen.insert(row.record.record_id.as_str())).map(usage_values).collect();
+        let unique: Vec<&UsageRow> = rows.iter().filter(|row| seen.insert(row.record.record_id.as_str())).collect();
+        let values: Vec<[Value; 8]> = unique.iter().map(|row| usage_values(row)).collect();
         let connection: &mut PgConnection = &mut self.connection;
         let mut tx = Connection::begin(connection).await?;
-        match copy_into(&mut tx, &format!("COPY {USAGE_RECORDS} FROM STDIN"), &values).await {
+        let copied = match copy_into(&mut tx, &format!("COPY {USAGE_RECORDS} FROM STDIN"), &values).await {
+            Ok(count) => add_usage_totals(&mut tx, &unique, tz).await.map(|()| count),
+            Err(error) => Err(error.into()),
+        };
+        match copied {
             Ok(count) => {
                 tx.commit().await?;
                 Ok(Copied::All(count))
             }
             // A unique violation, or a deadlock with another batch copied at the same time.
-            Err(sqlx::Error::Database(error)) if matches!(error.code().as_deref(), Some("23505" | "40P01")) => {
+            Err(StoreError::Database(sqlx::Error::Database(error)))
+                if matches!(error.code().as_deref(), Some("23505" | "40P01")) =>
+            {
                 tx.rollback().await?;
                 Ok(Copied::Refused)
             }
-            Err(error) => Err(error.into()),
+            Err(error) => Err(error),
         }
     }
 
@@ -88,6 +99,47 @@ impl Copier {
         tx.commit().await?;
         Ok(())
     }
+}
+
+/// `totals::add_usage_totals` on a native connection: the batch's sums bound as one array
+/// per column.
+async fn add_usage_totals(connection: &mut PgConnection, rows: &[&UsageRow], tz: Tz) -> StoreResult<()> {
+    let ids = subscriber_ids(rows.iter().copied());
+    let stored: Vec<(String, i64)> =
+        sqlx::query_as("SELECT subscriber_id, billing_day FROM subscribers WHERE subscriber_id = ANY($1)")
+            .bind(&ids)
+            .fetch_all(&mut *connection)
+            .await?;
+    let days = stored
+        .into_iter()
+        .map(|(id, day)| billing_day(&id, day).map(|day| (id, day)))
+        .collect::<StoreResult<HashMap<_, _>>>()?;
+    let sums = sum_by_month(rows.iter().copied(), &days, tz)?;
+    if sums.is_empty() {
+        return Ok(());
+    }
+    let mut keys: [Vec<String>; 3] = Default::default();
+    let mut columns: [Vec<i64>; NUMBERS] = Default::default();
+    for ((subscriber_id, month, day), totals) in &sums {
+        keys[0].push(subscriber_id.to_string());
+        keys[1].push(month.to_string());
+        keys[2].push(basis(*day, tz));
+        for (column, number) in columns.iter_mut().zip(numbers(totals)) {
+            column.push(number);
+        }
+    }
+    let arrays: Vec<String> =
+        (1..=3).map(|n| format!("${n}::text[]")).chain((4..=3 + NUMBERS).map(|n| format!("${n}::int8[]"))).collect();
+    let sql = format!("INSERT INTO {USAGE_TOTALS} SELECT * FROM UNNEST({}) {}", arrays.join(", "), add_on_conflict());
+    let mut insert = sqlx::query(&sql);
+    for key in &keys {
+        insert = insert.bind(key);
+    }
+    for column in &columns {
+        insert = insert.bind(column);
+    }
+    insert.execute(&mut *connection).await?;
+    Ok(())
 }
 
 async fn copy_into<'a, R: AsRef<[Value<'a>]>>(

@@ -4,9 +4,11 @@
 use std::collections::HashSet;
 
 use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
 
-use super::batch::{insert_values, Table, Value};
+use super::batch::{insert_values, insert_values_returning, Table, Value};
 use super::json_rows::JsonRows;
+use super::totals::add_usage_totals;
 use super::{to_micros, Store, StoreResult, Tx};
 use crate::import::rows::{OrderRow, PlanRow, SpamReportRow, SubscriberRow, UsageRow};
 
@@ -90,10 +92,23 @@ pub async fn write_subscribers(tx: &mut Tx, rows: &[&SubscriberRow]) -> StoreRes
     insert_values(tx, SUBSCRIBERS, &SUBSCRIBERS.update_on_conflict(&["subscriber_id"]), &rows).await
 }
 
-/// Usage records are immutable once known: a known `record_id` is a no-op.
-pub async fn write_usage(tx: &mut Tx, rows: &[UsageRow]) -> StoreResult<u64> {
-    let rows: Vec<_> = rows.iter().map(usage_values).collect();
-    insert_values(tx, USAGE_RECORDS, "ON CONFLICT (record_id) DO NOTHING", &rows).await
+/// Usage records are immutable once known: a known `record_id` is a no-op. The records
+/// stored are added to the usage totals in the same transaction, months cut in `tz`.
+pub async fn write_usage(tx: &mut Tx, rows: &[UsageRow], tz: Tz) -> StoreResult<u64> {
+    let values: Vec<_> = rows.iter().map(usage_values).collect();
+    let stored: HashSet<String> =
+        insert_values_returning(tx, USAGE_RECORDS, "ON CONFLICT (record_id) DO NOTHING", &values, "record_id")
+            .await?
+            .into_iter()
+            .collect();
+    // A `record_id` twice in one statement is stored from its first row.
+    let mut seen = HashSet::with_capacity(stored.len());
+    let new: Vec<&UsageRow> = rows
+        .iter()
+        .filter(|row| stored.contains(&row.record.record_id) && seen.insert(row.record.record_id.as_str()))
+        .collect();
+    add_usage_totals(tx, &new, tz).await?;
+    Ok(new.len() as u64)
 }
 
 /// An order is keyed by subscriber, service and order time; a later file may fill in its

@@ -33,6 +33,37 @@ const CHECKS: &[(&str, &str)] = &[
          WHERE plan_fee_fen + voice_fen + data_fen + sms_fen + vas_fen + other_fen + discount_fen + adjustment_fen
                <> total_fen",
     ),
+    (
+        // Whatever months a subscriber's records were placed in, each is in its totals once.
+        "subscriber whose usage totals are not what its records add up to",
+        "SELECT COALESCE(r.subscriber_id, t.subscriber_id) FROM (
+             SELECT subscriber_id,
+                    SUM(CASE WHEN category = 'plan_fee' THEN amount_fen ELSE 0 END) AS plan_fee_fen,
+                    SUM(CASE WHEN category = 'voice' THEN amount_fen ELSE 0 END) AS voice_fen,
+                    SUM(CASE WHEN category = 'data' THEN amount_fen ELSE 0 END) AS data_fen,
+                    SUM(CASE WHEN category = 'sms' THEN amount_fen ELSE 0 END) AS sms_fen,
+                    SUM(CASE WHEN category = 'other' THEN amount_fen ELSE 0 END) AS other_fen,
+                    SUM(CASE WHEN category = 'discount' THEN amount_fen ELSE 0 END) AS discount_fen,
+                    SUM(CASE WHEN category = 'adjustment' THEN amount_fen ELSE 0 END) AS adjustment_fen,
+                    SUM(CASE WHEN category = 'voice' THEN quantity ELSE 0 END) AS voice_minutes,
+                    SUM(CASE WHEN category = 'data' THEN quantity ELSE 0 END) AS data_kb,
+                    SUM(CASE WHEN category = 'sms' THEN quantity ELSE 0 END) AS sms_count,
+                    COUNT(*) AS records
+             FROM usage_records WHERE category <> 'vas' GROUP BY subscriber_id) r
+         FULL JOIN (
+             SELECT subscriber_id, SUM(plan_fee_fen) AS plan_fee_fen, SUM(voice_fen) AS voice_fen,
+                    SUM(data_fen) AS data_fen, SUM(sms_fen) AS sms_fen, SUM(other_fen) AS other_fen,
+                    SUM(discount_fen) AS discount_fen, SUM(adjustment_fen) AS adjustment_fen,
+                    SUM(voice_minutes) AS voice_minutes, SUM(data_kb) AS data_kb, SUM(sms_count) AS sms_count,
+                    SUM(records) AS records
+             FROM usage_totals GROUP BY subscriber_id) t ON t.subscriber_id = r.subscriber_id
+         WHERE EXISTS (SELECT 1 FROM store_facts WHERE name = 'usage_totals_complete')
+           AND (r.subscriber_id IS NULL OR t.subscriber_id IS NULL
+                OR r.plan_fee_fen <> t.plan_fee_fen OR r.voice_fen <> t.voice_fen OR r.data_fen <> t.data_fen
+                OR r.sms_fen <> t.sms_fen OR r.other_fen <> t.other_fen OR r.discount_fen <> t.discount_fen
+                OR r.adjustment_fen <> t.adjustment_fen OR r.voice_minutes <> t.voice_minutes
+                OR r.data_kb <> t.data_kb OR r.sms_count <> t.sms_count OR r.records <> t.records)",
+    ),
 ];
 
 /// Examples shown per broken invariant.
@@ -69,5 +100,22 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(store.invariant_violations().await.unwrap(), vec!["1 × status event of no notification: gone"]);
+    }
+
+    #[tokio::test]
+    async fn a_usage_record_missing_from_the_totals_is_reported() {
+        let (_dir, _, store) = scratch_sqlite_store().await;
+        sqlx::query(
+            "INSERT INTO usage_records (record_id, subscriber_id, occurred_at, category, quantity, amount_fen,
+                 service_code, description) VALUES ('R1', 'S1', 0, 'voice', 1, 100, '', '')",
+        )
+        .execute(&store.pool)
+        .await
+        .unwrap();
+        let missing = "1 × subscriber whose usage totals are not what its records add up to: S1";
+        assert_eq!(store.invariant_violations().await.unwrap(), vec![missing]);
+        // A database that held usage before it kept totals makes no such claim.
+        sqlx::query("DELETE FROM store_facts").execute(&store.pool).await.unwrap();
+        assert_eq!(store.invariant_violations().await.unwrap(), Vec::<String>::new());
     }
 }

@@ -14,6 +14,7 @@ mod invariants;
 pub mod json_rows;
 pub mod notifications;
 mod reports;
+pub mod totals;
 
 use std::str::FromStr;
 
