@@ -78,6 +78,7 @@ async fn a_dry_run_previews_and_keeps_nothing(backend: Backend) {
     assert_eq!(real.build.total_fen, preview.build.total_fen);
     assert_eq!(real.build.by_segments, preview.build.by_segments);
     assert_eq!(app.export(ExportKind::Bills, "2026-10").await.len(), 11);
+    // The dry run renders each bill as it is built, the real run from the bill as stored.
     let sent: Vec<String> = app.outbox().iter().map(|m| m["text"].as_str().unwrap().to_string()).collect();
     for sample in &preview.build.samples {
         assert!(sent.contains(&sample.text), "previewed SMS not sent as previewed: {}", sample.text);
@@ -93,6 +94,65 @@ async fn a_dry_run_previews_and_keeps_nothing_on_sqlite() {
 #[tokio::test]
 async fn a_dry_run_previews_and_keeps_nothing_on_postgres() {
     a_dry_run_previews_and_keeps_nothing(Backend::Postgres).await;
+}
+
+/// A build writes the month's bills first and their notifications in a second pass. When the
+/// second pass fails (here the database refuses every notification), the bills stay built and
+/// nothing is sent; the next run builds nothing again and sends each bill's SMS once, exactly
+/// as a run that never failed would have.
+async fn a_build_that_fails_between_its_passes_sends_every_bill_once_on_the_next_run(backend: Backend) {
+    use sqlx::Connection;
+    let app = spawn_app(backend).await;
+    app.import_fixture().await;
+    let preview = app.app.run(month("2026-10"), Some(at("2027-01-01T00:00:00+08:00")), true).await.unwrap();
+    let mut conn = sqlx::AnyConnection::connect(&app.config.database.url).await.unwrap();
+    let refuse = match backend {
+        Backend::Sqlite => vec![
+            "CREATE TRIGGER refuse_notifications BEFORE INSERT ON notifications
+             BEGIN SELECT RAISE(ABORT, 'notifications refused'); END",
+        ],
+        Backend::Postgres => vec![
+            "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS
+             $$ BEGIN RAISE EXCEPTION 'notifications refused'; END $$",
+            "CREATE TRIGGER refuse_notifications BEFORE INSERT ON notifications
+             FOR EACH ROW EXECUTE FUNCTION refuse()",
+        ],
+    };
+    for statement in refuse {
+        sqlx::query(statement).execute(&mut conn).await.unwrap();
+    }
+    let failed = app.app.run(month("2026-10"), Some(at("2027-01-01T00:00:00+08:00")), false).await;
+    assert!(format!("{:#}", failed.unwrap_err()).contains("notifications refused"));
+    assert_eq!(app.export(ExportKind::Bills, "2026-10").await.len(), 11, "the bills were written");
+    assert!(app.export(ExportKind::Deliveries, "2026-10").await.is_empty());
+    assert!(app.outbox().is_empty(), "nothing sent");
+
+    let drop = match backend {
+        Backend::Sqlite => "DROP TRIGGER refuse_notifications",
+        Backend::Postgres => "DROP TRIGGER refuse_notifications ON notifications",
+    };
+    sqlx::query(drop).execute(&mut conn).await.unwrap();
+    conn.close().await.unwrap();
+    let next = app.run("2026-10", "2027-01-01T00:00:00+08:00").await;
+    assert_eq!(next.build.billed, 0, "the bills were built once");
+    assert_eq!(next.build.by_segments, preview.build.by_segments, "every bill's SMS rendered");
+    assert_eq!(next.push.accepted, 10);
+    app.assert_outbox_holds_each_once(10);
+    let sent: Vec<String> = app.outbox().iter().map(|m| m["text"].as_str().unwrap().to_string()).collect();
+    for sample in &preview.build.samples {
+        assert!(sent.contains(&sample.text), "SMS not sent as previewed: {}", sample.text);
+    }
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_build_that_fails_between_its_passes_sends_every_bill_once_on_the_next_run_on_sqlite() {
+    a_build_that_fails_between_its_passes_sends_every_bill_once_on_the_next_run(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn a_build_that_fails_between_its_passes_sends_every_bill_once_on_the_next_run_on_postgres() {
+    a_build_that_fails_between_its_passes_sends_every_bill_once_on_the_next_run(Backend::Postgres).await;
 }
 
 /// A worker can take a queue message before its scheduler has marked the notifications

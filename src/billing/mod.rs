@@ -1,6 +1,7 @@
 //! Building a month's bills: for each due subscriber not yet billed, sum the period's
-//! records, flag unexplained deductions, render the SMS, and write bill, flags and
-//! notification together. Built bills are frozen; later runs skip them.
+//! records, flag unexplained deductions and write bill and flags; then render each bill's SMS
+//! from the bill as stored and write it as the bill's notification. Built bills are frozen;
+//! later runs skip them.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -8,7 +9,6 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use indicatif::ProgressBar;
-use sqlx::AnyConnection;
 use tokio::sync::mpsc::{Receiver, Sender};
 use tokio::sync::Notify;
 
@@ -20,8 +20,11 @@ use crate::domain::money::Fen;
 use crate::domain::period::{billing_period, BillingMonth};
 use crate::domain::shard::Shard;
 use crate::render::{Allowances, BillFacts, RenderedSms, Renderer};
-use crate::store::billing::{self as db, BillInputs, BillToWrite, Due, NotificationToWrite};
-use crate::store::{Store, StoreResult};
+use crate::store::billing::{
+    self as db, BillInputs, BillNotification, BillToWrite, Due, NotificationToWrite, UnnotifiedBill,
+};
+use crate::store::bulk::Copier;
+use crate::store::{Store, StoreResult, Tx};
 
 /// Subscribers read and written per transaction.
 const PAGE_SIZE: i64 = 2000;
@@ -49,6 +52,19 @@ pub struct BuildReport {
 }
 
 impl BuildReport {
+    /// Adds what a second pass rendered.
+    fn add_rendered(&mut self, rendered: BuildReport) {
+        for (status, count) in rendered.by_status {
+            *self.by_status.entry(status).or_default() += count;
+        }
+        for (segments, count) in rendered.by_segments {
+            *self.by_segments.entry(segments).or_default() += count;
+        }
+        for sample in rendered.samples {
+            self.keep_sample(sample);
+        }
+    }
+
     fn keep_sample(&mut self, sample: SampleSms) {
         // Three samples, at least one in English when there is one.
         let has_english = self.samples.iter().any(|s| s.language == Language::En);
@@ -86,8 +102,15 @@ pub struct BillBuilder<'a> {
 }
 
 impl BillBuilder<'_> {
-    /// Builds every due, unbilled bill of `month` as of `as_of`, handing each committed page to
-    /// `handoff`. A dry run does the same work in one transaction and rolls it back.
+    /// Builds every due, unbilled bill of `month` as of `as_of`, then renders and writes the
+    /// notification of every bill of the month that has none (this run's, and any an
+    /// interrupted run left), handing each committed page of them to `handoff`. A dry run does
+    /// the same work in one transaction and rolls it back.
+    ///
+    /// The bills come first, all of them, each page in a transaction of its own: a bill's
+    /// figures are the system of record and its SMS is made from them, so an SMS is never
+    /// sent for a bill that is not stored, and the month's bills are complete as soon as the
+    /// database can write them rather than as fast as SMS can be rendered and written.
     pub async fn build_month(
         &self,
         month: BillingMonth,
@@ -102,66 +125,17 @@ impl BillBuilder<'_> {
             _ => DeliveryStatus::Pending,
         };
         let run_id = uuid::Uuid::now_v7().to_string();
-        // A dry run keeps one transaction open to roll back. Otherwise a transaction is open
-        // only while a page is written, never while one is built: SQLite has one writer, and
-        // the push of the pages already queued needs it too.
-        let mut tx = Some(self.store.begin().await?);
-        db::start_billing_run(tx.as_mut().expect("just begun"), &run_id, month, as_of, Utc::now()).await?;
-        // PostgreSQL takes the pages by `COPY`, each in a transaction of its own.
-        let mut copier = if dry_run { None } else { self.store.copier().await? };
-        if copier.is_some() {
-            tx.take().expect("just begun").commit().await?;
-        }
-        // Three stages at once, a page apart: the next page is read while this one is built
-        // (flagged and rendered, on the CPU) and the one before is written. Pages are
-        // disjoint key ranges, so reading ahead of the writes changes nothing that is read.
-        let (pages, next_page) = tokio::sync::mpsc::channel(1);
-        let reader = tokio::spawn(read_pages(self.store.clone(), month, shard, self.rules.timezone, pages));
-        let (built_pages, mut next_built) = tokio::sync::mpsc::channel(1);
-        let builder =
-            tokio::spawn(build_pages(self.renderer.clone(), self.rules, month, as_of, born, next_page, built_pages));
-        while let Some(BuiltPage { scanned, bills }) = next_built.recv().await {
-            if !bills.is_empty() {
-                match &mut copier {
-                    Some(copier) => copier.copy_page(&bills).await?,
-                    None => {
-                        let tx = match &mut tx {
-                            Some(tx) => tx,
-                            None => tx.insert(self.store.begin().await?),
-                        };
-                        db::write_bills(tx, &bills).await?;
-                    }
-                }
-            }
-            progress.inc(scanned);
-            if !dry_run {
-                if let Some(written) = tx.take() {
-                    written.commit().await?;
-                }
-                match &handoff {
-                    Some(Handoff::Pending(committed)) => committed.notify_one(),
-                    Some(Handoff::Queued(publish)) => {
-                        let queued: Vec<String> = bills
-                            .iter()
-                            .filter(|b| b.notification.status == born.as_str())
-                            .map(|b| b.notification.id.clone())
-                            .collect();
-                        // A publisher that stopped has its own error to report; the page stays
-                        // `queued` in the database for the next run to re-queue.
-                        if !queued.is_empty() {
-                            let _ = publish.send(queued).await;
-                        }
-                    }
-                    None => {}
-                }
-            }
-        }
-        let report = builder.await.unwrap_or_else(|error| std::panic::resume_unwind(error.into_panic()))?;
-        reader.await.unwrap_or_else(|error| std::panic::resume_unwind(error.into_panic()));
-        let mut tx = match tx {
-            Some(tx) => tx,
-            None => self.store.begin().await?,
-        };
+        let mut pages = PageWriter::new(self.store, dry_run).await?;
+        db::start_billing_run(pages.tx().await?, &run_id, month, as_of, Utc::now()).await?;
+        pages.commit_page().await?;
+        // A dry run writes no notification for its own bills, which are rolled back before any
+        // second pass could read them: it renders each as it is built, to count what it would send.
+        let preview = dry_run.then(|| self.renderer.clone());
+        let mut report = self.write_bills(month, as_of, shard, preview, progress, &mut pages).await?;
+        db::mark_billed(pages.tx().await?, &run_id, Utc::now()).await?;
+        pages.commit_page().await?;
+        self.write_notifications(month, shard, born, progress, &mut pages, handoff, &mut report).await?;
+        let mut tx = pages.finish().await?;
         db::finish_billing_run(&mut tx, &run_id, Utc::now(), report.billed, report.not_due).await?;
         if dry_run {
             tx.rollback().await?;
@@ -169,6 +143,142 @@ impl BillBuilder<'_> {
             tx.commit().await?;
         }
         Ok(report)
+    }
+
+    /// The first pass: every due, unbilled bill of the month with its flags.
+    async fn write_bills(
+        &self,
+        month: BillingMonth,
+        as_of: DateTime<Utc>,
+        shard: Shard,
+        preview: Option<Arc<Renderer>>,
+        progress: &ProgressBar,
+        pages: &mut PageWriter<'_>,
+    ) -> StoreResult<BuildReport> {
+        // Three stages at once, a page apart: the next page is read while this one is built
+        // (flagged, on the CPU) and the one before is written. Pages are disjoint key ranges,
+        // so reading ahead of the writes changes nothing that is read.
+        let (read, next_page) = tokio::sync::mpsc::channel(1);
+        let reader = tokio::spawn(read_pages(self.store.clone(), month, shard, self.rules.timezone, read));
+        let (built_pages, mut next_built) = tokio::sync::mpsc::channel(1);
+        let builder = tokio::spawn(build_pages(preview, self.rules, month, as_of, next_page, built_pages));
+        while let Some(BuiltPage { scanned, bills }) = next_built.recv().await {
+            pages.bills(&bills).await?;
+            pages.commit_page().await?;
+            progress.inc(scanned);
+        }
+        let report = builder.await.unwrap_or_else(|error| std::panic::resume_unwind(error.into_panic()))?;
+        reader.await.unwrap_or_else(|error| std::panic::resume_unwind(error.into_panic()));
+        Ok(report)
+    }
+
+    /// The second pass: the notification of every bill of the month in `shard` that has none,
+    /// each page handed to `handoff` once committed.
+    #[allow(clippy::too_many_arguments)]
+    async fn write_notifications(
+        &self,
+        month: BillingMonth,
+        shard: Shard,
+        born: DeliveryStatus,
+        progress: &ProgressBar,
+        pages: &mut PageWriter<'_>,
+        handoff: Option<Handoff<'_>>,
+        report: &mut BuildReport,
+    ) -> StoreResult<()> {
+        progress.set_message(format!("render {month}"));
+        progress.set_position(0);
+        // Read, render, write: three stages at once, a page apart, as the bills are built.
+        let (read, next_page) = tokio::sync::mpsc::channel(1);
+        let reader = tokio::spawn(read_unnotified(self.store.clone(), month, shard, read));
+        let (rendered_pages, mut next_rendered) = tokio::sync::mpsc::channel(1);
+        let renderer = tokio::spawn(render_pages(self.renderer.clone(), month, born, next_page, rendered_pages));
+        while let Some(notifications) = next_rendered.recv().await {
+            pages.notifications(&notifications).await?;
+            let committed = pages.commit_page().await?;
+            progress.inc(notifications.len() as u64);
+            if !committed {
+                continue;
+            }
+            match &handoff {
+                Some(Handoff::Pending(committed)) => committed.notify_one(),
+                Some(Handoff::Queued(publish)) => {
+                    let queued: Vec<String> = notifications
+                        .iter()
+                        .filter(|n| n.notification.status == born.as_str())
+                        .map(|n| n.notification.id.clone())
+                        .collect();
+                    // A publisher that stopped has its own error to report; the page stays
+                    // `queued` in the database for the next run to re-queue.
+                    if !queued.is_empty() {
+                        let _ = publish.send(queued).await;
+                    }
+                }
+                None => {}
+            }
+        }
+        let rendered = renderer.await.unwrap_or_else(|error| std::panic::resume_unwind(error.into_panic()))?;
+        reader.await.unwrap_or_else(|error| std::panic::resume_unwind(error.into_panic()));
+        report.add_rendered(rendered);
+        Ok(())
+    }
+}
+
+/// Where a build's pages go. On PostgreSQL by `COPY`, each page in a transaction of its own;
+/// otherwise inserted, each page in a transaction of its own, opened only while the page is
+/// written, never while one is built: SQLite has one writer, and the push of the pages already
+/// queued needs it too. A dry run keeps one transaction open for every page, to roll back.
+struct PageWriter<'s> {
+    store: &'s Store,
+    copier: Option<Copier>,
+    tx: Option<Tx>,
+    dry_run: bool,
+}
+
+impl<'s> PageWriter<'s> {
+    async fn new(store: &'s Store, dry_run: bool) -> StoreResult<PageWriter<'s>> {
+        let copier = if dry_run { None } else { store.copier().await? };
+        Ok(PageWriter { store, copier, tx: None, dry_run })
+    }
+
+    async fn tx(&mut self) -> StoreResult<&mut Tx> {
+        if self.tx.is_none() {
+            self.tx = Some(self.store.begin().await?);
+        }
+        Ok(self.tx.as_mut().expect("just begun"))
+    }
+
+    async fn bills(&mut self, bills: &[BillToWrite]) -> StoreResult<()> {
+        match &mut self.copier {
+            _ if bills.is_empty() => Ok(()),
+            Some(copier) => copier.copy_bills(bills).await,
+            None => db::write_bills(self.tx().await?, bills).await,
+        }
+    }
+
+    async fn notifications(&mut self, notifications: &[BillNotification]) -> StoreResult<()> {
+        match &mut self.copier {
+            _ if notifications.is_empty() => Ok(()),
+            Some(copier) => copier.copy_notifications(notifications).await,
+            None => db::write_notifications(self.tx().await?, notifications).await,
+        }
+    }
+
+    /// Commits what was written since the last page, unless this is a dry run; tells whether
+    /// the page is now committed.
+    async fn commit_page(&mut self) -> StoreResult<bool> {
+        if self.dry_run {
+            return Ok(false);
+        }
+        if let Some(tx) = self.tx.take() {
+            tx.commit().await?;
+        }
+        Ok(true)
+    }
+
+    /// The transaction to end the run in: the dry run's own, or a new one.
+    async fn finish(mut self) -> StoreResult<Tx> {
+        self.tx().await?;
+        Ok(self.tx.take().expect("just begun"))
     }
 }
 
@@ -179,26 +289,37 @@ struct BuiltPage {
 }
 
 /// Builds each page read until there are no more or the writer stops listening; returns
-/// what was built in all.
+/// what was built in all. With `preview`, renders each bill's SMS as well, only to count it.
 async fn build_pages(
-    renderer: Arc<Renderer>,
+    preview: Option<Arc<Renderer>>,
     rules: BillingRules,
     month: BillingMonth,
     as_of: DateTime<Utc>,
-    born: DeliveryStatus,
-    mut pages: Receiver<StoreResult<Page>>,
+    mut pages: Receiver<PageRead>,
     built: Sender<BuiltPage>,
 ) -> StoreResult<BuildReport> {
     let mut report = BuildReport::default();
     while let Some(page) = pages.recv().await {
-        let page = page?;
+        let page = page.await.unwrap_or_else(|error| std::panic::resume_unwind(error.into_panic()))?;
         let scanned = page.scanned;
-        // Tens of milliseconds of rendering: on a blocking thread, so that it does not hold
-        // up one of the runtime's workers, and the pushes that run on them, for as long.
-        let renderer = renderer.clone();
+        let preview = preview.clone();
         let (bills, so_far) = tokio::task::spawn_blocking(move || {
-            let bills = build_page(&renderer, &rules, month, as_of, born, page, &mut report);
-            (bills, report)
+            let bills = build_page(&rules, month, as_of, page, &mut report);
+            if let Some(renderer) = preview {
+                for BuiltBill { bill, language, bill_sms, allowances } in &bills {
+                    let facts = BillFacts {
+                        msisdn: &bill.msisdn,
+                        language: *language,
+                        month: month.to_string(),
+                        period: bill.period,
+                        summary: &bill.summary,
+                        flags: &bill.flags,
+                        allowances: *allowances,
+                    };
+                    render_bill_sms(&renderer, &facts, *bill_sms, DeliveryStatus::Pending, &mut report);
+                }
+            }
+            (bills.into_iter().map(|b| b.bill).collect(), report)
         })
         .await
         .unwrap_or_else(|error| std::panic::resume_unwind(error.into_panic()));
@@ -210,17 +331,22 @@ async fn build_pages(
     Ok(report)
 }
 
-/// The bills of a page's subscribers who are due as of `as_of`, counted in `report`; an SMS
-/// to send is written with the status `born`.
+/// A bill built, with what its SMS needs besides.
+struct BuiltBill {
+    bill: BillToWrite,
+    language: Language,
+    bill_sms: bool,
+    allowances: Allowances,
+}
+
+/// The bills of a page's subscribers who are due as of `as_of`, counted in `report`.
 fn build_page(
-    renderer: &Renderer,
     rules: &BillingRules,
     month: BillingMonth,
     as_of: DateTime<Utc>,
-    born: DeliveryStatus,
     page: Page,
     report: &mut BuildReport,
-) -> Vec<BillToWrite> {
+) -> Vec<BuiltBill> {
     let tz = rules.timezone;
     let Page { candidates, mut inputs, previous, .. } = page;
     let built_at = Utc::now();
@@ -238,74 +364,165 @@ fn build_page(
         let flags = flag_vas_charges(&mine.vas, &mine.orders, tz);
         let previous_totals = previous.get(&candidate.subscriber_id).map(Vec::as_slice).unwrap_or_default();
         let spike = rules.spike.is_spike(summary.total(), previous_totals);
-        let facts = BillFacts {
-            msisdn: &candidate.msisdn,
-            language: candidate.language,
-            month: month.to_string(),
-            period,
-            summary: &summary,
-            flags: &flags,
-            allowances: Allowances {
-                voice_minutes: candidate.voice_minutes,
-                data_mb: candidate.data_mb,
-                sms_count: candidate.sms_count,
-            },
-        };
-        let notification = match renderer.render_bill(&facts) {
-            RenderedSms::Fits { text, encoding, segments } => {
-                let status = if candidate.bill_sms { born } else { DeliveryStatus::Suppressed };
-                *report.by_segments.entry(segments).or_default() += 1;
-                if candidate.bill_sms {
-                    report.keep_sample(SampleSms {
-                        msisdn_masked: candidate.msisdn.masked(),
-                        language: candidate.language,
-                        segments,
-                        text: text.clone(),
-                    });
-                }
-                NotificationToWrite {
-                    id: uuid::Uuid::now_v7().to_string(),
-                    kind: BILL_KIND.to_string(),
-                    status: status.as_str(),
-                    reason: None,
-                    segments: segments as i64,
-                    encoding: encoding.as_str(),
-                    text,
-                }
-            }
-            RenderedSms::TooLong { segments } => {
-                tracing::warn!(subscriber = %candidate.subscriber_id, segments, "bill SMS too long even in its short form");
-                NotificationToWrite {
-                    id: uuid::Uuid::now_v7().to_string(),
-                    kind: BILL_KIND.to_string(),
-                    status: DeliveryStatus::Failed.as_str(),
-                    reason: Some("too_long"),
-                    segments: segments as i64,
-                    encoding: "",
-                    text: String::new(),
-                }
-            }
-        };
-        *report.by_status.entry(notification.status).or_default() += 1;
         for flag in &flags {
             *report.flags.entry(flag.reason.as_str()).or_default() += 1;
         }
         report.spikes += u64::from(spike);
         report.billed += 1;
         report.total_fen += summary.total().get();
-        bills.push(BillToWrite {
-            subscriber_id: candidate.subscriber_id,
-            month,
-            msisdn: candidate.msisdn,
-            period,
-            summary,
-            flags,
-            spike,
-            built_at,
-            notification,
+        bills.push(BuiltBill {
+            language: candidate.language,
+            bill_sms: candidate.bill_sms,
+            allowances: Allowances {
+                voice_minutes: candidate.voice_minutes,
+                data_mb: candidate.data_mb,
+                sms_count: candidate.sms_count,
+            },
+            bill: BillToWrite {
+                subscriber_id: candidate.subscriber_id,
+                month,
+                msisdn: candidate.msisdn,
+                period,
+                summary,
+                flags,
+                spike,
+                built_at,
+            },
         });
     }
     bills
+}
+
+/// A bill's SMS as its notification will hold it, counted in `report`: `born` when it is to
+/// be sent, `suppressed` for a subscriber who opted out, `failed` when even the short form is
+/// too long.
+fn render_bill_sms(
+    renderer: &Renderer,
+    facts: &BillFacts,
+    bill_sms: bool,
+    born: DeliveryStatus,
+    report: &mut BuildReport,
+) -> NotificationToWrite {
+    let notification = match renderer.render_bill(facts) {
+        RenderedSms::Fits { text, encoding, segments } => {
+            let status = if bill_sms { born } else { DeliveryStatus::Suppressed };
+            *report.by_segments.entry(segments).or_default() += 1;
+            if bill_sms {
+                report.keep_sample(SampleSms {
+                    msisdn_masked: facts.msisdn.masked(),
+                    language: facts.language,
+                    segments,
+                    text: text.clone(),
+                });
+            }
+            NotificationToWrite {
+                id: uuid::Uuid::now_v7().to_string(),
+                kind: BILL_KIND.to_string(),
+                status: status.as_str(),
+                reason: None,
+                segments: segments as i64,
+                encoding: encoding.as_str(),
+                text,
+            }
+        }
+        RenderedSms::TooLong { segments } => {
+            tracing::warn!(msisdn = %facts.msisdn.masked(), segments, "bill SMS too long even in its short form");
+            NotificationToWrite {
+                id: uuid::Uuid::now_v7().to_string(),
+                kind: BILL_KIND.to_string(),
+                status: DeliveryStatus::Failed.as_str(),
+                reason: Some("too_long"),
+                segments: segments as i64,
+                encoding: "",
+                text: String::new(),
+            }
+        }
+    };
+    *report.by_status.entry(notification.status).or_default() += 1;
+    notification
+}
+
+/// Renders each page of bills read until there are no more or the writer stops listening;
+/// returns what was rendered in all (statuses, segments, samples).
+async fn render_pages(
+    renderer: Arc<Renderer>,
+    month: BillingMonth,
+    born: DeliveryStatus,
+    mut pages: Receiver<StoreResult<Vec<UnnotifiedBill>>>,
+    rendered: Sender<Vec<BillNotification>>,
+) -> StoreResult<BuildReport> {
+    let mut report = BuildReport::default();
+    while let Some(page) = pages.recv().await {
+        let page = page?;
+        // Tens of milliseconds of rendering: on a blocking thread, so that it does not hold
+        // up one of the runtime's workers, and the pushes that run on them, for as long.
+        let renderer = renderer.clone();
+        let (notifications, so_far) = tokio::task::spawn_blocking(move || {
+            let created_at = Utc::now();
+            let notifications: Vec<_> = page
+                .into_iter()
+                .map(|bill| {
+                    let facts = BillFacts {
+                        msisdn: &bill.msisdn,
+                        language: bill.language,
+                        month: month.to_string(),
+                        period: bill.period,
+                        summary: &bill.summary,
+                        flags: &bill.flags,
+                        allowances: Allowances {
+                            voice_minutes: bill.voice_minutes,
+                            data_mb: bill.data_mb,
+                            sms_count: bill.sms_count,
+                        },
+                    };
+                    let notification = render_bill_sms(&renderer, &facts, bill.bill_sms, born, &mut report);
+                    BillNotification {
+                        subscriber_id: bill.subscriber_id,
+                        month,
+                        msisdn: bill.msisdn,
+                        created_at,
+                        notification,
+                    }
+                })
+                .collect();
+            (notifications, report)
+        })
+        .await
+        .unwrap_or_else(|error| std::panic::resume_unwind(error.into_panic()));
+        report = so_far;
+        if rendered.send(notifications).await.is_err() {
+            break;
+        }
+    }
+    Ok(report)
+}
+
+/// Reads the month's bills in `shard` that have no notification, page by page, on a
+/// connection of its own, until there are no more or the renderer stops listening.
+async fn read_unnotified(
+    store: Store,
+    month: BillingMonth,
+    shard: Shard,
+    pages: Sender<StoreResult<Vec<UnnotifiedBill>>>,
+) {
+    let mut connection = match store.connection().await {
+        Ok(connection) => connection,
+        Err(error) => return drop(pages.send(Err(error)).await),
+    };
+    let mut after = String::new();
+    loop {
+        let page = db::unnotified_bills(&mut connection, store.json_rows(), month, &after, PAGE_SIZE).await;
+        let page = match page {
+            Ok(page) => page,
+            Err(error) => return drop(pages.send(Err(error)).await),
+        };
+        let Some(last) = page.last() else { return };
+        after = last.subscriber_id.clone();
+        let page: Vec<_> = page.into_iter().filter(|b| shard.contains(&b.subscriber_id)).collect();
+        if pages.send(Ok(page)).await.is_err() {
+            return;
+        }
+    }
 }
 
 /// One page of subscribers and everything their bills are made of.
@@ -317,40 +534,64 @@ struct Page {
     previous: HashMap<String, Vec<Fen>>,
 }
 
-/// Reads the month's unbilled subscribers page by page, on a connection of its own, until
-/// there are no more or the builder stops listening.
-async fn read_pages(store: Store, month: BillingMonth, shard: Shard, tz: Tz, pages: Sender<StoreResult<Page>>) {
-    let mut connection = match store.connection().await {
-        Ok(connection) => connection,
-        Err(error) => return drop(pages.send(Err(error)).await),
+/// Pages of inputs read at once. Reading a page's totals, VAS charges and orders is the longest
+/// stage of the first pass; two reads at once keep the database's cores busy while billpush
+/// builds one page and writes another.
+const PAGES_READ_AT_ONCE: usize = 2;
+
+/// A page being read, on a task of its own.
+type PageRead = tokio::task::JoinHandle<StoreResult<Page>>;
+
+/// Reads the month's unbilled subscribers page by page, until there are no more or the builder
+/// stops listening. Each page's subscribers are found in key order, one page after another; the
+/// rest of a page is read on a task and connection of its own, up to `PAGES_READ_AT_ONCE` at
+/// once, and handed on in page order.
+async fn read_pages(store: Store, month: BillingMonth, shard: Shard, tz: Tz, pages: Sender<PageRead>) {
+    let failed = |error| tokio::spawn(std::future::ready(Err(error)));
+    let totals_complete = match store.connection().await {
+        Ok(mut connection) => store.usage_totals_complete(&mut connection).await,
+        Err(error) => Err(error),
     };
-    let totals_complete = match store.usage_totals_complete(&mut connection).await {
+    let totals_complete = match totals_complete {
         Ok(complete) => complete,
-        Err(error) => return drop(pages.send(Err(error)).await),
+        Err(error) => return drop(pages.send(failed(error)).await),
     };
+    let reads = Arc::new(tokio::sync::Semaphore::new(PAGES_READ_AT_ONCE));
     let mut after = String::new();
     loop {
-        let page = read_page(&store, &mut connection, month, shard, tz, totals_complete, &mut after).await;
-        let done = matches!(&page, Ok(None) | Err(_));
-        let Some(page) = page.transpose() else { return };
-        if pages.send(page).await.is_err() || done {
+        let candidates = match next_candidates(&store, month, &after).await {
+            Ok(candidates) => candidates,
+            Err(error) => return drop(pages.send(failed(error)).await),
+        };
+        let Some(last) = candidates.last() else { return };
+        after = last.subscriber_id.clone();
+        let read = reads.clone().acquire_owned().await.expect("the semaphore is never closed");
+        let store = store.clone();
+        let page = tokio::spawn(async move {
+            let page = read_page(&store, month, shard, tz, totals_complete, candidates).await;
+            drop(read);
+            page
+        });
+        if pages.send(page).await.is_err() {
             return;
         }
     }
 }
 
+async fn next_candidates(store: &Store, month: BillingMonth, after: &str) -> StoreResult<Vec<db::BillingCandidate>> {
+    let mut connection = store.connection().await?;
+    db::unbilled_candidates(&mut connection, month, after, PAGE_SIZE).await
+}
+
+/// The rest of a page: what the bills of `candidates` in `shard` are made of.
 async fn read_page(
     store: &Store,
-    connection: &mut AnyConnection,
     month: BillingMonth,
     shard: Shard,
     tz: Tz,
     totals_complete: bool,
-    after: &mut String,
-) -> StoreResult<Option<Page>> {
-    let candidates = db::unbilled_candidates(connection, month, after, PAGE_SIZE).await?;
-    let Some(last) = candidates.last() else { return Ok(None) };
-    *after = last.subscriber_id.clone();
+    candidates: Vec<db::BillingCandidate>,
+) -> StoreResult<Page> {
     let scanned = candidates.len() as u64;
     let candidates: Vec<_> = candidates.into_iter().filter(|c| shard.contains(&c.subscriber_id)).collect();
     let due: Vec<Due> = candidates
@@ -362,11 +603,14 @@ async fn read_page(
         })
         .collect();
     let (inputs, previous) = match (candidates.first(), candidates.last()) {
-        (Some(first), Some(last)) => (
-            db::bill_inputs(connection, store.json_rows(), month, tz, &due, totals_complete).await?,
-            db::previous_totals_between(connection, &first.subscriber_id, &last.subscriber_id, month).await?,
-        ),
+        (Some(first), Some(last)) => {
+            let mut connection = store.connection().await?;
+            (
+                db::bill_inputs(&mut connection, store.json_rows(), month, tz, &due, totals_complete).await?,
+                db::previous_totals_between(&mut connection, &first.subscriber_id, &last.subscriber_id, month).await?,
+            )
+        }
         _ => Default::default(),
     };
-    Ok(Some(Page { scanned, candidates, inputs, previous }))
+    Ok(Page { scanned, candidates, inputs, previous })
 }

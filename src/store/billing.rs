@@ -1,5 +1,6 @@
-//! Reads a page of subscribers due for a month with everything their bills need, and writes
-//! each bill with its flags and its notification in the same transaction.
+//! A build's two passes. The first reads a page of subscribers due for a month with everything
+//! their bills need and writes each bill with its flags; the second reads a page of bills that
+//! have no notification yet with what their SMS says besides, and writes the notifications.
 
 use std::collections::{HashMap, HashSet};
 
@@ -10,8 +11,9 @@ use sqlx::{AnyConnection, Row};
 use super::batch::{insert_values, Table, Value};
 use super::json_rows::JsonRows;
 use super::{from_micros, to_micros, totals, StoreError, StoreResult, Tx};
-use crate::domain::bill::{BillSummary, ChargeTotals, UsageRecord};
+use crate::domain::bill::{BillSummary, CategoryTotals, ChargeTotals, UsageRecord, UsageTotals, VasCharge};
 use crate::domain::category::{Category, Language};
+use crate::domain::delivery::BILL_KIND;
 use crate::domain::flags::{ChargeFlag, VasOrder};
 use crate::domain::money::Fen;
 use crate::domain::msisdn::Msisdn;
@@ -49,7 +51,30 @@ pub struct BillToWrite {
     pub flags: Vec<ChargeFlag>,
     pub spike: bool,
     pub built_at: DateTime<Utc>,
+}
+
+/// A bill's SMS, rendered, to be written as its notification.
+pub struct BillNotification {
+    pub subscriber_id: String,
+    pub month: BillingMonth,
+    pub msisdn: Msisdn,
+    pub created_at: DateTime<Utc>,
     pub notification: NotificationToWrite,
+}
+
+/// A bill written without a notification yet, with what its SMS needs besides the bill: the
+/// subscriber's language and choice of bill SMS and the plan's allowances, as they are now.
+pub struct UnnotifiedBill {
+    pub subscriber_id: String,
+    pub msisdn: Msisdn,
+    pub language: Language,
+    pub bill_sms: bool,
+    pub period: Period,
+    pub summary: BillSummary,
+    pub flags: Vec<ChargeFlag>,
+    pub voice_minutes: i64,
+    pub data_mb: i64,
+    pub sms_count: i64,
 }
 
 fn corrupt(column: &'static str, value: impl ToString) -> StoreError {
@@ -146,6 +171,13 @@ pub async fn bill_inputs(
 /// The page's bill inputs from the totals of `month`, and the subscribers whose totals were
 /// summed under another basis in the months a record of this period can have been placed in
 /// under any basis (the one before, this, and the one after), whose records must be read.
+///
+/// The page's subscribers are one range of keys, so its totals, VAS charges and orders are
+/// read as three ranges in key order, each on its index, rather than looked up subscriber by
+/// subscriber: three short scans instead of thousands of probes. The range holds subscribers
+/// the page does not bill (ended, or of another shard), whose rows are left aside, and VAS
+/// charges from the earliest period's start to the latest one's end, which each subscriber's
+/// own period then narrows.
 async fn inputs_from_totals(
     conn: &mut AnyConnection,
     rows: JsonRows,
@@ -153,55 +185,205 @@ async fn inputs_from_totals(
     tz: Tz,
     due: &[Due<'_>],
 ) -> StoreResult<(HashMap<String, BillInputs>, HashSet<String>)> {
-    let page: Vec<_> = due
-        .iter()
-        .map(|d| {
-            (d.subscriber_id, to_micros(d.period.start), to_micros(d.period.end), totals::basis(d.billing_day, tz))
-        })
-        .collect();
-    let page = serde_json::to_string(&page).expect("periods serialise");
-    let totals = rows.array_of(&totals::USAGE_TOTALS.columns[3..].join(", "));
-    let vas = rows.array_of(VAS_COLUMNS);
-    let orders = rows.array_of(ORDER_COLUMNS);
-    // Subscriber, its totals, its rows under other bases, its VAS charges, its orders.
-    type Stored = (String, Option<String>, i64, Option<String>, Option<String>);
-    let stored: Vec<Stored> = sqlx::query_as(&format!(
-        "{} SELECT j.value ->> 0,
+    let (Some(first), Some(last)) = (due.first(), due.last()) else { return Ok(Default::default()) };
+    let from = due.iter().map(|d| d.period.start).min().expect("a page is not empty");
+    let until = due.iter().map(|d| d.period.end).max().expect("a page is not empty");
+    let totals = rows.columns_of(totals::USAGE_TOTALS.columns);
+    let vas = rows.columns_of(&VAS_RANGE_COLUMNS);
+    let orders = rows.columns_of(&ORDER_RANGE_COLUMNS);
+    let (totals, vas, orders): (String, String, String) = sqlx::query_as(&format!(
+        "SELECT
              (SELECT {totals} FROM usage_totals t
-              WHERE t.subscriber_id = j.value ->> 0 AND t.month = $2 AND t.basis = j.value ->> 3),
-             (SELECT COUNT(*) FROM usage_totals t
-              WHERE t.subscriber_id = j.value ->> 0 AND t.month IN ($3, $2, $4) AND t.basis <> j.value ->> 3),
+              WHERE t.subscriber_id >= $1 AND t.subscriber_id <= $2 AND t.month IN ($3, $4, $5)),
              (SELECT {vas} FROM usage_records u
-              WHERE u.subscriber_id = j.value ->> 0 AND u.category = 'vas'
-                AND u.occurred_at >= CAST(j.value ->> 1 AS BIGINT) AND u.occurred_at < CAST(j.value ->> 2 AS BIGINT)),
-             (SELECT {orders} FROM vas_orders o WHERE o.subscriber_id = j.value ->> 0)
-         FROM j",
-        rows.with_rows()
+              WHERE u.category = 'vas' AND u.subscriber_id >= $1 AND u.subscriber_id <= $2
+                AND u.occurred_at >= $6 AND u.occurred_at < $7),
+             (SELECT {orders} FROM vas_orders o WHERE o.subscriber_id >= $1 AND o.subscriber_id <= $2)"
     ))
-    .bind(&page)
-    .bind(month.to_string())
+    .bind(first.subscriber_id)
+    .bind(last.subscriber_id)
     .bind(month.previous().to_string())
+    .bind(month.to_string())
     .bind(month.next().to_string())
-    .fetch_all(&mut *conn)
+    .bind(to_micros(from))
+    .bind(to_micros(until))
+    .fetch_one(&mut *conn)
     .await?;
-    let mut by_subscriber: HashMap<String, BillInputs> = HashMap::with_capacity(due.len());
+    let range = || format!("{}..{}", first.subscriber_id, last.subscriber_id);
+    let month_text = month.to_string();
+    let mut by_subscriber: HashMap<String, BillInputs> =
+        due.iter().map(|d| (d.subscriber_id.to_string(), BillInputs::default())).collect();
+    let bases: HashMap<&str, String> =
+        due.iter().map(|d| (d.subscriber_id, totals::basis(d.billing_day, tz))).collect();
     let mut resummed = HashSet::new();
-    for (subscriber_id, totals, other_bases, vas, orders) in stored {
-        if other_bases > 0 {
-            resummed.insert(subscriber_id);
-            continue;
+    let totals: TotalsColumns =
+        parse_columns(&totals).ok_or_else(|| corrupt("usage_totals", format!("totals of {}", range())))?;
+    for (i, subscriber_id) in totals.subscriber_id.iter().enumerate() {
+        let Some(own_basis) = bases.get(subscriber_id.as_str()) else { continue };
+        if totals.basis[i] != *own_basis {
+            resummed.insert(subscriber_id.clone());
+        } else if totals.month[i] == month_text {
+            let inputs = by_subscriber.get_mut(subscriber_id).expect("every due subscriber has inputs");
+            inputs.charges = totals::from_numbers(totals.numbers(i));
         }
-        let totals: Vec<[i64; totals::NUMBERS]> = match totals {
-            Some(totals) => serde_json::from_str(&totals)
-                .map_err(|_| corrupt("usage_totals", format!("totals of {subscriber_id}")))?,
-            None => Vec::new(),
-        };
-        let charges = totals.first().map(|numbers| totals::from_numbers(*numbers)).unwrap_or_default();
-        let vas = vas_records(&subscriber_id, vas.as_deref())?;
-        let orders = vas_orders(&subscriber_id, orders.as_deref())?;
-        by_subscriber.insert(subscriber_id, BillInputs { charges, vas, orders });
+    }
+    let periods: HashMap<&str, Period> = due.iter().map(|d| (d.subscriber_id, d.period)).collect();
+    let vas: VasColumns =
+        parse_columns(&vas).ok_or_else(|| corrupt("usage_records", format!("VAS charges of {}", range())))?;
+    let mut vas_by_subscriber: HashMap<String, Vec<VasRow>> = HashMap::new();
+    let records = vas.record_id.into_iter().zip(vas.occurred_at).zip(vas.quantity).zip(vas.amount_fen);
+    let records = records.zip(vas.service_code).zip(vas.description);
+    for (subscriber_id, (((((record_id, at), quantity), amount), code), description)) in
+        vas.subscriber_id.into_iter().zip(records)
+    {
+        let Some(period) = periods.get(subscriber_id.as_str()) else { continue };
+        if period.contains(from_micros(at)) {
+            let record = (record_id, at, quantity, amount, code, description);
+            vas_by_subscriber.entry(subscriber_id).or_default().push(record);
+        }
+    }
+    for (subscriber_id, records) in vas_by_subscriber {
+        if let Some(inputs) = by_subscriber.get_mut(&subscriber_id) {
+            inputs.vas = vas_in_order(records);
+        }
+    }
+    let orders: OrderColumns =
+        parse_columns(&orders).ok_or_else(|| corrupt("vas_orders", format!("orders of {}", range())))?;
+    let rows = orders.service_code.into_iter().zip(orders.ordered_at).zip(orders.cancelled_at).zip(orders.confirmed);
+    for (subscriber_id, (((code, ordered_at), cancelled_at), confirmed)) in orders.subscriber_id.into_iter().zip(rows) {
+        if let Some(inputs) = by_subscriber.get_mut(&subscriber_id) {
+            inputs.orders.push(vas_order((code, ordered_at, cancelled_at, confirmed)));
+        }
+    }
+    for subscriber_id in &resummed {
+        by_subscriber.remove(subscriber_id);
     }
     Ok((by_subscriber, resummed))
+}
+
+/// Rows read column by column (`JsonRows::columns_of`): a JSON array of columns, which serde
+/// reads into a struct's fields in order.
+trait Columns: serde::de::DeserializeOwned {
+    /// Each column's length, which must all be the same.
+    fn lengths(&self) -> Vec<usize>;
+}
+
+fn parse_columns<T: Columns>(text: &str) -> Option<T> {
+    let columns: T = serde_json::from_str(text).ok()?;
+    let lengths = columns.lengths();
+    lengths.iter().all(|l| *l == lengths[0]).then_some(columns)
+}
+
+/// The usage totals of a page's range, in the order of the table's columns.
+#[derive(serde::Deserialize)]
+struct TotalsColumns {
+    subscriber_id: Vec<String>,
+    month: Vec<String>,
+    basis: Vec<String>,
+    plan_fee_fen: Vec<i64>,
+    voice_fen: Vec<i64>,
+    data_fen: Vec<i64>,
+    sms_fen: Vec<i64>,
+    other_fen: Vec<i64>,
+    discount_fen: Vec<i64>,
+    adjustment_fen: Vec<i64>,
+    voice_minutes: Vec<i64>,
+    data_kb: Vec<i64>,
+    sms_count: Vec<i64>,
+    records: Vec<i64>,
+}
+
+impl TotalsColumns {
+    /// Row `i`'s numbers, in the order of the table's columns.
+    fn numbers(&self, i: usize) -> [i64; totals::NUMBERS] {
+        [
+            self.plan_fee_fen[i],
+            self.voice_fen[i],
+            self.data_fen[i],
+            self.sms_fen[i],
+            self.other_fen[i],
+            self.discount_fen[i],
+            self.adjustment_fen[i],
+            self.voice_minutes[i],
+            self.data_kb[i],
+            self.sms_count[i],
+            self.records[i],
+        ]
+    }
+}
+
+impl Columns for TotalsColumns {
+    fn lengths(&self) -> Vec<usize> {
+        vec![
+            self.subscriber_id.len(),
+            self.month.len(),
+            self.basis.len(),
+            self.plan_fee_fen.len(),
+            self.voice_fen.len(),
+            self.data_fen.len(),
+            self.sms_fen.len(),
+            self.other_fen.len(),
+            self.discount_fen.len(),
+            self.adjustment_fen.len(),
+            self.voice_minutes.len(),
+            self.data_kb.len(),
+            self.sms_count.len(),
+            self.records.len(),
+        ]
+    }
+}
+
+/// The VAS charges of a page's range, as `VAS_RANGE_COLUMNS` lists them.
+#[derive(serde::Deserialize)]
+struct VasColumns {
+    subscriber_id: Vec<String>,
+    record_id: Vec<String>,
+    occurred_at: Vec<i64>,
+    quantity: Vec<i64>,
+    amount_fen: Vec<i64>,
+    service_code: Vec<String>,
+    description: Vec<String>,
+}
+
+const VAS_RANGE_COLUMNS: [&str; 7] =
+    ["subscriber_id", "record_id", "occurred_at", "quantity", "amount_fen", "service_code", "description"];
+
+impl Columns for VasColumns {
+    fn lengths(&self) -> Vec<usize> {
+        vec![
+            self.subscriber_id.len(),
+            self.record_id.len(),
+            self.occurred_at.len(),
+            self.quantity.len(),
+            self.amount_fen.len(),
+            self.service_code.len(),
+            self.description.len(),
+        ]
+    }
+}
+
+/// The VAS orders of a page's range, as `ORDER_RANGE_COLUMNS` lists them.
+#[derive(serde::Deserialize)]
+struct OrderColumns {
+    subscriber_id: Vec<String>,
+    service_code: Vec<String>,
+    ordered_at: Vec<i64>,
+    cancelled_at: Vec<Option<i64>>,
+    confirmed: Vec<i64>,
+}
+
+const ORDER_RANGE_COLUMNS: [&str; 5] = ["subscriber_id", "service_code", "ordered_at", "cancelled_at", "confirmed"];
+
+impl Columns for OrderColumns {
+    fn lengths(&self) -> Vec<usize> {
+        vec![
+            self.subscriber_id.len(),
+            self.service_code.len(),
+            self.ordered_at.len(),
+            self.cancelled_at.len(),
+            self.confirmed.len(),
+        ]
+    }
 }
 
 const VAS_COLUMNS: &str = "u.record_id, u.occurred_at, u.quantity, u.amount_fen, u.service_code, u.description";
@@ -267,14 +449,6 @@ async fn inputs_from_records(
 
 type VasRow = (String, i64, i64, i64, String, String);
 
-/// A subscriber's VAS records as `VAS_COLUMNS` gave them, JSON text or none.
-fn vas_records(subscriber_id: &str, stored: Option<&str>) -> StoreResult<Vec<UsageRecord>> {
-    let Some(text) = stored else { return Ok(Vec::new()) };
-    let rows =
-        serde_json::from_str(text).map_err(|_| corrupt("usage_records", format!("VAS charges of {subscriber_id}")))?;
-    Ok(vas_in_order(rows))
-}
-
 fn vas_in_order(stored: Vec<VasRow>) -> Vec<UsageRecord> {
     let mut vas: Vec<UsageRecord> = stored
         .into_iter()
@@ -292,20 +466,23 @@ fn vas_in_order(stored: Vec<VasRow>) -> Vec<UsageRecord> {
     vas
 }
 
+type OrderRow = (String, i64, Option<i64>, i64);
+
 /// A subscriber's VAS orders as `ORDER_COLUMNS` gave them, JSON text or none.
 fn vas_orders(subscriber_id: &str, stored: Option<&str>) -> StoreResult<Vec<VasOrder>> {
     let Some(text) = stored else { return Ok(Vec::new()) };
-    let orders: Vec<(String, i64, Option<i64>, i64)> =
+    let orders: Vec<OrderRow> =
         serde_json::from_str(text).map_err(|_| corrupt("vas_orders", format!("orders of {subscriber_id}")))?;
-    Ok(orders
-        .into_iter()
-        .map(|(service_code, ordered_at, cancelled_at, confirmed)| VasOrder {
-            service_code,
-            ordered_at: from_micros(ordered_at),
-            cancelled_at: cancelled_at.map(from_micros),
-            confirmed: confirmed != 0,
-        })
-        .collect())
+    Ok(orders.into_iter().map(vas_order).collect())
+}
+
+fn vas_order((service_code, ordered_at, cancelled_at, confirmed): OrderRow) -> VasOrder {
+    VasOrder {
+        service_code,
+        ordered_at: from_micros(ordered_at),
+        cancelled_at: cancelled_at.map(from_micros),
+        confirmed: confirmed != 0,
+    }
 }
 
 /// Totals of the bills built before `month` for the subscribers in `[first, last]`, most
@@ -336,6 +513,224 @@ pub async fn previous_totals_between(
     Ok(by_subscriber)
 }
 
+/// The next page of the month's bills after `after` that have no bill notification yet, in key
+/// order, with their flags. Bounded by `after` on both sides, as `unbilled_candidates` is. The
+/// page comes back column by column (`JsonRows::columns_of`).
+pub async fn unnotified_bills(
+    conn: &mut AnyConnection,
+    rows: JsonRows,
+    month: BillingMonth,
+    after: &str,
+    limit: i64,
+) -> StoreResult<Vec<UnnotifiedBill>> {
+    let amounts: Vec<String> = Category::ALL.iter().map(|c| format!("b.{}_fen", c.as_str())).collect();
+    let month_text = month.to_string();
+    let (stored,): (String,) = sqlx::query_as(&format!(
+        "SELECT {} FROM (
+             SELECT b.subscriber_id, b.msisdn, b.period_start, b.period_end, {}, b.voice_minutes, b.data_kb,
+                    b.sms_count, b.record_count, b.vas_lines, s.language, s.bill_sms,
+                    p.voice_minutes AS plan_voice_minutes, p.data_mb AS plan_data_mb, p.sms_count AS plan_sms_count
+             FROM bills b JOIN subscribers s ON s.subscriber_id = b.subscriber_id JOIN plans p ON p.plan_id = s.plan_id
+             WHERE b.month = $1 AND b.subscriber_id > $2
+               AND NOT EXISTS (SELECT 1 FROM notifications n
+                               WHERE n.subscriber_id = b.subscriber_id AND n.month = $1 AND n.kind = '{BILL_KIND}'
+                                 AND n.subscriber_id > $2)
+             ORDER BY b.subscriber_id
+             LIMIT $3) page",
+        rows.columns_of(&BillColumns::COLUMNS),
+        amounts.join(", ")
+    ))
+    .bind(&month_text)
+    .bind(after)
+    .bind(limit)
+    .fetch_one(&mut *conn)
+    .await?;
+    let mut page: BillColumns =
+        parse_columns(&stored).ok_or_else(|| corrupt("bills", format!("bills after {after}")))?;
+    let mut bills = Vec::with_capacity(page.subscriber_id.len());
+    for (i, subscriber_id) in page.subscriber_id.into_iter().enumerate() {
+        let vas = match &page.vas_lines[i] {
+            Some(lines) => read_vas_lines(lines).ok_or_else(|| corrupt("bills.vas_lines", lines))?,
+            None => Vec::new(),
+        };
+        let language = &page.language[i];
+        let amounts = [
+            page.plan_fee_fen[i],
+            page.voice_fen[i],
+            page.data_fen[i],
+            page.sms_fen[i],
+            page.vas_fen[i],
+            page.other_fen[i],
+            page.discount_fen[i],
+            page.adjustment_fen[i],
+        ];
+        bills.push(UnnotifiedBill {
+            msisdn: Msisdn::from_stored(std::mem::take(&mut page.msisdn[i])),
+            language: language.parse().map_err(|_| corrupt("subscribers.language", language))?,
+            bill_sms: page.bill_sms[i] != 0,
+            period: Period { start: from_micros(page.period_start[i]), end: from_micros(page.period_end[i]) },
+            summary: BillSummary {
+                categories: CategoryTotals::from_array(amounts.map(Fen::new)),
+                usage: UsageTotals {
+                    voice_minutes: page.voice_minutes[i],
+                    data_kb: page.data_kb[i],
+                    sms_count: page.sms_count[i],
+                },
+                vas,
+                record_count: page.record_count[i],
+            },
+            flags: Vec::new(),
+            voice_minutes: page.plan_voice_minutes[i],
+            data_mb: page.plan_data_mb[i],
+            sms_count: page.plan_sms_count[i],
+            subscriber_id,
+        });
+    }
+    // The columns list the rows in the same order, which need not be the page's.
+    bills.sort_unstable_by(|a, b| a.subscriber_id.cmp(&b.subscriber_id));
+    if let (Some(first), Some(last)) = (bills.first(), bills.last()) {
+        let mut flags = flags_between(conn, &month_text, &first.subscriber_id, &last.subscriber_id).await?;
+        for bill in &mut bills {
+            bill.flags = flags.remove(&bill.subscriber_id).unwrap_or_default();
+        }
+    }
+    Ok(bills)
+}
+
+/// A page of bills without notifications, as `unnotified_bills` reads them.
+#[derive(serde::Deserialize)]
+struct BillColumns {
+    subscriber_id: Vec<String>,
+    msisdn: Vec<String>,
+    period_start: Vec<i64>,
+    period_end: Vec<i64>,
+    plan_fee_fen: Vec<i64>,
+    voice_fen: Vec<i64>,
+    data_fen: Vec<i64>,
+    sms_fen: Vec<i64>,
+    vas_fen: Vec<i64>,
+    other_fen: Vec<i64>,
+    discount_fen: Vec<i64>,
+    adjustment_fen: Vec<i64>,
+    voice_minutes: Vec<i64>,
+    data_kb: Vec<i64>,
+    sms_count: Vec<i64>,
+    record_count: Vec<i64>,
+    vas_lines: Vec<Option<String>>,
+    language: Vec<String>,
+    bill_sms: Vec<i64>,
+    plan_voice_minutes: Vec<i64>,
+    plan_data_mb: Vec<i64>,
+    plan_sms_count: Vec<i64>,
+}
+
+impl BillColumns {
+    const COLUMNS: [&str; 22] = [
+        "subscriber_id",
+        "msisdn",
+        "period_start",
+        "period_end",
+        "plan_fee_fen",
+        "voice_fen",
+        "data_fen",
+        "sms_fen",
+        "vas_fen",
+        "other_fen",
+        "discount_fen",
+        "adjustment_fen",
+        "voice_minutes",
+        "data_kb",
+        "sms_count",
+        "record_count",
+        "vas_lines",
+        "language",
+        "bill_sms",
+        "plan_voice_minutes",
+        "plan_data_mb",
+        "plan_sms_count",
+    ];
+}
+
+impl Columns for BillColumns {
+    fn lengths(&self) -> Vec<usize> {
+        vec![
+            self.subscriber_id.len(),
+            self.msisdn.len(),
+            self.period_start.len(),
+            self.period_end.len(),
+            self.plan_fee_fen.len(),
+            self.voice_fen.len(),
+            self.data_fen.len(),
+            self.sms_fen.len(),
+            self.vas_fen.len(),
+            self.other_fen.len(),
+            self.discount_fen.len(),
+            self.adjustment_fen.len(),
+            self.voice_minutes.len(),
+            self.data_kb.len(),
+            self.sms_count.len(),
+            self.record_count.len(),
+            self.vas_lines.len(),
+            self.language.len(),
+            self.bill_sms.len(),
+            self.plan_voice_minutes.len(),
+            self.plan_data_mb.len(),
+            self.plan_sms_count.len(),
+        ]
+    }
+}
+
+/// The flags of the month's bills for the subscribers in `[first, last]`, by record id.
+async fn flags_between(
+    conn: &mut AnyConnection,
+    month: &str,
+    first: &str,
+    last: &str,
+) -> StoreResult<HashMap<String, Vec<ChargeFlag>>> {
+    let rows = sqlx::query(
+        "SELECT subscriber_id, record_id, reason, service_code, amount_fen FROM charge_flags
+         WHERE month = $1 AND subscriber_id >= $2 AND subscriber_id <= $3
+         ORDER BY subscriber_id, record_id",
+    )
+    .bind(month)
+    .bind(first)
+    .bind(last)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut by_subscriber: HashMap<String, Vec<ChargeFlag>> = HashMap::new();
+    for row in rows {
+        let reason: String = row.try_get("reason")?;
+        by_subscriber.entry(row.try_get("subscriber_id")?).or_default().push(ChargeFlag {
+            record_id: row.try_get("record_id")?,
+            reason: reason.parse().map_err(|_| corrupt("charge_flags.reason", &reason))?,
+            service_code: row.try_get("service_code")?,
+            amount: Fen::new(row.try_get("amount_fen")?),
+        });
+    }
+    Ok(by_subscriber)
+}
+
+/// A bill's VAS services as `bills.vas_lines` keeps them; `None` when there are none.
+fn write_vas_lines(vas: &[VasCharge]) -> Option<String> {
+    let lines: Vec<_> = vas.iter().map(|v| (&v.service_code, &v.name, v.amount.get(), v.charges)).collect();
+    (!lines.is_empty()).then(|| serde_json::to_string(&lines).expect("VAS lines serialise"))
+}
+
+fn read_vas_lines(lines: &str) -> Option<Vec<VasCharge>> {
+    let lines: Vec<(String, String, i64, i64)> = serde_json::from_str(lines).ok()?;
+    Some(
+        lines
+            .into_iter()
+            .map(|(service_code, name, amount, charges)| VasCharge {
+                service_code,
+                name,
+                amount: Fen::new(amount),
+                charges,
+            })
+            .collect(),
+    )
+}
+
 const BILLS: Table = Table {
     name: "bills",
     columns: &[
@@ -359,6 +754,7 @@ const BILLS: Table = Table {
         "record_count",
         "spike",
         "built_at",
+        "vas_lines",
     ],
 };
 
@@ -388,14 +784,31 @@ const NOTIFICATIONS: Table = Table {
 
 const NOTIFICATION_EVENTS: Table = Table { name: "notification_events", columns: &["notification_id", "status", "at"] };
 
-type Rows<'a> = Vec<Vec<Value<'a>>>;
+pub(super) type Rows<'a> = Vec<Vec<Value<'a>>>;
 
-/// What a page of bills writes, table by table; `months` holds each bill's month as text.
-pub(super) fn page_rows<'a>(bills: &'a [BillToWrite], months: &'a [String]) -> [(Table, Rows<'a>); 4] {
+/// The text columns of a page of bills, made once so that its rows can borrow them: each
+/// bill's month and VAS lines.
+pub(super) struct BillTexts {
+    months: Vec<String>,
+    vas_lines: Vec<Option<String>>,
+}
+
+impl BillTexts {
+    pub(super) fn of(bills: &[BillToWrite]) -> BillTexts {
+        BillTexts {
+            months: bills.iter().map(|b| b.month.to_string()).collect(),
+            vas_lines: bills.iter().map(|b| write_vas_lines(&b.summary.vas)).collect(),
+        }
+    }
+}
+
+/// What a page of bills writes, table by table.
+pub(super) fn bill_rows<'a>(bills: &'a [BillToWrite], texts: &'a BillTexts) -> [(Table, Rows<'a>); 2] {
     let bill_rows = bills
         .iter()
-        .zip(months)
-        .map(|(b, month)| {
+        .zip(&texts.months)
+        .zip(&texts.vas_lines)
+        .map(|((b, month), vas_lines)| {
             let c = &b.summary.categories;
             let mut row = vec![
                 Value::Text(&b.subscriber_id),
@@ -413,13 +826,14 @@ pub(super) fn page_rows<'a>(bills: &'a [BillToWrite], months: &'a [String]) -> [
                 Value::Int(b.summary.record_count),
                 Value::Int(i64::from(b.spike)),
                 Value::Int(to_micros(b.built_at)),
+                Value::text_or_null(vas_lines.as_deref()),
             ]);
             row
         })
         .collect();
     let flag_rows = bills
         .iter()
-        .zip(months)
+        .zip(&texts.months)
         .flat_map(|(b, month)| {
             b.flags.iter().map(move |f| {
                 vec![
@@ -433,12 +847,21 @@ pub(super) fn page_rows<'a>(bills: &'a [BillToWrite], months: &'a [String]) -> [
             })
         })
         .collect();
-    let notification_rows = bills
+    [(BILLS, bill_rows), (CHARGE_FLAGS, flag_rows)]
+}
+
+/// What a page of bill notifications writes, table by table; `months` holds each one's month
+/// as text.
+pub(super) fn notification_rows<'a>(
+    notifications: &'a [BillNotification],
+    months: &'a [String],
+) -> [(Table, Rows<'a>); 2] {
+    let notification_rows = notifications
         .iter()
         .zip(months)
         .map(|(b, month)| {
             let n = &b.notification;
-            let at = Value::Int(to_micros(b.built_at));
+            let at = Value::Int(to_micros(b.created_at));
             vec![
                 Value::Text(&n.id),
                 Value::Text(&b.subscriber_id),
@@ -456,27 +879,32 @@ pub(super) fn page_rows<'a>(bills: &'a [BillToWrite], months: &'a [String]) -> [
             ]
         })
         .collect();
-    let event_rows = bills
+    let event_rows = notifications
         .iter()
         .map(|b| {
             let n = &b.notification;
-            vec![Value::Text(&n.id), Value::Text(n.status), Value::Int(to_micros(b.built_at))]
+            vec![Value::Text(&n.id), Value::Text(n.status), Value::Int(to_micros(b.created_at))]
         })
         .collect();
-    [
-        (BILLS, bill_rows),
-        (CHARGE_FLAGS, flag_rows),
-        (NOTIFICATIONS, notification_rows),
-        (NOTIFICATION_EVENTS, event_rows),
-    ]
+    [(NOTIFICATIONS, notification_rows), (NOTIFICATION_EVENTS, event_rows)]
 }
 
-/// Writes a page of bills with their flags, notifications and first statuses, in the caller's
-/// transaction. A build on PostgreSQL writes by `COPY` instead (`Copier::copy_page`), except a
-/// dry run, which needs its pages in its one transaction to roll them back.
+/// Writes a page of bills with their flags in the caller's transaction. A build on PostgreSQL
+/// writes by `COPY` instead (`Copier::copy_bills`), except a dry run, which needs its pages in
+/// its one transaction to roll them back.
 pub async fn write_bills(tx: &mut Tx, bills: &[BillToWrite]) -> StoreResult<()> {
-    let months: Vec<String> = bills.iter().map(|b| b.month.to_string()).collect();
-    for (table, rows) in page_rows(bills, &months) {
+    let texts = BillTexts::of(bills);
+    for (table, rows) in bill_rows(bills, &texts) {
+        insert_values(tx, table, "", &rows).await?;
+    }
+    Ok(())
+}
+
+/// Writes a page of bill notifications with their first statuses in the caller's
+/// transaction; on PostgreSQL by `COPY` instead (`Copier::copy_notifications`).
+pub async fn write_notifications(tx: &mut Tx, notifications: &[BillNotification]) -> StoreResult<()> {
+    let months: Vec<String> = notifications.iter().map(|n| n.month.to_string()).collect();
+    for (table, rows) in notification_rows(notifications, &months) {
         insert_values(tx, table, "", &rows).await?;
     }
     Ok(())
@@ -531,6 +959,16 @@ pub async fn start_billing_run(
     Ok(())
 }
 
+/// Marks the run's bills all written; its notifications follow.
+pub async fn mark_billed(tx: &mut Tx, id: &str, at: DateTime<Utc>) -> StoreResult<()> {
+    sqlx::query("UPDATE billing_runs SET billed_at = $2 WHERE id = $1")
+        .bind(id)
+        .bind(to_micros(at))
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
 pub async fn finish_billing_run(
     tx: &mut Tx,
     id: &str,
@@ -546,4 +984,26 @@ pub async fn finish_billing_run(
         .execute(&mut **tx)
         .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vas_lines_are_kept_with_the_bill_exactly_as_the_sms_lists_them() {
+        let vas = vec![
+            VasCharge {
+                service_code: "MUSIC01".into(),
+                name: "音乐\"会员\", 包月".into(),
+                amount: Fen::new(1500),
+                charges: 2,
+            },
+            VasCharge { service_code: "GAME".into(), name: String::new(), amount: Fen::new(-1), charges: 1 },
+        ];
+        let kept = write_vas_lines(&vas).unwrap();
+        assert_eq!(read_vas_lines(&kept), Some(vas));
+        assert_eq!(write_vas_lines(&[]), None, "a bill without VAS keeps NULL");
+        assert_eq!(read_vas_lines("[[\"X\", 1]]"), None, "a malformed value is not read as none");
+    }
 }

@@ -1,6 +1,7 @@
 //! Rows written by `COPY` on PostgreSQL, the fastest way in and as durable as any insert: the
-//! tables stay logged and keep their keys. Two writes go this way: new usage at import, and
-//! the build's pages of bills, flags, notifications and their first statuses.
+//! tables stay logged and keep their keys. Three writes go this way: new usage at import, and
+//! the build's pages of bills with their flags, then of notifications with their first
+//! statuses.
 //!
 //! Usage goes straight into the system-of-record table. `COPY` cannot skip known rows, so a
 //! batch holding a `record_id` the table already has fails whole with a unique violation,
@@ -16,8 +17,8 @@ use chrono_tz::Tz;
 use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions};
 use sqlx::Connection;
 
-use super::batch::Value;
-use super::billing::{page_rows, BillToWrite};
+use super::batch::{Table, Value};
+use super::billing::{bill_rows, notification_rows, BillNotification, BillTexts, BillToWrite};
 use super::imports::{usage_values, USAGE_RECORDS};
 use super::totals::{
     add_on_conflict, basis, billing_day, numbers, subscriber_ids, sum_by_month, NUMBERS, USAGE_TOTALS,
@@ -85,13 +86,24 @@ impl Copier {
         }
     }
 
-    /// Writes a page of bills with their flags, notifications and first statuses, as
-    /// `billing::write_bills` does, in one transaction of its own.
-    pub async fn copy_page(&mut self, bills: &[BillToWrite]) -> StoreResult<()> {
-        let months: Vec<String> = bills.iter().map(|b| b.month.to_string()).collect();
+    /// Writes a page of bills with their flags, as `billing::write_bills` does, in one
+    /// transaction of its own.
+    pub async fn copy_bills(&mut self, bills: &[BillToWrite]) -> StoreResult<()> {
+        let texts = BillTexts::of(bills);
+        self.copy_tables(bill_rows(bills, &texts)).await
+    }
+
+    /// Writes a page of bill notifications with their first statuses, as
+    /// `billing::write_notifications` does, in one transaction of its own.
+    pub async fn copy_notifications(&mut self, notifications: &[BillNotification]) -> StoreResult<()> {
+        let months: Vec<String> = notifications.iter().map(|n| n.month.to_string()).collect();
+        self.copy_tables(notification_rows(notifications, &months)).await
+    }
+
+    async fn copy_tables(&mut self, tables: [(Table, Vec<Vec<Value<'_>>>); 2]) -> StoreResult<()> {
         let connection: &mut PgConnection = &mut self.connection;
         let mut tx = Connection::begin(connection).await?;
-        for (table, values) in page_rows(bills, &months) {
+        for (table, values) in tables {
             if !values.is_empty() {
                 copy_into(&mut tx, &format!("COPY {table} FROM STDIN"), &values).await?;
             }
