@@ -9,7 +9,7 @@ use chrono_tz::Tz;
 use super::batch::{insert_values, insert_values_returning, Table, Value};
 use super::json_rows::JsonRows;
 use super::totals::add_usage_totals;
-use super::{to_micros, Store, StoreResult, Tx};
+use super::{to_micros, Backend, Store, StoreResult, Tx};
 use crate::import::rows::{OrderRow, PlanRow, SpamReportRow, SubscriberRow, UsageRow};
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -96,19 +96,60 @@ pub async fn write_subscribers(tx: &mut Tx, rows: &[&SubscriberRow]) -> StoreRes
 /// stored are added to the usage totals in the same transaction, months cut in `tz`.
 pub async fn write_usage(tx: &mut Tx, rows: &[UsageRow], tz: Tz) -> StoreResult<u64> {
     let values: Vec<_> = rows.iter().map(usage_values).collect();
-    let stored: HashSet<String> =
-        insert_values_returning(tx, USAGE_RECORDS, "ON CONFLICT (record_id) DO NOTHING", &values, "record_id")
-            .await?
-            .into_iter()
-            .collect();
+    let conflict = "ON CONFLICT (record_id) DO NOTHING";
+    let stored = match Backend::of(tx) {
+        // The transaction holds SQLite's one write lock from its start, so no record can be
+        // stored between reading which are known and the insert; the insert handing back
+        // every id it stored instead (`RETURNING`) doubled the import's time.
+        Backend::Sqlite => {
+            let known = known_record_ids(tx, rows).await?;
+            insert_values(tx, USAGE_RECORDS, conflict, &values).await?;
+            Stored::AllBut(known)
+        }
+        // Another import may store the same record between a read and the insert: the insert
+        // says what it stored.
+        Backend::Postgres => {
+            let stored = insert_values_returning(tx, USAGE_RECORDS, conflict, &values, "record_id").await?;
+            Stored::Only(stored.into_iter().collect())
+        }
+    };
     // A `record_id` twice in one statement is stored from its first row.
-    let mut seen = HashSet::with_capacity(stored.len());
+    let mut seen = HashSet::with_capacity(rows.len());
     let new: Vec<&UsageRow> = rows
         .iter()
-        .filter(|row| stored.contains(&row.record.record_id) && seen.insert(row.record.record_id.as_str()))
+        .filter(|row| stored.holds(&row.record.record_id) && seen.insert(row.record.record_id.as_str()))
         .collect();
     add_usage_totals(tx, &new, tz).await?;
     Ok(new.len() as u64)
+}
+
+/// Which of a batch's record ids an insert stored.
+enum Stored {
+    Only(HashSet<String>),
+    AllBut(HashSet<String>),
+}
+
+impl Stored {
+    fn holds(&self, record_id: &str) -> bool {
+        match self {
+            Stored::Only(stored) => stored.contains(record_id),
+            Stored::AllBut(known) => !known.contains(record_id),
+        }
+    }
+}
+
+/// The record ids of `rows` already stored.
+async fn known_record_ids(tx: &mut Tx, rows: &[UsageRow]) -> StoreResult<HashSet<String>> {
+    let ids: Vec<&str> = rows.iter().map(|row| row.record.record_id.as_str()).collect();
+    let ids = serde_json::to_string(&ids).expect("strings serialise");
+    let known: Vec<(String,)> = sqlx::query_as(&format!(
+        "SELECT record_id FROM usage_records WHERE record_id IN ({})",
+        JsonRows::of(tx).strings(1)
+    ))
+    .bind(ids)
+    .fetch_all(&mut **tx)
+    .await?;
+    Ok(known.into_iter().map(|(id,)| id).collect())
 }
 
 /// An order is keyed by subscriber, service and order time; a later file may fill in its
