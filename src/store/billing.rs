@@ -276,6 +276,7 @@ fn parse_columns<T: Columns>(text: &str) -> Option<T> {
 
 /// The usage totals of a page's range, in the order of the table's columns.
 #[derive(serde::Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize, Default))]
 struct TotalsColumns {
     subscriber_id: Vec<String>,
     month: Vec<String>,
@@ -335,6 +336,7 @@ impl Columns for TotalsColumns {
 
 /// The VAS charges of a page's range, as `VAS_RANGE_COLUMNS` lists them.
 #[derive(serde::Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize, Default))]
 struct VasColumns {
     subscriber_id: Vec<String>,
     record_id: Vec<String>,
@@ -364,6 +366,7 @@ impl Columns for VasColumns {
 
 /// The VAS orders of a page's range, as `ORDER_RANGE_COLUMNS` lists them.
 #[derive(serde::Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize, Default))]
 struct OrderColumns {
     subscriber_id: Vec<String>,
     service_code: Vec<String>,
@@ -599,6 +602,7 @@ pub async fn unnotified_bills(
 
 /// A page of bills without notifications, as `unnotified_bills` reads them.
 #[derive(serde::Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize, Default))]
 struct BillColumns {
     subscriber_id: Vec<String>,
     msisdn: Vec<String>,
@@ -989,6 +993,32 @@ pub async fn finish_billing_run(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The names of `T`'s fields, in order, as serde writes them.
+    fn field_names<T: serde::Serialize + Default>() -> Vec<String> {
+        let written = serde_json::to_string(&T::default()).unwrap();
+        written
+            .trim_matches(['{', '}'])
+            .split(",")
+            .map(|field| field.split(':').next().unwrap().trim_matches('"').to_string())
+            .collect()
+    }
+
+    #[test]
+    fn columns_read_by_range_are_the_fields_they_are_read_into_in_order() {
+        assert_eq!(field_names::<TotalsColumns>(), totals::USAGE_TOTALS.columns);
+        assert_eq!(field_names::<VasColumns>(), VAS_RANGE_COLUMNS);
+        assert_eq!(field_names::<OrderColumns>(), ORDER_RANGE_COLUMNS);
+        assert_eq!(field_names::<BillColumns>(), BillColumns::COLUMNS);
+    }
+
+    #[test]
+    fn columns_of_unequal_lengths_are_not_read() {
+        let orders = r#"[["S1", "S2"], ["MUSIC", "GAME"], [1, 2], [null, 3], [1, 0]]"#;
+        let read: OrderColumns = parse_columns(orders).unwrap();
+        assert_eq!(read.cancelled_at, vec![None, Some(3)]);
+        assert!(parse_columns::<OrderColumns>(r#"[["S1", "S2"], ["MUSIC"], [1, 2], [null, 3], [1, 0]]"#).is_none());
+    }
 
     #[test]
     fn vas_lines_are_kept_with_the_bill_exactly_as_the_sms_lists_them() {
