@@ -5,7 +5,6 @@
 //! from queuing the same notifications twice; a crash in between leaves them pending, and the
 //! next scheduling queues them.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -13,7 +12,6 @@ use anyhow::Context;
 use chrono::{DateTime, Utc};
 use indicatif::ProgressBar;
 use tokio::sync::mpsc::Receiver;
-use tokio::sync::Notify;
 
 use crate::billing::{BillBuilder, BuildReport, Handoff};
 use crate::domain::period::BillingMonth;
@@ -122,28 +120,15 @@ impl<'a> MonthScheduler<'a> {
             return Ok(ScheduleReport { skipped: true, ..ScheduleReport::default() });
         }
         let result = async {
-            // Pages are queued as soon as they are built, so the push starts with the first
-            // page; a last pass from the start queues whatever pending notifications that missed.
-            let (build, queued_while_building) = if self.queue.durable() {
-                let page_built = Notify::new();
-                let built = AtomicBool::new(false);
-                tokio::join!(
-                    async {
-                        let handoff = Some(Handoff::Pending(&page_built));
-                        let build = self.builder.build_month(month, as_of, shard, false, progress, handoff).await;
-                        built.store(true, Ordering::Release);
-                        page_built.notify_one();
-                        build
-                    },
-                    self.enqueue_as_built(month, shard, &lock, &page_built, &built),
-                )
-            } else {
-                let (handoff, built_pages) = tokio::sync::mpsc::channel(1);
-                tokio::join!(
-                    self.builder.build_month(month, as_of, shard, false, progress, Some(Handoff::Queued(handoff))),
-                    self.publish_as_built(&lock, built_pages),
-                )
-            };
+            // Pages are queued as soon as they are written, so the push starts with the first
+            // page; a last round from the start queues whatever pending notifications that missed.
+            let (handoff, written_pages) = tokio::sync::mpsc::channel(1);
+            let handoff = if self.queue.durable() { Handoff::Pending(handoff) } else { Handoff::Queued(handoff) };
+            let durable = self.queue.durable();
+            let (build, queued_while_building) = tokio::join!(
+                self.builder.build_month(month, as_of, shard, false, progress, Some(handoff)),
+                self.publish_as_built(&lock, durable, written_pages),
+            );
             let build = build?;
             let queued = queued_while_building? + self.enqueue_pending(month, shard, &lock, &mut String::new()).await?;
             Ok(ScheduleReport { build, queued, skipped: false })
@@ -153,36 +138,34 @@ impl<'a> MonthScheduler<'a> {
         result
     }
 
-    /// Queues what each committed page of the build made pending, until the build is done.
-    async fn enqueue_as_built(
+    /// Publishes the ids of each page of notifications the build wrote, until the build is
+    /// done; `pending` ones are marked queued once the broker has confirmed them.
+    async fn publish_as_built(
         &self,
-        month: BillingMonth,
-        shard: Shard,
         lock: &str,
-        page_built: &Notify,
-        built: &AtomicBool,
+        pending: bool,
+        mut written_pages: Receiver<Vec<String>>,
     ) -> anyhow::Result<u64> {
-        let mut after = String::new();
         let mut queued = 0;
-        loop {
-            let done = built.load(Ordering::Acquire);
-            queued += self.enqueue_pending(month, shard, lock, &mut after).await?;
-            if done {
-                return Ok(queued);
+        while let Some(ids) = written_pages.recv().await {
+            if pending {
+                self.publish_pending(&ids).await?;
+            } else {
+                self.queue.publish(&self.queue.messages(&ids)).await.context("publishing to the queue")?;
             }
-            page_built.notified().await;
-        }
-    }
-
-    /// Publishes the ids of each page the build wrote `queued`, until the build is done.
-    async fn publish_as_built(&self, lock: &str, mut built_pages: Receiver<Vec<String>>) -> anyhow::Result<u64> {
-        let mut queued = 0;
-        while let Some(ids) = built_pages.recv().await {
-            self.queue.publish(&self.queue.messages(&ids)).await.context("publishing to the queue")?;
             queued += ids.len() as u64;
             self.keep_lease(lock).await?;
         }
         Ok(queued)
+    }
+
+    /// Publishes pending notifications and marks them queued.
+    async fn publish_pending(&self, ids: &[String]) -> anyhow::Result<()> {
+        self.queue.publish(&self.queue.messages(ids)).await.context("publishing to the queue")?;
+        let mut tx = self.store().begin().await?;
+        mark_queued(&mut tx, ids, Utc::now()).await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     /// Publishes the month's pending notifications of `shard` with ids after `after`, marks
@@ -201,11 +184,7 @@ impl<'a> MonthScheduler<'a> {
             *after = last.clone();
             let ids: Vec<String> =
                 page.into_iter().filter(|(_, subscriber)| shard.contains(subscriber)).map(|(id, _)| id).collect();
-            let messages = self.queue.messages(&ids);
-            self.queue.publish(&messages).await.context("publishing to the queue")?;
-            let mut tx = self.store().begin().await?;
-            mark_queued(&mut tx, &ids, Utc::now()).await?;
-            tx.commit().await?;
+            self.publish_pending(&ids).await?;
             queued += ids.len() as u64;
             self.keep_lease(lock).await?;
         }
