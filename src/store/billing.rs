@@ -189,8 +189,8 @@ async fn inputs_from_totals(
     let from = due.iter().map(|d| d.period.start).min().expect("a page is not empty");
     let until = due.iter().map(|d| d.period.end).max().expect("a page is not empty");
     let totals = rows.columns_of(totals::USAGE_TOTALS.columns);
-    let vas = rows.columns_of(&VAS_RANGE_COLUMNS);
-    let orders = rows.columns_of(&ORDER_RANGE_COLUMNS);
+    let vas = rows.columns_of(VasColumns::COLUMNS);
+    let orders = rows.columns_of(OrderColumns::COLUMNS);
     let (totals, vas, orders): (String, String, String) = sqlx::query_as(&format!(
         "SELECT
              (SELECT {totals} FROM usage_totals t
@@ -264,6 +264,8 @@ async fn inputs_from_totals(
 /// Rows read column by column (`JsonRows::columns_of`): a JSON array of columns, which serde
 /// reads into a struct's fields in order.
 trait Columns: serde::de::DeserializeOwned {
+    /// The columns, in the order of the struct's fields.
+    const COLUMNS: &'static [&'static str];
     /// Each column's length, which must all be the same.
     fn lengths(&self) -> Vec<usize>;
 }
@@ -274,24 +276,45 @@ fn parse_columns<T: Columns>(text: &str) -> Option<T> {
     lengths.iter().all(|l| *l == lengths[0]).then_some(columns)
 }
 
-/// The usage totals of a page's range, in the order of the table's columns.
-#[derive(serde::Deserialize)]
-#[cfg_attr(test, derive(serde::Serialize, Default))]
-struct TotalsColumns {
-    subscriber_id: Vec<String>,
-    month: Vec<String>,
-    basis: Vec<String>,
-    plan_fee_fen: Vec<i64>,
-    voice_fen: Vec<i64>,
-    data_fen: Vec<i64>,
-    sms_fen: Vec<i64>,
-    other_fen: Vec<i64>,
-    discount_fen: Vec<i64>,
-    adjustment_fen: Vec<i64>,
-    voice_minutes: Vec<i64>,
-    data_kb: Vec<i64>,
-    sms_count: Vec<i64>,
-    records: Vec<i64>,
+/// A struct of one vector per column, named as the columns are, and its `Columns`: the names
+/// are written once, so the columns read and the fields they are read into cannot disagree.
+macro_rules! columns {
+    ($(#[$doc:meta])* $name:ident { $($field:ident: $value:ty),* $(,)? }) => {
+        $(#[$doc])*
+        #[derive(serde::Deserialize)]
+        #[cfg_attr(test, derive(Default))]
+        struct $name {
+            $($field: Vec<$value>),*
+        }
+
+        impl Columns for $name {
+            const COLUMNS: &'static [&'static str] = &[$(stringify!($field)),*];
+
+            fn lengths(&self) -> Vec<usize> {
+                vec![$(self.$field.len()),*]
+            }
+        }
+    };
+}
+
+columns! {
+    /// The usage totals of a page's range, in the order of the table's columns.
+    TotalsColumns {
+        subscriber_id: String,
+        month: String,
+        basis: String,
+        plan_fee_fen: i64,
+        voice_fen: i64,
+        data_fen: i64,
+        sms_fen: i64,
+        other_fen: i64,
+        discount_fen: i64,
+        adjustment_fen: i64,
+        voice_minutes: i64,
+        data_kb: i64,
+        sms_count: i64,
+        records: i64,
+    }
 }
 
 impl TotalsColumns {
@@ -313,79 +336,27 @@ impl TotalsColumns {
     }
 }
 
-impl Columns for TotalsColumns {
-    fn lengths(&self) -> Vec<usize> {
-        vec![
-            self.subscriber_id.len(),
-            self.month.len(),
-            self.basis.len(),
-            self.plan_fee_fen.len(),
-            self.voice_fen.len(),
-            self.data_fen.len(),
-            self.sms_fen.len(),
-            self.other_fen.len(),
-            self.discount_fen.len(),
-            self.adjustment_fen.len(),
-            self.voice_minutes.len(),
-            self.data_kb.len(),
-            self.sms_count.len(),
-            self.records.len(),
-        ]
+columns! {
+    /// The VAS charges of a page's range.
+    VasColumns {
+        subscriber_id: String,
+        record_id: String,
+        occurred_at: i64,
+        quantity: i64,
+        amount_fen: i64,
+        service_code: String,
+        description: String,
     }
 }
 
-/// The VAS charges of a page's range, as `VAS_RANGE_COLUMNS` lists them.
-#[derive(serde::Deserialize)]
-#[cfg_attr(test, derive(serde::Serialize, Default))]
-struct VasColumns {
-    subscriber_id: Vec<String>,
-    record_id: Vec<String>,
-    occurred_at: Vec<i64>,
-    quantity: Vec<i64>,
-    amount_fen: Vec<i64>,
-    service_code: Vec<String>,
-    description: Vec<String>,
-}
-
-const VAS_RANGE_COLUMNS: [&str; 7] =
-    ["subscriber_id", "record_id", "occurred_at", "quantity", "amount_fen", "service_code", "description"];
-
-impl Columns for VasColumns {
-    fn lengths(&self) -> Vec<usize> {
-        vec![
-            self.subscriber_id.len(),
-            self.record_id.len(),
-            self.occurred_at.len(),
-            self.quantity.len(),
-            self.amount_fen.len(),
-            self.service_code.len(),
-            self.description.len(),
-        ]
-    }
-}
-
-/// The VAS orders of a page's range, as `ORDER_RANGE_COLUMNS` lists them.
-#[derive(serde::Deserialize)]
-#[cfg_attr(test, derive(serde::Serialize, Default))]
-struct OrderColumns {
-    subscriber_id: Vec<String>,
-    service_code: Vec<String>,
-    ordered_at: Vec<i64>,
-    cancelled_at: Vec<Option<i64>>,
-    confirmed: Vec<i64>,
-}
-
-const ORDER_RANGE_COLUMNS: [&str; 5] = ["subscriber_id", "service_code", "ordered_at", "cancelled_at", "confirmed"];
-
-impl Columns for OrderColumns {
-    fn lengths(&self) -> Vec<usize> {
-        vec![
-            self.subscriber_id.len(),
-            self.service_code.len(),
-            self.ordered_at.len(),
-            self.cancelled_at.len(),
-            self.confirmed.len(),
-        ]
+columns! {
+    /// The VAS orders of a page's range.
+    OrderColumns {
+        subscriber_id: String,
+        service_code: String,
+        ordered_at: i64,
+        cancelled_at: Option<i64>,
+        confirmed: i64,
     }
 }
 
@@ -540,7 +511,7 @@ pub async fn unnotified_bills(
                                  AND n.subscriber_id > $2)
              ORDER BY b.subscriber_id
              LIMIT $3) page",
-        rows.columns_of(&BillColumns::COLUMNS),
+        rows.columns_of(BillColumns::COLUMNS),
         amounts.join(", ")
     ))
     .bind(&month_text)
@@ -600,87 +571,31 @@ pub async fn unnotified_bills(
     Ok(bills)
 }
 
-/// A page of bills without notifications, as `unnotified_bills` reads them.
-#[derive(serde::Deserialize)]
-#[cfg_attr(test, derive(serde::Serialize, Default))]
-struct BillColumns {
-    subscriber_id: Vec<String>,
-    msisdn: Vec<String>,
-    period_start: Vec<i64>,
-    period_end: Vec<i64>,
-    plan_fee_fen: Vec<i64>,
-    voice_fen: Vec<i64>,
-    data_fen: Vec<i64>,
-    sms_fen: Vec<i64>,
-    vas_fen: Vec<i64>,
-    other_fen: Vec<i64>,
-    discount_fen: Vec<i64>,
-    adjustment_fen: Vec<i64>,
-    voice_minutes: Vec<i64>,
-    data_kb: Vec<i64>,
-    sms_count: Vec<i64>,
-    record_count: Vec<i64>,
-    vas_lines: Vec<Option<String>>,
-    language: Vec<String>,
-    bill_sms: Vec<i64>,
-    plan_voice_minutes: Vec<i64>,
-    plan_data_mb: Vec<i64>,
-    plan_sms_count: Vec<i64>,
-}
-
-impl BillColumns {
-    const COLUMNS: [&str; 22] = [
-        "subscriber_id",
-        "msisdn",
-        "period_start",
-        "period_end",
-        "plan_fee_fen",
-        "voice_fen",
-        "data_fen",
-        "sms_fen",
-        "vas_fen",
-        "other_fen",
-        "discount_fen",
-        "adjustment_fen",
-        "voice_minutes",
-        "data_kb",
-        "sms_count",
-        "record_count",
-        "vas_lines",
-        "language",
-        "bill_sms",
-        "plan_voice_minutes",
-        "plan_data_mb",
-        "plan_sms_count",
-    ];
-}
-
-impl Columns for BillColumns {
-    fn lengths(&self) -> Vec<usize> {
-        vec![
-            self.subscriber_id.len(),
-            self.msisdn.len(),
-            self.period_start.len(),
-            self.period_end.len(),
-            self.plan_fee_fen.len(),
-            self.voice_fen.len(),
-            self.data_fen.len(),
-            self.sms_fen.len(),
-            self.vas_fen.len(),
-            self.other_fen.len(),
-            self.discount_fen.len(),
-            self.adjustment_fen.len(),
-            self.voice_minutes.len(),
-            self.data_kb.len(),
-            self.sms_count.len(),
-            self.record_count.len(),
-            self.vas_lines.len(),
-            self.language.len(),
-            self.bill_sms.len(),
-            self.plan_voice_minutes.len(),
-            self.plan_data_mb.len(),
-            self.plan_sms_count.len(),
-        ]
+columns! {
+    /// A page of bills without notifications, as `unnotified_bills` reads them.
+    BillColumns {
+        subscriber_id: String,
+        msisdn: String,
+        period_start: i64,
+        period_end: i64,
+        plan_fee_fen: i64,
+        voice_fen: i64,
+        data_fen: i64,
+        sms_fen: i64,
+        vas_fen: i64,
+        other_fen: i64,
+        discount_fen: i64,
+        adjustment_fen: i64,
+        voice_minutes: i64,
+        data_kb: i64,
+        sms_count: i64,
+        record_count: i64,
+        vas_lines: Option<String>,
+        language: String,
+        bill_sms: i64,
+        plan_voice_minutes: i64,
+        plan_data_mb: i64,
+        plan_sms_count: i64,
     }
 }
 
@@ -994,22 +909,9 @@ pub async fn finish_billing_run(
 mod tests {
     use super::*;
 
-    /// The names of `T`'s fields, in order, as serde writes them.
-    fn field_names<T: serde::Serialize + Default>() -> Vec<String> {
-        let written = serde_json::to_string(&T::default()).unwrap();
-        written
-            .trim_matches(['{', '}'])
-            .split(",")
-            .map(|field| field.split(':').next().unwrap().trim_matches('"').to_string())
-            .collect()
-    }
-
     #[test]
-    fn columns_read_by_range_are_the_fields_they_are_read_into_in_order() {
-        assert_eq!(field_names::<TotalsColumns>(), totals::USAGE_TOTALS.columns);
-        assert_eq!(field_names::<VasColumns>(), VAS_RANGE_COLUMNS);
-        assert_eq!(field_names::<OrderColumns>(), ORDER_RANGE_COLUMNS);
-        assert_eq!(field_names::<BillColumns>(), BillColumns::COLUMNS);
+    fn the_totals_are_read_in_the_order_of_the_tables_columns() {
+        assert_eq!(TotalsColumns::COLUMNS, totals::USAGE_TOTALS.columns);
     }
 
     #[test]
