@@ -122,9 +122,9 @@ impl<'a> MonthScheduler<'a> {
         let result = async {
             // Pages are queued as soon as they are written, so the push starts with the first
             // page; a last round from the start queues whatever pending notifications that missed.
-            let (handoff, written_pages) = tokio::sync::mpsc::channel(1);
-            let handoff = if self.queue.durable() { Handoff::Pending(handoff) } else { Handoff::Queued(handoff) };
             let durable = self.queue.durable();
+            let (pages, written_pages) = tokio::sync::mpsc::channel(1);
+            let handoff = if durable { Handoff::Pending(pages) } else { Handoff::Queued(pages) };
             let (build, queued_while_building) = tokio::join!(
                 self.builder.build_month(month, as_of, shard, false, progress, Some(handoff)),
                 self.publish_as_built(&lock, durable, written_pages),
