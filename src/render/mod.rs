@@ -359,7 +359,7 @@ impl Renderer {
 
     /// Renders template `name` into a text of about its own size. handlebars' `render` returns
     /// its 8 KiB working buffer as the text: each SMS of a page held 8 KiB until the page was
-    /// written, 16 MB for 2,000, in memory the allocator had to fetch afresh and zero.
+    /// written, 16 MB for 2,000.
     fn render_text(&self, name: &str, context: &Context) -> Result<String, RenderError> {
         let mut text = Vec::with_capacity(TEXT_CAPACITY);
         self.registry.render_with_context_to_write(name, context, &mut text)?;
