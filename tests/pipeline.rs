@@ -223,6 +223,88 @@ async fn a_claim_that_overtakes_the_scheduler_keeps_every_step_once_on_postgres(
     a_claim_that_overtakes_the_scheduler_keeps_every_step_once(Backend::Postgres).await;
 }
 
+/// On SQLite a queue message's notifications are claimed in one statement outside a
+/// transaction when every one of them can be: then all move, or none does and the claim
+/// within a transaction sorts them out. Never some: the worker could not tell which.
+#[tokio::test]
+async fn a_claim_at_once_takes_every_notification_or_none() {
+    use billpush::store::notifications::claim_all_at_once;
+    use sqlx::Connection;
+    let app = spawn_app(Backend::Sqlite).await;
+    let now = at("2027-01-02T10:00:00+08:00");
+    let created = now - chrono::Duration::hours(1);
+    let micros = |t: chrono::DateTime<chrono::Utc>| t.timestamp_micros();
+    let mut conn = sqlx::AnyConnection::connect(&app.config.database.url).await.unwrap();
+    let rows = [
+        ("n-queued-1", "queued", None, 0),
+        ("n-queued-2", "queued", None, 0),
+        ("n-leased", "sending", Some(now + chrono::Duration::minutes(1)), 1),
+        ("n-stale", "sending", Some(now - chrono::Duration::minutes(1)), 2),
+    ];
+    for (id, status, lease, attempts) in rows {
+        sqlx::query(
+            "INSERT INTO notifications (id, subscriber_id, month, kind, msisdn, status, attempts, segments, encoding,
+                 text, created_at, updated_at, lease_until)
+             VALUES ($1, $2, '2026-10', 'bill', '+8613800138000', $3, $4, 1, 'gsm7', $5, $6, $6, $7)",
+        )
+        .bind(id)
+        .bind(format!("s-{id}"))
+        .bind(status)
+        .bind(attempts)
+        .bind(format!("text of {id}"))
+        .bind(micros(created))
+        .bind(lease.map(micros))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        let steps = if status == "sending" { &["queued", "sending"][..] } else { &["queued"][..] };
+        for step in steps {
+            sqlx::query("INSERT INTO notification_events (notification_id, status, at) VALUES ($1, $2, $3)")
+                .bind(id)
+                .bind(*step)
+                .bind(micros(created))
+                .execute(&mut conn)
+                .await
+                .unwrap();
+        }
+    }
+    let ids = |names: &[&str]| names.iter().map(|name| name.to_string()).collect::<Vec<_>>();
+    let lease = now + chrono::Duration::minutes(5);
+    let store = &app.app.store;
+    async fn states(conn: &mut sqlx::AnyConnection) -> sqlx::Result<Vec<(String, String, i64)>> {
+        sqlx::query_as("SELECT id, status, attempts FROM notifications ORDER BY id").fetch_all(conn).await
+    }
+    let before = states(&mut conn).await.unwrap();
+
+    // One of three is being sent under a live lease: none moves.
+    let some_leased = ids(&["n-queued-1", "n-queued-2", "n-leased"]);
+    assert!(claim_all_at_once(store, &some_leased, now, lease, true).await.unwrap().is_none());
+    // Without a gateway's idempotency a stale lease is not resent but made `unknown`: none moves.
+    let with_stale = ids(&["n-stale", "n-queued-1"]);
+    assert!(claim_all_at_once(store, &with_stale, now, lease, false).await.unwrap().is_none());
+    assert_eq!(states(&mut conn).await.unwrap(), before);
+
+    let claimed = claim_all_at_once(store, &with_stale, now, lease, true).await.unwrap().unwrap();
+    let claimed: Vec<_> = claimed.iter().map(|row| (row.id.as_str(), row.text.as_str(), row.attempts)).collect();
+    assert_eq!(claimed, [("n-queued-1", "text of n-queued-1", 1), ("n-stale", "text of n-stale", 3)]);
+    let after: Vec<(String, String, i64, Option<i64>)> = sqlx::query_as(
+        "SELECT id, status, attempts, lease_until FROM notifications WHERE status = 'sending' ORDER BY id",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    let leased = |id: &str, attempts, until| (id.to_string(), "sending".to_string(), attempts, Some(micros(until)));
+    let live = now + chrono::Duration::minutes(1);
+    assert_eq!(after, [leased("n-leased", 1, live), leased("n-queued-1", 1, lease), leased("n-stale", 3, lease)]);
+    let history = store.delivery_events(&ids(&["n-queued-1", "n-stale", "n-queued-2"])).await.unwrap();
+    let steps = |id: &str| history[id].iter().map(|(status, at)| (status.as_str(), *at)).collect::<Vec<_>>();
+    assert_eq!(steps("n-queued-1"), [("queued", created), ("sending", now)]);
+    assert_eq!(steps("n-stale"), [("queued", created), ("sending", created), ("sending", now)]);
+    assert_eq!(steps("n-queued-2"), [("queued", created)]);
+    conn.close().await.unwrap();
+    app.cleanup().await;
+}
+
 #[tokio::test]
 async fn messages_built_during_quiet_hours_wait_until_they_end() {
     // 22:30 in Shanghai, inside the default 21:00-08:00 quiet hours.

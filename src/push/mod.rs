@@ -22,7 +22,7 @@ use crate::domain::msisdn::Msisdn;
 use crate::domain::quiet_hours::QuietHours;
 use crate::gateway::{Gateway, GatewayError, OutboundSms};
 use crate::queue::{Delivery, Queue, QueueMessage};
-use crate::store::notifications::{self as db, OutboundRow};
+use crate::store::notifications::{self as db, Claim, OutboundRow};
 use crate::store::{Store, StoreResult};
 
 /// Messages of one delivery pushed concurrently: enough to hide gateway latency.
@@ -168,13 +168,19 @@ impl Pusher {
         let ids = &delivery.message.notification_ids;
         let now = self.clock.now();
         let lease_until = now + chrono::Duration::from_std(self.lease).expect("lease fits");
-        let claim = retry_on_conflict(|| async {
-            let mut tx = self.store.begin().await?;
-            let claim = db::claim_for_sending(&mut tx, ids, now, lease_until, self.gateway.idempotent()).await?;
-            tx.commit().await?;
-            Ok(claim)
-        })
-        .await?;
+        let idempotent = self.gateway.idempotent();
+        let claim = match db::claim_all_at_once(&self.store, ids, now, lease_until, idempotent).await? {
+            Some(claimed) => Claim { claimed, ..Claim::default() },
+            None => {
+                retry_on_conflict(|| async {
+                    let mut tx = self.store.begin().await?;
+                    let claim = db::claim_for_sending(&mut tx, ids, now, lease_until, idempotent).await?;
+                    tx.commit().await?;
+                    Ok(claim)
+                })
+                .await?
+            }
+        };
         let mut counts = PushCounts {
             unknown: claim.unknown.len() as u64,
             already_handled: (ids.len() - claim.claimed.len() - claim.busy.len() - claim.unknown.len()) as u64,
@@ -256,6 +262,12 @@ impl Pusher {
         accepted: &[(&str, &str)],
         at: DateTime<Utc>,
     ) -> StoreResult<()> {
+        // The usual case, one statement: no transaction, whose `BEGIN` and `COMMIT` would hold
+        // SQLite's write lock while each crossed to its thread and back.
+        if accepted.len() == outcomes.len() {
+            let mut connection = self.store.connection().await?;
+            return db::mark_all_accepted(&mut connection, accepted, at).await;
+        }
         let mut tx = self.store.begin().await?;
         for (row, outcome, _) in outcomes {
             match outcome {
@@ -267,7 +279,7 @@ impl Pusher {
                 Outcome::Unknown(reason) => db::mark_unknown(&mut tx, &row.id, reason, at).await?,
             }
         }
-        db::mark_all_accepted(&mut tx, self.store.json_rows(), accepted, at).await?;
+        db::mark_all_accepted(&mut tx, accepted, at).await?;
         tx.commit().await?;
         Ok(())
     }

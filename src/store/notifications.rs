@@ -3,7 +3,8 @@
 //! transition is also written to `notification_events` with its time.
 
 use chrono::{DateTime, Utc};
-use sqlx::Row;
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row};
 
 use super::json_rows::JsonRows;
 use super::{from_micros, to_micros, Backend, Store, StoreResult, Tx};
@@ -47,8 +48,8 @@ pub async fn record_event(tx: &mut Tx, id: &str, status: &str, at: DateTime<Utc>
 /// record that status for each row it moves as well, in the same statement: PostgreSQL by a
 /// data-modifying `WITH`, SQLite by its trigger on status updates. A round trip and a second
 /// lookup of every row saved.
-fn recording_events(tx: &Tx, update: String, status: DeliveryStatus) -> String {
-    if Backend::of(tx) == Backend::Sqlite {
+fn recording_events(connection: &AnyConnection, update: String, status: DeliveryStatus) -> String {
+    if Backend::of(connection) == Backend::Sqlite {
         return update;
     }
     format!(
@@ -59,7 +60,7 @@ fn recording_events(tx: &Tx, update: String, status: DeliveryStatus) -> String {
     )
 }
 
-fn ids_of(rows: &[sqlx::any::AnyRow]) -> StoreResult<Vec<String>> {
+fn ids_of(rows: &[AnyRow]) -> StoreResult<Vec<String>> {
     rows.iter().map(|r| Ok(r.try_get("id")?)).collect()
 }
 
@@ -201,6 +202,77 @@ pub async fn claim_for_sending(
     Ok(claim)
 }
 
+/// On SQLite, claims every one of `ids` or none of them, in one statement outside a
+/// transaction, then reads what they need to be sent beside the writers; `None` when some
+/// cannot be claimed now, for [`claim_for_sending`] to sort out in a transaction. Inside one,
+/// `BEGIN IMMEDIATE`, the claim and `COMMIT` each crossed to SQLite's thread and back while
+/// the one write lock was held, and the statement kept a journal to be undone alone: a 100k
+/// embedded `run` took 17% longer so, its accepts in transactions too (BENCHMARKS.md). The
+/// count is taken once, before any row moves, under SQLite's one writer, so whoever moved the
+/// rows is certain. Not on PostgreSQL, where a claim that waited for another's rows re-checks
+/// each row but not the count, and could move only some.
+pub async fn claim_all_at_once(
+    store: &Store,
+    ids: &[String],
+    now: DateTime<Utc>,
+    lease_until: DateTime<Utc>,
+    idempotent: bool,
+) -> StoreResult<Option<Vec<OutboundRow>>> {
+    if store.backend != Backend::Sqlite || ids.is_empty() {
+        return Ok(None);
+    }
+    // Without the gateway's idempotency a stale lease is not resent but made `unknown`, by
+    // the claim in a transaction.
+    let claimable = only_filtering(if idempotent {
+        "status = 'queued' OR (status = 'sending' AND lease_until < $1)"
+    } else {
+        "status = 'queued'"
+    });
+    let update = format!(
+        "UPDATE notifications SET status = '{sending}', attempts = attempts + 1, lease_until = $3, updated_at = $1
+         WHERE id IN ({ids}) AND {claimable}
+           AND (SELECT COUNT(*) FROM notifications WHERE id IN ({ids}) AND {claimable}) = $4",
+        sending = DeliveryStatus::Sending.as_str(),
+        ids = store.json_rows().strings(2),
+    );
+    let moved = sqlx::query(&update)
+        .bind(to_micros(now))
+        .bind(json_ids(ids))
+        .bind(to_micros(lease_until))
+        .bind(ids.len() as i64)
+        .execute(&store.pool)
+        .await?
+        .rows_affected();
+    if moved != ids.len() as u64 {
+        return Ok(None);
+    }
+    // Read beside the writers: the rows are this worker's until its lease runs out.
+    let read = format!(
+        "SELECT id, msisdn, text, encoding, segments, attempts FROM notifications WHERE id IN ({})",
+        store.json_rows().strings(1)
+    );
+    let mut claimed = sqlx::query(&read)
+        .bind(json_ids(ids))
+        .fetch_all(&store.pool)
+        .await?
+        .iter()
+        .map(outbound_row)
+        .collect::<StoreResult<Vec<_>>>()?;
+    claimed.sort_unstable_by(|a, b| a.id.cmp(&b.id));
+    Ok(Some(claimed))
+}
+
+fn outbound_row(r: &AnyRow) -> StoreResult<OutboundRow> {
+    Ok(OutboundRow {
+        id: r.try_get("id")?,
+        msisdn: r.try_get("msisdn")?,
+        text: r.try_get("text")?,
+        encoding: r.try_get("encoding")?,
+        segments: r.try_get("segments")?,
+        attempts: r.try_get("attempts")?,
+    })
+}
+
 /// Moves the queued notifications among `ids`, and those sent under a `stale` lease, to
 /// `sending` under a lease until `lease_until`; returns what they need to be sent.
 async fn claim_rows(
@@ -229,24 +301,15 @@ async fn claim_rows(
         .fetch_all(&mut **tx)
         .await?
         .iter()
-        .map(|r| {
-            Ok(OutboundRow {
-                id: r.try_get("id")?,
-                msisdn: r.try_get("msisdn")?,
-                text: r.try_get("text")?,
-                encoding: r.try_get("encoding")?,
-                segments: r.try_get("segments")?,
-                attempts: r.try_get("attempts")?,
-            })
-        })
+        .map(outbound_row)
         .collect()
 }
 
 /// Marks what the gateway accepted, (notification id, gateway message id) each, in one
-/// statement; only notifications still `sending` move.
+/// statement; only notifications still `sending` move. One statement needs no transaction
+/// around it when nothing else is written with it.
 pub async fn mark_all_accepted(
-    tx: &mut Tx,
-    rows: JsonRows,
+    connection: &mut AnyConnection,
     accepted: &[(&str, &str)],
     at: DateTime<Utc>,
 ) -> StoreResult<()> {
@@ -257,15 +320,15 @@ pub async fn mark_all_accepted(
         "{} UPDATE notifications SET status = 'accepted', gateway_message_id = j.value ->> 1, lease_until = NULL,
              updated_at = $2
          FROM j WHERE notifications.id = j.value ->> 0 AND {}",
-        rows.with_rows(),
+        JsonRows::of(connection).with_rows(),
         only_filtering("notifications.status = 'sending'")
     );
     // Only PostgreSQL's events need the moved rows back; SQLite's trigger records them, and
     // each row returned crosses from SQLite's thread to the caller's on its own.
-    let sql = match Backend::of(tx) {
+    let sql = match Backend::of(connection) {
         Backend::Sqlite => update,
         Backend::Postgres => recording_events(
-            tx,
+            connection,
             format!("{update} RETURNING notifications.id, notifications.updated_at"),
             DeliveryStatus::Accepted,
         ),
@@ -273,7 +336,7 @@ pub async fn mark_all_accepted(
     sqlx::query(&sql)
         .bind(serde_json::to_string(accepted).expect("ids serialise"))
         .bind(to_micros(at))
-        .execute(&mut **tx)
+        .execute(connection)
         .await?;
     Ok(())
 }
