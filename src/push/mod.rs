@@ -169,18 +169,16 @@ impl Pusher {
         let now = self.clock.now();
         let lease_until = now + chrono::Duration::from_std(self.lease).expect("lease fits");
         let idempotent = self.gateway.idempotent();
-        let claim = match db::claim_all_at_once(&self.store, ids, now, lease_until, idempotent).await? {
-            Some(claimed) => Claim { claimed, ..Claim::default() },
-            None => {
-                retry_on_conflict(|| async {
-                    let mut tx = self.store.begin().await?;
-                    let claim = db::claim_for_sending(&mut tx, ids, now, lease_until, idempotent).await?;
-                    tx.commit().await?;
-                    Ok(claim)
-                })
-                .await?
+        let claim = retry_on_conflict(|| async {
+            if let Some(claimed) = db::claim_all_at_once(&self.store, ids, now, lease_until, idempotent).await? {
+                return Ok(Claim { claimed, ..Claim::default() });
             }
-        };
+            let mut tx = self.store.begin().await?;
+            let claim = db::claim_for_sending(&mut tx, ids, now, lease_until, idempotent).await?;
+            tx.commit().await?;
+            Ok(claim)
+        })
+        .await?;
         let mut counts = PushCounts {
             unknown: claim.unknown.len() as u64,
             already_handled: (ids.len() - claim.claimed.len() - claim.busy.len() - claim.unknown.len()) as u64,
