@@ -140,6 +140,9 @@ pub async fn mark_requeued(tx: &mut Tx, ids: &[String], at: DateTime<Utc>, cutof
         .map(drop)
 }
 
+/// Being sent under a lease that ran out before `$1`, the claim's `now`: its sender stopped.
+const STALE_LEASE: &str = "status = 'sending' AND lease_until < $1";
+
 /// Claims the notifications among `ids` that nobody has sent, plus those whose sender's lease
 /// ran out when the gateway is idempotent (resending carries the same idempotency key). A
 /// redelivered or duplicated queue message finds its notifications claimed or done already and
@@ -154,7 +157,7 @@ pub async fn claim_for_sending(
     // Times are bound, never spelled into the SQL: one text for every claim, prepared once per
     // connection, where a text per claim was parsed and planned each time and pushed the other
     // statements out of the connection's cache. `$1` is `now` in each statement below.
-    let stale = "status = 'sending' AND lease_until < $1";
+    let stale = STALE_LEASE;
     let unknown = if idempotent {
         Vec::new()
     } else {
@@ -223,10 +226,10 @@ pub async fn claim_all_at_once(
     }
     // Without the gateway's idempotency a stale lease is not resent but made `unknown`, by
     // the claim in a transaction.
-    let claimable = only_filtering(if idempotent {
-        "status = 'queued' OR (status = 'sending' AND lease_until < $1)"
+    let claimable = only_filtering(&if idempotent {
+        format!("status = 'queued' OR ({STALE_LEASE})")
     } else {
-        "status = 'queued'"
+        "status = 'queued'".to_string()
     });
     let update = format!(
         "UPDATE notifications SET status = '{sending}', attempts = attempts + 1, lease_until = $3, updated_at = $1
