@@ -64,9 +64,7 @@ fn benches(c: &mut Criterion) {
         cancelled_at: None,
         confirmed: true,
     }];
-    let renderer =
-        Renderer::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("templates"), "示例电信", "10000", Shanghai, 4)
-            .unwrap();
+    let renderer = Renderer::load(None, "示例电信", "10000", Shanghai, 4).unwrap();
     let msisdn = Msisdn::parse("13800138000").unwrap();
     let summary = summarize(&records);
     let flags = flag_vas_charges(&records, &orders, Shanghai);

@@ -105,7 +105,7 @@ mkdir -p "$work/embedded"
 (
   cd "$work/embedded"
   unset BILLPUSH_QUEUE__URL BILLPUSH_GATEWAY__KIND BILLPUSH_GATEWAY__URL BILLPUSH_GATEWAY__RATE_PER_SECOND
-  export BILLPUSH_DATABASE__URL="sqlite://$work/embedded/billpush.db" BILLPUSH_SMS__TEMPLATES=$OLDPWD/templates
+  export BILLPUSH_DATABASE__URL="sqlite://$work/embedded/billpush.db"
   export BILLPUSH_GATEWAY__RATE_PER_SECOND=100000000 BILLPUSH_GATEWAY__OUTBOX="$work/embedded/outbox.jsonl"
   "$bin" import plans "$work/data/plans.csv" >/dev/null
   timed embedded_import_subscribers "$bin" import subscribers "$work/data/subscribers.csv"

@@ -98,7 +98,6 @@ rate_per_second = 200
 [sms]
 quiet_start = "00:00"
 quiet_end = "00:00"
-templates = "$PWD/templates"
 [api]
 bind = "127.0.0.1:$api_port"
 public_url = "http://127.0.0.1:$api_port"

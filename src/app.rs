@@ -77,8 +77,9 @@ impl App {
     /// program before anything is written or queued.
     pub async fn build_with_clock(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<App> {
         let config = &settings.config;
+        let templates = Some(config.sms.templates.as_path()).filter(|dir| !dir.as_os_str().is_empty());
         let renderer = Renderer::load(
-            &config.sms.templates,
+            templates,
             &config.operator.name,
             &config.operator.hotline,
             settings.timezone,

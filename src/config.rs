@@ -151,18 +151,14 @@ pub struct SmsConfig {
     pub max_segments: u32,
     pub quiet_start: String,
     pub quiet_end: String,
-    /// Directory holding the handlebars templates.
+    /// A directory whose `*.hbs` files override the built-in templates one by one; empty for
+    /// the built-in templates alone.
     pub templates: PathBuf,
 }
 
 impl Default for SmsConfig {
     fn default() -> Self {
-        SmsConfig {
-            max_segments: 4,
-            quiet_start: "21:00".into(),
-            quiet_end: "08:00".into(),
-            templates: "templates".into(),
-        }
+        SmsConfig { max_segments: 4, quiet_start: "21:00".into(), quiet_end: "08:00".into(), templates: PathBuf::new() }
     }
 }
 

@@ -176,11 +176,8 @@ fn bad_configuration_is_refused_in_one_line_naming_file_and_key() {
 #[test]
 fn bad_templates_are_refused_at_start_in_one_line_naming_the_template() {
     for (file, expected) in [("unparsable.hbs", "invalid handlebars syntax"), ("missing_field.hbs", "no_such_field")] {
+        // One file overrides its built-in template; it alone is enough to stop the start.
         let templates = tempfile::tempdir().unwrap();
-        for entry in std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("templates")).unwrap() {
-            let entry = entry.unwrap();
-            std::fs::copy(entry.path(), templates.path().join(entry.file_name())).unwrap();
-        }
         std::fs::copy(corpus("templates").join(file), templates.path().join("bill.zh.hbs")).unwrap();
         let stderr = status_fails(None, &[("BILLPUSH_SMS__TEMPLATES", templates.path().to_str().unwrap())]);
         assert!(stderr.contains("bill.zh.hbs") && stderr.contains(expected), "{file}: {stderr}");

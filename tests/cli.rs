@@ -4,13 +4,11 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 fn billpush(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut command = Command::new(env!("CARGO_BIN_EXE_billpush"));
     command
         .current_dir(dir)
         .args(args)
         .env("BILLPUSH_DATABASE__URL", format!("sqlite://{}", dir.join("billpush.db").display()))
-        .env("BILLPUSH_SMS__TEMPLATES", manifest.join("templates"))
         .env("BILLPUSH_SMS__QUIET_START", "00:00")
         .env("BILLPUSH_SMS__QUIET_END", "00:00");
     for (key, value) in env {
@@ -20,7 +18,7 @@ fn billpush(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
 }
 
 fn fixture(name: &str) -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/small").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/small").join(name)
 }
 
 #[test]
@@ -98,4 +96,49 @@ fn run_dry_run_prints_counts_and_samples_and_status_reads_back() {
     let bad = billpush(dir.path(), &["export", "bills", "--month", "2026-13"], &[]);
     assert!(!bad.status.success());
     assert!(String::from_utf8(bad.stderr).unwrap().contains("YYYY-MM"));
+}
+
+#[test]
+fn demo_in_an_empty_directory_prints_its_summary_and_three_sample_sms() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_billpush")).current_dir(dir.path()).arg("demo").output().unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("month 2026-10:") && stdout.contains("pushed now:"), "{stdout}");
+    assert_eq!(stdout.matches("\nsample to ").count(), 3, "{stdout}");
+    assert!(stdout.contains("【示例电信】"), "the built-in templates render: {stdout}");
+    let outbox = std::fs::read_to_string(dir.path().join("outbox.jsonl")).unwrap();
+    assert!(outbox.lines().count() > 0);
+}
+
+#[test]
+fn a_template_directory_overrides_the_built_in_templates_file_by_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let templates = dir.path().join("my-templates");
+    std::fs::create_dir(&templates).unwrap();
+    std::fs::write(templates.join("bill.zh.hbs"), "{{signature}}本地模板 合计{{total}}元\n").unwrap();
+    let config = dir.path().join("billpush.toml");
+    std::fs::write(&config, format!("[sms]\ntemplates = {:?}\n", templates.to_str().unwrap())).unwrap();
+    for (kind, name) in
+        [("plans", "plans.csv"), ("subscribers", "subscribers.csv"), ("usage", "usage.csv"), ("orders", "orders.csv")]
+    {
+        std::fs::copy(fixture(name), dir.path().join(name)).unwrap();
+        assert!(billpush(dir.path(), &["import", kind, name], &[]).status.success());
+    }
+    // The file comes from BILLPUSH_CONFIG: no --config and no config/ in the working directory.
+    let env = [("BILLPUSH_CONFIG", config.to_str().unwrap())];
+    let run = billpush(dir.path(), &["run", "--month", "2026-10", "--as-of", "2027-01-01T00:00:00+08:00"], &env);
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let outbox = std::fs::read_to_string(dir.path().join("outbox.jsonl")).unwrap();
+    let texts: Vec<serde_json::Value> = outbox.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let text = |t: &serde_json::Value| t["text"].as_str().unwrap().to_string();
+    assert!(texts.iter().any(|t| text(t).starts_with("【示例电信】本地模板 合计")), "{outbox}");
+    assert!(
+        texts.iter().any(|t| text(t).starts_with("【示例电信】") && !text(t).contains("本地模板")),
+        "English bills keep the built-in template: {outbox}"
+    );
+
+    let missing = billpush(dir.path(), &["status", "--month", "2026-10"], &[("BILLPUSH_CONFIG", "nope.toml")]);
+    assert!(!missing.status.success());
+    assert!(String::from_utf8(missing.stderr).unwrap().contains("nope.toml"));
 }

@@ -1,4 +1,4 @@
-//! The shared small fixture, imported and run for three months: bills, flags, spam
+//! The small fixture (tests/fixtures/small), imported and run for three months: bills, flags, spam
 //! aggregates and import counts must equal `expected/` exactly, on SQLite and PostgreSQL.
 
 mod common;

@@ -376,14 +376,9 @@ async fn csv_exports_neutralise_formula_cells_but_keep_numbers() {
 #[test]
 fn a_template_naming_a_missing_field_stops_the_start() {
     let dir = tempfile::tempdir().unwrap();
-    let templates = Path::new(env!("CARGO_MANIFEST_DIR")).join("templates");
-    for entry in std::fs::read_dir(&templates).unwrap() {
-        let path = entry.unwrap().path();
-        std::fs::copy(&path, dir.path().join(path.file_name().unwrap())).unwrap();
-    }
     let settings = Config::default().settings().unwrap();
-    let load = || Renderer::load(dir.path(), "示例电信", "10000", settings.timezone, 4);
-    assert!(load().is_ok(), "the shipped templates load");
+    let load = || Renderer::load(Some(dir.path()), "示例电信", "10000", settings.timezone, 4);
+    assert!(load().is_ok(), "an empty directory overrides nothing: the built-in templates load");
 
     std::fs::write(dir.path().join("bill.en.short.hbs"), "{{signature}} total {{totl}}").unwrap();
     let err = load().err().expect("a missing field is refused");
@@ -396,7 +391,7 @@ fn a_template_naming_a_missing_field_stops_the_start() {
     assert!(load().err().expect("the signature must come first").to_string().contains("signature"));
 
     std::fs::remove_file(dir.path().join("bill.en.short.hbs")).unwrap();
-    assert!(load().err().expect("a missing template is refused").to_string().contains("bill.en.short.hbs"));
+    assert!(load().is_ok(), "without the file the built-in template serves again");
 }
 
 /// The steps a push takes for every SMS before the gateway answers, the publish, the claim and

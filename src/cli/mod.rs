@@ -24,8 +24,9 @@ use crate::import::ImportKind;
 #[derive(Debug, Parser)]
 #[command(name = "billpush", version, about = "Pushes every subscriber's monthly itemized bill by SMS")]
 pub struct Cli {
-    /// Configuration file (default config/default.toml; built-in defaults if it is absent).
-    #[arg(long, global = true)]
+    /// Configuration file (default config/default.toml when it exists, else the built-in
+    /// defaults).
+    #[arg(long, global = true, env = "BILLPUSH_CONFIG")]
     pub config: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Command,

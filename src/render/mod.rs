@@ -31,8 +31,6 @@ pub enum TemplateError {
     Directory(String, std::io::Error),
     #[error("template {name}: {problem}")]
     Invalid { name: String, problem: String },
-    #[error("template {0} is missing from the template directory")]
-    Missing(String),
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -162,6 +160,25 @@ pub struct Renderer {
     max_segments: usize,
 }
 
+/// The templates compiled into the program; a configured directory overrides them file by file.
+const BUILT_IN_TEMPLATES: [(&str, &str); 8] = [
+    ("bill.zh", include_str!("../../templates/bill.zh.hbs")),
+    ("bill.zh.short", include_str!("../../templates/bill.zh.short.hbs")),
+    ("bill.en", include_str!("../../templates/bill.en.hbs")),
+    ("bill.en.short", include_str!("../../templates/bill.en.short.hbs")),
+    ("details.zh", include_str!("../../templates/details.zh.hbs")),
+    ("details.en", include_str!("../../templates/details.en.hbs")),
+    ("optout.zh", include_str!("../../templates/optout.zh.hbs")),
+    ("optout.en", include_str!("../../templates/optout.en.hbs")),
+];
+
+fn register(registry: &mut Handlebars<'static>, name: &str, source: &str) -> Result<(), TemplateError> {
+    // Templates end with a newline in their files; the SMS does not.
+    registry
+        .register_template_string(name, source.trim_end_matches(['\n', '\r']))
+        .map_err(|e| TemplateError::Invalid { name: format!("{name}.hbs"), problem: e.to_string().replace('\n', " ") })
+}
+
 fn template_name(kind: &str, language: Language, short: bool) -> String {
     format!("{kind}.{}{}", language.as_str(), if short { ".short" } else { "" })
 }
@@ -174,9 +191,10 @@ fn format_date(date: NaiveDate, language: Language) -> String {
 }
 
 impl Renderer {
-    /// Registers every `*.hbs` in `dir` and test-renders the bill templates with sample data.
+    /// Registers the built-in templates, then every `*.hbs` in `dir` (when given) over them,
+    /// and test-renders each with sample data.
     pub fn load(
-        dir: &Path,
+        dir: Option<&Path>,
         operator: &str,
         hotline: &str,
         timezone: Tz,
@@ -189,18 +207,20 @@ impl Renderer {
         registry.set_prevent_indent(true);
         // An SMS is plain text: `&` must stay `&`, not become `&amp;`.
         registry.register_escape_fn(handlebars::no_escape);
-        let entries = std::fs::read_dir(dir).map_err(|e| TemplateError::Directory(dir.display().to_string(), e))?;
-        for entry in entries {
-            let path = entry.map_err(|e| TemplateError::Directory(dir.display().to_string(), e))?.path();
-            let Some(name) = path.file_name().and_then(|n| n.to_str()).and_then(|n| n.strip_suffix(".hbs")) else {
-                continue;
-            };
-            let source =
-                std::fs::read_to_string(&path).map_err(|e| TemplateError::Directory(path.display().to_string(), e))?;
-            // Templates end with a newline in their files; the SMS does not.
-            registry.register_template_string(name, source.trim_end_matches(['\n', '\r'])).map_err(|e| {
-                TemplateError::Invalid { name: format!("{name}.hbs"), problem: e.to_string().replace('\n', " ") }
-            })?;
+        for (name, source) in BUILT_IN_TEMPLATES {
+            register(&mut registry, name, source)?;
+        }
+        if let Some(dir) = dir {
+            let entries = std::fs::read_dir(dir).map_err(|e| TemplateError::Directory(dir.display().to_string(), e))?;
+            for entry in entries {
+                let path = entry.map_err(|e| TemplateError::Directory(dir.display().to_string(), e))?.path();
+                let Some(name) = path.file_name().and_then(|n| n.to_str()).and_then(|n| n.strip_suffix(".hbs")) else {
+                    continue;
+                };
+                let source = std::fs::read_to_string(&path)
+                    .map_err(|e| TemplateError::Directory(path.display().to_string(), e))?;
+                register(&mut registry, name, &source)?;
+            }
         }
         let renderer =
             Renderer { registry, operator: operator.to_string(), hotline: hotline.to_string(), timezone, max_segments };
@@ -240,9 +260,6 @@ impl Renderer {
         for language in Language::ALL {
             for short in [false, true] {
                 let name = template_name("bill", language, short);
-                if !self.registry.has_template(&name) {
-                    return Err(TemplateError::Missing(format!("{name}.hbs")));
-                }
                 let facts = BillFacts {
                     msisdn: &msisdn,
                     language,
@@ -294,9 +311,6 @@ impl Renderer {
         for kind in ReplyKind::ALL {
             for language in Language::ALL {
                 let name = template_name(kind.template(), language, false);
-                if !self.registry.has_template(&name) {
-                    return Err(TemplateError::Missing(format!("{name}.hbs")));
-                }
                 for bill in [Some((period, &totals)), None] {
                     self.check_sample(&name, &self.reply_view(&msisdn, language, bill))?;
                 }

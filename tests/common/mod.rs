@@ -32,7 +32,7 @@ pub enum Backend {
 }
 
 pub fn fixture_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/small")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/small")
 }
 
 /// The PostgreSQL server tests use; they fail (never skip) when it does not answer.
@@ -68,7 +68,6 @@ pub fn unique_queue_name() -> String {
 
 pub fn test_config(dir: &Path) -> Config {
     let mut config = Config::default();
-    config.sms.templates = Path::new(env!("CARGO_MANIFEST_DIR")).join("templates");
     config.gateway.outbox = dir.join("outbox.jsonl");
     config
 }
