@@ -2,7 +2,6 @@
 //! evaluating flags, rendering the SMS and segmenting it. `cargo bench --bench domain`.
 
 use std::hint::black_box;
-use std::path::Path;
 
 use billpush::domain::bill::{summarize, UsageRecord};
 use billpush::domain::category::{Category, Language};

@@ -10,7 +10,7 @@ use std::fmt::Write;
 use billpush::domain::bill::UsageRecord;
 use billpush::domain::category::Category;
 use billpush::domain::money::Fen;
-use billpush::import::rows::UsageRow;
+use billpush::domain::records::SubscriberUsage;
 use billpush::import::ImportKind;
 use billpush::store::bulk::Copied;
 use common::{spawn_app, Backend};
@@ -146,7 +146,7 @@ async fn a_copy_failed_by_a_deadlock_is_refused_not_an_error() {
     sqlx::query("BEGIN").execute(&mut other).await.unwrap();
     sqlx::query(&insert("UX")).execute(&mut other).await.unwrap();
 
-    let row = |record_id: &str| UsageRow {
+    let row = |record_id: &str| SubscriberUsage {
         subscriber_id: "P000001".into(),
         record: UsageRecord {
             record_id: record_id.into(),

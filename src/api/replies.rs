@@ -22,7 +22,7 @@ use crate::domain::money::Fen;
 use crate::domain::msisdn::{normalise_reported_number, Msisdn};
 use crate::domain::period::BillingMonth;
 use crate::domain::reply::{parse_reply, Reply};
-use crate::import::rows::{ReportKind, SpamReportRow};
+use crate::domain::records::{ReportKind, SpamReport};
 use crate::queue::{Queue, QueueMessage};
 use crate::render::{RenderedSms, ReplyKind};
 use crate::store::billing::{insert_notification, NotificationToWrite};
@@ -80,7 +80,7 @@ pub async fn receive(
         }
         Reply::Report(number) => match normalise_reported_number(&number) {
             Ok(reported_number) => {
-                let report = SpamReportRow {
+                let report = SpamReport {
                     report_id: format!("mo-{mo_id}"),
                     reporter: from.clone(),
                     reported_number,

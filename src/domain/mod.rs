@@ -9,6 +9,7 @@ pub mod money;
 pub mod msisdn;
 pub mod period;
 pub mod quiet_hours;
+pub mod records;
 pub mod reply;
 pub mod shard;
 pub mod sms;

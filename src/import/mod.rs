@@ -19,7 +19,8 @@ use crate::store::bulk::{Copied, Copier};
 use crate::store::imports::{self as db, ImportRunRecord, Reference};
 use crate::store::json_rows::JsonRows;
 use crate::store::{ImportCounts, Store, StoreError, Tx};
-use rows::{Columns, Fields, OrderRow, PlanRow, RowError, SpamReportRow, SubscriberRow, UsageRow};
+use crate::domain::records::{Plan, SpamReport, Subscriber, SubscriberOrder, SubscriberUsage};
+use rows::{Columns, Fields, RowError};
 
 /// Rows per statement and transaction: large enough to amortise round trips and commits,
 /// small enough to keep locks short and memory flat.
@@ -168,11 +169,11 @@ fn unterminated_quote(
 
 /// One parsed row of any kind.
 enum Row {
-    Plan(PlanRow),
-    Subscriber(SubscriberRow),
-    Usage(UsageRow),
-    Order(OrderRow),
-    SpamReport(SpamReportRow),
+    Plan(Plan),
+    Subscriber(Subscriber),
+    Usage(SubscriberUsage),
+    Order(SubscriberOrder),
+    SpamReport(SpamReport),
 }
 
 impl Row {
@@ -239,7 +240,7 @@ impl Batch {
 }
 
 /// A usage batch sent by `COPY`: the copier back, the rows, and what `COPY` made of them.
-type CopyDone = (Copier, Vec<UsageRow>, Result<Copied, StoreError>);
+type CopyDone = (Copier, Vec<SubscriberUsage>, Result<Copied, StoreError>);
 
 /// Where a file's rows and rejects go.
 struct Writer<'a> {
@@ -333,7 +334,7 @@ impl Writer<'_> {
             ImportKind::Plans => db::write_plans(tx, &all!(Plan)).await?,
             ImportKind::Subscribers => db::write_subscribers(tx, &all!(Subscriber)).await?,
             ImportKind::Usage => {
-                let rows: Vec<UsageRow> =
+                let rows: Vec<SubscriberUsage> =
                     good.into_iter().filter_map(|r| if let Row::Usage(r) = r { Some(r) } else { None }).collect();
                 if self.copiers.is_empty() && !self.copying.is_empty() {
                     self.settle_oldest(tx).await?;

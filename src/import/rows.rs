@@ -1,5 +1,6 @@
-//! Parsing one CSV row of each input file into a typed row. Every rule of SPEC §1 that can be
-//! checked without the database is checked here; failures name the field.
+//! Parsing one CSV row of each input file into its domain record. Every rule of
+//! docs/contract.md §1 that can be checked without the database is checked here; failures name
+//! the field.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -13,6 +14,9 @@ use crate::domain::flags::VasOrder;
 use crate::domain::money::{Fen, MAX_RECORD_AMOUNT_FEN};
 use crate::domain::msisdn::{normalise_reported_number, Msisdn};
 use crate::domain::period::BillingDay;
+use crate::domain::records::{
+    Plan, ReportKind, SpamReport, Subscriber, SubscriberOrder, SubscriberStatus, SubscriberUsage,
+};
 
 /// The longest free text (names, descriptions, notes) a row may carry: far more than any
 /// bill line needs, far less than a runaway field.
@@ -137,21 +141,11 @@ impl<'a> Fields<'a> {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PlanRow {
-    pub plan_id: String,
-    pub name: String,
-    pub monthly_fee_fen: i64,
-    pub voice_minutes: i64,
-    pub data_mb: i64,
-    pub sms_count: i64,
-}
-
 pub const PLAN_COLUMNS: (&[&str], &[&str]) =
     (&["plan_id", "name", "monthly_fee_fen", "voice_minutes", "data_mb", "sms_count"], &[]);
 
-pub fn parse_plan(f: &Fields) -> Result<PlanRow, RowError> {
-    Ok(PlanRow {
+pub fn parse_plan(f: &Fields) -> Result<Plan, RowError> {
+    Ok(Plan {
         plan_id: f.key("plan_id", 64)?,
         name: f.text("name")?,
         monthly_fee_fen: f.non_negative("monthly_fee_fen")?,
@@ -161,39 +155,10 @@ pub fn parse_plan(f: &Fields) -> Result<PlanRow, RowError> {
     })
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SubscriberStatus {
-    Active,
-    Suspended,
-    Closed,
-}
-
-impl SubscriberStatus {
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            SubscriberStatus::Active => "active",
-            SubscriberStatus::Suspended => "suspended",
-            SubscriberStatus::Closed => "closed",
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SubscriberRow {
-    pub subscriber_id: String,
-    pub msisdn: Msisdn,
-    pub name: String,
-    pub plan_id: String,
-    pub language: Language,
-    pub billing_day: BillingDay,
-    pub status: SubscriberStatus,
-    pub bill_sms: bool,
-}
-
 pub const SUBSCRIBER_COLUMNS: (&[&str], &[&str]) =
     (&["subscriber_id", "msisdn", "plan_id"], &["name", "language", "billing_day", "status", "bill_sms"]);
 
-pub fn parse_subscriber(f: &Fields) -> Result<SubscriberRow, RowError> {
+pub fn parse_subscriber(f: &Fields) -> Result<Subscriber, RowError> {
     let subscriber_id = f.key("subscriber_id", 64)?;
     let msisdn = Msisdn::parse(f.value("msisdn")?).map_err(|e| reject("msisdn", e))?;
     let language = match f.value("language")? {
@@ -213,7 +178,7 @@ pub fn parse_subscriber(f: &Fields) -> Result<SubscriberRow, RowError> {
         "closed" => SubscriberStatus::Closed,
         other => return Err(reject("status", format!("{other:?} is not active, suspended or closed"))),
     };
-    Ok(SubscriberRow {
+    Ok(Subscriber {
         subscriber_id,
         msisdn,
         name: f.text("name")?,
@@ -225,18 +190,12 @@ pub fn parse_subscriber(f: &Fields) -> Result<SubscriberRow, RowError> {
     })
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UsageRow {
-    pub subscriber_id: String,
-    pub record: UsageRecord,
-}
-
 pub const USAGE_COLUMNS: (&[&str], &[&str]) = (
     &["record_id", "subscriber_id", "occurred_at", "category", "quantity", "amount_fen"],
     &["service_code", "description"],
 );
 
-pub fn parse_usage(f: &Fields) -> Result<UsageRow, RowError> {
+pub fn parse_usage(f: &Fields) -> Result<SubscriberUsage, RowError> {
     let record_id = f.key("record_id", 128)?;
     let subscriber_id = f.key("subscriber_id", 64)?;
     let occurred_at = f.instant("occurred_at")?;
@@ -268,7 +227,7 @@ pub fn parse_usage(f: &Fields) -> Result<UsageRow, RowError> {
         (Category::Vas, false) | (_, true) => {}
         (_, false) => return Err(reject("service_code", format!("must be empty for a {category} record"))),
     }
-    Ok(UsageRow {
+    Ok(SubscriberUsage {
         subscriber_id,
         record: UsageRecord {
             record_id,
@@ -282,18 +241,11 @@ pub fn parse_usage(f: &Fields) -> Result<UsageRow, RowError> {
     })
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OrderRow {
-    pub subscriber_id: String,
-    pub order: VasOrder,
-    pub channel: String,
-}
-
 pub const ORDER_COLUMNS: (&[&str], &[&str]) =
     (&["subscriber_id", "service_code", "ordered_at"], &["cancelled_at", "confirmed", "channel"]);
 
-pub fn parse_order(f: &Fields) -> Result<OrderRow, RowError> {
-    Ok(OrderRow {
+pub fn parse_order(f: &Fields) -> Result<SubscriberOrder, RowError> {
+    Ok(SubscriberOrder {
         subscriber_id: f.key("subscriber_id", 64)?,
         order: VasOrder {
             service_code: f.key("service_code", 64)?,
@@ -305,36 +257,11 @@ pub fn parse_order(f: &Fields) -> Result<OrderRow, RowError> {
     })
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ReportKind {
-    Call,
-    Sms,
-}
-
-impl ReportKind {
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            ReportKind::Call => "call",
-            ReportKind::Sms => "sms",
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SpamReportRow {
-    pub report_id: String,
-    pub reporter: Msisdn,
-    pub reported_number: String,
-    pub reported_at: DateTime<Utc>,
-    pub kind: ReportKind,
-    pub note: String,
-}
-
 pub const SPAM_REPORT_COLUMNS: (&[&str], &[&str]) =
     (&["report_id", "reporter_msisdn", "reported_number", "reported_at", "kind"], &["note"]);
 
-pub fn parse_spam_report(f: &Fields) -> Result<SpamReportRow, RowError> {
-    Ok(SpamReportRow {
+pub fn parse_spam_report(f: &Fields) -> Result<SpamReport, RowError> {
+    Ok(SpamReport {
         report_id: f.key("report_id", 128)?,
         reporter: Msisdn::parse(f.value("reporter_msisdn")?).map_err(|e| reject("reporter_msisdn", e))?,
         reported_number: normalise_reported_number(f.value("reported_number")?)
@@ -366,7 +293,7 @@ mod tests {
         parse(&Fields::new(&record, &columns))
     }
 
-    fn usage(row: &str) -> Result<UsageRow, RowError> {
+    fn usage(row: &str) -> Result<SubscriberUsage, RowError> {
         parse(
             USAGE_COLUMNS,
             "record_id,subscriber_id,occurred_at,category,quantity,amount_fen,service_code,description",

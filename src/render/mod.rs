@@ -465,8 +465,7 @@ mod tests {
     use chrono_tz::Asia::Shanghai;
 
     fn renderer(operator: &str, max_segments: usize) -> Renderer {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("templates");
-        Renderer::load(&dir, operator, "10000", Shanghai, max_segments).unwrap()
+        Renderer::load(None, operator, "10000", Shanghai, max_segments).unwrap()
     }
 
     fn render(

@@ -440,17 +440,17 @@ fn vas_in_order(stored: Vec<VasRow>) -> Vec<UsageRecord> {
     vas
 }
 
-type OrderRow = (String, i64, Option<i64>, i64);
+type SubscriberOrder = (String, i64, Option<i64>, i64);
 
 /// A subscriber's VAS orders as `ORDER_COLUMNS` gave them, JSON text or none.
 fn vas_orders(subscriber_id: &str, stored: Option<&str>) -> StoreResult<Vec<VasOrder>> {
     let Some(text) = stored else { return Ok(Vec::new()) };
-    let orders: Vec<OrderRow> =
+    let orders: Vec<SubscriberOrder> =
         serde_json::from_str(text).map_err(|_| corrupt("vas_orders", format!("orders of {subscriber_id}")))?;
     Ok(orders.into_iter().map(vas_order).collect())
 }
 
-fn vas_order((service_code, ordered_at, cancelled_at, confirmed): OrderRow) -> VasOrder {
+fn vas_order((service_code, ordered_at, cancelled_at, confirmed): SubscriberOrder) -> VasOrder {
     VasOrder {
         service_code,
         ordered_at: from_micros(ordered_at),

@@ -24,7 +24,7 @@ use super::totals::{
     add_on_conflict, basis, billing_day, numbers, subscriber_ids, sum_by_month, NUMBERS, USAGE_TOTALS,
 };
 use super::{Store, StoreError, StoreResult};
-use crate::import::rows::UsageRow;
+use crate::domain::records::SubscriberUsage;
 
 /// A PostgreSQL-native connection for `COPY`, which sqlx's portable driver does not speak.
 pub struct Copier {
@@ -60,9 +60,9 @@ impl Copier {
     /// `tz`), or none of them if one is already known. A `record_id` repeated inside the batch
     /// is sent once; the caller counts the difference between rows given and rows stored as
     /// duplicates.
-    pub async fn copy_usage(&mut self, rows: &[UsageRow], tz: Tz) -> StoreResult<Copied> {
+    pub async fn copy_usage(&mut self, rows: &[SubscriberUsage], tz: Tz) -> StoreResult<Copied> {
         let mut seen = HashSet::with_capacity(rows.len());
-        let unique: Vec<&UsageRow> = rows.iter().filter(|row| seen.insert(row.record.record_id.as_str())).collect();
+        let unique: Vec<&SubscriberUsage> = rows.iter().filter(|row| seen.insert(row.record.record_id.as_str())).collect();
         let values: Vec<[Value; 8]> = unique.iter().map(|row| usage_values(row)).collect();
         let connection: &mut PgConnection = &mut self.connection;
         let mut tx = Connection::begin(connection).await?;
@@ -115,7 +115,7 @@ impl Copier {
 
 /// `totals::add_usage_totals` on a native connection: the batch's sums bound as one array
 /// per column.
-async fn add_usage_totals(connection: &mut PgConnection, rows: &[&UsageRow], tz: Tz) -> StoreResult<()> {
+async fn add_usage_totals(connection: &mut PgConnection, rows: &[&SubscriberUsage], tz: Tz) -> StoreResult<()> {
     let ids = subscriber_ids(rows.iter().copied());
     let stored: Vec<(String, i64)> =
         sqlx::query_as("SELECT subscriber_id, billing_day FROM subscribers WHERE subscriber_id = ANY($1)")

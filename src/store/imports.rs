@@ -10,7 +10,7 @@ use super::batch::{insert_values, insert_values_returning, Table, Value};
 use super::json_rows::JsonRows;
 use super::totals::add_usage_totals;
 use super::{to_micros, Backend, Store, StoreResult, Tx};
-use crate::import::rows::{OrderRow, PlanRow, SpamReportRow, SubscriberRow, UsageRow};
+use crate::domain::records::{SubscriberOrder, Plan, SpamReport, Subscriber, SubscriberUsage};
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ImportCounts {
@@ -56,7 +56,7 @@ impl JsonRows {
     }
 }
 
-pub async fn write_plans(tx: &mut Tx, rows: &[&PlanRow]) -> StoreResult<u64> {
+pub async fn write_plans(tx: &mut Tx, rows: &[&Plan]) -> StoreResult<u64> {
     let rows: Vec<_> = rows
         .iter()
         .map(|r| {
@@ -73,7 +73,7 @@ pub async fn write_plans(tx: &mut Tx, rows: &[&PlanRow]) -> StoreResult<u64> {
     insert_values(tx, PLANS, &PLANS.update_on_conflict(&["plan_id"]), &rows).await
 }
 
-pub async fn write_subscribers(tx: &mut Tx, rows: &[&SubscriberRow]) -> StoreResult<u64> {
+pub async fn write_subscribers(tx: &mut Tx, rows: &[&Subscriber]) -> StoreResult<u64> {
     let rows: Vec<_> = rows
         .iter()
         .map(|r| {
@@ -94,7 +94,7 @@ pub async fn write_subscribers(tx: &mut Tx, rows: &[&SubscriberRow]) -> StoreRes
 
 /// Usage records are immutable once known: a known `record_id` is a no-op. The records
 /// stored are added to the usage totals in the same transaction, months cut in `tz`.
-pub async fn write_usage(tx: &mut Tx, rows: &[UsageRow], tz: Tz) -> StoreResult<u64> {
+pub async fn write_usage(tx: &mut Tx, rows: &[SubscriberUsage], tz: Tz) -> StoreResult<u64> {
     let values: Vec<_> = rows.iter().map(usage_values).collect();
     let conflict = "ON CONFLICT (record_id) DO NOTHING";
     let stored = match Backend::of(tx) {
@@ -115,7 +115,7 @@ pub async fn write_usage(tx: &mut Tx, rows: &[UsageRow], tz: Tz) -> StoreResult<
     };
     // A `record_id` twice in one statement is stored from its first row.
     let mut seen = HashSet::with_capacity(rows.len());
-    let new: Vec<&UsageRow> = rows
+    let new: Vec<&SubscriberUsage> = rows
         .iter()
         .filter(|row| stored.holds(&row.record.record_id) && seen.insert(row.record.record_id.as_str()))
         .collect();
@@ -139,7 +139,7 @@ impl Stored {
 }
 
 /// The record ids of `rows` already stored.
-async fn known_record_ids(tx: &mut Tx, rows: &[UsageRow]) -> StoreResult<HashSet<String>> {
+async fn known_record_ids(tx: &mut Tx, rows: &[SubscriberUsage]) -> StoreResult<HashSet<String>> {
     let ids: Vec<&str> = rows.iter().map(|row| row.record.record_id.as_str()).collect();
     let ids = serde_json::to_string(&ids).expect("strings serialise");
     let known: Vec<(String,)> = sqlx::query_as(&format!(
@@ -154,7 +154,7 @@ async fn known_record_ids(tx: &mut Tx, rows: &[UsageRow]) -> StoreResult<HashSet
 
 /// An order is keyed by subscriber, service and order time; a later file may fill in its
 /// cancellation or confirmation.
-pub async fn write_orders(tx: &mut Tx, rows: &[&OrderRow]) -> StoreResult<u64> {
+pub async fn write_orders(tx: &mut Tx, rows: &[&SubscriberOrder]) -> StoreResult<u64> {
     let rows: Vec<_> = rows
         .iter()
         .map(|r| {
@@ -173,7 +173,7 @@ pub async fn write_orders(tx: &mut Tx, rows: &[&OrderRow]) -> StoreResult<u64> {
     insert_values(tx, VAS_ORDERS, &conflict, &rows).await
 }
 
-pub async fn write_spam_reports(tx: &mut Tx, rows: &[&SpamReportRow]) -> StoreResult<u64> {
+pub async fn write_spam_reports(tx: &mut Tx, rows: &[&SpamReport]) -> StoreResult<u64> {
     let rows: Vec<_> = rows
         .iter()
         .map(|r| {
@@ -223,7 +223,7 @@ const SPAM_REPORTS: Table = Table {
 };
 
 /// A usage row's values in `USAGE_RECORDS`' column order.
-pub(super) fn usage_values(row: &UsageRow) -> [Value<'_>; 8] {
+pub(super) fn usage_values(row: &SubscriberUsage) -> [Value<'_>; 8] {
     let r = &row.record;
     [
         Value::Text(&r.record_id),

@@ -19,7 +19,7 @@ use crate::domain::bill::{CategoryTotals, ChargeTotals, UsageTotals};
 use crate::domain::category::Category;
 use crate::domain::money::Fen;
 use crate::domain::period::{BillingDay, BillingMonth, MonthFinder};
-use crate::import::rows::UsageRow;
+use crate::domain::records::SubscriberUsage;
 
 pub(super) const USAGE_TOTALS: Table = Table {
     name: "usage_totals",
@@ -111,7 +111,7 @@ pub(super) type BatchTotals<'r> = BTreeMap<(&'r str, BillingMonth, BillingDay), 
 /// Sums the records of `rows` other than VAS charges per subscriber and billing month, each
 /// subscriber's months cut by its billing day in `days`.
 pub(super) fn sum_by_month<'r>(
-    rows: impl IntoIterator<Item = &'r UsageRow>,
+    rows: impl IntoIterator<Item = &'r SubscriberUsage>,
     days: &HashMap<String, BillingDay>,
     tz: Tz,
 ) -> StoreResult<BatchTotals<'r>> {
@@ -138,7 +138,7 @@ pub(super) fn sum_by_month<'r>(
 }
 
 /// The billing days of `rows`' subscribers, as the transaction sees them.
-pub(super) fn subscriber_ids<'r>(rows: impl IntoIterator<Item = &'r UsageRow>) -> Vec<&'r str> {
+pub(super) fn subscriber_ids<'r>(rows: impl IntoIterator<Item = &'r SubscriberUsage>) -> Vec<&'r str> {
     let mut ids: Vec<&str> = rows.into_iter().map(|row| row.subscriber_id.as_str()).collect();
     ids.sort_unstable();
     ids.dedup();
@@ -154,7 +154,7 @@ pub(super) fn billing_day(subscriber_id: &str, day: i64) -> StoreResult<BillingD
 
 /// Adds the records of `rows` to the totals in `tx`, on either backend. `rows` are the rows
 /// `tx` has just stored, each once.
-pub(super) async fn add_usage_totals(tx: &mut Tx, rows: &[&UsageRow], tz: Tz) -> StoreResult<()> {
+pub(super) async fn add_usage_totals(tx: &mut Tx, rows: &[&SubscriberUsage], tz: Tz) -> StoreResult<()> {
     let ids = subscriber_ids(rows.iter().copied());
     if ids.is_empty() {
         return Ok(());
