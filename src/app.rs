@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use anyhow::Context;
 use chrono::{DateTime, Datelike, Utc};
-use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
 
@@ -19,6 +18,7 @@ use crate::domain::shard::Shard;
 use crate::export::{ExportFormat, ExportKind};
 use crate::gateway::{Gateway, HttpGateway, JasminGateway, SinkGateway};
 use crate::import::{import_file, ImportError, ImportKind};
+use crate::progress::{Reporter, Silent, Unit};
 use crate::push::{PartLimiter, PushCounts, Pusher};
 use crate::queue::{AmqpQueue, MemoryQueue, Queue};
 use crate::render::Renderer;
@@ -38,6 +38,7 @@ pub struct App {
     pub store: Store,
     pub renderer: Arc<Renderer>,
     clock: Arc<dyn Clock>,
+    progress: Arc<dyn Reporter>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -45,12 +46,6 @@ pub struct RunReport {
     pub build: BuildReport,
     pub queued: u64,
     pub push: PushCounts,
-}
-
-pub fn progress_bar(len: u64, what: &str) -> ProgressBar {
-    let bar = ProgressBar::new(len).with_message(what.to_string());
-    bar.set_style(ProgressStyle::with_template("{msg} {wide_bar} {pos}/{len} {elapsed}").expect("valid template"));
-    bar
 }
 
 /// The queue a command uses: in-process, or RabbitMQ.
@@ -86,7 +81,13 @@ impl App {
             settings.max_segments,
         )?;
         let store = Store::connect(&config.database.url).await.context("cannot open the database (database.url)")?;
-        Ok(App { settings, store, renderer: Arc::new(renderer), clock })
+        Ok(App { settings, store, renderer: Arc::new(renderer), clock, progress: Arc::new(Silent) })
+    }
+
+    /// Reports the progress of long steps to `progress` (the CLI's bars) instead of nowhere.
+    pub fn with_progress(mut self, progress: Arc<dyn Reporter>) -> App {
+        self.progress = progress;
+        self
     }
 
     pub fn clock(&self) -> &Arc<dyn Clock> {
@@ -94,7 +95,16 @@ impl App {
     }
 
     pub async fn import(&self, kind: ImportKind, path: &Path, strict: bool) -> Result<ImportCounts, ImportError> {
-        import_file(&self.store, kind, path, strict, self.settings.timezone).await
+        import_file(
+            &self.store,
+            kind,
+            path,
+            strict,
+            self.settings.timezone,
+            self.clock.as_ref(),
+            self.progress.as_ref(),
+        )
+        .await
     }
 
     fn builder(&self) -> BillBuilder<'_> {
@@ -106,6 +116,7 @@ impl App {
                 grace: self.settings.grace,
                 spike: self.settings.spike,
             },
+            clock: self.clock.clone(),
         }
     }
 
@@ -198,9 +209,9 @@ impl App {
     ) -> anyhow::Result<RunReport> {
         let as_of = as_of.unwrap_or_else(|| self.clock.now());
         if dry_run {
-            let building = progress_bar(0, &format!("build {month}"));
-            let build = self.builder().build_month(month, as_of, Shard::ALL, true, &building, None).await?;
-            building.finish_and_clear();
+            let building = self.progress.step(format!("build {month}"), 0, Unit::Items);
+            let build = self.builder().build_month(month, as_of, Shard::ALL, true, building.as_ref(), None).await?;
+            building.finish();
             return Ok(RunReport { build, ..RunReport::default() });
         }
         let queue = self.queue().await?;
@@ -208,9 +219,8 @@ impl App {
         let shared = queue.shared();
         let limiter = Arc::new(self.limiter(gateway.as_ref(), 1));
         let stop = CancellationToken::new();
-        let bars = MultiProgress::new();
-        let building = bars.add(progress_bar(0, &format!("build {month}")));
-        let pushing = bars.add(progress_bar(0, &format!("push {month}")));
+        let building = self.progress.step(format!("build {month}"), 0, Unit::Items);
+        let pushing = self.progress.step(format!("push {month}"), 0, Unit::Items);
         // The in-process queue is pushed from while it is being filled, so that it stays small
         // and the push starts with the first page queued.
         let local_push = match &queue {
@@ -218,7 +228,7 @@ impl App {
                 let pusher = self.pusher(shared.clone(), gateway.clone(), limiter.clone());
                 let (stop, pushing) = (stop.clone(), pushing.clone());
                 // Ends with the run, as the queue it drains does.
-                Some(AbortOnDropHandle::new(tokio::spawn(async move { pusher.drain(&stop, &pushing).await })))
+                Some(AbortOnDropHandle::new(tokio::spawn(async move { pusher.drain(&stop, pushing.as_ref()).await })))
             }
             QueueKind::Amqp(_) => None,
         };
@@ -226,12 +236,13 @@ impl App {
             if let QueueKind::Memory(memory) = &queue {
                 self.requeue_stranded_locally(memory, month).await?;
             }
-            let scheduled = self.scheduler(shared.as_ref()).schedule(month, as_of, Shard::ALL, &building).await?;
+            let scheduled =
+                self.scheduler(shared.as_ref()).schedule(month, as_of, Shard::ALL, building.as_ref()).await?;
             anyhow::ensure!(!scheduled.skipped, "another scheduler is working on {month}; try again when it is done");
             Ok(scheduled)
         }
         .await;
-        building.finish_and_clear();
+        building.finish();
         let scheduled = match scheduled {
             Ok(scheduled) => scheduled,
             Err(error) => {
@@ -253,7 +264,7 @@ impl App {
                 for _ in 0..RUN_CONSUMERS {
                     let pusher = self.pusher(shared.clone(), gateway.clone(), limiter.clone());
                     let (stop, pushing) = (stop.clone(), pushing.clone());
-                    consumers.push(tokio::spawn(async move { pusher.drain(&stop, &pushing).await }));
+                    consumers.push(tokio::spawn(async move { pusher.drain(&stop, pushing.as_ref()).await }));
                 }
                 while self.store.unfinished_count(month).await? > 0 && !consumers.iter().any(|c| c.is_finished()) {
                     tokio::time::sleep(DRAIN_CHECK).await;
@@ -272,7 +283,7 @@ impl App {
                 push
             }
         };
-        pushing.finish_and_clear();
+        pushing.finish();
         Ok(RunReport { build: scheduled.build, queued: scheduled.queued, push })
     }
 
@@ -286,12 +297,12 @@ impl App {
         let QueueKind::Amqp(queue) = self.queue().await? else {
             anyhow::bail!("schedule queues for separate workers and needs queue.url = amqp://…; use run with the in-process queue");
         };
-        let building = progress_bar(0, &format!("build {month}"));
+        let building = self.progress.step(format!("build {month}"), 0, Unit::Items);
         let report = self
             .scheduler(queue.as_ref())
-            .schedule(month, as_of.unwrap_or_else(|| self.clock.now()), shard, &building)
+            .schedule(month, as_of.unwrap_or_else(|| self.clock.now()), shard, building.as_ref())
             .await;
-        building.finish_and_clear();
+        building.finish();
         queue.close().await;
         report
     }
@@ -304,7 +315,7 @@ impl App {
         let gateway = self.gateway()?;
         let limiter = Arc::new(self.limiter(gateway.as_ref(), self.settings.config.gateway.workers));
         let depth = tokio::spawn(report_queue_depth(queue.clone(), stop.clone()));
-        let counts = self.pusher(queue.clone(), gateway, limiter).drain(&stop, &ProgressBar::hidden()).await;
+        let counts = self.pusher(queue.clone(), gateway, limiter).drain(&stop, &Silent).await;
         depth.abort();
         queue.close().await;
         counts
@@ -316,7 +327,7 @@ impl App {
         let now = self.clock.now();
         for month in open_months(now, self.settings.timezone) {
             let scheduler = self.scheduler(queue);
-            let report = scheduler.schedule(month, now, Shard::ALL, &ProgressBar::hidden()).await?;
+            let report = scheduler.schedule(month, now, Shard::ALL, &Silent).await?;
             tracing::info!(%month, billed = report.build.billed, queued = report.queued, not_due = report.build.not_due, "scheduled");
             let requeued = scheduler.requeue_stranded(month, now - self.settings.requeue_after).await?;
             if requeued > 0 {
@@ -360,7 +371,7 @@ impl App {
             let scheduler = self.scheduler(queue.as_ref());
             let lock = format!("schedule {month} {}", Shard::ALL);
             anyhow::ensure!(
-                scheduler.lock(&lock, Utc::now()).await?,
+                scheduler.lock(&lock, self.clock.now()).await?,
                 "a scheduler is working on {month}; try again when it is done"
             );
             let queued = scheduler.enqueue_pending(month, Shard::ALL, &lock, &mut String::new()).await;

@@ -13,6 +13,7 @@ pub mod export;
 pub mod gateway;
 pub mod gen;
 pub mod import;
+pub mod progress;
 pub mod push;
 pub mod queue;
 pub mod render;

@@ -8,9 +8,9 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
-use indicatif::ProgressBar;
 use tokio::sync::mpsc::{Receiver, Sender};
 
+use crate::clock::Clock;
 use crate::domain::bill::summarize_totals;
 use crate::domain::category::Language;
 use crate::domain::delivery::{DeliveryStatus, BILL_KIND};
@@ -18,6 +18,7 @@ use crate::domain::flags::{flag_vas_charges, SpikeRule};
 use crate::domain::money::Fen;
 use crate::domain::period::{billing_period, BillingMonth};
 use crate::domain::shard::Shard;
+use crate::progress::Progress;
 use crate::render::{Allowances, BillFacts, RenderedSms, Renderer};
 use crate::store::billing::{
     self as db, BillInputs, BillNotification, BillToWrite, Due, NotificationToWrite, UnnotifiedBill,
@@ -109,6 +110,7 @@ pub struct BillBuilder<'a> {
     pub store: &'a Store,
     pub renderer: Arc<Renderer>,
     pub rules: BillingRules,
+    pub clock: Arc<dyn Clock>,
 }
 
 impl BillBuilder<'_> {
@@ -127,7 +129,7 @@ impl BillBuilder<'_> {
         as_of: DateTime<Utc>,
         shard: Shard,
         dry_run: bool,
-        progress: &ProgressBar,
+        progress: &dyn Progress,
         handoff: Option<Handoff>,
     ) -> StoreResult<BuildReport> {
         let born = match handoff {
@@ -136,17 +138,17 @@ impl BillBuilder<'_> {
         };
         let run_id = uuid::Uuid::now_v7().to_string();
         let mut pages = PageWriter::new(self.store, dry_run).await?;
-        db::start_billing_run(pages.tx().await?, &run_id, month, as_of, Utc::now()).await?;
+        db::start_billing_run(pages.tx().await?, &run_id, month, as_of, self.clock.now()).await?;
         pages.commit_page().await?;
         // A dry run writes no notification for its own bills, which are rolled back before any
         // second pass could read them: it renders each as it is built, to count what it would send.
         let preview = dry_run.then(|| self.renderer.clone());
         let mut report = self.write_bills(month, as_of, shard, preview, progress, &mut pages).await?;
-        db::mark_billed(pages.tx().await?, &run_id, Utc::now()).await?;
+        db::mark_billed(pages.tx().await?, &run_id, self.clock.now()).await?;
         pages.commit_page().await?;
         self.write_notifications(month, shard, born, progress, &mut pages, handoff, &mut report).await?;
         let mut tx = pages.finish().await?;
-        db::finish_billing_run(&mut tx, &run_id, Utc::now(), report.billed, report.not_due).await?;
+        db::finish_billing_run(&mut tx, &run_id, self.clock.now(), report.billed, report.not_due).await?;
         if dry_run {
             tx.rollback().await?;
         } else {
@@ -162,7 +164,7 @@ impl BillBuilder<'_> {
         as_of: DateTime<Utc>,
         shard: Shard,
         preview: Option<Arc<Renderer>>,
-        progress: &ProgressBar,
+        progress: &dyn Progress,
         pages: &mut PageWriter<'_>,
     ) -> StoreResult<BuildReport> {
         // Three stages at once, a page apart: the next page is read while this one is built
@@ -171,7 +173,8 @@ impl BillBuilder<'_> {
         let (read, next_page) = tokio::sync::mpsc::channel(1);
         let reader = tokio::spawn(read_pages(self.store.clone(), month, shard, self.rules.timezone, read));
         let (built_pages, mut next_built) = tokio::sync::mpsc::channel(1);
-        let builder = tokio::spawn(build_pages(preview, self.rules, month, as_of, next_page, built_pages));
+        let builder =
+            tokio::spawn(build_pages(preview, self.rules, self.clock.clone(), month, as_of, next_page, built_pages));
         while let Some(BuiltPage { scanned, bills }) = next_built.recv().await {
             pages.bills(&bills).await?;
             pages.commit_page().await?;
@@ -190,7 +193,7 @@ impl BillBuilder<'_> {
         month: BillingMonth,
         shard: Shard,
         born: DeliveryStatus,
-        progress: &ProgressBar,
+        progress: &dyn Progress,
         pages: &mut PageWriter<'_>,
         handoff: Option<Handoff>,
         report: &mut BuildReport,
@@ -201,7 +204,14 @@ impl BillBuilder<'_> {
         let (read, next_page) = tokio::sync::mpsc::channel(1);
         let reader = tokio::spawn(read_unnotified(self.store.clone(), month, shard, read));
         let (rendered_pages, mut next_rendered) = tokio::sync::mpsc::channel(1);
-        let renderer = tokio::spawn(render_pages(self.renderer.clone(), month, born, next_page, rendered_pages));
+        let renderer = tokio::spawn(render_pages(
+            self.renderer.clone(),
+            self.clock.clone(),
+            month,
+            born,
+            next_page,
+            rendered_pages,
+        ));
         while let Some(notifications) = next_rendered.recv().await {
             pages.notifications(&notifications).await?;
             let committed = pages.commit_page().await?;
@@ -299,6 +309,7 @@ struct BuiltPage {
 async fn build_pages(
     preview: Option<Arc<Renderer>>,
     rules: BillingRules,
+    clock: Arc<dyn Clock>,
     month: BillingMonth,
     as_of: DateTime<Utc>,
     mut pages: Receiver<PageRead>,
@@ -309,8 +320,9 @@ async fn build_pages(
         let page = page.await.unwrap_or_else(|error| std::panic::resume_unwind(error.into_panic()))?;
         let scanned = page.scanned;
         let preview = preview.clone();
+        let built_at = clock.now();
         let (bills, so_far) = tokio::task::spawn_blocking(move || {
-            let bills = build_page(&rules, month, as_of, page, &mut report);
+            let bills = build_page(&rules, month, as_of, built_at, page, &mut report);
             if let Some(renderer) = preview {
                 for BuiltBill { bill, language, bill_sms, allowances } in &bills {
                     let facts = BillFacts {
@@ -350,12 +362,12 @@ fn build_page(
     rules: &BillingRules,
     month: BillingMonth,
     as_of: DateTime<Utc>,
+    built_at: DateTime<Utc>,
     page: Page,
     report: &mut BuildReport,
 ) -> Vec<BuiltBill> {
     let tz = rules.timezone;
     let Page { candidates, mut inputs, previous, .. } = page;
-    let built_at = Utc::now();
     let mut bills = Vec::with_capacity(candidates.len());
     for candidate in candidates {
         let period = billing_period(month, candidate.billing_day, tz);
@@ -452,6 +464,7 @@ fn render_bill_sms(
 /// returns what was rendered in all (statuses, segments, samples).
 async fn render_pages(
     renderer: Arc<Renderer>,
+    clock: Arc<dyn Clock>,
     month: BillingMonth,
     born: DeliveryStatus,
     mut pages: Receiver<StoreResult<Vec<UnnotifiedBill>>>,
@@ -463,8 +476,8 @@ async fn render_pages(
         // Tens of milliseconds of rendering: on a blocking thread, so that it does not hold
         // up one of the runtime's workers, and the pushes that run on them, for as long.
         let renderer = renderer.clone();
+        let created_at = clock.now();
         let (notifications, so_far) = tokio::task::spawn_blocking(move || {
-            let created_at = Utc::now();
             let notifications: Vec<_> = page
                 .into_iter()
                 .map(|bill| {

@@ -1,10 +1,12 @@
 //! Command line (SPEC §7): parses arguments and turns each command into calls on the `App`.
 
 mod demo;
+mod progress;
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
@@ -239,7 +241,7 @@ pub async fn execute(cli: Cli) -> anyhow::Result<()> {
     if let Command::Demo = cli.command {
         return demo::run(settings).await;
     }
-    let app = App::build(settings).await?;
+    let app = App::build(settings).await?.with_progress(Arc::new(progress::Bars::default()));
     let stdout = std::io::stdout();
     match cli.command {
         Command::Import { kind, file, strict } => {

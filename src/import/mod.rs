@@ -10,16 +10,16 @@ use std::io::{BufRead, BufReader, BufWriter};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-use chrono::Utc;
 use chrono_tz::Tz;
 use csv::ByteRecord;
-use indicatif::{ProgressBar, ProgressStyle};
 
+use crate::clock::Clock;
+use crate::domain::records::{Plan, SpamReport, Subscriber, SubscriberOrder, SubscriberUsage};
+use crate::progress::{Reporter, Unit};
 use crate::store::bulk::{Copied, Copier};
 use crate::store::imports::{self as db, ImportRunRecord, Reference};
 use crate::store::json_rows::JsonRows;
 use crate::store::{ImportCounts, Store, StoreError, Tx};
-use crate::domain::records::{Plan, SpamReport, Subscriber, SubscriberOrder, SubscriberUsage};
 use rows::{Columns, Fields, RowError};
 
 /// Rows per statement and transaction: large enough to amortise round trips and commits,
@@ -428,11 +428,13 @@ pub async fn import_file(
     path: &Path,
     strict: bool,
     timezone: Tz,
+    clock: &dyn Clock,
+    progress: &dyn Reporter,
 ) -> Result<ImportCounts, ImportError> {
     let file_name = path.display().to_string();
     let read_error = |source| ImportError::Read { file: file_name.clone(), source };
     let db_error = |source| ImportError::Store { file: file_name.clone(), source };
-    let started_at = Utc::now();
+    let started_at = clock.now();
     let file = File::open(path).map_err(read_error)?;
     let size = file.metadata().map_err(read_error)?.len();
     let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(BufReader::with_capacity(1 << 16, file));
@@ -462,10 +464,7 @@ pub async fn import_file(
     rejects_header.extend(header_record.iter());
     rejects.write_byte_record(&rejects_header).map_err(|e| rejects_error(e.into()))?;
 
-    let progress = ProgressBar::new(size).with_message(format!("import {}", kind.as_str()));
-    progress.set_style(
-        ProgressStyle::with_template("{msg} {wide_bar} {bytes}/{total_bytes} {elapsed}").expect("valid template"),
-    );
+    let progress = progress.step(format!("import {}", kind.as_str()), size, Unit::Bytes);
 
     let mut writer = Writer {
         file_name: &file_name,
@@ -540,13 +539,20 @@ pub async fn import_file(
     let counts = writer.counts;
     db::record_import_run(
         &mut tx,
-        &ImportRunRecord { kind: kind.as_str(), file: &file_name, strict, started_at, finished_at: Utc::now(), counts },
+        &ImportRunRecord {
+            kind: kind.as_str(),
+            file: &file_name,
+            strict,
+            started_at,
+            finished_at: clock.now(),
+            counts,
+        },
     )
     .await
     .map_err(db_error)?;
     tx.commit().await.map_err(|e| db_error(e.into()))?;
     writer.rejects.flush().map_err(rejects_error)?;
-    progress.finish_and_clear();
+    progress.finish();
     if counts.accepted > 0 {
         // The rows are in by now: statistics left stale cost a later plan, not this import.
         if let Err(e) = store.refresh_statistics(kind.table()).await {

@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use futures_util::stream::{self, FuturesUnordered, StreamExt};
-use indicatif::ProgressBar;
 use rand::Rng;
 use tokio_util::sync::CancellationToken;
 
@@ -21,6 +20,7 @@ use crate::clock::Clock;
 use crate::domain::msisdn::Msisdn;
 use crate::domain::quiet_hours::QuietHours;
 use crate::gateway::{Gateway, GatewayError, OutboundSms};
+use crate::progress::Progress;
 use crate::queue::{Delivery, Queue, QueueMessage};
 use crate::store::notifications::{self as db, Claim, OutboundRow};
 use crate::store::{Store, StoreResult};
@@ -87,7 +87,7 @@ impl Pusher {
     /// Consumes until `stop` is cancelled (or an in-process queue is closed and drained),
     /// pushing up to `PARALLEL_DELIVERIES` queue messages at once so that one slow answer
     /// does not hold up the rest. A delivery taken is always finished before stopping.
-    pub async fn drain(&self, stop: &CancellationToken, progress: &ProgressBar) -> anyhow::Result<PushCounts> {
+    pub async fn drain(&self, stop: &CancellationToken, progress: &dyn Progress) -> anyhow::Result<PushCounts> {
         let mut counts = PushCounts::default();
         let mut in_flight = FuturesUnordered::new();
         // The pending fetch survives loop turns, so a delivery is never dropped half-taken.

@@ -10,12 +10,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
-use indicatif::ProgressBar;
 use tokio::sync::mpsc::Receiver;
 
 use crate::billing::{BillBuilder, BuildReport, Handoff};
 use crate::domain::period::BillingMonth;
 use crate::domain::shard::Shard;
+use crate::progress::Progress;
 use crate::queue::Queue;
 use crate::store::notifications::{mark_queued, mark_requeued};
 use crate::store::Store;
@@ -102,7 +102,7 @@ impl<'a> MonthScheduler<'a> {
     async fn keep_lease(&self, name: &str) -> anyhow::Result<()> {
         let due = self.lease_renewed.lock().expect("never held across a panic").elapsed() >= LOCK_LEASE / 10;
         if due {
-            anyhow::ensure!(self.lock(name, Utc::now()).await?, "lost the scheduling lease for {name}");
+            anyhow::ensure!(self.lock(name, self.builder.clock.now()).await?, "lost the scheduling lease for {name}");
         }
         Ok(())
     }
@@ -112,10 +112,10 @@ impl<'a> MonthScheduler<'a> {
         month: BillingMonth,
         as_of: DateTime<Utc>,
         shard: Shard,
-        progress: &ProgressBar,
+        progress: &dyn Progress,
     ) -> anyhow::Result<ScheduleReport> {
         let lock = format!("schedule {month} {shard}");
-        if !self.lock(&lock, Utc::now()).await? {
+        if !self.lock(&lock, self.builder.clock.now()).await? {
             tracing::info!(%month, %shard, "another scheduler holds this month");
             return Ok(ScheduleReport { skipped: true, ..ScheduleReport::default() });
         }
@@ -163,7 +163,7 @@ impl<'a> MonthScheduler<'a> {
     async fn publish_pending(&self, ids: &[String]) -> anyhow::Result<()> {
         self.queue.publish(&self.queue.messages(ids)).await.context("publishing to the queue")?;
         let mut tx = self.store().begin().await?;
-        mark_queued(&mut tx, ids, Utc::now()).await?;
+        mark_queued(&mut tx, ids, self.builder.clock.now()).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -214,7 +214,7 @@ impl<'a> MonthScheduler<'a> {
             let queued: Vec<String> =
                 page.into_iter().filter(|(_, status)| status == "queued").map(|(id, _)| id).collect();
             let mut tx = self.store().begin().await?;
-            mark_requeued(&mut tx, &queued, Utc::now(), cutoff).await?;
+            mark_requeued(&mut tx, &queued, self.builder.clock.now(), cutoff).await?;
             tx.commit().await?;
             requeued += ids.len() as u64;
         }

@@ -62,7 +62,8 @@ impl Copier {
     /// duplicates.
     pub async fn copy_usage(&mut self, rows: &[SubscriberUsage], tz: Tz) -> StoreResult<Copied> {
         let mut seen = HashSet::with_capacity(rows.len());
-        let unique: Vec<&SubscriberUsage> = rows.iter().filter(|row| seen.insert(row.record.record_id.as_str())).collect();
+        let unique: Vec<&SubscriberUsage> =
+            rows.iter().filter(|row| seen.insert(row.record.record_id.as_str())).collect();
         let values: Vec<[Value; 8]> = unique.iter().map(|row| usage_values(row)).collect();
         let connection: &mut PgConnection = &mut self.connection;
         let mut tx = Connection::begin(connection).await?;

@@ -10,7 +10,7 @@ use super::batch::{insert_values, insert_values_returning, Table, Value};
 use super::json_rows::JsonRows;
 use super::totals::add_usage_totals;
 use super::{to_micros, Backend, Store, StoreResult, Tx};
-use crate::domain::records::{SubscriberOrder, Plan, SpamReport, Subscriber, SubscriberUsage};
+use crate::domain::records::{Plan, SpamReport, Subscriber, SubscriberOrder, SubscriberUsage};
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ImportCounts {
