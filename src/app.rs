@@ -10,14 +10,14 @@ use chrono::{DateTime, Datelike, Utc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
 
-use crate::billing::{BillBuilder, BillingRules, BuildReport};
+use crate::billing::{BillBuilder, BillingRules, BuildMode, BuildReport};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{GatewayKind, Settings};
 use crate::domain::period::BillingMonth;
 use crate::domain::shard::Shard;
 use crate::export::{ExportFormat, ExportKind};
 use crate::gateway::{Gateway, HttpGateway, JasminGateway, SinkGateway};
-use crate::import::{import_file, ImportError, ImportKind};
+use crate::import::{import_file, ImportError, ImportKind, ImportMode};
 use crate::progress::{Reporter, Silent, Unit};
 use crate::push::{PartLimiter, PushCounts, Pusher};
 use crate::queue::{AmqpQueue, MemoryQueue, Queue};
@@ -94,17 +94,9 @@ impl App {
         &self.clock
     }
 
-    pub async fn import(&self, kind: ImportKind, path: &Path, strict: bool) -> Result<ImportCounts, ImportError> {
-        import_file(
-            &self.store,
-            kind,
-            path,
-            strict,
-            self.settings.timezone,
-            self.clock.as_ref(),
-            self.progress.as_ref(),
-        )
-        .await
+    pub async fn import(&self, kind: ImportKind, path: &Path, mode: ImportMode) -> Result<ImportCounts, ImportError> {
+        import_file(&self.store, kind, path, mode, self.settings.timezone, self.clock.as_ref(), self.progress.as_ref())
+            .await
     }
 
     fn builder(&self) -> BillBuilder<'_> {
@@ -205,12 +197,15 @@ impl App {
         &self,
         month: BillingMonth,
         as_of: Option<DateTime<Utc>>,
-        dry_run: bool,
+        mode: BuildMode,
     ) -> anyhow::Result<RunReport> {
         let as_of = as_of.unwrap_or_else(|| self.clock.now());
-        if dry_run {
+        if mode == BuildMode::DryRun {
             let building = self.progress.step(format!("build {month}"), 0, Unit::Items);
-            let build = self.builder().build_month(month, as_of, Shard::ALL, true, building.as_ref(), None).await?;
+            let build = self
+                .builder()
+                .build_month(month, as_of, Shard::ALL, BuildMode::DryRun, building.as_ref(), None)
+                .await?;
             building.finish();
             return Ok(RunReport { build, ..RunReport::default() });
         }

@@ -7,6 +7,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use billpush::import::ImportMode;
 use billpush::import::{rejects_path, ImportKind};
 use common::{spawn_app, Backend, TestApp};
 use sqlx::{Connection, SqliteConnection};
@@ -129,11 +130,13 @@ async fn an_empty_file_and_a_strict_import_of_a_bad_file_change_nothing() {
     let app = app_with_good_data().await;
     let before = usage_rows(&app).await;
 
-    let error = app.app.import(ImportKind::Usage, &app.copy_input(&corpus("usage_empty.csv")), false).await;
+    let error =
+        app.app.import(ImportKind::Usage, &app.copy_input(&corpus("usage_empty.csv")), ImportMode::Lenient).await;
     let message = error.unwrap_err().to_string();
     assert!(message.contains("usage_empty.csv") && message.contains("empty"), "{message}");
 
-    let strict = app.app.import(ImportKind::Usage, &app.copy_input(&corpus("usage_crlf.csv")), true).await;
+    let strict =
+        app.app.import(ImportKind::Usage, &app.copy_input(&corpus("usage_crlf.csv")), ImportMode::Strict).await;
     let message = strict.unwrap_err().to_string();
     assert!(message.contains("usage_crlf.csv line 3, amount_fen:"), "{message}");
     assert_eq!(usage_rows(&app).await, before, "nothing from a refused file is kept");

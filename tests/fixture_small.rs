@@ -6,6 +6,7 @@ mod common;
 use std::collections::HashMap;
 
 use billpush::export::ExportKind;
+use billpush::import::ImportMode;
 use billpush::import::{rejects_path, ImportError, ImportKind};
 use common::{fixture_dir, spawn_app, Backend, TestApp};
 use serde_json::Value;
@@ -93,14 +94,14 @@ async fn fixture_matches_expected(backend: Backend) {
         "missing.csv",
         "record_id,subscriber_id,occurred_at,category,quantity\nX1,S01000000,2026-10-05T10:00:00+08:00,voice,1\n",
     );
-    let err = app.app.import(ImportKind::Usage, &missing, false).await.unwrap_err();
+    let err = app.app.import(ImportKind::Usage, &missing, ImportMode::Lenient).await.unwrap_err();
     assert!(matches!(err, ImportError::MissingColumns { .. }), "{err}");
     assert!(err.to_string().contains("amount_fen"), "{err}");
     let strict = app.write_input(
         "strict.csv",
         "record_id,subscriber_id,occurred_at,category,quantity,amount_fen\nX2,S01000000,2026-10-05T10:00:00+08:00,voice,1,999\nX3,S01000000,2026-10-05T10:00:00+08:00,voice,1,oops\n",
     );
-    let err = app.app.import(ImportKind::Usage, &strict, true).await.unwrap_err();
+    let err = app.app.import(ImportKind::Usage, &strict, ImportMode::Strict).await.unwrap_err();
     assert_eq!(
         err.to_string(),
         format!(

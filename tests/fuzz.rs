@@ -9,6 +9,7 @@ use billpush::domain::msisdn::{normalise_reported_number, Msisdn};
 use billpush::domain::reply::parse_reply;
 use billpush::domain::sms::{segment, Encoding};
 use billpush::import::rows::{self, Columns, Fields};
+use billpush::import::ImportMode;
 use billpush::import::{rejects_path, ImportKind};
 use csv::ByteRecord;
 use proptest::prelude::*;
@@ -149,7 +150,7 @@ fn arbitrary_files_import_or_are_refused_without_panicking() {
             let n = files.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let content = format!("{}{}", if with_header { header } else { "" }, lines.concat());
             let path = app.write_input(&format!("fuzz-{n}.csv"), &content);
-            if let Ok(counts) = runtime.block_on(app.app.import(ImportKind::Usage, &path, false)) {
+            if let Ok(counts) = runtime.block_on(app.app.import(ImportKind::Usage, &path, ImportMode::Lenient)) {
                 let rejects = csv::ReaderBuilder::new()
                     .flexible(true)
                     .from_path(rejects_path(&path))

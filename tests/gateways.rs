@@ -112,5 +112,6 @@ async fn the_jasmin_gateway_speaks_jasmins_http_api() {
     ));
     let late = ResponseTemplate::new(200).set_body_string("Success \"x\"").set_delay(Duration::from_secs(2));
     assert!(matches!(jasmin_answer("hello", "gsm7", late).await, Err(GatewayError::Ambiguous(_))));
-    assert!(!JasminGateway::new("http://x", "u", "p", String::new(), Duration::from_secs(1)).unwrap().idempotent());
+    let jasmin = JasminGateway::new("http://x", "u", "p", String::new(), Duration::from_secs(1)).unwrap();
+    assert_eq!(jasmin.idempotency(), billpush::domain::delivery::Idempotency::NotHonoured);
 }

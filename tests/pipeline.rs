@@ -6,8 +6,10 @@ mod common;
 
 use std::time::Duration;
 
+use billpush::billing::BuildMode;
 use billpush::clock::Clock;
 use billpush::config::Config;
+use billpush::domain::delivery::Idempotency;
 use billpush::export::{ExportFormat, ExportKind};
 use billpush::render::Renderer;
 use common::{at, month, spawn_app, spawn_app_with, Backend, Options};
@@ -63,7 +65,8 @@ async fn a_partial_run_bills_only_due_subscribers_and_the_rerun_sends_nothing_tw
 async fn a_dry_run_previews_and_keeps_nothing(backend: Backend) {
     let app = spawn_app(backend).await;
     app.import_fixture().await;
-    let preview = app.app.run(month("2026-10"), Some(at("2027-01-01T00:00:00+08:00")), true).await.unwrap();
+    let preview =
+        app.app.run(month("2026-10"), Some(at("2027-01-01T00:00:00+08:00")), BuildMode::DryRun).await.unwrap();
     assert_eq!(preview.build.billed, 11);
     assert_eq!(preview.build.samples.len(), 3);
     assert!(preview.build.samples.iter().any(|s| s.language == billpush::domain::category::Language::En));
@@ -103,7 +106,8 @@ async fn a_build_that_fails_between_its_passes_sends_every_bill_once_on_the_next
     use sqlx::Connection;
     let app = spawn_app(backend).await;
     app.import_fixture().await;
-    let preview = app.app.run(month("2026-10"), Some(at("2027-01-01T00:00:00+08:00")), true).await.unwrap();
+    let preview =
+        app.app.run(month("2026-10"), Some(at("2027-01-01T00:00:00+08:00")), BuildMode::DryRun).await.unwrap();
     let mut conn = sqlx::AnyConnection::connect(&app.config.database.url).await.unwrap();
     let refuse = match backend {
         Backend::Sqlite => vec![
@@ -120,7 +124,7 @@ async fn a_build_that_fails_between_its_passes_sends_every_bill_once_on_the_next
     for statement in refuse {
         sqlx::query(statement).execute(&mut conn).await.unwrap();
     }
-    let failed = app.app.run(month("2026-10"), Some(at("2027-01-01T00:00:00+08:00")), false).await;
+    let failed = app.app.run(month("2026-10"), Some(at("2027-01-01T00:00:00+08:00")), BuildMode::Keep).await;
     assert!(format!("{:#}", failed.unwrap_err()).contains("notifications refused"));
     assert_eq!(app.export(ExportKind::Bills, "2026-10").await.len(), 11, "the bills were written");
     assert!(app.export(ExportKind::Deliveries, "2026-10").await.is_empty());
@@ -188,7 +192,7 @@ async fn a_claim_that_overtakes_the_scheduler_keeps_every_step_once(backend: Bac
     let now = at("2027-01-02T10:00:00+08:00");
     let lease = now + chrono::Duration::minutes(5);
     let mut tx = app.app.store.begin().await.unwrap();
-    let claim = claim_for_sending(&mut tx, &ids, now, lease, true).await.unwrap();
+    let claim = claim_for_sending(&mut tx, &ids, now, lease, Idempotency::Honoured).await.unwrap();
     // The scheduler's own marking comes too late to change anything.
     mark_queued(&mut tx, &ids, now + chrono::Duration::seconds(1)).await.unwrap();
     tx.commit().await.unwrap();
@@ -197,7 +201,9 @@ async fn a_claim_that_overtakes_the_scheduler_keeps_every_step_once(backend: Bac
 
     // A redelivery within the lease claims nothing and records nothing.
     let mut tx = app.app.store.begin().await.unwrap();
-    let again = claim_for_sending(&mut tx, &ids, now + chrono::Duration::seconds(2), lease, true).await.unwrap();
+    let again = claim_for_sending(&mut tx, &ids, now + chrono::Duration::seconds(2), lease, Idempotency::Honoured)
+        .await
+        .unwrap();
     tx.commit().await.unwrap();
     assert!(again.claimed.is_empty());
     assert_eq!(again.busy.len(), 2);
@@ -277,13 +283,13 @@ async fn a_claim_at_once_takes_every_notification_or_none() {
 
     // One of three is being sent under a live lease: none moves.
     let some_leased = ids(&["n-queued-1", "n-queued-2", "n-leased"]);
-    assert!(claim_all_at_once(store, &some_leased, now, lease, true).await.unwrap().is_none());
+    assert!(claim_all_at_once(store, &some_leased, now, lease, Idempotency::Honoured).await.unwrap().is_none());
     // Without a gateway's idempotency a stale lease is not resent but made `unknown`: none moves.
     let with_stale = ids(&["n-stale", "n-queued-1"]);
-    assert!(claim_all_at_once(store, &with_stale, now, lease, false).await.unwrap().is_none());
+    assert!(claim_all_at_once(store, &with_stale, now, lease, Idempotency::NotHonoured).await.unwrap().is_none());
     assert_eq!(states(&mut conn).await.unwrap(), before);
 
-    let claimed = claim_all_at_once(store, &with_stale, now, lease, true).await.unwrap().unwrap();
+    let claimed = claim_all_at_once(store, &with_stale, now, lease, Idempotency::Honoured).await.unwrap().unwrap();
     let claimed: Vec<_> = claimed.iter().map(|row| (row.id.as_str(), row.text.as_str(), row.attempts)).collect();
     assert_eq!(claimed, [("n-queued-1", "text of n-queued-1", 1), ("n-stale", "text of n-stale", 3)]);
     let after: Vec<(String, String, i64, Option<i64>)> = sqlx::query_as(
@@ -428,7 +434,8 @@ async fn a_publish_a_claim_and_a_release_for_retry_update_the_row_in_place_on_po
     let mut tx = store.begin().await.unwrap();
     mark_queued(&mut tx, &ids, built + chrono::Duration::minutes(1)).await.unwrap();
     let published: (i64, i64) = sqlx::query_as(updates).fetch_one(&mut *tx).await.unwrap();
-    let claim = claim_for_sending(&mut tx, &ids, now, now + chrono::Duration::minutes(5), true).await.unwrap();
+    let claim =
+        claim_for_sending(&mut tx, &ids, now, now + chrono::Duration::minutes(5), Idempotency::Honoured).await.unwrap();
     let claimed: (i64, i64) = sqlx::query_as(updates).fetch_one(&mut *tx).await.unwrap();
     release_for_retry(&mut tx, &ids[..1], "gateway busy", now).await.unwrap();
     let released: (i64, i64) = sqlx::query_as(updates).fetch_one(&mut *tx).await.unwrap();

@@ -8,6 +8,7 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
+use billpush::billing::BuildMode;
 use billpush::config::GatewayKind;
 use billpush::domain::shard::Shard;
 use billpush::export::ExportKind;
@@ -191,7 +192,7 @@ async fn a_gateway_that_always_fails_sends_notifications_to_failed_through_the_d
     repaired.gateway.url = format!("http://{address}");
     let operator = billpush::app::App::build(repaired.settings().unwrap()).await.unwrap();
     assert_eq!(operator.retry_failed(month("2026-10")).await.unwrap(), 50);
-    let report = operator.run(month("2026-10"), Some(at(AS_OF)), false).await.unwrap();
+    let report = operator.run(month("2026-10"), Some(at(AS_OF)), BuildMode::Keep).await.unwrap();
     assert_eq!((report.build.billed, report.push.accepted), (0, 50));
     assert_accepted_exactly_once(&healthy.acceptances(), 50);
     operator.store.close().await;

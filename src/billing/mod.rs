@@ -74,6 +74,14 @@ impl BuildReport {
     }
 }
 
+/// Whether a build keeps what it writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BuildMode {
+    Keep,
+    /// Builds and renders in one transaction that is rolled back: counts and samples only.
+    DryRun,
+}
+
 /// What decides a bill besides its records: the timezone periods are cut in, the grace after
 /// a period before its bill is due, and the spike rule.
 #[derive(Debug, Clone, Copy)]
@@ -128,7 +136,7 @@ impl BillBuilder<'_> {
         month: BillingMonth,
         as_of: DateTime<Utc>,
         shard: Shard,
-        dry_run: bool,
+        mode: BuildMode,
         progress: &dyn Progress,
         handoff: Option<Handoff>,
     ) -> StoreResult<BuildReport> {
@@ -137,6 +145,7 @@ impl BillBuilder<'_> {
             _ => DeliveryStatus::Pending,
         };
         let run_id = uuid::Uuid::now_v7().to_string();
+        let dry_run = mode == BuildMode::DryRun;
         let mut pages = PageWriter::new(self.store, dry_run).await?;
         db::start_billing_run(pages.tx().await?, &run_id, month, as_of, self.clock.now()).await?;
         pages.commit_page().await?;

@@ -8,11 +8,12 @@ use anyhow::Context;
 use chrono::Utc;
 
 use crate::app::App;
+use crate::billing::BuildMode;
 use crate::config::Settings;
 use crate::domain::money::Fen;
 use crate::domain::period::{all_periods_of, BillingMonth};
 use crate::domain::quiet_hours::QuietHours;
-use crate::import::ImportKind;
+use crate::import::{ImportKind, ImportMode};
 
 const SAMPLE_DIR: &str = "demo";
 const SAMPLE_FILES: [(ImportKind, &str, &str); 5] = [
@@ -35,7 +36,7 @@ pub async fn run(mut settings: Settings) -> anyhow::Result<()> {
     for (kind, name, content) in SAMPLE_FILES {
         let path = dir.join(name);
         std::fs::write(&path, content).with_context(|| format!("cannot write {}", path.display()))?;
-        let counts = app.import(kind, &path, false).await?;
+        let counts = app.import(kind, &path, ImportMode::Lenient).await?;
         println!(
             "import {:<13} accepted={} duplicate={} rejected={}",
             kind.as_str(),
@@ -47,7 +48,7 @@ pub async fn run(mut settings: Settings) -> anyhow::Result<()> {
     let month: BillingMonth = DEMO_MONTH.parse().map_err(anyhow::Error::msg)?;
     // Every sample period of the month must be due, whatever today's date is.
     let as_of = Utc::now().max(all_periods_of(month, app.settings.timezone).end + app.settings.grace);
-    let report = app.run(month, Some(as_of), false).await?;
+    let report = app.run(month, Some(as_of), BuildMode::Keep).await?;
     let status = app.status(month).await?;
     let build = &report.build;
     println!();

@@ -15,13 +15,14 @@ use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
 use crate::app::App;
+use crate::billing::BuildMode;
 use crate::config::{Config, Settings};
 use crate::domain::money::Fen;
 use crate::domain::period::BillingMonth;
 use crate::domain::shard::Shard;
 use crate::export::{ExportFormat, ExportKind};
 use crate::gateway::mock::{Faults, MockGateway};
-use crate::import::ImportKind;
+use crate::import::{ImportKind, ImportMode};
 
 #[derive(Debug, Parser)]
 #[command(name = "billpush", version, about = "Pushes every subscriber's monthly itemized bill by SMS")]
@@ -245,14 +246,15 @@ pub async fn execute(cli: Cli) -> anyhow::Result<()> {
     let stdout = std::io::stdout();
     match cli.command {
         Command::Import { kind, file, strict } => {
-            let counts = app.import(kind, &file, strict).await?;
+            let mode = if strict { ImportMode::Strict } else { ImportMode::Lenient };
+            let counts = app.import(kind, &file, mode).await?;
             println!("accepted={} duplicate={} rejected={}", counts.accepted, counts.duplicate, counts.rejected);
             if counts.rejected > 0 {
                 eprintln!("rejected rows are in {}", crate::import::rejects_path(&file).display());
             }
         }
         Command::Run { month, as_of, dry_run } => {
-            let report = app.run(month, as_of, dry_run).await?;
+            let report = app.run(month, as_of, if dry_run { BuildMode::DryRun } else { BuildMode::Keep }).await?;
             let build = &report.build;
             let mut out = stdout.lock();
             writeln!(out, "month {month}{}", if dry_run { " (dry run: nothing was kept or queued)" } else { "" })?;

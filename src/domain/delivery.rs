@@ -67,6 +67,16 @@ impl FromStr for DeliveryStatus {
     }
 }
 
+/// Whether a gateway honours idempotency keys, which decides whether a message whose fate is
+/// unknown (the request left, no answer came) may be sent again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Idempotency {
+    /// A resend carries the same key and is answered "already accepted".
+    Honoured,
+    /// A resend could reach the subscriber twice: such a message becomes `unknown` instead.
+    NotHonoured,
+}
+
 /// The monthly bill SMS; one per subscriber and month.
 pub const BILL_KIND: &str = "bill";
 

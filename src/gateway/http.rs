@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use reqwest::StatusCode;
 
 use super::{classify_transport, retry_after, Gateway, GatewayError, OutboundSms};
+use crate::domain::delivery::Idempotency;
 
 pub struct HttpGateway {
     client: reqwest::Client,
@@ -60,7 +61,7 @@ impl Gateway for HttpGateway {
         }
     }
 
-    fn idempotent(&self) -> bool {
-        true
+    fn idempotency(&self) -> Idempotency {
+        Idempotency::Honoured
     }
 }

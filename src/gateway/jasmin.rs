@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use reqwest::StatusCode;
 
 use super::{classify_transport, Gateway, GatewayError, OutboundSms};
+use crate::domain::delivery::Idempotency;
 
 pub struct JasminGateway {
     client: reqwest::Client,
@@ -72,8 +73,8 @@ impl Gateway for JasminGateway {
         }
     }
 
-    fn idempotent(&self) -> bool {
-        false
+    fn idempotency(&self) -> Idempotency {
+        Idempotency::NotHonoured
     }
 }
 

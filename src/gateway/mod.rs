@@ -10,6 +10,7 @@ mod jasmin;
 pub mod mock;
 mod sink;
 
+use crate::domain::delivery::Idempotency;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -56,8 +57,8 @@ pub trait Gateway: Send + Sync {
         Ok(())
     }
 
-    /// Whether a resend after an ambiguous failure is safe (the gateway honours idempotency keys).
-    fn idempotent(&self) -> bool;
+    /// Whether a resend after an ambiguous failure is safe.
+    fn idempotency(&self) -> Idempotency;
 
     /// Whether pushes to this gateway count against `gateway.rate_per_second`.
     fn rate_limited(&self) -> bool {

@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use tokio::sync::Mutex;
 
 use super::{Gateway, GatewayError, OutboundSms};
+use crate::domain::delivery::Idempotency;
 
 pub struct SinkGateway {
     outbox: Mutex<BufWriter<File>>,
@@ -51,8 +52,8 @@ impl Gateway for SinkGateway {
 
     /// Each notification is written once per claim; a crash between write and record can
     /// leave a line whose notification is sent again, which the outbox shows by its id.
-    fn idempotent(&self) -> bool {
-        true
+    fn idempotency(&self) -> Idempotency {
+        Idempotency::Honoured
     }
 
     fn rate_limited(&self) -> bool {

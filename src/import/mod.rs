@@ -239,6 +239,15 @@ impl Batch {
     }
 }
 
+/// What an import does with a bad row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImportMode {
+    /// Writes it to the rejects file and keeps every good row.
+    Lenient,
+    /// Stops at it and keeps nothing from the file (`--strict`).
+    Strict,
+}
+
 /// A usage batch sent by `COPY`: the copier back, the rows, and what `COPY` made of them.
 type CopyDone = (Copier, Vec<SubscriberUsage>, Result<Copied, StoreError>);
 
@@ -426,11 +435,12 @@ pub async fn import_file(
     store: &Store,
     kind: ImportKind,
     path: &Path,
-    strict: bool,
+    mode: ImportMode,
     timezone: Tz,
     clock: &dyn Clock,
     progress: &dyn Reporter,
 ) -> Result<ImportCounts, ImportError> {
+    let strict = mode == ImportMode::Strict;
     let file_name = path.display().to_string();
     let read_error = |source| ImportError::Read { file: file_name.clone(), source };
     let db_error = |source| ImportError::Store { file: file_name.clone(), source };

@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 pub use rate::PartLimiter;
 
 use crate::clock::Clock;
+use crate::domain::delivery::Idempotency;
 use crate::domain::msisdn::Msisdn;
 use crate::domain::quiet_hours::QuietHours;
 use crate::gateway::{Gateway, GatewayError, OutboundSms};
@@ -137,7 +138,9 @@ impl Pusher {
             Ok(message_id) => Outcome::Accepted(message_id),
             Err(GatewayError::RateLimited { retry_after }) => retry("gateway asked to slow down".into(), retry_after),
             Err(GatewayError::Transient(reason)) => retry(reason, None),
-            Err(GatewayError::Ambiguous(reason)) if self.gateway.idempotent() => retry(reason, None),
+            Err(GatewayError::Ambiguous(reason)) if self.gateway.idempotency() == Idempotency::Honoured => {
+                retry(reason, None)
+            }
             // The gateway may hold the message and would not recognise a resend: never resend.
             Err(GatewayError::Ambiguous(reason)) => Outcome::Unknown(reason),
             Err(GatewayError::Permanent(reason)) => Outcome::Failed(reason),
@@ -168,13 +171,13 @@ impl Pusher {
         let ids = &delivery.message.notification_ids;
         let now = self.clock.now();
         let lease_until = now + chrono::Duration::from_std(self.lease).expect("lease fits");
-        let idempotent = self.gateway.idempotent();
+        let idempotency = self.gateway.idempotency();
         let claim = retry_on_conflict(|| async {
-            if let Some(claimed) = db::claim_all_at_once(&self.store, ids, now, lease_until, idempotent).await? {
+            if let Some(claimed) = db::claim_all_at_once(&self.store, ids, now, lease_until, idempotency).await? {
                 return Ok(Claim { claimed, ..Claim::default() });
             }
             let mut tx = self.store.begin().await?;
-            let claim = db::claim_for_sending(&mut tx, ids, now, lease_until, idempotent).await?;
+            let claim = db::claim_for_sending(&mut tx, ids, now, lease_until, idempotency).await?;
             tx.commit().await?;
             Ok(claim)
         })

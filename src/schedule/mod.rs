@@ -12,7 +12,7 @@ use anyhow::Context;
 use chrono::{DateTime, Utc};
 use tokio::sync::mpsc::Receiver;
 
-use crate::billing::{BillBuilder, BuildReport, Handoff};
+use crate::billing::{BillBuilder, BuildMode, BuildReport, Handoff};
 use crate::domain::period::BillingMonth;
 use crate::domain::shard::Shard;
 use crate::progress::Progress;
@@ -126,7 +126,7 @@ impl<'a> MonthScheduler<'a> {
             let (pages, written_pages) = tokio::sync::mpsc::channel(1);
             let handoff = if durable { Handoff::Pending(pages) } else { Handoff::Queued(pages) };
             let (build, queued_while_building) = tokio::join!(
-                self.builder.build_month(month, as_of, shard, false, progress, Some(handoff)),
+                self.builder.build_month(month, as_of, shard, BuildMode::Keep, progress, Some(handoff)),
                 self.publish_as_built(&lock, durable, written_pages),
             );
             let build = build?;

@@ -8,7 +8,7 @@ use sqlx::{AnyConnection, Row};
 
 use super::json_rows::JsonRows;
 use super::{from_micros, to_micros, Backend, Store, StoreResult, Tx};
-use crate::domain::delivery::DeliveryStatus;
+use crate::domain::delivery::{DeliveryStatus, Idempotency};
 use crate::domain::period::BillingMonth;
 
 /// A notification claimed for sending.
@@ -152,13 +152,13 @@ pub async fn claim_for_sending(
     ids: &[String],
     now: DateTime<Utc>,
     lease_until: DateTime<Utc>,
-    idempotent: bool,
+    idempotency: Idempotency,
 ) -> StoreResult<Claim> {
     // Times are bound, never spelled into the SQL: one text for every claim, prepared once per
     // connection, where a text per claim was parsed and planned each time and pushed the other
     // statements out of the connection's cache. `$1` is `now` in each statement below.
     let stale = STALE_LEASE;
-    let unknown = if idempotent {
+    let unknown = if idempotency == Idempotency::Honoured {
         Vec::new()
     } else {
         transition(
@@ -219,14 +219,14 @@ pub async fn claim_all_at_once(
     ids: &[String],
     now: DateTime<Utc>,
     lease_until: DateTime<Utc>,
-    idempotent: bool,
+    idempotency: Idempotency,
 ) -> StoreResult<Option<Vec<OutboundRow>>> {
     if store.backend != Backend::Sqlite || ids.is_empty() {
         return Ok(None);
     }
     // Without the gateway's idempotency a stale lease is not resent but made `unknown`, by
     // the claim in a transaction.
-    let claimable = only_filtering(&if idempotent {
+    let claimable = only_filtering(&if idempotency == Idempotency::Honoured {
         format!("status = 'queued' OR ({STALE_LEASE})")
     } else {
         "status = 'queued'".to_string()

@@ -7,11 +7,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use billpush::app::{App, RunReport};
+use billpush::billing::BuildMode;
 use billpush::clock::{Clock, ManualClock};
 use billpush::config::Config;
 use billpush::domain::period::BillingMonth;
 use billpush::export::{ExportFormat, ExportKind};
 use billpush::import::ImportKind;
+use billpush::import::ImportMode;
 use billpush::store::ImportCounts;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -145,7 +147,7 @@ impl TestApp {
     }
 
     pub async fn import(&self, kind: ImportKind, path: &Path) -> ImportCounts {
-        self.app.import(kind, path, false).await.unwrap()
+        self.app.import(kind, path, ImportMode::Lenient).await.unwrap()
     }
 
     pub async fn import_fixture(&self) -> Vec<(ImportKind, ImportCounts)> {
@@ -158,7 +160,7 @@ impl TestApp {
     }
 
     pub async fn run(&self, month: &str, as_of: &str) -> RunReport {
-        self.app.run(month.parse().unwrap(), Some(at(as_of)), false).await.unwrap()
+        self.app.run(month.parse().unwrap(), Some(at(as_of)), BuildMode::Keep).await.unwrap()
     }
 
     pub async fn export(&self, kind: ExportKind, month: &str) -> Vec<Value> {
