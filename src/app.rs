@@ -19,9 +19,10 @@ use crate::export::{ExportFormat, ExportKind};
 use crate::gateway::{Gateway, HttpGateway, JasminGateway, SinkGateway};
 use crate::import::{import_file, ImportError, ImportKind, ImportMode};
 use crate::progress::{Reporter, Silent, Unit};
-use crate::push::{PartLimiter, PushCounts, Pusher};
-use crate::queue::{AmqpQueue, MemoryQueue, Queue};
+use crate::push::{PartLimiter, PushCounts, Pusher, PARALLEL_DELIVERIES};
+use crate::queue::{AmqpQueue, AmqpSettings, MemoryQueue, Queue};
 use crate::render::Renderer;
+use crate::replies::Replies;
 use crate::schedule::{MonthScheduler, ScheduleReport};
 use crate::store::{ImportCounts, MonthStatus, Store};
 
@@ -30,6 +31,8 @@ const RUN_CONSUMERS: usize = 2;
 /// Messages the in-process queue holds before the scheduler waits for the push: enough to
 /// keep every parallel delivery busy.
 const LOCAL_QUEUE_CAPACITY: usize = 64;
+/// How often `serve` turns accepted messages without a receipt into `unknown`.
+const RECEIPT_SWEEP: Duration = Duration::from_secs(60);
 /// How often a `run` through RabbitMQ looks whether its month is drained.
 const DRAIN_CHECK: Duration = Duration::from_millis(200);
 
@@ -39,6 +42,7 @@ pub struct App {
     pub renderer: Arc<Renderer>,
     clock: Arc<dyn Clock>,
     progress: Arc<dyn Reporter>,
+    broker: tokio::sync::OnceCell<Arc<AmqpQueue>>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -81,7 +85,14 @@ impl App {
             settings.max_segments,
         )?;
         let store = Store::connect(&config.database.url).await.context("cannot open the database (database.url)")?;
-        Ok(App { settings, store, renderer: Arc::new(renderer), clock, progress: Arc::new(Silent) })
+        Ok(App {
+            settings,
+            store,
+            renderer: Arc::new(renderer),
+            clock,
+            progress: Arc::new(Silent),
+            broker: tokio::sync::OnceCell::new(),
+        })
     }
 
     /// Reports the progress of long steps to `progress` (the CLI's bars) instead of nowhere.
@@ -117,10 +128,62 @@ impl App {
         if config.url == "memory://" {
             return Ok(QueueKind::Memory(MemoryQueue::new(LOCAL_QUEUE_CAPACITY)));
         }
-        let queue = AmqpQueue::connect(&config.url, &config.name)
-            .await
-            .context("cannot reach the message broker (queue.url)")?;
-        Ok(QueueKind::Amqp(Arc::new(queue)))
+        Ok(QueueKind::Amqp(Arc::new(self.connect_broker(&config.url).await?)))
+    }
+
+    async fn connect_broker(&self, url: &str) -> anyhow::Result<AmqpQueue> {
+        let settings = AmqpSettings {
+            url: url.to_string(),
+            name: self.settings.config.queue.name.clone(),
+            // Unacked messages per consumer: those being pushed and as many ready to follow.
+            prefetch: 2 * PARALLEL_DELIVERIES as u16,
+        };
+        AmqpQueue::connect(&settings).await.context("cannot reach the message broker (queue.url)")
+    }
+
+    /// The process's connection to the broker for work that outlives a command (answers to
+    /// replies), opened on first use; `None` with the in-process queue.
+    pub async fn broker(&self) -> anyhow::Result<Option<Arc<AmqpQueue>>> {
+        let url = &self.settings.config.queue.url;
+        if url == "memory://" {
+            return Ok(None);
+        }
+        let queue = self.broker.get_or_try_init(|| async { self.connect_broker(url).await.map(Arc::new) }).await?;
+        Ok(Some(queue.clone()))
+    }
+
+    /// The replies service, answering through `queue`.
+    pub fn replies<'a>(&'a self, queue: Option<&'a dyn Queue>) -> Replies<'a> {
+        Replies {
+            store: &self.store,
+            renderer: &self.renderer,
+            clock: self.clock.as_ref(),
+            timezone: self.settings.timezone,
+            queue,
+        }
+    }
+
+    /// Accepted messages whose receipt never came become `unknown` after `gateway.dlr_timeout`.
+    pub async fn expire_receipts(&self) -> anyhow::Result<u64> {
+        let now = self.clock.now();
+        let expired = self.store.expire_receipts(now - self.settings.dlr_timeout, now).await?;
+        if expired > 0 {
+            tracing::info!(expired, "accepted messages without receipt are now unknown");
+        }
+        Ok(expired)
+    }
+
+    /// Expires receipts every `RECEIPT_SWEEP` until `stop`: the one sweeper of `serve`.
+    pub async fn sweep_receipts(&self, stop: CancellationToken) {
+        loop {
+            if let Err(error) = self.expire_receipts().await {
+                tracing::warn!(error = format!("{error:#}"), "could not expire receipts");
+            }
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = tokio::time::sleep(RECEIPT_SWEEP) => {}
+            }
+        }
     }
 
     fn gateway(&self) -> anyhow::Result<Arc<dyn Gateway>> {
@@ -329,10 +392,7 @@ impl App {
                 tracing::warn!(%month, requeued, "queued again: their queue messages went missing");
             }
         }
-        let expired = self.store.expire_receipts(now - self.settings.dlr_timeout, now).await?;
-        if expired > 0 {
-            tracing::info!(expired, "accepted messages without receipt are now unknown");
-        }
+        self.expire_receipts().await?;
         Ok(())
     }
 

@@ -501,7 +501,7 @@ async fn the_next_page_of_candidates_does_not_read_the_bills_behind_it() {
 
     let mut tx = store.begin().await.unwrap();
     let page =
-        billpush::store::billing::unbilled_candidates(&mut tx, month("2026-10"), "S000010000", 2000).await.unwrap();
+        billpush::store::bills::unbilled_candidates(&mut tx, month("2026-10"), "S000010000", 2000).await.unwrap();
     // This transaction's own counts, not yet sent to the statistics collector.
     let bills_read: i64 = sqlx::query_scalar(
         "SELECT CAST((SELECT SUM(pg_stat_get_xact_tuples_returned(indexrelid)) FROM pg_index

@@ -60,6 +60,9 @@ async fn setup(s: Setup) -> (TestApp, Arc<MockGateway>) {
             // Bills become due a second after their period ends, whatever today's date.
             c.billing.grace = "1s".into();
         }),
+        // Workers run as processes on the system clock: the test's own scheduling starts at
+        // the same time, so the steps both record follow each other as they happened.
+        now: chrono::Utc::now(),
         ..Options::default()
     })
     .await;
@@ -246,7 +249,7 @@ async fn scheduling_twice_or_by_shards_queues_each_notification_once() {
 async fn a_month_held_by_another_scheduler_is_left_alone() {
     let (app, _mock) = setup(Setup::default()).await;
     app.import_population(10).await;
-    let now = chrono::Utc::now();
+    let now = app.app.clock().now();
     assert!(app
         .app
         .store

@@ -102,3 +102,44 @@ async fn spam_reports_details_and_unknown_senders() {
     stop.cancel();
     app.cleanup().await;
 }
+
+/// Through RabbitMQ an answer is written, published and marked queued at once, as a bill is:
+/// the broker holds it before the reply is acknowledged, and its history shows both steps.
+#[tokio::test]
+async fn an_answer_through_rabbitmq_is_queued_before_the_reply_is_acknowledged() {
+    let app = spawn_app_with(Options {
+        backend: Backend::Postgres,
+        rabbitmq: true,
+        configure: Box::new(|c| {
+            c.api.tokens =
+                vec![ApiToken { name: "gw".into(), token_sha256: hash_token(GATEWAY), role: "gateway".into() }];
+        }),
+        ..Options::default()
+    })
+    .await;
+    app.import_fixture().await;
+    let server = billpush::app::App::build(app.config.clone().settings().unwrap()).await.unwrap();
+    let stop = CancellationToken::new();
+    let (bound, address) = tokio::sync::oneshot::channel::<SocketAddr>();
+    let server_stop = stop.clone();
+    let serving = tokio::spawn(async move { billpush::api::serve(server, "127.0.0.1:0", server_stop, bound).await });
+    let url = format!("http://{}/api/v1/mo", address.await.unwrap());
+
+    let (status, body) = reply(&url, GATEWAY, "+8614611178002", "ZD").await;
+    assert_eq!((status, body["action"].as_str()), (202, Some("details")));
+    let answers = app.export(ExportKind::Deliveries, "2026-11").await;
+    assert_eq!(answers.len(), 1, "{answers:?}");
+    assert_eq!(answers[0]["status"], "queued");
+    let id = answers[0]["id"].as_str().unwrap().to_string();
+    let history = app.app.store.delivery_events(std::slice::from_ref(&id)).await.unwrap();
+    let steps: Vec<&str> = history[&id].iter().map(|(status, _)| status.as_str()).collect();
+    assert_eq!(steps, ["pending", "queued"]);
+    let broker = app.app.broker().await.unwrap().expect("a broker is configured");
+    use billpush::queue::Queue;
+    assert_eq!(broker.depth().await.unwrap(), 1, "the broker holds the answer");
+
+    // The server stops through its token, and its receipt sweeper with it.
+    stop.cancel();
+    serving.await.unwrap().unwrap();
+    app.cleanup().await;
+}

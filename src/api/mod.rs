@@ -9,7 +9,6 @@ mod replies;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
 
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
@@ -23,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 pub use auth::{hash_token, Role, Tokens};
 
 use crate::app::App;
+use crate::queue::Queue;
 use crate::store::AuditEntry;
 
 /// Request bodies above this are refused: receipts and replies are a few hundred bytes.
@@ -32,8 +32,9 @@ pub struct ApiState {
     pub app: App,
     pub tokens: Tokens,
     pub metrics: PrometheusHandle,
-    /// The broker replies are handed to; `None` with the in-process queue.
-    pub queue: Option<Arc<crate::queue::AmqpQueue>>,
+    /// The broker answers to replies are handed to, the app's own; `None` with the
+    /// in-process queue.
+    pub queue: Option<Arc<dyn Queue>>,
 }
 
 /// A JSON error answer `{"error": "..."}`.
@@ -85,7 +86,6 @@ async fn healthz(State(state): State<Arc<ApiState>>) -> Response {
         return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "database unavailable").into_response();
     }
     if let Some(queue) = &state.queue {
-        use crate::queue::Queue;
         if let Err(error) = queue.depth().await {
             tracing::warn!(%error, "health check: broker");
             return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "message broker unavailable").into_response();
@@ -195,34 +195,20 @@ pub async fn serve(
     bound: tokio::sync::oneshot::Sender<SocketAddr>,
 ) -> anyhow::Result<()> {
     let tokens = Tokens::from_config(&app.settings.config.api.tokens)?;
-    let queue = match app.settings.config.queue.url.as_str() {
-        "memory://" => None,
-        url => Some(Arc::new(crate::queue::AmqpQueue::connect(url, &app.settings.config.queue.name).await?)),
-    };
+    let queue = app.broker().await?.map(|broker| broker as Arc<dyn Queue>);
     let state = Arc::new(ApiState { app, tokens, metrics: metrics_handle(), queue });
     let listener =
         tokio::net::TcpListener::bind(bind).await.map_err(|e| anyhow::anyhow!("cannot listen on {bind}: {e}"))?;
     let _ = bound.send(listener.local_addr()?);
-    let sweeper = tokio::spawn(expire_receipts(state.clone(), stop.clone()));
-    axum::serve(listener, router(state)).with_graceful_shutdown(stop.cancelled_owned()).await?;
-    sweeper.abort();
-    Ok(())
-}
-
-/// Accepted messages whose receipt never came become `unknown` after `gateway.dlr_timeout`.
-async fn expire_receipts(state: Arc<ApiState>, stop: CancellationToken) {
-    loop {
-        let now = state.app.clock().now();
-        match state.app.store.expire_receipts(now - state.app.settings.dlr_timeout, now).await {
-            Ok(0) => {}
-            Ok(expired) => tracing::info!(expired, "accepted messages without receipt are now unknown"),
-            Err(error) => tracing::warn!(%error, "could not expire receipts"),
-        }
-        tokio::select! {
-            () = stop.cancelled() => return,
-            () = tokio::time::sleep(Duration::from_secs(60)) => {}
-        }
-    }
+    let sweeper = {
+        let (state, stop) = (state.clone(), stop.clone());
+        tokio::spawn(async move { state.app.sweep_receipts(stop).await })
+    };
+    let served = axum::serve(listener, router(state)).with_graceful_shutdown(stop.clone().cancelled_owned()).await;
+    // The server can also end on its own (an accept error): the sweeper stops with it.
+    stop.cancel();
+    sweeper.await?;
+    Ok(served?)
 }
 
 /// Serves `/metrics` alone, for `worker --metrics ADDR`.

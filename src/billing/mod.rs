@@ -13,17 +13,16 @@ use tokio::sync::mpsc::{Receiver, Sender};
 use crate::clock::Clock;
 use crate::domain::bill::summarize_totals;
 use crate::domain::category::Language;
-use crate::domain::delivery::{DeliveryStatus, BILL_KIND};
+use crate::domain::delivery::{DeliveryStatus, NotSentReason, BILL_KIND};
 use crate::domain::flags::{flag_vas_charges, SpikeRule};
 use crate::domain::money::Fen;
 use crate::domain::period::{billing_period, BillingMonth};
 use crate::domain::shard::Shard;
 use crate::progress::Progress;
 use crate::render::{Allowances, BillFacts, RenderedSms, Renderer};
-use crate::store::billing::{
-    self as db, BillInputs, BillNotification, BillToWrite, Due, NotificationToWrite, UnnotifiedBill,
-};
+use crate::store::bills::{self as db, BillInputs, BillToWrite, Due, UnnotifiedBill};
 use crate::store::bulk::Copier;
+use crate::store::notifications::{write_notifications, BillNotification, NotificationToWrite};
 use crate::store::{Store, StoreResult, Tx};
 
 /// Subscribers read and written per transaction.
@@ -231,7 +230,7 @@ impl BillBuilder<'_> {
             if let Some(handoff) = &handoff {
                 let ids: Vec<String> = notifications
                     .iter()
-                    .filter(|n| n.notification.status == born.as_str())
+                    .filter(|n| n.notification.status == born)
                     .map(|n| n.notification.id.clone())
                     .collect();
                 // A queueing that stopped has its own error to report; the page stays in the
@@ -284,7 +283,7 @@ impl<'s> PageWriter<'s> {
         match &mut self.copier {
             _ if notifications.is_empty() => Ok(()),
             Some(copier) => copier.copy_notifications(notifications).await,
-            None => db::write_notifications(self.tx().await?, notifications).await,
+            None => write_notifications(self.tx().await?, notifications).await,
         }
     }
 
@@ -445,10 +444,10 @@ fn render_bill_sms(
             NotificationToWrite {
                 id: uuid::Uuid::now_v7().to_string(),
                 kind: BILL_KIND.to_string(),
-                status: status.as_str(),
+                status,
                 reason: None,
                 segments: segments as i64,
-                encoding: encoding.as_str(),
+                encoding: Some(encoding),
                 text,
             }
         }
@@ -457,15 +456,15 @@ fn render_bill_sms(
             NotificationToWrite {
                 id: uuid::Uuid::now_v7().to_string(),
                 kind: BILL_KIND.to_string(),
-                status: DeliveryStatus::Failed.as_str(),
-                reason: Some("too_long"),
+                status: DeliveryStatus::Failed,
+                reason: Some(NotSentReason::TooLong),
                 segments: segments as i64,
-                encoding: "",
+                encoding: None,
                 text: String::new(),
             }
         }
     };
-    *report.by_status.entry(notification.status).or_default() += 1;
+    *report.by_status.entry(notification.status.as_str()).or_default() += 1;
     notification
 }
 

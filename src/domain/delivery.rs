@@ -67,6 +67,21 @@ impl FromStr for DeliveryStatus {
     }
 }
 
+/// Why a notification was written `failed` without being sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotSentReason {
+    /// Longer than `sms.max_segments` even in its shortest form; never cut mid-character.
+    TooLong,
+}
+
+impl NotSentReason {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            NotSentReason::TooLong => "too_long",
+        }
+    }
+}
+
 /// Whether a gateway honours idempotency keys, which decides whether a message whose fate is
 /// unknown (the request left, no answer came) may be sent again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

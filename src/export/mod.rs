@@ -123,7 +123,7 @@ fn local_rfc3339(at: chrono::DateTime<chrono::Utc>, tz: Tz) -> String {
 
 pub fn bill_json(bill: &BillExport, month: BillingMonth, tz: Tz) -> Value {
     let categories: serde_json::Map<String, Value> =
-        Category::ALL.iter().map(|c| (c.as_str().to_string(), json!(bill.categories[c.index()]))).collect();
+        Category::ALL.iter().map(|c| (c.as_str().to_string(), json!(bill.categories.get(*c).get()))).collect();
     json!({
         "subscriber_id": bill.subscriber_id,
         "msisdn": bill.msisdn,

@@ -17,8 +17,8 @@ use crate::clock::Clock;
 use crate::domain::records::{Plan, SpamReport, Subscriber, SubscriberOrder, SubscriberUsage};
 use crate::progress::{Reporter, Unit};
 use crate::store::bulk::{Copied, Copier};
-use crate::store::imports::{self as db, ImportRunRecord, Reference};
 use crate::store::json_rows::JsonRows;
+use crate::store::records::{self as db, ImportRunRecord, Reference};
 use crate::store::{ImportCounts, Store, StoreError, Tx};
 use rows::{Columns, Fields, RowError};
 

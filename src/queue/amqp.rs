@@ -25,8 +25,6 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Acker, Delivery, Queue, QueueError, QueueMessage};
 
-/// Unacked messages per worker: those being pushed and as many ready to follow.
-const PREFETCH: u16 = 2 * crate::push::PARALLEL_DELIVERIES as u16;
 /// How long publishing keeps trying to reach the broker before giving up.
 const PUBLISH_PATIENCE: Duration = Duration::from_secs(120);
 /// Persistent delivery mode: the broker writes the message to disk.
@@ -43,9 +41,20 @@ struct Consuming {
     consumer: Consumer,
 }
 
+/// Where the broker is and how its queues are used.
+#[derive(Debug, Clone)]
+pub struct AmqpSettings {
+    pub url: String,
+    /// Prefix of the queue names (`NAME`, `NAME.retry.*`, `NAME.dead`).
+    pub name: String,
+    /// Unacked messages a consumer holds at once.
+    pub prefetch: u16,
+}
+
 pub struct AmqpQueue {
     url: String,
     name: String,
+    prefetch: u16,
     publishing: Mutex<Option<Link>>,
     consuming: Mutex<Option<Consuming>>,
 }
@@ -72,10 +81,11 @@ fn delay_tier(delay: Duration) -> u64 {
 
 impl AmqpQueue {
     /// Connects and declares the topology, so a wrong URL or broker fails at start.
-    pub async fn connect(url: &str, name: &str) -> Result<AmqpQueue, QueueError> {
+    pub async fn connect(settings: &AmqpSettings) -> Result<AmqpQueue, QueueError> {
         let queue = AmqpQueue {
-            url: url.to_string(),
-            name: name.to_string(),
+            url: settings.url.clone(),
+            name: settings.name.clone(),
+            prefetch: settings.prefetch,
             publishing: Mutex::new(None),
             consuming: Mutex::new(None),
         };
@@ -206,7 +216,7 @@ impl AmqpQueue {
     async fn open_consumer(&self) -> Result<Consuming, QueueError> {
         let connection = self.open_connection("worker").await?;
         let channel = connection.create_channel().await.map_err(broker)?;
-        channel.basic_qos(PREFETCH, BasicQosOptions::default()).await.map_err(broker)?;
+        channel.basic_qos(self.prefetch, BasicQosOptions::default()).await.map_err(broker)?;
         let consumer = channel
             .basic_consume(self.name.as_str().into(), "".into(), BasicConsumeOptions::default(), FieldTable::default())
             .await

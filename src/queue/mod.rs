@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
-pub use amqp::{AmqpQueue, LONGEST_DELAY};
+pub use amqp::{AmqpQueue, AmqpSettings, LONGEST_DELAY};
 pub use memory::MemoryQueue;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -13,11 +13,12 @@ use chrono::{DateTime, Utc};
 use tokio::sync::mpsc::Receiver;
 
 use crate::billing::{BillBuilder, BuildMode, BuildReport, Handoff};
+use crate::dispatch::Dispatcher;
+use crate::domain::delivery::DeliveryStatus;
 use crate::domain::period::BillingMonth;
 use crate::domain::shard::Shard;
 use crate::progress::Progress;
 use crate::queue::Queue;
-use crate::store::notifications::{mark_queued, mark_requeued};
 use crate::store::Store;
 
 /// Names a scheduler as `host/pid/unique`, so that a lease it leaves behind when killed can
@@ -125,9 +126,10 @@ impl<'a> MonthScheduler<'a> {
             let durable = self.queue.durable();
             let (pages, written_pages) = tokio::sync::mpsc::channel(1);
             let handoff = if durable { Handoff::Pending(pages) } else { Handoff::Queued(pages) };
+            let born = if durable { DeliveryStatus::Pending } else { DeliveryStatus::Queued };
             let (build, queued_while_building) = tokio::join!(
                 self.builder.build_month(month, as_of, shard, BuildMode::Keep, progress, Some(handoff)),
-                self.publish_as_built(&lock, durable, written_pages),
+                self.publish_as_built(&lock, born, written_pages),
             );
             let build = build?;
             let queued = queued_while_building? + self.enqueue_pending(month, shard, &lock, &mut String::new()).await?;
@@ -138,34 +140,29 @@ impl<'a> MonthScheduler<'a> {
         result
     }
 
+    fn dispatcher(&self) -> Dispatcher<'_> {
+        Dispatcher { store: self.store(), queue: Some(self.queue), clock: self.builder.clock.as_ref() }
+    }
+
     /// Publishes the ids of each page of notifications the build wrote, until the build is
-    /// done; `pending` ones are marked queued once the broker has confirmed them.
+    /// done; those `born` pending are marked queued once the broker has confirmed them.
     async fn publish_as_built(
         &self,
         lock: &str,
-        pending: bool,
+        born: DeliveryStatus,
         mut written_pages: Receiver<Vec<String>>,
     ) -> anyhow::Result<u64> {
         let mut queued = 0;
+        let dispatcher = self.dispatcher();
         while let Some(ids) = written_pages.recv().await {
-            if pending {
-                self.publish_pending(&ids).await?;
-            } else {
-                self.queue.publish(&self.queue.messages(&ids)).await.context("publishing to the queue")?;
+            match born {
+                DeliveryStatus::Pending => dispatcher.publish_pending(&ids).await?,
+                _ => dispatcher.publish_queued(&ids).await?,
             }
             queued += ids.len() as u64;
             self.keep_lease(lock).await?;
         }
         Ok(queued)
-    }
-
-    /// Publishes pending notifications and marks them queued.
-    async fn publish_pending(&self, ids: &[String]) -> anyhow::Result<()> {
-        self.queue.publish(&self.queue.messages(ids)).await.context("publishing to the queue")?;
-        let mut tx = self.store().begin().await?;
-        mark_queued(&mut tx, ids, self.builder.clock.now()).await?;
-        tx.commit().await?;
-        Ok(())
     }
 
     /// Publishes the month's pending notifications of `shard` with ids after `after`, marks
@@ -184,7 +181,7 @@ impl<'a> MonthScheduler<'a> {
             *after = last.clone();
             let ids: Vec<String> =
                 page.into_iter().filter(|(_, subscriber)| shard.contains(subscriber)).map(|(id, _)| id).collect();
-            self.publish_pending(&ids).await?;
+            self.dispatcher().publish_pending(&ids).await?;
             queued += ids.len() as u64;
             self.keep_lease(lock).await?;
         }
@@ -208,15 +205,8 @@ impl<'a> MonthScheduler<'a> {
             let page = self.store().stranded_page(month, cutoff, &after, PUBLISH_ROUND as i64).await?;
             let Some((last, _)) = page.last() else { break };
             after = last.clone();
-            let ids: Vec<String> = page.iter().map(|(id, _)| id.clone()).collect();
-            let messages = self.queue.messages(&ids);
-            self.queue.publish(&messages).await.context("publishing to the queue")?;
-            let queued: Vec<String> =
-                page.into_iter().filter(|(_, status)| status == "queued").map(|(id, _)| id).collect();
-            let mut tx = self.store().begin().await?;
-            mark_requeued(&mut tx, &queued, self.builder.clock.now(), cutoff).await?;
-            tx.commit().await?;
-            requeued += ids.len() as u64;
+            self.dispatcher().republish(&page, cutoff).await?;
+            requeued += page.len() as u64;
         }
         Ok(requeued)
     }

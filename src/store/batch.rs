@@ -10,6 +10,9 @@ use std::fmt::Write;
 
 use super::{Backend, StoreResult, Tx};
 
+/// Rows of values, one `Vec` a row, in a table's column order.
+pub type Rows<'a> = Vec<Vec<Value<'a>>>;
+
 /// One value of a row. A null keeps its column's type: PostgreSQL refuses a parameter typed as
 /// text for a `BIGINT` column even when it is null.
 #[derive(Debug, Clone, Copy)]

@@ -18,11 +18,10 @@ use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions};
 use sqlx::Connection;
 
 use super::batch::{Table, Value};
-use super::billing::{bill_rows, notification_rows, BillNotification, BillTexts, BillToWrite};
-use super::imports::{usage_values, USAGE_RECORDS};
-use super::totals::{
-    add_on_conflict, basis, billing_day, numbers, subscriber_ids, sum_by_month, NUMBERS, USAGE_TOTALS,
-};
+use super::bills::{bill_rows, BillTexts, BillToWrite};
+use super::notifications::{notification_rows, BillNotification};
+use super::records::{usage_values, USAGE_RECORDS};
+use super::usage::{add_on_conflict, basis, billing_day, numbers, subscriber_ids, sum_by_month, NUMBERS, USAGE_TOTALS};
 use super::{Store, StoreError, StoreResult};
 use crate::domain::records::SubscriberUsage;
 
@@ -87,7 +86,7 @@ impl Copier {
         }
     }
 
-    /// Writes a page of bills with their flags, as `billing::write_bills` does, in one
+    /// Writes a page of bills with their flags, as `bills::write_bills` does, in one
     /// transaction of its own.
     pub async fn copy_bills(&mut self, bills: &[BillToWrite]) -> StoreResult<()> {
         let texts = BillTexts::of(bills);
@@ -95,7 +94,7 @@ impl Copier {
     }
 
     /// Writes a page of bill notifications with their first statuses, as
-    /// `billing::write_notifications` does, in one transaction of its own.
+    /// `notifications::write_notifications` does, in one transaction of its own.
     pub async fn copy_notifications(&mut self, notifications: &[BillNotification]) -> StoreResult<()> {
         let months: Vec<String> = notifications.iter().map(|n| n.month.to_string()).collect();
         self.copy_tables(notification_rows(notifications, &months)).await
@@ -114,7 +113,7 @@ impl Copier {
     }
 }
 
-/// `totals::add_usage_totals` on a native connection: the batch's sums bound as one array
+/// `usage::add_usage_totals` on a native connection: the batch's sums bound as one array
 /// per column.
 async fn add_usage_totals(connection: &mut PgConnection, rows: &[&SubscriberUsage], tz: Tz) -> StoreResult<()> {
     let ids = subscriber_ids(rows.iter().copied());

@@ -5,16 +5,18 @@
 //! both, so one store serves both and the fixture proves they agree. Each backend keeps its
 //! own migrations because their DDL differs in collation.
 
-mod api;
+pub mod audit;
 pub mod batch;
-pub mod billing;
+pub mod bills;
 pub mod bulk;
-pub mod imports;
 mod invariants;
 pub mod json_rows;
+pub mod leases;
 pub mod notifications;
-mod reports;
-pub mod totals;
+mod read_models;
+pub mod records;
+pub mod replies;
+pub mod usage;
 
 use std::str::FromStr;
 
@@ -22,9 +24,9 @@ use chrono::{DateTime, Utc};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{Any, AnyPool, Executor, Transaction};
 
-pub use api::{AuditEntry, DeliveryFilter, RunSummary};
-pub use imports::ImportCounts;
-pub use reports::{BillExport, DeliveryExport, FlagExport, MonthStatus};
+pub use audit::AuditEntry;
+pub use read_models::{BillExport, DeliveryExport, DeliveryFilter, FlagExport, MonthStatus, RunSummary};
+pub use records::ImportCounts;
 
 pub type Tx = Transaction<'static, Any>;
 

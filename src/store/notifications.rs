@@ -1,4 +1,5 @@
-//! Notification state. Every transition is a conditional UPDATE, so the database, not a
+//! Notifications and their events: how each is written (a page of bill SMS, or one reply) and
+//! every change of its state. Every transition is a conditional UPDATE, so the database, not a
 //! worker's memory, decides who sends a message and whether it was sent already. Every
 //! transition is also written to `notification_events` with its time.
 
@@ -6,10 +7,13 @@ use chrono::{DateTime, Utc};
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
+use super::batch::{insert_values, Rows, Table, Value};
 use super::json_rows::JsonRows;
-use super::{from_micros, to_micros, Backend, Store, StoreResult, Tx};
-use crate::domain::delivery::{DeliveryStatus, Idempotency};
+use super::{from_micros, to_micros, Backend, Store, StoreError, StoreResult, Tx};
+use crate::domain::delivery::{DeliveryStatus, Idempotency, NotSentReason};
+use crate::domain::msisdn::Msisdn;
 use crate::domain::period::BillingMonth;
+use crate::domain::sms::Encoding;
 
 /// A notification claimed for sending.
 #[derive(Debug, Clone)]
@@ -34,10 +38,10 @@ pub struct Claim {
     pub unknown: Vec<String>,
 }
 
-pub async fn record_event(tx: &mut Tx, id: &str, status: &str, at: DateTime<Utc>) -> StoreResult<()> {
+async fn record_event(tx: &mut Tx, id: &str, status: DeliveryStatus, at: DateTime<Utc>) -> StoreResult<()> {
     sqlx::query("INSERT INTO notification_events (notification_id, status, at) VALUES ($1, $2, $3)")
         .bind(id)
-        .bind(status)
+        .bind(status.as_str())
         .bind(to_micros(at))
         .execute(&mut **tx)
         .await?;
@@ -446,8 +450,8 @@ impl Store {
         cutoff: DateTime<Utc>,
         after: &str,
         limit: i64,
-    ) -> StoreResult<Vec<(String, String)>> {
-        Ok(sqlx::query_as(
+    ) -> StoreResult<Vec<(String, DeliveryStatus)>> {
+        let rows: Vec<(String, String)> = sqlx::query_as(
             "SELECT id, status FROM notifications WHERE month = $1 AND unfinished = TRUE AND id > $2
                AND ((status = 'queued' AND updated_at <= $3) OR (status = 'sending' AND lease_until < $3))
              ORDER BY id LIMIT $4",
@@ -457,7 +461,12 @@ impl Store {
         .bind(to_micros(cutoff))
         .bind(limit)
         .fetch_all(&self.pool)
-        .await?)
+        .await?;
+        rows.into_iter()
+            .map(|(id, status)| {
+                Ok((id, status.parse().map_err(|_| StoreError::Corrupt { column: "status", value: status })?))
+            })
+            .collect()
     }
 
     /// Notifications of `month` not yet through the push: pending, queued or sending (those
@@ -522,66 +531,137 @@ impl Store {
         tx.commit().await?;
         Ok(reset)
     }
+}
 
-    /// Takes or renews the lease `name` for `holder` until `until`; false while another holder
-    /// has it. Stops concurrent schedulers from queuing the same month twice.
-    pub async fn acquire_lock(
-        &self,
-        name: &str,
-        holder: &str,
-        now: DateTime<Utc>,
-        until: DateTime<Utc>,
-    ) -> StoreResult<bool> {
-        let result = sqlx::query(
-            "INSERT INTO scheduler_locks (name, holder, expires_at) VALUES ($1, $2, $3)
-             ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
-             WHERE scheduler_locks.expires_at < $4 OR scheduler_locks.holder = excluded.holder",
-        )
-        .bind(name)
-        .bind(holder)
-        .bind(to_micros(until))
-        .bind(to_micros(now))
-        .execute(&self.pool)
-        .await?;
-        Ok(result.rows_affected() > 0)
+pub struct NotificationToWrite {
+    pub id: String,
+    pub kind: String,
+    pub status: DeliveryStatus,
+    pub reason: Option<NotSentReason>,
+    pub segments: i64,
+    /// `None` for a text that was never made (too long to send).
+    pub encoding: Option<Encoding>,
+    pub text: String,
+}
+
+impl NotificationToWrite {
+    fn reason(&self) -> Option<&'static str> {
+        self.reason.map(NotSentReason::as_str)
     }
 
-    /// The holder of the lease `name`, if anyone holds it.
-    pub async fn lock_holder(&self, name: &str) -> StoreResult<Option<String>> {
-        Ok(sqlx::query_as::<_, (String,)>("SELECT holder FROM scheduler_locks WHERE name = $1")
-            .bind(name)
-            .fetch_optional(&self.pool)
-            .await?
-            .map(|(holder,)| holder))
+    /// Kept as `""` when there is no text, as the column has always held.
+    fn encoding(&self) -> &'static str {
+        self.encoding.map_or("", Encoding::as_str)
     }
+}
 
-    /// Hands the lease `name` from `dead_holder` to `holder`, unless someone else took it first.
-    pub async fn take_over_lock(
-        &self,
-        name: &str,
-        dead_holder: &str,
-        holder: &str,
-        until: DateTime<Utc>,
-    ) -> StoreResult<bool> {
-        let result =
-            sqlx::query("UPDATE scheduler_locks SET holder = $1, expires_at = $2 WHERE name = $3 AND holder = $4")
-                .bind(holder)
-                .bind(to_micros(until))
-                .bind(name)
-                .bind(dead_holder)
-                .execute(&self.pool)
-                .await?;
-        Ok(result.rows_affected() > 0)
-    }
+/// A bill's SMS, rendered, to be written as its notification.
+pub struct BillNotification {
+    pub subscriber_id: String,
+    pub month: BillingMonth,
+    pub msisdn: Msisdn,
+    pub created_at: DateTime<Utc>,
+    pub notification: NotificationToWrite,
+}
 
-    pub async fn release_lock(&self, name: &str, holder: &str) -> StoreResult<()> {
-        sqlx::query("DELETE FROM scheduler_locks WHERE name = $1 AND holder = $2")
-            .bind(name)
-            .bind(holder)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+const NOTIFICATIONS: Table = Table {
+    name: "notifications",
+    columns: &[
+        "id",
+        "subscriber_id",
+        "month",
+        "kind",
+        "msisdn",
+        "status",
+        "reason",
+        "attempts",
+        "segments",
+        "encoding",
+        "text",
+        "created_at",
+        "updated_at",
+    ],
+};
+
+const NOTIFICATION_EVENTS: Table = Table { name: "notification_events", columns: &["notification_id", "status", "at"] };
+
+/// What a page of bill notifications writes, table by table; `months` holds each one's month
+/// as text.
+pub(super) fn notification_rows<'a>(
+    notifications: &'a [BillNotification],
+    months: &'a [String],
+) -> [(Table, Rows<'a>); 2] {
+    let notification_rows = notifications
+        .iter()
+        .zip(months)
+        .map(|(b, month)| {
+            let n = &b.notification;
+            let at = Value::Int(to_micros(b.created_at));
+            vec![
+                Value::Text(&n.id),
+                Value::Text(&b.subscriber_id),
+                Value::Text(month),
+                Value::Text(&n.kind),
+                Value::Text(b.msisdn.as_str()),
+                Value::Text(n.status.as_str()),
+                Value::text_or_null(n.reason()),
+                Value::Int(0),
+                Value::Int(n.segments),
+                Value::Text(n.encoding()),
+                Value::Text(&n.text),
+                at,
+                at,
+            ]
+        })
+        .collect();
+    let event_rows = notifications
+        .iter()
+        .map(|b| {
+            let n = &b.notification;
+            vec![Value::Text(&n.id), Value::Text(n.status.as_str()), Value::Int(to_micros(b.created_at))]
+        })
+        .collect();
+    [(NOTIFICATIONS, notification_rows), (NOTIFICATION_EVENTS, event_rows)]
+}
+
+/// Writes a page of bill notifications with their first statuses in the caller's
+/// transaction; on PostgreSQL by `COPY` instead (`Copier::copy_notifications`).
+pub async fn write_notifications(tx: &mut Tx, notifications: &[BillNotification]) -> StoreResult<()> {
+    let months: Vec<String> = notifications.iter().map(|n| n.month.to_string()).collect();
+    for (table, rows) in notification_rows(notifications, &months) {
+        insert_values(tx, table, "", &rows).await?;
     }
+    Ok(())
+}
+
+/// Writes a notification and its first status; the unique (subscriber, month, kind) key
+/// refuses a second one.
+pub async fn insert_notification(
+    tx: &mut Tx,
+    subscriber_id: &str,
+    month: &str,
+    msisdn: &Msisdn,
+    n: &NotificationToWrite,
+    at: DateTime<Utc>,
+) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO notifications (id, subscriber_id, month, kind, msisdn, status, reason, attempts, segments, encoding, text, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $8, $9, $10, $11, $11)",
+    )
+    .bind(&n.id)
+    .bind(subscriber_id)
+    .bind(month)
+    .bind(&n.kind)
+    .bind(msisdn.as_str())
+    .bind(n.status.as_str())
+    .bind(n.reason())
+    .bind(n.segments)
+    .bind(n.encoding())
+    .bind(&n.text)
+    .bind(to_micros(at))
+    .execute(&mut **tx)
+    .await?;
+    record_event(tx, &n.id, n.status, at).await
 }
 
 #[cfg(test)]

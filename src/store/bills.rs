@@ -1,6 +1,6 @@
-//! A build's two passes. The first reads a page of subscribers due for a month with everything
-//! their bills need and writes each bill with its flags; the second reads a page of bills that
-//! have no notification yet with what their SMS says besides, and writes the notifications.
+//! Bills, their flags and the runs that build them. A build reads a page of subscribers due
+//! for a month with everything their bills need and writes each bill with its flags; then it
+//! reads a page of bills that have no notification yet with what their SMS says besides.
 
 use std::collections::{HashMap, HashSet};
 
@@ -8,9 +8,9 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use sqlx::{AnyConnection, Row};
 
-use super::batch::{insert_values, Table, Value};
+use super::batch::{insert_values, Rows, Table, Value};
 use super::json_rows::JsonRows;
-use super::{from_micros, to_micros, totals, StoreError, StoreResult, Tx};
+use super::{from_micros, to_micros, usage, StoreError, StoreResult, Tx};
 use crate::domain::bill::{BillSummary, CategoryTotals, ChargeTotals, UsageRecord, UsageTotals, VasCharge};
 use crate::domain::category::{Category, Language};
 use crate::domain::delivery::BILL_KIND;
@@ -32,16 +32,6 @@ pub struct BillingCandidate {
     pub sms_count: i64,
 }
 
-pub struct NotificationToWrite {
-    pub id: String,
-    pub kind: String,
-    pub status: &'static str,
-    pub reason: Option<&'static str>,
-    pub segments: i64,
-    pub encoding: &'static str,
-    pub text: String,
-}
-
 pub struct BillToWrite {
     pub subscriber_id: String,
     pub month: BillingMonth,
@@ -51,15 +41,6 @@ pub struct BillToWrite {
     pub flags: Vec<ChargeFlag>,
     pub spike: bool,
     pub built_at: DateTime<Utc>,
-}
-
-/// A bill's SMS, rendered, to be written as its notification.
-pub struct BillNotification {
-    pub subscriber_id: String,
-    pub month: BillingMonth,
-    pub msisdn: Msisdn,
-    pub created_at: DateTime<Utc>,
-    pub notification: NotificationToWrite,
 }
 
 /// A bill written without a notification yet, with what its SMS needs besides the bill: the
@@ -188,7 +169,7 @@ async fn inputs_from_totals(
     let (Some(first), Some(last)) = (due.first(), due.last()) else { return Ok(Default::default()) };
     let from = due.iter().map(|d| d.period.start).min().expect("a page is not empty");
     let until = due.iter().map(|d| d.period.end).max().expect("a page is not empty");
-    let totals = rows.columns_of(totals::USAGE_TOTALS.columns);
+    let totals = rows.columns_of(usage::USAGE_TOTALS.columns);
     let vas = rows.columns_of(VasColumns::COLUMNS);
     let orders = rows.columns_of(OrderColumns::COLUMNS);
     let (totals, vas, orders): (String, String, String) = sqlx::query_as(&format!(
@@ -213,8 +194,7 @@ async fn inputs_from_totals(
     let month_text = month.to_string();
     let mut by_subscriber: HashMap<String, BillInputs> =
         due.iter().map(|d| (d.subscriber_id.to_string(), BillInputs::default())).collect();
-    let bases: HashMap<&str, String> =
-        due.iter().map(|d| (d.subscriber_id, totals::basis(d.billing_day, tz))).collect();
+    let bases: HashMap<&str, String> = due.iter().map(|d| (d.subscriber_id, usage::basis(d.billing_day, tz))).collect();
     let mut resummed = HashSet::new();
     let totals: TotalsColumns =
         parse_columns(&totals).ok_or_else(|| corrupt("usage_totals", format!("totals of {}", range())))?;
@@ -224,7 +204,7 @@ async fn inputs_from_totals(
             resummed.insert(subscriber_id.clone());
         } else if totals.month[i] == month_text {
             let inputs = by_subscriber.get_mut(subscriber_id).expect("every due subscriber has inputs");
-            inputs.charges = totals::from_numbers(totals.numbers(i));
+            inputs.charges = usage::from_numbers(totals.numbers(i));
         }
     }
     let periods: HashMap<&str, Period> = due.iter().map(|d| (d.subscriber_id, d.period)).collect();
@@ -319,7 +299,7 @@ columns! {
 
 impl TotalsColumns {
     /// Row `i`'s numbers, in the order of the table's columns.
-    fn numbers(&self, i: usize) -> [i64; totals::NUMBERS] {
+    fn numbers(&self, i: usize) -> [i64; usage::NUMBERS] {
         [
             self.plan_fee_fen[i],
             self.voice_fen[i],
@@ -682,29 +662,6 @@ const CHARGE_FLAGS: Table = Table {
     columns: &["subscriber_id", "month", "record_id", "reason", "service_code", "amount_fen"],
 };
 
-const NOTIFICATIONS: Table = Table {
-    name: "notifications",
-    columns: &[
-        "id",
-        "subscriber_id",
-        "month",
-        "kind",
-        "msisdn",
-        "status",
-        "reason",
-        "attempts",
-        "segments",
-        "encoding",
-        "text",
-        "created_at",
-        "updated_at",
-    ],
-};
-
-const NOTIFICATION_EVENTS: Table = Table { name: "notification_events", columns: &["notification_id", "status", "at"] };
-
-pub(super) type Rows<'a> = Vec<Vec<Value<'a>>>;
-
 /// The text columns of a page of bills, made once so that its rows can borrow them: each
 /// bill's month and VAS lines.
 pub(super) struct BillTexts {
@@ -769,45 +726,6 @@ pub(super) fn bill_rows<'a>(bills: &'a [BillToWrite], texts: &'a BillTexts) -> [
     [(BILLS, bill_rows), (CHARGE_FLAGS, flag_rows)]
 }
 
-/// What a page of bill notifications writes, table by table; `months` holds each one's month
-/// as text.
-pub(super) fn notification_rows<'a>(
-    notifications: &'a [BillNotification],
-    months: &'a [String],
-) -> [(Table, Rows<'a>); 2] {
-    let notification_rows = notifications
-        .iter()
-        .zip(months)
-        .map(|(b, month)| {
-            let n = &b.notification;
-            let at = Value::Int(to_micros(b.created_at));
-            vec![
-                Value::Text(&n.id),
-                Value::Text(&b.subscriber_id),
-                Value::Text(month),
-                Value::Text(&n.kind),
-                Value::Text(b.msisdn.as_str()),
-                Value::Text(n.status),
-                Value::text_or_null(n.reason),
-                Value::Int(0),
-                Value::Int(n.segments),
-                Value::Text(n.encoding),
-                Value::Text(&n.text),
-                at,
-                at,
-            ]
-        })
-        .collect();
-    let event_rows = notifications
-        .iter()
-        .map(|b| {
-            let n = &b.notification;
-            vec![Value::Text(&n.id), Value::Text(n.status), Value::Int(to_micros(b.created_at))]
-        })
-        .collect();
-    [(NOTIFICATIONS, notification_rows), (NOTIFICATION_EVENTS, event_rows)]
-}
-
 /// Writes a page of bills with their flags in the caller's transaction. A build on PostgreSQL
 /// writes by `COPY` instead (`Copier::copy_bills`), except a dry run, which needs its pages in
 /// its one transaction to roll them back.
@@ -817,46 +735,6 @@ pub async fn write_bills(tx: &mut Tx, bills: &[BillToWrite]) -> StoreResult<()> 
         insert_values(tx, table, "", &rows).await?;
     }
     Ok(())
-}
-
-/// Writes a page of bill notifications with their first statuses in the caller's
-/// transaction; on PostgreSQL by `COPY` instead (`Copier::copy_notifications`).
-pub async fn write_notifications(tx: &mut Tx, notifications: &[BillNotification]) -> StoreResult<()> {
-    let months: Vec<String> = notifications.iter().map(|n| n.month.to_string()).collect();
-    for (table, rows) in notification_rows(notifications, &months) {
-        insert_values(tx, table, "", &rows).await?;
-    }
-    Ok(())
-}
-
-/// Writes a notification and its first status; the unique (subscriber, month, kind) key
-/// refuses a second one.
-pub async fn insert_notification(
-    tx: &mut Tx,
-    subscriber_id: &str,
-    month: &str,
-    msisdn: &Msisdn,
-    n: &NotificationToWrite,
-    at: DateTime<Utc>,
-) -> StoreResult<()> {
-    sqlx::query(
-        "INSERT INTO notifications (id, subscriber_id, month, kind, msisdn, status, reason, attempts, segments, encoding, text, created_at, updated_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $8, $9, $10, $11, $11)",
-    )
-    .bind(&n.id)
-    .bind(subscriber_id)
-    .bind(month)
-    .bind(&n.kind)
-    .bind(msisdn.as_str())
-    .bind(n.status)
-    .bind(n.reason)
-    .bind(n.segments)
-    .bind(n.encoding)
-    .bind(&n.text)
-    .bind(to_micros(at))
-    .execute(&mut **tx)
-    .await?;
-    super::notifications::record_event(tx, &n.id, n.status, at).await
 }
 
 pub async fn start_billing_run(
@@ -911,7 +789,7 @@ mod tests {
 
     #[test]
     fn the_totals_are_read_in_the_order_of_the_tables_columns() {
-        assert_eq!(TotalsColumns::COLUMNS, totals::USAGE_TOTALS.columns);
+        assert_eq!(TotalsColumns::COLUMNS, usage::USAGE_TOTALS.columns);
     }
 
     #[test]

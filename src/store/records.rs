@@ -8,7 +8,7 @@ use chrono_tz::Tz;
 
 use super::batch::{insert_values, insert_values_returning, Table, Value};
 use super::json_rows::JsonRows;
-use super::totals::add_usage_totals;
+use super::usage::add_usage_totals;
 use super::{to_micros, Backend, Store, StoreResult, Tx};
 use crate::domain::records::{Plan, SpamReport, Subscriber, SubscriberOrder, SubscriberUsage};
 

@@ -5,7 +5,7 @@
 //! A row is summed under a basis, the billing day and timezone that cut the records into
 //! months when they were imported. Either may change later; a build then finds rows of
 //! another basis among the subscriber's months around the one it bills, and reads that
-//! subscriber's records instead (`billing::bill_inputs`).
+//! subscriber's records instead (`bills::bill_inputs`).
 
 use std::collections::{BTreeMap, HashMap};
 

@@ -1,11 +1,16 @@
-//! Read models for `status` and the exports, paged by key so that nothing is held whole.
+//! Read models for `status`, the exports and the API: bills, flags, deliveries with their
+//! history, runs and spam counts, paged by key so that nothing is held whole.
 
 use std::collections::HashMap;
 
+use chrono::{DateTime, Utc};
 use sqlx::Row;
 
-use super::{from_micros, Store, StoreResult};
+use super::{from_micros, placeholders, to_micros, Backend, Store, StoreResult};
+use crate::domain::bill::CategoryTotals;
 use crate::domain::category::Category;
+use crate::domain::delivery::DeliveryStatus;
+use crate::domain::money::Fen;
 use crate::domain::period::{BillingMonth, Period};
 use crate::domain::spam::ReportCount;
 
@@ -24,7 +29,7 @@ pub struct BillExport {
     pub msisdn: String,
     pub period: Period,
     pub total_fen: i64,
-    pub categories: [i64; 8],
+    pub categories: CategoryTotals,
     pub voice_minutes: i64,
     pub data_kb: i64,
     pub sms_count: i64,
@@ -62,7 +67,121 @@ pub struct MonthStatus {
     pub late_records: i64,
 }
 
+#[derive(Debug, Clone, Default)]
+pub struct DeliveryFilter {
+    pub month: Option<BillingMonth>,
+    pub msisdn: Option<String>,
+    pub status: Option<DeliveryStatus>,
+    /// Last change at or after.
+    pub from: Option<DateTime<Utc>>,
+    /// Last change before.
+    pub to: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct RunSummary {
+    pub month: String,
+    pub runs: i64,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
 impl Store {
+    /// Notifications matching `filter` after id `after`, in id order, at most `limit`.
+    pub async fn deliveries(
+        &self,
+        filter: &DeliveryFilter,
+        after: &str,
+        limit: i64,
+    ) -> StoreResult<Vec<DeliveryExport>> {
+        let mut conditions = vec!["id > $1".to_string()];
+        let mut texts: Vec<String> = vec![after.to_string()];
+        let mut numbers: Vec<i64> = Vec::new();
+        if let Some(month) = filter.month {
+            texts.push(month.to_string());
+            conditions.push(format!("month = ${}", texts.len()));
+        }
+        if let Some(msisdn) = &filter.msisdn {
+            texts.push(msisdn.clone());
+            conditions.push(format!("msisdn = ${}", texts.len()));
+        }
+        if let Some(status) = filter.status {
+            texts.push(status.as_str().to_string());
+            conditions.push(format!("status = ${}", texts.len()));
+        }
+        let first_number = texts.len() + 1;
+        if let Some(from) = filter.from {
+            numbers.push(to_micros(from));
+            conditions.push(format!("updated_at >= ${}", first_number + numbers.len() - 1));
+        }
+        if let Some(to) = filter.to {
+            numbers.push(to_micros(to));
+            conditions.push(format!("updated_at < ${}", first_number + numbers.len() - 1));
+        }
+        numbers.push(limit);
+        let sql = format!(
+            "SELECT id, subscriber_id, msisdn, month, kind, status, reason, attempts, segments, encoding, gateway_message_id, text, updated_at
+             FROM notifications WHERE {} ORDER BY id LIMIT ${}",
+            conditions.join(" AND "),
+            first_number + numbers.len() - 1
+        );
+        let mut query = sqlx::query(&sql);
+        for text in &texts {
+            query = query.bind(text);
+        }
+        for number in &numbers {
+            query = query.bind(*number);
+        }
+        query.fetch_all(&self.pool).await?.iter().map(delivery_from_row).collect()
+    }
+
+    /// Status history of each notification, oldest first.
+    pub async fn delivery_events(&self, ids: &[String]) -> StoreResult<HashMap<String, Vec<(String, DateTime<Utc>)>>> {
+        let mut history: HashMap<String, Vec<(String, DateTime<Utc>)>> = HashMap::new();
+        for chunk in ids.chunks(500) {
+            // Changes can share a timestamp; insertion order breaks the tie.
+            let insertion = match self.backend {
+                Backend::Sqlite => "rowid",
+                Backend::Postgres => "seq",
+            };
+            let sql = format!(
+                "SELECT notification_id, status, at FROM notification_events WHERE notification_id IN ({}) ORDER BY at, {insertion}",
+                placeholders(1, chunk.len())
+            );
+            let mut query = sqlx::query(&sql);
+            for id in chunk {
+                query = query.bind(id);
+            }
+            for row in query.fetch_all(&self.pool).await? {
+                history
+                    .entry(row.try_get("notification_id")?)
+                    .or_default()
+                    .push((row.try_get("status")?, from_micros(row.try_get("at")?)));
+            }
+        }
+        Ok(history)
+    }
+
+    /// Billing runs per month, newest month first.
+    pub async fn runs(&self) -> StoreResult<Vec<RunSummary>> {
+        let rows = sqlx::query(
+            "SELECT month, COUNT(*) AS runs, MIN(started_at) AS started_at, MAX(finished_at) AS finished_at
+             FROM billing_runs GROUP BY month ORDER BY month DESC",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(RunSummary {
+                    month: r.try_get("month")?,
+                    runs: r.try_get("runs")?,
+                    started_at: from_micros(r.try_get("started_at")?),
+                    finished_at: r.try_get::<Option<i64>, _>("finished_at")?.map(from_micros),
+                })
+            })
+            .collect()
+    }
+
     pub async fn month_status(&self, month: BillingMonth) -> StoreResult<MonthStatus> {
         let month = month.to_string();
         let bills = sqlx::query(
@@ -270,10 +389,11 @@ pub(crate) fn delivery_from_row(r: &sqlx::any::AnyRow) -> StoreResult<DeliveryEx
 }
 
 fn bill_from_row(r: &sqlx::any::AnyRow) -> StoreResult<BillExport> {
-    let mut categories = [0i64; 8];
+    let mut categories = [Fen::ZERO; 8];
     for category in Category::ALL {
-        categories[category.index()] = r.try_get(format!("{}_fen", category.as_str()).as_str())?;
+        categories[category.index()] = Fen::new(r.try_get(format!("{}_fen", category.as_str()).as_str())?);
     }
+    let categories = CategoryTotals::from_array(categories);
     Ok(BillExport {
         subscriber_id: r.try_get("subscriber_id")?,
         msisdn: r.try_get("msisdn")?,

@@ -1,0 +1,93 @@
+//! The one way a notification reaches the queue: it exists in the database first (written
+//! `pending`), is published, and is marked `queued` only once the queue holds it. A crash
+//! between any two steps leaves it `pending` (or `queued` with a copy in the queue), and the
+//! next scheduling publishes it; the claim makes a second copy harmless.
+
+use chrono::{DateTime, Utc};
+
+use crate::clock::Clock;
+use crate::domain::delivery::DeliveryStatus;
+use crate::domain::msisdn::Msisdn;
+use crate::queue::{Queue, QueueError};
+use crate::store::notifications::{insert_notification, mark_queued, mark_requeued, NotificationToWrite};
+use crate::store::{Store, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DispatchError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("publishing to the queue: {0}")]
+    Queue(#[from] QueueError),
+}
+
+/// A notification written outside a month's build: a reply's answer.
+pub struct NewNotification<'a> {
+    pub subscriber_id: &'a str,
+    pub month: &'a str,
+    pub to: &'a Msisdn,
+    pub notification: &'a NotificationToWrite,
+}
+
+pub struct Dispatcher<'a> {
+    pub store: &'a Store,
+    /// `None` with the in-process queue of another process: what is written stays `pending`
+    /// for the month's next `run` to push.
+    pub queue: Option<&'a dyn Queue>,
+    pub clock: &'a dyn Clock,
+}
+
+impl Dispatcher<'_> {
+    /// Writes `new` as given (`pending` unless it was refused before sending, e.g. too long)
+    /// and, when it is pending and there is a queue, publishes it and marks it queued.
+    pub async fn dispatch(&self, new: NewNotification<'_>) -> Result<(), DispatchError> {
+        let now = self.clock.now();
+        let mut tx = self.store.begin().await?;
+        insert_notification(&mut tx, new.subscriber_id, new.month, new.to, new.notification, now).await?;
+        tx.commit().await.map_err(StoreError::from)?;
+        if new.notification.status == DeliveryStatus::Pending {
+            self.publish_pending(std::slice::from_ref(&new.notification.id)).await?;
+        }
+        Ok(())
+    }
+
+    /// Publishes pending notifications and marks them queued once the queue has confirmed them.
+    pub async fn publish_pending(&self, ids: &[String]) -> Result<(), DispatchError> {
+        let Some(queue) = self.queue else { return Ok(()) };
+        if ids.is_empty() {
+            return Ok(());
+        }
+        queue.publish(&queue.messages(ids)).await?;
+        let mut tx = self.store.begin().await?;
+        mark_queued(&mut tx, ids, self.clock.now()).await?;
+        tx.commit().await.map_err(StoreError::from)?;
+        Ok(())
+    }
+
+    /// Publishes notifications already written `queued` (a queue that does not outlive the
+    /// process: nothing a restart keeps is proven by its confirm).
+    pub async fn publish_queued(&self, ids: &[String]) -> Result<(), DispatchError> {
+        if let Some(queue) = self.queue {
+            queue.publish(&queue.messages(ids)).await?;
+        }
+        Ok(())
+    }
+
+    /// Publishes again notifications whose queue message may be lost (`page` holds each id
+    /// with its status); those still `queued` and untouched since `cutoff` get a new `queued`
+    /// step, unless a worker took them meanwhile.
+    pub async fn republish(
+        &self,
+        page: &[(String, DeliveryStatus)],
+        cutoff: DateTime<Utc>,
+    ) -> Result<(), DispatchError> {
+        let Some(queue) = self.queue else { return Ok(()) };
+        let ids: Vec<String> = page.iter().map(|(id, _)| id.clone()).collect();
+        queue.publish(&queue.messages(&ids)).await?;
+        let queued: Vec<String> =
+            page.iter().filter(|(_, status)| *status == DeliveryStatus::Queued).map(|(id, _)| id.clone()).collect();
+        let mut tx = self.store.begin().await?;
+        mark_requeued(&mut tx, &queued, self.clock.now(), cutoff).await?;
+        tx.commit().await.map_err(StoreError::from)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,200 @@
+//! Subscribers' replies to the bill SMS (docs/contract.md §7): what each one changes and what
+//! is answered. An opt-out is written (and audited) before anything else can fail; a spam
+//! report is filed; `ZD` and the opt-out are answered by SMS through the same queue and rate
+//! limit as bills, each as a notification of its own kind keyed by the reply's id.
+
+use chrono::{DateTime, Datelike, Utc};
+use chrono_tz::Tz;
+
+use crate::clock::Clock;
+use crate::dispatch::{DispatchError, Dispatcher, NewNotification};
+use crate::domain::bill::CategoryTotals;
+use crate::domain::category::Language;
+use crate::domain::delivery::{DeliveryStatus, NotSentReason};
+use crate::domain::msisdn::{normalise_reported_number, Msisdn};
+use crate::domain::period::BillingMonth;
+use crate::domain::records::{ReportKind, SpamReport};
+use crate::domain::reply::{parse_reply, Reply};
+use crate::queue::Queue;
+use crate::render::{RenderedSms, Renderer, ReplyKind};
+use crate::store::notifications::NotificationToWrite;
+use crate::store::records::write_spam_reports;
+use crate::store::replies::ReplyRecord;
+use crate::store::{AuditEntry, Store, StoreError};
+
+/// A subscriber's message as the gateway hands it over.
+pub struct InboundReply<'a> {
+    pub from: &'a Msisdn,
+    /// The port it was sent to.
+    pub to: &'a str,
+    pub text: &'a str,
+    pub received_at: DateTime<Utc>,
+    /// The name of the gateway's token, for the audit log.
+    pub via: &'a str,
+}
+
+/// What was done about a reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplyAction {
+    OptOut,
+    SpamReport,
+    /// `JB` followed by something that is not a number.
+    SpamReportUnreadable,
+    Details,
+    Dispute,
+    Ignored,
+}
+
+impl ReplyAction {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ReplyAction::OptOut => "opt_out",
+            ReplyAction::SpamReport => "spam_report",
+            ReplyAction::SpamReportUnreadable => "spam_report_unreadable",
+            ReplyAction::Details => "details",
+            ReplyAction::Dispute => "dispute",
+            ReplyAction::Ignored => "ignored",
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReplyError {
+    #[error("unknown sender")]
+    UnknownSender,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Dispatch(#[from] DispatchError),
+}
+
+pub struct Replies<'a> {
+    pub store: &'a Store,
+    pub renderer: &'a Renderer,
+    pub clock: &'a dyn Clock,
+    pub timezone: Tz,
+    /// The broker answers are handed to; `None` with the in-process queue, whose next `run`
+    /// of the month pushes them.
+    pub queue: Option<&'a dyn Queue>,
+}
+
+impl Replies<'_> {
+    /// Acts on one reply, records it, and queues its answer when it has one.
+    pub async fn handle(&self, reply: &InboundReply<'_>) -> Result<ReplyAction, ReplyError> {
+        let Some((subscriber_id, language)) = self.store.subscriber_by_msisdn(reply.from.as_str()).await? else {
+            return Err(ReplyError::UnknownSender);
+        };
+        let reply_id = uuid::Uuid::now_v7().to_string();
+        let (action, answer) = match parse_reply(reply.text) {
+            Reply::OptOut => {
+                self.opt_out(&subscriber_id, &reply_id, reply.via).await?;
+                (ReplyAction::OptOut, Some(ReplyKind::OptOut))
+            }
+            Reply::Report(number) => match normalise_reported_number(&number) {
+                Ok(reported_number) => {
+                    self.file_spam_report(&reply_id, reply, reported_number).await?;
+                    (ReplyAction::SpamReport, None)
+                }
+                Err(_) => (ReplyAction::SpamReportUnreadable, None),
+            },
+            Reply::Details => (ReplyAction::Details, Some(ReplyKind::Details)),
+            Reply::Dispute => (ReplyAction::Dispute, None),
+            Reply::Other => (ReplyAction::Ignored, None),
+        };
+        self.store
+            .record_reply(&ReplyRecord {
+                id: &reply_id,
+                from: reply.from.as_str(),
+                to: reply.to,
+                text: reply.text,
+                received_at: reply.received_at,
+                subscriber_id: &subscriber_id,
+                action: action.as_str(),
+            })
+            .await?;
+        if let Some(kind) = answer {
+            self.answer(kind, &subscriber_id, reply.from, language, &reply_id, reply.received_at).await?;
+        }
+        Ok(action)
+    }
+
+    async fn opt_out(&self, subscriber_id: &str, reply_id: &str, via: &str) -> Result<(), StoreError> {
+        self.store.opt_out(subscriber_id).await?;
+        // A change of consent is an operator's record as much as an API call is.
+        let entry = AuditEntry {
+            id: uuid::Uuid::now_v7().to_string(),
+            token_name: via.to_string(),
+            role: "gateway".into(),
+            at: self.clock.now(),
+            method: "MO".into(),
+            path: format!("opt-out of the bill SMS by subscriber {subscriber_id} (reply {reply_id})"),
+            status: 202,
+            rows_returned: 0,
+        };
+        self.store.append_audit(&entry).await
+    }
+
+    async fn file_spam_report(
+        &self,
+        reply_id: &str,
+        reply: &InboundReply<'_>,
+        reported_number: String,
+    ) -> Result<(), StoreError> {
+        let report = SpamReport {
+            report_id: format!("mo-{reply_id}"),
+            reporter: reply.from.clone(),
+            reported_number,
+            reported_at: reply.received_at,
+            kind: ReportKind::Sms,
+            note: "JB reply".into(),
+        };
+        let mut tx = self.store.begin().await?;
+        write_spam_reports(&mut tx, &[&report]).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Writes the answer as a notification of the month the reply came in, and hands it to
+    /// the queue.
+    async fn answer(
+        &self,
+        kind: ReplyKind,
+        subscriber_id: &str,
+        to: &Msisdn,
+        language: Language,
+        reply_id: &str,
+        received_at: DateTime<Utc>,
+    ) -> Result<(), ReplyError> {
+        let bill = match kind {
+            ReplyKind::Details => self.store.latest_bill(subscriber_id).await?,
+            ReplyKind::OptOut => None,
+        };
+        let totals: Option<(_, &CategoryTotals)> = bill.as_ref().map(|b| (b.period, &b.categories));
+        let view = self.renderer.reply_view(to, language, totals);
+        let notification = match self.renderer.render_reply(kind, language, &view) {
+            RenderedSms::Fits { text, encoding, segments } => NotificationToWrite {
+                id: uuid::Uuid::now_v7().to_string(),
+                kind: format!("{}:{reply_id}", kind.template()),
+                status: DeliveryStatus::Pending,
+                reason: None,
+                segments: segments as i64,
+                encoding: Some(encoding),
+                text,
+            },
+            RenderedSms::TooLong { segments } => NotificationToWrite {
+                id: uuid::Uuid::now_v7().to_string(),
+                kind: format!("{}:{reply_id}", kind.template()),
+                status: DeliveryStatus::Failed,
+                reason: Some(NotSentReason::TooLong),
+                segments: segments as i64,
+                encoding: None,
+                text: String::new(),
+            },
+        };
+        let local = received_at.with_timezone(&self.timezone);
+        let month = BillingMonth::new(local.year(), local.month()).expect("a real date").to_string();
+        let dispatcher = Dispatcher { store: self.store, queue: self.queue, clock: self.clock };
+        dispatcher.dispatch(NewNotification { subscriber_id, month: &month, to, notification: &notification }).await?;
+        Ok(())
+    }
+}
