@@ -8,7 +8,6 @@ use std::time::Duration;
 use anyhow::Context;
 use chrono::{DateTime, Datelike, Utc};
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::AbortOnDropHandle;
 
 use crate::billing::{BillBuilder, BillingRules, BuildMode, BuildReport};
 use crate::clock::{Clock, SystemClock};
@@ -285,8 +284,8 @@ impl App {
             QueueKind::Memory(_) => {
                 let pusher = self.pusher(shared.clone(), gateway.clone(), limiter.clone());
                 let (stop, pushing) = (stop.clone(), pushing.clone());
-                // Ends with the run, as the queue it drains does.
-                Some(AbortOnDropHandle::new(tokio::spawn(async move { pusher.drain(&stop, pushing.as_ref()).await })))
+                // Ends when the queue is closed and drained, or at once when `stop` is cancelled.
+                Some(tokio::spawn(async move { pusher.drain(&stop, pushing.as_ref()).await }))
             }
             QueueKind::Amqp(_) => None,
         };
@@ -297,6 +296,7 @@ impl App {
             let scheduled =
                 self.scheduler(shared.as_ref()).schedule(month, as_of, Shard::ALL, building.as_ref()).await?;
             anyhow::ensure!(!scheduled.skipped, "another scheduler is working on {month}; try again when it is done");
+            pushing.set_length(pushing.position() + self.store.unfinished_count(month).await? as u64);
             Ok(scheduled)
         }
         .await;
@@ -311,7 +311,6 @@ impl App {
                 return Err(error);
             }
         };
-        pushing.set_length(pushing.position() + self.store.unfinished_count(month).await? as u64);
         let push = match &queue {
             QueueKind::Memory(memory) => {
                 memory.close();
@@ -324,9 +323,14 @@ impl App {
                     let (stop, pushing) = (stop.clone(), pushing.clone());
                     consumers.push(tokio::spawn(async move { pusher.drain(&stop, pushing.as_ref()).await }));
                 }
-                while self.store.unfinished_count(month).await? > 0 && !consumers.iter().any(|c| c.is_finished()) {
-                    tokio::time::sleep(DRAIN_CHECK).await;
+                let drained = async {
+                    while self.store.unfinished_count(month).await? > 0 && !consumers.iter().any(|c| c.is_finished()) {
+                        tokio::time::sleep(DRAIN_CHECK).await;
+                    }
+                    anyhow::Ok(())
                 }
+                .await;
+                // The consumers stop and are waited for whether or not the count could be read.
                 stop.cancel();
                 let mut push = PushCounts::default();
                 for consumer in consumers {
@@ -338,6 +342,7 @@ impl App {
                     push.already_handled += counts.already_handled;
                 }
                 amqp.close().await;
+                drained?;
                 push
             }
         };
@@ -372,9 +377,12 @@ impl App {
         };
         let gateway = self.gateway()?;
         let limiter = Arc::new(self.limiter(gateway.as_ref(), self.settings.config.gateway.workers));
-        let depth = tokio::spawn(report_queue_depth(queue.clone(), stop.clone()));
+        // Stops with the worker, also when the push ends on an error rather than through `stop`.
+        let depth_stop = stop.child_token();
+        let depth = tokio::spawn(report_queue_depth(queue.clone(), depth_stop.clone()));
         let counts = self.pusher(queue.clone(), gateway, limiter).drain(&stop, &Silent).await;
-        depth.abort();
+        depth_stop.cancel();
+        depth.await.context("the queue depth reporter panicked")?;
         queue.close().await;
         counts
     }

@@ -6,6 +6,7 @@ mod common;
 
 use std::process::Stdio;
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
 use billpush::config::GatewayKind;
 use billpush::domain::shard::Shard;
@@ -16,7 +17,7 @@ use tokio::process::Command;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn workers_recover_when_the_broker_drops_their_connections() {
     let mock = MockGateway::new("t", Faults::default());
-    let (address, _serving) = mock.serve("127.0.0.1:0").await.unwrap();
+    let (address, _serving) = mock.serve("127.0.0.1:0", CancellationToken::new()).await.unwrap();
     let app = spawn_app_with(Options {
         backend: Backend::Postgres,
         rabbitmq: true,

@@ -7,6 +7,7 @@ mod common;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
 use billpush::billing::BuildMode;
 use billpush::config::GatewayKind;
@@ -43,7 +44,7 @@ impl Default for Setup {
 
 async fn setup(s: Setup) -> (TestApp, Arc<MockGateway>) {
     let mock = MockGateway::new(TOKEN, s.faults);
-    let (address, _serving) = mock.serve("127.0.0.1:0").await.unwrap();
+    let (address, _serving) = mock.serve("127.0.0.1:0", CancellationToken::new()).await.unwrap();
     let app = spawn_app_with(Options {
         backend: s.backend,
         rabbitmq: true,
@@ -190,7 +191,7 @@ async fn a_gateway_that_always_fails_sends_notifications_to_failed_through_the_d
 
     // The gateway is repaired; the operator puts the failed notifications back in line.
     let healthy = MockGateway::new(TOKEN, Faults::default());
-    let (address, _serving) = healthy.serve("127.0.0.1:0").await.unwrap();
+    let (address, _serving) = healthy.serve("127.0.0.1:0", CancellationToken::new()).await.unwrap();
     let mut repaired = app.config.clone();
     repaired.gateway.url = format!("http://{address}");
     let operator = billpush::app::App::build(repaired.settings().unwrap()).await.unwrap();

@@ -228,11 +228,10 @@ pub async fn execute(cli: Cli) -> anyhow::Result<()> {
                 seed: *seed,
             };
             let gateway = MockGateway::new(token, faults);
-            let (address, task) = gateway.serve(bind).await?;
-            println!("mock gateway on http://{address} (GET /stats, GET /accepted)");
             let stop = shutdown_signal();
-            stop.cancelled().await;
-            task.abort();
+            let (address, task) = gateway.serve(bind, stop.clone()).await?;
+            println!("mock gateway on http://{address} (GET /stats, GET /accepted)");
+            task.await?;
             println!("{}", serde_json::to_string(&gateway.stats())?);
             return Ok(());
         }

@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -100,8 +101,13 @@ impl MockGateway {
         })
     }
 
-    /// Serves on `bind` until the returned task is dropped or aborted; returns the bound address.
-    pub async fn serve(self: &Arc<Self>, bind: &str) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    /// Serves on `bind` until `stop` is cancelled; returns the bound address and the serving
+    /// task, which ends once the answers in flight are given.
+    pub async fn serve(
+        self: &Arc<Self>,
+        bind: &str,
+        stop: CancellationToken,
+    ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
         let listener = tokio::net::TcpListener::bind(bind).await?;
         let address = listener.local_addr()?;
         let app = Router::new()
@@ -111,7 +117,7 @@ impl MockGateway {
             .with_state(self.clone());
         let task = tokio::spawn(async move {
             // The mock lives as long as its task; an error here ends the drill visibly.
-            if let Err(error) = axum::serve(listener, app).await {
+            if let Err(error) = axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned()).await {
                 tracing::error!(%error, "mock gateway stopped");
             }
         });
