@@ -358,7 +358,7 @@ impl Writer<'_> {
                     return Ok(());
                 }
                 self.settle_all(tx).await?;
-                let written = db::write_usage(tx, &rows, self.timezone).await?;
+                let written = crate::store::usage::write_usage(tx, &rows, self.timezone).await?;
                 self.count(rows.len(), written);
                 return Ok(());
             }
@@ -406,7 +406,7 @@ impl Writer<'_> {
             let written = match copied? {
                 Copied::All(count) => count,
                 Copied::Refused => {
-                    let written = db::write_usage(tx, &rows, self.timezone).await?;
+                    let written = crate::store::usage::write_usage(tx, &rows, self.timezone).await?;
                     // Every row already known means the file is most likely being imported
                     // again, and its later batches would be refused too.
                     if written == 0 {

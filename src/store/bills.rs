@@ -204,7 +204,7 @@ async fn inputs_from_totals(
             resummed.insert(subscriber_id.clone());
         } else if totals.month[i] == month_text {
             let inputs = by_subscriber.get_mut(subscriber_id).expect("every due subscriber has inputs");
-            inputs.charges = usage::from_numbers(totals.numbers(i));
+            inputs.charges = totals.totals(i);
         }
     }
     let periods: HashMap<&str, Period> = due.iter().map(|d| (d.subscriber_id, d.period)).collect();
@@ -298,21 +298,29 @@ columns! {
 }
 
 impl TotalsColumns {
-    /// Row `i`'s numbers, in the order of the table's columns.
-    fn numbers(&self, i: usize) -> [i64; usage::NUMBERS] {
-        [
-            self.plan_fee_fen[i],
-            self.voice_fen[i],
-            self.data_fen[i],
-            self.sms_fen[i],
-            self.other_fen[i],
-            self.discount_fen[i],
-            self.adjustment_fen[i],
-            self.voice_minutes[i],
-            self.data_kb[i],
-            self.sms_count[i],
-            self.records[i],
-        ]
+    /// The totals row `i` stands for.
+    fn totals(&self, i: usize) -> ChargeTotals {
+        let mut amounts = [Fen::ZERO; 8];
+        for (category, column) in [
+            (Category::PlanFee, &self.plan_fee_fen),
+            (Category::Voice, &self.voice_fen),
+            (Category::Data, &self.data_fen),
+            (Category::Sms, &self.sms_fen),
+            (Category::Other, &self.other_fen),
+            (Category::Discount, &self.discount_fen),
+            (Category::Adjustment, &self.adjustment_fen),
+        ] {
+            amounts[category.index()] = Fen::new(column[i]);
+        }
+        ChargeTotals {
+            categories: CategoryTotals::from_array(amounts),
+            usage: UsageTotals {
+                voice_minutes: self.voice_minutes[i],
+                data_kb: self.data_kb[i],
+                sms_count: self.sms_count[i],
+            },
+            records: self.records[i],
+        }
     }
 }
 
@@ -790,6 +798,35 @@ mod tests {
     #[test]
     fn the_totals_are_read_in_the_order_of_the_tables_columns() {
         assert_eq!(TotalsColumns::COLUMNS, usage::USAGE_TOTALS.columns);
+    }
+
+    #[test]
+    fn a_totals_row_reads_back_as_the_totals_it_was_written_from() {
+        let mut totals = ChargeTotals::default();
+        for (i, category) in Category::ALL.into_iter().filter(|c| *c != Category::Vas).enumerate() {
+            totals.add(category, i as i64 * 7 + 1, Fen::new(i as i64 * 1000 - 2500));
+        }
+        let mut columns = TotalsColumns::default();
+        let written = usage::numbers(&totals);
+        for (field, number) in [
+            &mut columns.plan_fee_fen,
+            &mut columns.voice_fen,
+            &mut columns.data_fen,
+            &mut columns.sms_fen,
+            &mut columns.other_fen,
+            &mut columns.discount_fen,
+            &mut columns.adjustment_fen,
+            &mut columns.voice_minutes,
+            &mut columns.data_kb,
+            &mut columns.sms_count,
+            &mut columns.records,
+        ]
+        .into_iter()
+        .zip(written)
+        {
+            field.push(number);
+        }
+        assert_eq!(columns.totals(0), totals);
     }
 
     #[test]

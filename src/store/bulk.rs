@@ -20,8 +20,10 @@ use sqlx::Connection;
 use super::batch::{Table, Value};
 use super::bills::{bill_rows, BillTexts, BillToWrite};
 use super::notifications::{notification_rows, BillNotification};
-use super::records::{usage_values, USAGE_RECORDS};
-use super::usage::{add_on_conflict, basis, billing_day, numbers, subscriber_ids, sum_by_month, NUMBERS, USAGE_TOTALS};
+use super::usage::{
+    add_on_conflict, basis, billing_day, numbers, subscriber_ids, sum_by_month, usage_values, NUMBERS, USAGE_RECORDS,
+    USAGE_TOTALS,
+};
 use super::{Store, StoreError, StoreResult};
 use crate::domain::records::SubscriberUsage;
 

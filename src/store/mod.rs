@@ -4,6 +4,13 @@
 //! TEXT or BIGINT (instants as UTC microseconds, money as fen), which `Any` maps exactly on
 //! both, so one store serves both and the fixture proves they agree. Each backend keeps its
 //! own migrations because their DDL differs in collation.
+//!
+//! Split by what it holds: `records` (plans, subscribers, orders, spam reports), `usage`
+//! (usage records and their monthly totals), `bills` (bills, flags, billing runs),
+//! `notifications` (notifications and their events), `leases` (schedulers' leases),
+//! `replies` (subscribers' messages and consent), `audit`, and `read_models` (what status,
+//! exports and the API read). `batch`, `bulk` and `json_rows` are how rows are written and
+//! read in bulk on either backend; `invariants` checks what must always hold.
 
 pub mod audit;
 pub mod batch;

@@ -1,16 +1,15 @@
-//! Writes of imported rows, a batch at a time (`batch::insert_values`). Each write returns
-//! how many rows it changed, so an import can count re-imported rows as duplicates.
+//! Imported records other than usage (plans, subscribers, VAS orders, spam reports) and the
+//! record of each import, written a batch at a time (`batch::insert_values`). Each write
+//! returns how many rows it changed, so an import can count re-imported rows as duplicates.
 
 use std::collections::HashSet;
 
 use chrono::{DateTime, Utc};
-use chrono_tz::Tz;
 
-use super::batch::{insert_values, insert_values_returning, Table, Value};
+use super::batch::{insert_values, Table, Value};
 use super::json_rows::JsonRows;
-use super::usage::add_usage_totals;
-use super::{to_micros, Backend, Store, StoreResult, Tx};
-use crate::domain::records::{Plan, SpamReport, Subscriber, SubscriberOrder, SubscriberUsage};
+use super::{to_micros, Store, StoreResult, Tx};
+use crate::domain::records::{Plan, SpamReport, Subscriber, SubscriberOrder};
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ImportCounts {
@@ -92,66 +91,6 @@ pub async fn write_subscribers(tx: &mut Tx, rows: &[&Subscriber]) -> StoreResult
     insert_values(tx, SUBSCRIBERS, &SUBSCRIBERS.update_on_conflict(&["subscriber_id"]), &rows).await
 }
 
-/// Usage records are immutable once known: a known `record_id` is a no-op. The records
-/// stored are added to the usage totals in the same transaction, months cut in `tz`.
-pub async fn write_usage(tx: &mut Tx, rows: &[SubscriberUsage], tz: Tz) -> StoreResult<u64> {
-    let values: Vec<_> = rows.iter().map(usage_values).collect();
-    let conflict = "ON CONFLICT (record_id) DO NOTHING";
-    let stored = match Backend::of(tx) {
-        // The transaction holds SQLite's one write lock from its start, so no record can be
-        // stored between reading which are known and the insert; the insert handing back
-        // every id it stored instead (`RETURNING`) doubled the import's time.
-        Backend::Sqlite => {
-            let known = known_record_ids(tx, rows).await?;
-            insert_values(tx, USAGE_RECORDS, conflict, &values).await?;
-            Stored::AllBut(known)
-        }
-        // Another import may store the same record between a read and the insert: the insert
-        // says what it stored.
-        Backend::Postgres => {
-            let stored = insert_values_returning(tx, USAGE_RECORDS, conflict, &values, "record_id").await?;
-            Stored::Only(stored.into_iter().collect())
-        }
-    };
-    // A `record_id` twice in one statement is stored from its first row.
-    let mut seen = HashSet::with_capacity(rows.len());
-    let new: Vec<&SubscriberUsage> = rows
-        .iter()
-        .filter(|row| stored.holds(&row.record.record_id) && seen.insert(row.record.record_id.as_str()))
-        .collect();
-    add_usage_totals(tx, &new, tz).await?;
-    Ok(new.len() as u64)
-}
-
-/// Which of a batch's record ids an insert stored.
-enum Stored {
-    Only(HashSet<String>),
-    AllBut(HashSet<String>),
-}
-
-impl Stored {
-    fn holds(&self, record_id: &str) -> bool {
-        match self {
-            Stored::Only(stored) => stored.contains(record_id),
-            Stored::AllBut(known) => !known.contains(record_id),
-        }
-    }
-}
-
-/// The record ids of `rows` already stored.
-async fn known_record_ids(tx: &mut Tx, rows: &[SubscriberUsage]) -> StoreResult<HashSet<String>> {
-    let ids: Vec<&str> = rows.iter().map(|row| row.record.record_id.as_str()).collect();
-    let ids = serde_json::to_string(&ids).expect("strings serialise");
-    let known: Vec<(String,)> = sqlx::query_as(&format!(
-        "SELECT record_id FROM usage_records WHERE record_id IN ({})",
-        JsonRows::of(tx).strings(1)
-    ))
-    .bind(ids)
-    .fetch_all(&mut **tx)
-    .await?;
-    Ok(known.into_iter().map(|(id,)| id).collect())
-}
-
 /// An order is keyed by subscriber, service and order time; a later file may fill in its
 /// cancellation or confirmation.
 pub async fn write_orders(tx: &mut Tx, rows: &[&SubscriberOrder]) -> StoreResult<u64> {
@@ -198,20 +137,6 @@ const SUBSCRIBERS: Table = Table {
     columns: &["subscriber_id", "msisdn", "name", "plan_id", "language", "billing_day", "status", "bill_sms"],
 };
 
-pub(super) const USAGE_RECORDS: Table = Table {
-    name: "usage_records",
-    columns: &[
-        "record_id",
-        "subscriber_id",
-        "occurred_at",
-        "category",
-        "quantity",
-        "amount_fen",
-        "service_code",
-        "description",
-    ],
-};
-
 const VAS_ORDERS: Table = Table {
     name: "vas_orders",
     columns: &["subscriber_id", "service_code", "ordered_at", "cancelled_at", "confirmed", "channel"],
@@ -221,21 +146,6 @@ const SPAM_REPORTS: Table = Table {
     name: "spam_reports",
     columns: &["report_id", "reporter", "reported_number", "reported_at", "kind", "note"],
 };
-
-/// A usage row's values in `USAGE_RECORDS`' column order.
-pub(super) fn usage_values(row: &SubscriberUsage) -> [Value<'_>; 8] {
-    let r = &row.record;
-    [
-        Value::Text(&r.record_id),
-        Value::Text(&row.subscriber_id),
-        Value::Int(to_micros(r.occurred_at)),
-        Value::Text(r.category.as_str()),
-        Value::Int(r.quantity),
-        Value::Int(r.amount.get()),
-        Value::Text(&r.service_code),
-        Value::Text(&r.description),
-    ]
-}
 
 #[derive(Debug, Clone, Copy)]
 pub enum Reference {
