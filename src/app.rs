@@ -44,6 +44,15 @@ pub struct App {
     broker: tokio::sync::OnceCell<Arc<AmqpQueue>>,
 }
 
+/// What a health check found not answering.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Unhealthy {
+    #[error("database unavailable")]
+    Database,
+    #[error("message broker unavailable")]
+    Broker,
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct RunReport {
     pub build: BuildReport,
@@ -151,15 +160,35 @@ impl App {
         Ok(Some(queue.clone()))
     }
 
-    /// The replies service, answering through `queue`.
-    pub fn replies<'a>(&'a self, queue: Option<&'a dyn Queue>) -> Replies<'a> {
-        Replies {
+    /// The replies service, answering through the app's broker connection (with the
+    /// in-process queue, answers wait for the month's next `run`).
+    pub async fn replies(&self) -> anyhow::Result<Replies<'_>> {
+        self.broker().await?;
+        Ok(Replies {
             store: &self.store,
             renderer: &self.renderer,
             clock: self.clock.as_ref(),
             timezone: self.settings.timezone,
-            queue,
+            queue: self.broker.get().map(|broker| broker.as_ref() as &dyn Queue),
+        })
+    }
+
+    /// The database answers, and the broker does where one is configured.
+    pub async fn health(&self) -> Result<(), Unhealthy> {
+        self.store.ping().await.map_err(|error| {
+            tracing::warn!(%error, "health check: database");
+            Unhealthy::Database
+        })?;
+        if let Some(broker) = self.broker().await.map_err(|error| {
+            tracing::warn!(error = format!("{error:#}"), "health check: broker");
+            Unhealthy::Broker
+        })? {
+            broker.depth().await.map_err(|error| {
+                tracing::warn!(%error, "health check: broker");
+                Unhealthy::Broker
+            })?;
         }
+        Ok(())
     }
 
     /// Accepted messages whose receipt never came become `unknown` after `gateway.dlr_timeout`.

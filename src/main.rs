@@ -1,12 +1,10 @@
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
-/// Pages of rows are allocated on one thread and freed on another; glibc's allocator spent a
-/// third of the build's time doing that. Built without transparent huge pages (`no_thp`):
-/// mimalloc asked for 2 MiB pages, and each one it gave back and touched again came zeroed whole,
-/// 4.5% of a 100k embedded run's CPU samples; without, that run peaks about 35 MB lower. It also
-/// stands in for the C library's `malloc` (`override`), which the bundled SQLite allocates
-/// through on its connection threads: a 100k embedded run 10% faster (BENCHMARKS.md).
+/// Pages of rows are allocated on one thread and freed on another, which glibc's allocator
+/// handles slowly. Without transparent huge pages (`no_thp`), because a 2 MiB page given back
+/// and touched again comes zeroed whole. It also stands in for the C library's `malloc`
+/// (`override`), which the bundled SQLite allocates through on its connection threads.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

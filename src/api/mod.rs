@@ -22,7 +22,6 @@ use tokio_util::sync::CancellationToken;
 pub use auth::{hash_token, Role, Tokens};
 
 use crate::app::App;
-use crate::queue::Queue;
 use crate::store::AuditEntry;
 
 /// Request bodies above this are refused: receipts and replies are a few hundred bytes.
@@ -32,9 +31,6 @@ pub struct ApiState {
     pub app: App,
     pub tokens: Tokens,
     pub metrics: PrometheusHandle,
-    /// The broker answers to replies are handed to, the app's own; `None` with the
-    /// in-process queue.
-    pub queue: Option<Arc<dyn Queue>>,
 }
 
 /// A JSON error answer `{"error": "..."}`.
@@ -81,17 +77,10 @@ async fn metrics_text(State(state): State<Arc<ApiState>>) -> String {
 
 /// The database answers, and the broker does when one is configured.
 async fn healthz(State(state): State<Arc<ApiState>>) -> Response {
-    if let Err(error) = state.app.store.ping().await {
-        tracing::warn!(%error, "health check: database");
-        return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "database unavailable").into_response();
+    match state.app.health().await {
+        Ok(()) => Json(serde_json::json!({ "status": "ok" })).into_response(),
+        Err(unhealthy) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, unhealthy.to_string()).into_response(),
     }
-    if let Some(queue) = &state.queue {
-        if let Err(error) = queue.depth().await {
-            tracing::warn!(%error, "health check: broker");
-            return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "message broker unavailable").into_response();
-        }
-    }
-    Json(serde_json::json!({ "status": "ok" })).into_response()
 }
 
 /// The roles a route admits; gateway routes check their token themselves.
@@ -195,8 +184,10 @@ pub async fn serve(
     bound: tokio::sync::oneshot::Sender<SocketAddr>,
 ) -> anyhow::Result<()> {
     let tokens = Tokens::from_config(&app.settings.config.api.tokens)?;
-    let queue = app.broker().await?.map(|broker| broker as Arc<dyn Queue>);
-    let state = Arc::new(ApiState { app, tokens, metrics: metrics_handle(), queue });
+    // Answers to replies go through the app's broker connection: opened now, so a wrong
+    // queue.url stops `serve` at start.
+    app.broker().await?;
+    let state = Arc::new(ApiState { app, tokens, metrics: metrics_handle() });
     let listener =
         tokio::net::TcpListener::bind(bind).await.map_err(|e| anyhow::anyhow!("cannot listen on {bind}: {e}"))?;
     let _ = bound.send(listener.local_addr()?);

@@ -39,7 +39,11 @@ pub async fn receive(
         .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "received_at: must be an RFC 3339 timestamp"))?
         .with_timezone(&Utc);
     let reply = InboundReply { from: &from, to: &mo.to, text: &mo.text, received_at, via: gateway };
-    match state.app.replies(state.queue.as_deref()).handle(&reply).await {
+    let replies = state.app.replies().await.map_err(|error| {
+        tracing::error!(error = format!("{error:#}"), "no broker for the answer to a reply");
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "reply not recorded; send it again")
+    })?;
+    match replies.handle(&reply).await {
         Ok(action) => Ok((StatusCode::ACCEPTED, Json(json!({ "action": action.as_str() }))).into_response()),
         Err(ReplyError::UnknownSender) => Err(ApiError::new(StatusCode::NOT_FOUND, "unknown sender")),
         Err(error) => {

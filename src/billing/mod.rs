@@ -95,8 +95,8 @@ pub struct BillingRules {
 pub enum Handoff {
     /// The page's notifications are written `pending`; the scheduler publishes them and marks
     /// them queued once the broker confirms. Handing the ids over spares the scheduler finding
-    /// them again among the month's unfinished notifications, which grew slower with every page
-    /// it fell behind the rendering (0.5–0.9 s a round at 1M).
+    /// them again among the month's unfinished notifications, which grows slower with every
+    /// page it falls behind the rendering.
     Pending(Sender<Vec<String>>),
     /// The page's notifications are written `queued`, to be published at once. For a queue
     /// that dies with the process: its publish proves nothing a restart keeps, and the next

@@ -1,4 +1,4 @@
-//! Command line (SPEC §7): parses arguments and turns each command into calls on the `App`.
+//! Command line (docs/contract.md §7): parses arguments and turns each command into calls on the `App`.
 
 mod demo;
 mod progress;

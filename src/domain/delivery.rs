@@ -1,11 +1,11 @@
-//! Delivery statuses of a notification (SPEC §6) and the kinds of notification.
+//! Delivery statuses of a notification (docs/contract.md §6) and the kinds of notification.
 
 use std::fmt;
 use std::str::FromStr;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum DeliveryStatus {
-    /// Written with its bill, not yet handed to the queue.
+    /// Written, not yet handed to the queue.
     Pending,
     Queued,
     Sending,

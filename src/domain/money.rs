@@ -6,7 +6,7 @@ use std::ops::{Add, AddAssign};
 
 use serde::{Deserialize, Serialize};
 
-/// The largest absolute amount a single usage record may carry (SPEC §1).
+/// The largest absolute amount a single usage record may carry (docs/contract.md §1).
 pub const MAX_RECORD_AMOUNT_FEN: i64 = 1_000_000_000;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

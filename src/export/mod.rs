@@ -207,7 +207,7 @@ fn columns_of(row: &Value, names: &[&'static str]) -> Vec<(&'static str, Value)>
     names.iter().map(|&k| (k, row[k].clone())).collect()
 }
 
-/// The month's spam aggregates (SPEC §4).
+/// The month's spam aggregates (docs/contract.md §4).
 pub async fn spam_numbers(store: &Store, settings: &Settings, month: BillingMonth) -> anyhow::Result<Vec<SpamNumber>> {
     let counts = store.spam_counts(calendar_month(month, settings.timezone)).await?;
     Ok(aggregate(counts, settings.config.spam.flag_threshold, &settings.allowlist))

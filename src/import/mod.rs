@@ -1,4 +1,4 @@
-//! Streaming CSV import (SPEC §1): rows are read one at a time, written in batched
+//! Streaming CSV import (docs/contract.md §1): rows are read one at a time, written in batched
 //! transactions, and every rejected row goes to `<input>.rejects.csv` with its line number
 //! and reason. With `strict`, the first bad row aborts and nothing from the file is kept.
 

@@ -264,8 +264,7 @@ impl Pusher {
         at: DateTime<Utc>,
     ) -> StoreResult<()> {
         // The usual case, one statement: no transaction, whose `BEGIN` and `COMMIT` would hold
-        // SQLite's write lock while each crossed to its thread and back. PostgreSQL measured
-        // the same either way.
+        // SQLite's write lock while each crossed to its thread and back.
         if accepted.len() == outcomes.len() {
             let mut connection = self.store.connection().await?;
             return db::mark_all_accepted(&mut connection, accepted, at).await;

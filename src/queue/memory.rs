@@ -71,9 +71,9 @@ impl Acker for MemoryAcker {
 
 #[async_trait]
 impl Queue for MemoryQueue {
-    /// Four hundred: the embedded push is bound by SQLite's one writer, which takes a claim
-    /// and an outcome transaction per message, and a message here costs no network (see
-    /// BENCHMARKS.md for what four times the broker's size gained).
+    /// Four hundred, four times the broker's: the embedded push is bound by SQLite's one
+    /// writer, which takes a claim and an outcome transaction per message, and a message here
+    /// costs no network.
     fn ids_per_message(&self) -> usize {
         400
     }

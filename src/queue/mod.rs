@@ -56,7 +56,7 @@ pub trait Queue: Send + Sync {
     /// transaction each, so more ids a message means fewer transactions per SMS.
     fn ids_per_message(&self) -> usize;
     /// Whether what it holds outlives this process, as a broker's queue does. Scheduling into
-    /// a queue that does not writes its notifications `queued` with their bills (see
+    /// a queue that does not writes its notifications `queued` as the build renders them (see
     /// `billing::Handoff`): waiting for its confirm would prove nothing a crash keeps.
     fn durable(&self) -> bool;
     /// `ids` as this queue's messages, in order.

@@ -1,10 +1,9 @@
 //! Rows written many at a time, as values: bound as the parameters of one `INSERT … VALUES`
 //! per thousand rows on either backend, or sent as `COPY`'s text on PostgreSQL (`bulk`).
 //!
-//! Both the build's pages and the imports wrote their rows from one JSON array bound as a
-//! single parameter and read back field by field. On SQLite, which has no `COPY`, that reading
-//! cost about an eighth of the embedded build's CPU and a quarter of its usage import's; bound
-//! values it takes as they are.
+//! Values rather than one JSON array read back field by field: SQLite, which has no `COPY`,
+//! takes bound values as they are, where parsing the JSON cost a large share of the embedded
+//! build and import.
 
 use std::fmt::Write;
 

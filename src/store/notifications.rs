@@ -212,9 +212,8 @@ pub async fn claim_for_sending(
 /// On SQLite, claims every one of `ids` or none of them, in one statement outside a
 /// transaction, then reads what they need to be sent beside the writers; `None` when some
 /// cannot be claimed now, for [`claim_for_sending`] to sort out in a transaction. Inside one,
-/// `BEGIN IMMEDIATE`, the claim and `COMMIT` each crossed to SQLite's thread and back while
-/// the one write lock was held, and the statement kept a journal to be undone alone: a 100k
-/// embedded `run` took 17% longer so, its accepts in transactions too (BENCHMARKS.md). The
+/// `BEGIN IMMEDIATE`, the claim and `COMMIT` would each cross to SQLite's thread and back while
+/// the one write lock is held, and the statement would keep a journal to be undone alone. The
 /// count is taken once, before any row moves, under SQLite's one writer, so whoever moved the
 /// rows is certain. Not on PostgreSQL, where a claim that waited for another's rows re-checks
 /// each row but not the count, and could move only some.

@@ -20,9 +20,9 @@ pub struct ImportCounts {
 
 impl Store {
     /// Gives PostgreSQL's planner the statistics of `table` as an import left it, as after any
-    /// bulk load. Without them, a month built right after its first import, before autovacuum
-    /// came by (or where it is off), was planned on default guesses: 1M subscribers took 76–79 s
-    /// to build instead of 34–35 s. ANALYZE reads a sample: half a second for 20M records.
+    /// bulk load: a month built right after its first import, before autovacuum came by (or
+    /// where it is off), would be planned on default guesses and take twice as long. ANALYZE
+    /// reads a sample, so it costs little even for tens of millions of records.
     /// SQLite keeps planning without statistics, which its queries are written for.
     pub async fn refresh_statistics(&self, table: &'static str) -> StoreResult<()> {
         if self.backend == super::Backend::Postgres {
