@@ -10,14 +10,21 @@ use billpush::config::ApiToken;
 use billpush::export::ExportKind;
 use common::{spawn_app_with, Backend, Options, TestApp};
 use serde_json::{json, Value};
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 const GATEWAY: &str = "gateway-secret";
 const REGULATOR: &str = "regulator-secret";
 
-async fn spawn(backend: Backend) -> (TestApp, String, CancellationToken) {
+/// The fixture imported and `serve` on a port of its own; the reply URL, the token that stops
+/// the server, and the server's task.
+async fn serve(
+    backend: Backend,
+    rabbitmq: bool,
+) -> (TestApp, String, CancellationToken, JoinHandle<anyhow::Result<()>>) {
     let app = spawn_app_with(Options {
         backend,
+        rabbitmq,
         configure: Box::new(|c| {
             c.api.tokens = vec![
                 ApiToken { name: "gw".into(), token_sha256: hash_token(GATEWAY), role: "gateway".into() },
@@ -32,8 +39,13 @@ async fn spawn(backend: Backend) -> (TestApp, String, CancellationToken) {
     let stop = CancellationToken::new();
     let (bound, address) = tokio::sync::oneshot::channel::<SocketAddr>();
     let server_stop = stop.clone();
-    tokio::spawn(async move { billpush::api::serve(server, "127.0.0.1:0", server_stop, bound).await.unwrap() });
-    (app, format!("http://{}/api/v1/mo", address.await.unwrap()), stop)
+    let serving = tokio::spawn(async move { billpush::api::serve(server, "127.0.0.1:0", server_stop, bound).await });
+    (app, format!("http://{}/api/v1/mo", address.await.unwrap()), stop, serving)
+}
+
+async fn spawn(backend: Backend) -> (TestApp, String, CancellationToken) {
+    let (app, url, stop, _serving) = serve(backend, false).await;
+    (app, url, stop)
 }
 
 async fn reply(url: &str, token: &str, from: &str, text: &str) -> (u16, Value) {
@@ -107,23 +119,7 @@ async fn spam_reports_details_and_unknown_senders() {
 /// the broker holds it before the reply is acknowledged, and its history shows both steps.
 #[tokio::test]
 async fn an_answer_through_rabbitmq_is_queued_before_the_reply_is_acknowledged() {
-    let app = spawn_app_with(Options {
-        backend: Backend::Postgres,
-        rabbitmq: true,
-        configure: Box::new(|c| {
-            c.api.tokens =
-                vec![ApiToken { name: "gw".into(), token_sha256: hash_token(GATEWAY), role: "gateway".into() }];
-        }),
-        ..Options::default()
-    })
-    .await;
-    app.import_fixture().await;
-    let server = billpush::app::App::build(app.config.clone().settings().unwrap()).await.unwrap();
-    let stop = CancellationToken::new();
-    let (bound, address) = tokio::sync::oneshot::channel::<SocketAddr>();
-    let server_stop = stop.clone();
-    let serving = tokio::spawn(async move { billpush::api::serve(server, "127.0.0.1:0", server_stop, bound).await });
-    let url = format!("http://{}/api/v1/mo", address.await.unwrap());
+    let (app, url, stop, serving) = serve(Backend::Postgres, true).await;
 
     let (status, body) = reply(&url, GATEWAY, "+8614611178002", "ZD").await;
     assert_eq!((status, body["action"].as_str()), (202, Some("details")));
