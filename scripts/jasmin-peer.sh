@@ -79,7 +79,7 @@ LOG_PATH="$work/log" STORE_PATH="$work/store" "$venv/bin/python" "$venv/bin/jasm
 for _ in $(seq 60); do (exec 3<>"/dev/tcp/127.0.0.1/$jcli_port") 2>/dev/null && break; sleep 0.5; done
 python3 scripts/jasmin/jcli.py "$jcli_port" "$smsc_port" billpush drillpw
 
-inbound_token=$($bin token --name jasmin --role gateway | sed -n 's/^token: //p')
+inbound_token=$($bin token --name jasmin --role jasmin | sed -n 's/^token: //p')
 psql -h 127.0.0.1 -U postgres -qc "CREATE DATABASE $db"
 cat > "$work/billpush.toml" <<CFG
 [database]
@@ -101,7 +101,7 @@ quiet_end = "00:00"
 [api]
 bind = "127.0.0.1:$api_port"
 public_url = "http://127.0.0.1:$api_port"
-tokens = [{ name = "jasmin", token_sha256 = "$(printf %s "$inbound_token" | sha256sum | cut -d' ' -f1)", role = "gateway" }]
+tokens = [{ name = "jasmin", token_sha256 = "$(printf %s "$inbound_token" | sha256sum | cut -d' ' -f1)", role = "jasmin" }]
 CFG
 python3 scripts/population.py "$work" "$N" J 137
 cfg=(--config "$work/billpush.toml")

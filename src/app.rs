@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use crate::billing::{BillBuilder, BillingRules, BuildMode, BuildReport};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{GatewayKind, Settings};
+use crate::domain::delivery::DeliveryStatus;
 use crate::domain::period::BillingMonth;
 use crate::domain::shard::Shard;
 use crate::export::{ExportFormat, ExportKind};
@@ -30,6 +31,8 @@ const RUN_CONSUMERS: usize = 2;
 /// Messages the in-process queue holds before the scheduler waits for the push: enough to
 /// keep every parallel delivery busy.
 const LOCAL_QUEUE_CAPACITY: usize = 64;
+/// How often `serve` counts notifications per status for its metrics.
+const COUNTS_REFRESH: Duration = Duration::from_secs(15);
 /// How often `serve` turns accepted messages without a receipt into `unknown`.
 const RECEIPT_SWEEP: Duration = Duration::from_secs(60);
 /// How often a `run` through RabbitMQ looks whether its month is drained.
@@ -92,7 +95,10 @@ impl App {
             settings.timezone,
             settings.max_segments,
         )?;
-        let store = Store::connect(&config.database.url).await.context("cannot open the database (database.url)")?;
+        let database_url = settings.tls.database_url(&config.database.url);
+        let store = Store::connect(&database_url, config.database.max_connections)
+            .await
+            .context("cannot open the database (database.url)")?;
         Ok(App {
             settings,
             store,
@@ -145,6 +151,7 @@ impl App {
             name: self.settings.config.queue.name.clone(),
             // Unacked messages per consumer: those being pushed and as many ready to follow.
             prefetch: 2 * PARALLEL_DELIVERIES as u16,
+            tls: self.settings.tls.amqp(),
         };
         AmqpQueue::connect(&settings).await.context("cannot reach the message broker (queue.url)")
     }
@@ -201,6 +208,32 @@ impl App {
         Ok(expired)
     }
 
+    /// Sets the notification gauges (per status, every status present, zero when none) from
+    /// one count of the database every `COUNTS_REFRESH` until `stop`, so that scrapes read
+    /// figures instead of scanning the table each time. The caller counts once first.
+    pub async fn keep_counts_current(&self, stop: CancellationToken) {
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = tokio::time::sleep(COUNTS_REFRESH) => {}
+            }
+            self.count_notifications().await;
+        }
+    }
+
+    /// One count of notifications per status into the gauges.
+    pub async fn count_notifications(&self) {
+        match self.store.status_counts().await {
+            Ok(counts) => {
+                for status in DeliveryStatus::ALL {
+                    let count = counts.iter().find(|(s, _)| s == status.as_str()).map_or(0, |(_, n)| *n);
+                    metrics::gauge!("billpush_notifications", "status" => status.as_str()).set(count as f64);
+                }
+            }
+            Err(error) => tracing::warn!(%error, "notification counts unavailable"),
+        }
+    }
+
     /// Expires receipts every `RECEIPT_SWEEP` until `stop`: the one sweeper of `serve`.
     pub async fn sweep_receipts(&self, stop: CancellationToken) {
         loop {
@@ -222,14 +255,14 @@ impl App {
                 SinkGateway::open(&g.outbox)
                     .with_context(|| format!("cannot open the sink outbox {} (gateway.outbox)", g.outbox.display()))?,
             ),
-            GatewayKind::Http => Arc::new(HttpGateway::new(&g.url, &g.token, timeout)?),
+            GatewayKind::Http => Arc::new(HttpGateway::new(&g.url, &g.token, timeout, &self.settings.tls)?),
             GatewayKind::Jasmin => {
                 let dlr_url = format!(
                     "{}/api/v1/dlr/jasmin?token={}",
                     self.settings.config.api.public_url.trim_end_matches('/'),
                     g.token
                 );
-                Arc::new(JasminGateway::new(&g.url, &g.username, &g.password, dlr_url, timeout)?)
+                Arc::new(JasminGateway::new(&g.url, &g.username, &g.password, dlr_url, timeout, &self.settings.tls)?)
             }
         })
     }

@@ -15,6 +15,7 @@ use crate::domain::flags::SpikeRule;
 use crate::domain::money::Fen;
 use crate::domain::quiet_hours::QuietHours;
 use crate::domain::spam::Allowlist;
+use crate::tls::TlsTrust;
 
 pub const DEFAULT_CONFIG_FILE: &str = "config/default.toml";
 
@@ -37,7 +38,16 @@ pub struct Config {
     pub sms: SmsConfig,
     pub flags: FlagsConfig,
     pub spam: SpamConfig,
+    pub tls: TlsConfig,
     pub api: ApiConfig,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// Extra trust roots (a PEM bundle) for every outgoing TLS connection; empty for the
+    /// system's roots alone.
+    pub ca_file: PathBuf,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -57,11 +67,13 @@ impl Default for OperatorConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct DatabaseConfig {
     pub url: String,
+    /// Connections per process to PostgreSQL; SQLite, with its one writer, keeps at most 4.
+    pub max_connections: u32,
 }
 
 impl Default for DatabaseConfig {
     fn default() -> Self {
-        DatabaseConfig { url: "sqlite://billpush.db".into() }
+        DatabaseConfig { url: "sqlite://billpush.db".into(), max_connections: 8 }
     }
 }
 
@@ -197,12 +209,21 @@ impl Default for SpamConfig {
 pub struct ApiConfig {
     pub bind: String,
     pub public_url: String,
+    /// With `tls_key`, `serve` terminates TLS itself (PEM files); empty behind a proxy.
+    pub tls_cert: PathBuf,
+    pub tls_key: PathBuf,
     pub tokens: Vec<ApiToken>,
 }
 
 impl Default for ApiConfig {
     fn default() -> Self {
-        ApiConfig { bind: "127.0.0.1:8080".into(), public_url: "http://127.0.0.1:8080".into(), tokens: Vec::new() }
+        ApiConfig {
+            bind: "127.0.0.1:8080".into(),
+            public_url: "http://127.0.0.1:8080".into(),
+            tls_cert: PathBuf::new(),
+            tls_key: PathBuf::new(),
+            tokens: Vec::new(),
+        }
     }
 }
 
@@ -227,6 +248,7 @@ pub struct Settings {
     pub spike: SpikeRule,
     pub allowlist: Allowlist,
     pub max_segments: usize,
+    pub tls: TlsTrust,
 }
 
 impl Config {
@@ -325,10 +347,10 @@ impl Config {
             return Err(invalid("api.public_url", format!("{:?} is not an http(s) URL", self.api.public_url)));
         }
         for (i, token) in self.api.tokens.iter().enumerate() {
-            if !matches!(token.role.as_str(), "regulator" | "operator" | "gateway") {
+            if !matches!(token.role.as_str(), "regulator" | "operator" | "gateway" | "jasmin") {
                 return Err(invalid(
                     "api.tokens",
-                    format!("token {i} ({}): role must be regulator, operator or gateway", token.name),
+                    format!("token {i} ({}): role must be regulator, operator, gateway or jasmin", token.name),
                 ));
             }
             if token.token_sha256.len() != 64 || !token.token_sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -338,7 +360,23 @@ impl Config {
                 ));
             }
         }
+        if self.database.max_connections == 0 {
+            return Err(invalid("database.max_connections", "must be at least 1".into()));
+        }
+        if self.api.tls_cert.as_os_str().is_empty() != self.api.tls_key.as_os_str().is_empty() {
+            return Err(invalid(
+                "api.tls_cert",
+                "api.tls_cert and api.tls_key go together: set both or neither".into(),
+            ));
+        }
+        for (key, path) in [("api.tls_cert", &self.api.tls_cert), ("api.tls_key", &self.api.tls_key)] {
+            if !path.as_os_str().is_empty() && !path.is_file() {
+                return Err(invalid(key, format!("{} is not a readable file", path.display())));
+            }
+        }
+        let tls = TlsTrust::load(&self.tls.ca_file).map_err(|problem| invalid("tls.ca_file", problem))?;
         Ok(Settings {
+            tls,
             timezone,
             grace,
             check_every,

@@ -20,4 +20,6 @@ pub mod queue;
 pub mod render;
 pub mod replies;
 pub mod schedule;
+pub mod server;
 pub mod store;
+pub mod tls;

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use billpush::gateway::{Gateway, GatewayError, HttpGateway, JasminGateway, OutboundSms};
+use billpush::tls::TlsTrust;
 use wiremock::matchers::{body_json, body_string_contains, header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -22,7 +23,7 @@ async fn http_answer(response: ResponseTemplate) -> Result<String, GatewayError>
         .expect(1)
         .mount(&server)
         .await;
-    let gateway = HttpGateway::new(&server.uri(), "secret", Duration::from_millis(500)).unwrap();
+    let gateway = HttpGateway::new(&server.uri(), "secret", Duration::from_millis(500), &TlsTrust::default()).unwrap();
     gateway.send(&sms("hi", "gsm7")).await
 }
 
@@ -49,7 +50,13 @@ async fn the_http_gateway_classifies_every_answer() {
 #[tokio::test]
 async fn an_unreachable_http_gateway_is_a_transient_failure() {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let gateway = HttpGateway::new(&format!("http://127.0.0.1:{port}"), "secret", Duration::from_millis(500)).unwrap();
+    let gateway = HttpGateway::new(
+        &format!("http://127.0.0.1:{port}"),
+        "secret",
+        Duration::from_millis(500),
+        &TlsTrust::default(),
+    )
+    .unwrap();
     assert!(matches!(gateway.send(&sms("hi", "gsm7")).await, Err(GatewayError::Transient(_))));
 }
 
@@ -79,6 +86,7 @@ async fn jasmin_answer(text: &str, encoding: &str, response: ResponseTemplate) -
         "pw",
         "http://127.0.0.1:8080/api/v1/dlr/jasmin?token=gw".into(),
         Duration::from_millis(500),
+        &TlsTrust::default(),
     )
     .unwrap();
     gateway.send(&sms(text, encoding)).await
@@ -112,6 +120,7 @@ async fn the_jasmin_gateway_speaks_jasmins_http_api() {
     ));
     let late = ResponseTemplate::new(200).set_body_string("Success \"x\"").set_delay(Duration::from_secs(2));
     assert!(matches!(jasmin_answer("hello", "gsm7", late).await, Err(GatewayError::Ambiguous(_))));
-    let jasmin = JasminGateway::new("http://x", "u", "p", String::new(), Duration::from_secs(1)).unwrap();
+    let jasmin =
+        JasminGateway::new("http://x", "u", "p", String::new(), Duration::from_secs(1), &TlsTrust::default()).unwrap();
     assert_eq!(jasmin.idempotency(), billpush::domain::delivery::Idempotency::NotHonoured);
 }

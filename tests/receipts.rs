@@ -15,17 +15,19 @@ use tokio_util::sync::CancellationToken;
 
 const GATEWAY_TOKEN: &str = "gw-secret";
 const REGULATOR_TOKEN: &str = "reg-secret";
+const JASMIN_TOKEN: &str = "jasmin-secret";
 
 fn tokens(c: &mut billpush::config::Config) {
     c.api.tokens = vec![
         ApiToken { name: "gateway".into(), token_sha256: hash_token(GATEWAY_TOKEN), role: "gateway".into() },
         ApiToken { name: "regulator".into(), token_sha256: hash_token(REGULATOR_TOKEN), role: "regulator".into() },
+        ApiToken { name: "jasmin".into(), token_sha256: hash_token(JASMIN_TOKEN), role: "jasmin".into() },
     ];
 }
 
 /// Starts `billpush serve` for the test's configuration on a random port.
 async fn serve(app: &TestApp) -> (SocketAddr, CancellationToken) {
-    let server_app = billpush::app::App::build(app.config.clone().settings().unwrap()).await.unwrap();
+    let server_app = app.server_app().await;
     let stop = CancellationToken::new();
     let (bound, address) = tokio::sync::oneshot::channel();
     let server_stop = stop.clone();
@@ -85,8 +87,26 @@ async fn receipts_settle_accepted_messages_and_are_refused_without_the_gateway_r
 
     assert_eq!(post(Some(GATEWAY_TOKEN), receipt(&message_ids[0], "delivered")).await.unwrap().status(), 202);
     assert_eq!(post(Some(GATEWAY_TOKEN), receipt(&message_ids[1], "expired")).await.unwrap().status(), 202);
+    // The Jasmin credential in the URL posts Jasmin receipts only; the gateway token is not
+    // taken from a URL at all.
+    let jasmin_receipt = |token: &str| {
+        client
+            .post(format!("http://{address}/api/v1/dlr/jasmin?token={token}"))
+            .form(&[("id", message_ids[2].as_str()), ("message_status", "DELIVRD"), ("level", "3")])
+            .send()
+    };
+    assert_eq!(jasmin_receipt(GATEWAY_TOKEN).await.unwrap().status(), 403);
+    assert_eq!(post(Some(JASMIN_TOKEN), receipt(&message_ids[2], "delivered")).await.unwrap().status(), 403);
+    let mo = client
+        .post(format!("http://{address}/api/v1/mo"))
+        .bearer_auth(JASMIN_TOKEN)
+        .json(&json!({"from": "13800138000", "to": "10001", "text": "TD", "received_at": "2027-01-02T10:00:00+08:00"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(mo.status(), 403, "the Jasmin credential sends no replies");
     let jasmin = client
-        .post(format!("http://{address}/api/v1/dlr/jasmin?token={GATEWAY_TOKEN}"))
+        .post(format!("http://{address}/api/v1/dlr/jasmin?token={JASMIN_TOKEN}"))
         .form(&[("id", message_ids[2].as_str()), ("message_status", "DELIVRD"), ("level", "3")])
         .send()
         .await
@@ -111,7 +131,16 @@ async fn receipts_settle_accepted_messages_and_are_refused_without_the_gateway_r
     assert_eq!(health.status(), 200);
     let metrics = reqwest::get(format!("http://{address}/metrics")).await.unwrap().text().await.unwrap();
     assert!(metrics.contains("billpush_receipts_total"), "{metrics}");
-    assert!(metrics.contains("billpush_notifications{status=\"delivered\"} 2"), "{metrics}");
+    // Counted in the background, not per scrape: whichever moment the figures are from, every
+    // status is there (zero when none) and together they are the month's three notifications.
+    let per_status: Vec<f64> = metrics
+        .lines()
+        .filter(|l| l.starts_with("billpush_notifications{status="))
+        .map(|l| l.rsplit(' ').next().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(per_status.len(), 10, "{metrics}");
+    assert_eq!(per_status.iter().sum::<f64>(), 3.0, "{metrics}");
+    assert!(metrics.contains("billpush_notifications{status=\"failed\"} 0"), "{metrics}");
     stop.cancel();
     app.cleanup().await;
 }
@@ -128,6 +157,8 @@ async fn a_message_without_receipt_becomes_unknown_and_a_late_receipt_still_sett
     assert_eq!(app.app.store.expire_receipts(now + chrono::Duration::seconds(1), now).await.unwrap(), 3);
     assert!(statuses(&app).await.iter().all(|(_, s)| s == "unknown"));
 
+    // The receipt comes three days later, as late receipts do.
+    app.clock.advance(chrono::Duration::days(3));
     let (address, stop) = serve(&app).await;
     let id = statuses(&app).await[0].0.clone();
     let answer = reqwest::Client::new()
@@ -174,5 +205,44 @@ async fn a_gateway_without_idempotency_is_never_sent_a_message_twice_after_a_los
     let again = app.run("2026-10", "2027-01-01T00:00:00+08:00").await;
     assert_eq!(again.push.unknown + again.push.accepted, 0);
     assert_eq!(server.received_requests().await.unwrap().len(), 3);
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn implausible_times_are_refused_and_change_nothing() {
+    let app = pushed_app(Backend::Postgres).await;
+    let (address, stop) = serve(&app).await;
+    let client = reqwest::Client::new();
+    let id = statuses(&app).await[0].0.clone();
+    let receipt = |at: &str| {
+        client
+            .post(format!("http://{address}/api/v1/dlr"))
+            .bearer_auth(GATEWAY_TOKEN)
+            .json(&json!({"message_id": id, "status": "delivered", "at": at}))
+            .send()
+    };
+    // Accepted at the test's now, 2027-01-02T10:00:00+08:00.
+    for at in ["0000-01-01T00:00:00Z", "9999-12-31T23:00:00-10:00", "2027-01-02T09:54:59+08:00"] {
+        let answer = receipt(at).await.unwrap();
+        assert_eq!(answer.status(), 400, "{at}");
+        assert!(answer.text().await.unwrap().contains("at: "), "{at}: the parameter is named");
+    }
+    assert!(statuses(&app).await.iter().all(|(_, s)| s == "accepted"), "nothing changed");
+    assert_eq!(receipt("2027-01-02T09:58:00+08:00").await.unwrap().status(), 202, "a clock a little behind");
+
+    for at in ["0000-01-01T00:00:00Z", "9999-12-31T23:00:00-10:00"] {
+        let answer = client
+            .post(format!("http://{address}/api/v1/mo"))
+            .bearer_auth(GATEWAY_TOKEN)
+            .json(&json!({"from": "13900000000", "to": "10001", "text": "TD", "received_at": at}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 400, "{at}");
+        assert!(answer.text().await.unwrap().contains("received_at"), "{at}");
+    }
+    let audit = app.app.store.audit_page("", 100).await.unwrap();
+    assert!(audit.iter().all(|e| e.method != "MO"), "no opt-out was written: {audit:?}");
+    stop.cancel();
     app.cleanup().await;
 }

@@ -35,7 +35,7 @@ async fn serve(
     })
     .await;
     app.import_fixture().await;
-    let server = billpush::app::App::build(app.config.clone().settings().unwrap()).await.unwrap();
+    let server = app.server_app().await;
     let stop = CancellationToken::new();
     let (bound, address) = tokio::sync::oneshot::channel::<SocketAddr>();
     let server_stop = stop.clone();

@@ -12,6 +12,9 @@ pub enum Role {
     Regulator,
     Operator,
     Gateway,
+    /// Jasmin's receipt credential: it travels in the `dlr-url` Jasmin is given, so it may
+    /// post Jasmin receipts and nothing else.
+    Jasmin,
 }
 
 impl Role {
@@ -20,6 +23,7 @@ impl Role {
             Role::Regulator => "regulator",
             Role::Operator => "operator",
             Role::Gateway => "gateway",
+            Role::Jasmin => "jasmin",
         }
     }
 }
@@ -53,6 +57,7 @@ impl Tokens {
                     "regulator" => Role::Regulator,
                     "operator" => Role::Operator,
                     "gateway" => Role::Gateway,
+                    "jasmin" => Role::Jasmin,
                     other => anyhow::bail!("api.tokens: {} has an unknown role {other}", t.name),
                 };
                 Ok(Entry { name: t.name.clone(), hash, role })
@@ -81,7 +86,8 @@ impl Tokens {
     }
 
     /// Checks a bearer token from `headers` (or `query_token`) against the allowed roles:
-    /// none or unknown is 401, a known token of another role 403.
+    /// none or unknown is 401, a known token of another role 403. Only the Jasmin credential
+    /// may come in the query string, where URLs leave it in logs.
     pub fn authorise(
         &self,
         headers: &HeaderMap,
@@ -94,6 +100,12 @@ impl Tokens {
             .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "a bearer token is required"))?;
         let (name, role) =
             self.identify(token).ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "unknown token"))?;
+        if bearer.is_none() && role != Role::Jasmin {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "only Jasmin's receipt credential may be given in the URL",
+            ));
+        }
         if allowed.contains(&role) {
             Ok((name, role))
         } else {
@@ -110,6 +122,7 @@ mod tests {
         let config = [
             ApiToken { name: "gw".into(), token_sha256: hash_token("gateway-secret"), role: "gateway".into() },
             ApiToken { name: "reg".into(), token_sha256: hash_token("regulator-secret"), role: "regulator".into() },
+            ApiToken { name: "jasmin".into(), token_sha256: hash_token("jasmin-secret"), role: "jasmin".into() },
         ];
         Tokens::from_config(&config).unwrap()
     }
@@ -147,8 +160,18 @@ mod tests {
             Some(("gw", Role::Gateway))
         );
         assert_eq!(
-            tokens.authorise(&HeaderMap::new(), Some("gateway-secret"), &[Role::Gateway]).ok(),
-            Some(("gw", Role::Gateway))
+            tokens.authorise(&HeaderMap::new(), Some("gateway-secret"), &[Role::Gateway]).err().unwrap().0,
+            StatusCode::FORBIDDEN,
+            "a gateway token is not taken from a URL"
+        );
+        assert_eq!(
+            tokens.authorise(&HeaderMap::new(), Some("jasmin-secret"), &[Role::Jasmin]).ok(),
+            Some(("jasmin", Role::Jasmin))
+        );
+        assert_eq!(
+            tokens.authorise(&headers("Bearer jasmin-secret"), None, &[Role::Gateway]).err().unwrap().0,
+            StatusCode::FORBIDDEN,
+            "the Jasmin credential posts nothing but Jasmin receipts"
         );
     }
 }

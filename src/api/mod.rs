@@ -22,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 pub use auth::{hash_token, Role, Tokens};
 
 use crate::app::App;
+use crate::server::Listener;
 use crate::store::AuditEntry;
 
 /// Request bodies above this are refused: receipts and replies are a few hundred bytes.
@@ -62,16 +63,9 @@ pub fn metrics_handle() -> PrometheusHandle {
         .clone()
 }
 
-/// Prometheus text; notifications per status are counted from the database at each scrape.
+/// Prometheus text, from figures kept current in the background (`App::keep_counts_current`):
+/// a scrape never scans a table.
 async fn metrics_text(State(state): State<Arc<ApiState>>) -> String {
-    match state.app.store.status_counts().await {
-        Ok(counts) => {
-            for (status, count) in counts {
-                metrics::gauge!("billpush_notifications", "status" => status).set(count as f64);
-            }
-        }
-        Err(error) => tracing::warn!(%error, "notification counts unavailable"),
-    }
     state.metrics.render()
 }
 
@@ -103,7 +97,7 @@ async fn guard(State(state): State<Arc<ApiState>>, request: Request, next: Next)
     let auditable = state
         .tokens
         .bearer(request.headers())
-        .filter(|(_, role)| *role != Role::Gateway)
+        .filter(|(_, role)| !matches!(role, Role::Gateway | Role::Jasmin))
         .map(|(name, role)| (name.to_string(), role));
     let response = match roles_for(&path) {
         Some(roles) => match state.tokens.authorise(request.headers(), None, roles) {
@@ -176,7 +170,8 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .with_state(state)
 }
 
-/// Serves until `stop`; returns the bound address through `bound` as soon as it is known.
+/// Serves until `stop`, with TLS when `api.tls_cert` and `api.tls_key` are set; returns the
+/// bound address through `bound` as soon as it is known.
 pub async fn serve(
     app: App,
     bind: &str,
@@ -187,18 +182,25 @@ pub async fn serve(
     // Answers to replies go through the app's broker connection: opened now, so a wrong
     // queue.url stops `serve` at start.
     app.broker().await?;
-    let state = Arc::new(ApiState { app, tokens, metrics: metrics_handle() });
-    let listener =
-        tokio::net::TcpListener::bind(bind).await.map_err(|e| anyhow::anyhow!("cannot listen on {bind}: {e}"))?;
+    let api = &app.settings.config.api;
+    let tls = (!api.tls_cert.as_os_str().is_empty()).then_some((api.tls_cert.as_path(), api.tls_key.as_path()));
+    let listener = Listener::bind(bind, tls).await?;
+    // The first scrape already finds figures.
+    app.count_notifications().await;
     let _ = bound.send(listener.local_addr()?);
+    let state = Arc::new(ApiState { app, tokens, metrics: metrics_handle() });
     let sweeper = {
         let (state, stop) = (state.clone(), stop.clone());
         tokio::spawn(async move { state.app.sweep_receipts(stop).await })
     };
-    let served = axum::serve(listener, router(state)).with_graceful_shutdown(stop.clone().cancelled_owned()).await;
-    // The server can also end on its own (an accept error): the sweeper stops with it.
-    stop.cancel();
+    let counts = {
+        let (state, stop) = (state.clone(), stop.clone());
+        tokio::spawn(async move { state.app.keep_counts_current(stop).await })
+    };
+    // Ends when `stop` is cancelled, and cancels it if the server ends on its own.
+    let served = listener.serve(router(state), stop).await;
     sweeper.await?;
+    counts.await?;
     Ok(served?)
 }
 
@@ -206,8 +208,6 @@ pub async fn serve(
 pub async fn serve_metrics(bind: &str, stop: CancellationToken) -> anyhow::Result<()> {
     let handle = metrics_handle();
     let router = Router::new().route("/metrics", get(move || async move { handle.render() }));
-    let listener =
-        tokio::net::TcpListener::bind(bind).await.map_err(|e| anyhow::anyhow!("cannot listen on {bind}: {e}"))?;
-    axum::serve(listener, router).with_graceful_shutdown(stop.cancelled_owned()).await?;
+    Listener::bind(bind, None).await?.serve(router, stop.child_token()).await?;
     Ok(())
 }

@@ -13,8 +13,8 @@ use serde::Deserialize;
 
 use super::auth::Role;
 use super::{ApiError, ApiState};
-use crate::domain::delivery::DeliveryStatus;
-use crate::store::notifications::record_receipt;
+use crate::domain::delivery::{check_reported_time, DeliveryStatus};
+use crate::store::notifications::{record_receipt, ReceiptOutcome};
 
 #[derive(Deserialize)]
 struct Receipt {
@@ -28,16 +28,18 @@ async fn apply(
     message_id: &str,
     status: DeliveryStatus,
     at: DateTime<Utc>,
-) -> Result<Option<String>, ApiError> {
+) -> Result<ReceiptOutcome, ApiError> {
     let store_error = |error: crate::store::StoreError| {
         tracing::error!(%error, "could not record a receipt");
         ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "receipt not recorded; send it again")
     };
     let mut tx = state.app.store.begin().await.map_err(store_error)?;
-    let id = record_receipt(&mut tx, message_id, status, at).await.map_err(store_error)?;
+    let outcome = record_receipt(&mut tx, message_id, status, at).await.map_err(store_error)?;
     tx.commit().await.map_err(|e| store_error(e.into()))?;
-    metrics::counter!("billpush_receipts_total", "status" => status.as_str()).increment(1);
-    Ok(id)
+    if let ReceiptOutcome::Recorded(_) = outcome {
+        metrics::counter!("billpush_receipts_total", "status" => status.as_str()).increment(1);
+    }
+    Ok(outcome)
 }
 
 pub async fn generic(
@@ -61,9 +63,15 @@ pub async fn generic(
     let at = DateTime::parse_from_rfc3339(&receipt.at)
         .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "at must be an RFC 3339 timestamp"))?
         .with_timezone(&Utc);
+    check_reported_time(at, state.app.clock().now())
+        .map_err(|problem| ApiError::new(StatusCode::BAD_REQUEST, format!("at: {problem}")))?;
     match apply(&state, &receipt.message_id, status, at).await? {
-        Some(_) => Ok(StatusCode::ACCEPTED.into_response()),
-        None => Err(ApiError::new(StatusCode::NOT_FOUND, "unknown message_id")),
+        ReceiptOutcome::Recorded(_) => Ok(StatusCode::ACCEPTED.into_response()),
+        ReceiptOutcome::UnknownMessage => Err(ApiError::new(StatusCode::NOT_FOUND, "unknown message_id")),
+        ReceiptOutcome::BeforeAccepted { accepted_at } => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("at: before the message was accepted ({})", accepted_at.to_rfc3339()),
+        )),
     }
 }
 
@@ -73,7 +81,7 @@ pub async fn jasmin(
     Query(query): Query<HashMap<String, String>>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    state.tokens.authorise(&headers, query.get("token").map(String::as_str), &[Role::Gateway])?;
+    state.tokens.authorise(&headers, query.get("token").map(String::as_str), &[Role::Jasmin])?;
     let form: HashMap<String, String> = serde_urlencoded::from_bytes(&body)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("malformed receipt: {e}")))?;
     let id = form.get("id").ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "id is required"))?;
@@ -84,7 +92,8 @@ pub async fn jasmin(
         _ => None,
     };
     if let Some(status) = status {
-        if apply(&state, id, status, state.app.clock().now()).await?.is_none() {
+        // Jasmin's receipts carry no time of their own: they are dated on arrival.
+        if apply(&state, id, status, state.app.clock().now()).await? == ReceiptOutcome::UnknownMessage {
             // The receipt can overtake the worker recording Jasmin's answer. Anything but
             // `ACK/Jasmin` makes Jasmin send it again later, when the id is known.
             tracing::info!(message_id = %id, "Jasmin receipt for a message id not recorded yet");

@@ -46,6 +46,9 @@ pub async fn receive(
     match replies.handle(&reply).await {
         Ok(action) => Ok((StatusCode::ACCEPTED, Json(json!({ "action": action.as_str() }))).into_response()),
         Err(ReplyError::UnknownSender) => Err(ApiError::new(StatusCode::NOT_FOUND, "unknown sender")),
+        Err(ReplyError::Implausible(problem)) => {
+            Err(ApiError::new(StatusCode::BAD_REQUEST, format!("received_at: {problem}")))
+        }
         Err(error) => {
             tracing::error!(%error, "could not record a reply");
             Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "reply not recorded; send it again"))

@@ -115,7 +115,7 @@ pub enum Command {
     Token {
         #[arg(long)]
         name: String,
-        #[arg(long, value_parser = ["regulator", "operator", "gateway"])]
+        #[arg(long, value_parser = ["regulator", "operator", "gateway", "jasmin"])]
         role: String,
     },
     /// A mock SMS gateway (generic http protocol) for trials, benchmarks and fault drills.

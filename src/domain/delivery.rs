@@ -3,6 +3,8 @@
 use std::fmt;
 use std::str::FromStr;
 
+use chrono::{DateTime, TimeZone, Utc};
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum DeliveryStatus {
     /// Written, not yet handed to the queue.
@@ -67,6 +69,26 @@ impl FromStr for DeliveryStatus {
     }
 }
 
+/// How far ahead of billpush's clock a gateway's clock may run.
+pub const GATEWAY_CLOCK_AHEAD: chrono::Duration = chrono::Duration::days(1);
+/// How much earlier than billpush recorded the gateway's acceptance a receipt may be dated:
+/// a gateway stamping the time it received the message, or a clock a little behind.
+pub const RECEIPT_BEFORE_ACCEPT: chrono::Duration = chrono::Duration::minutes(5);
+
+/// A time a gateway reports (a reply received, a message delivered) is plausible: not before
+/// 2000 and not more than `GATEWAY_CLOCK_AHEAD` after `now`. Anything else is a broken or
+/// forged report, refused before it changes anything.
+pub fn check_reported_time(at: DateTime<Utc>, now: DateTime<Utc>) -> Result<(), String> {
+    let earliest = Utc.with_ymd_and_hms(2000, 1, 1, 0, 0, 0).single().expect("a valid date");
+    if at < earliest {
+        return Err(format!("{} is before 2000", at.to_rfc3339()));
+    }
+    if at > now + GATEWAY_CLOCK_AHEAD {
+        return Err(format!("{} is more than a day ahead of this server's clock", at.to_rfc3339()));
+    }
+    Ok(())
+}
+
 /// Why a notification was written `failed` without being sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NotSentReason {
@@ -98,6 +120,18 @@ pub const BILL_KIND: &str = "bill";
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reported_times_before_2000_or_a_day_ahead_are_refused() {
+        let now = Utc.with_ymd_and_hms(2026, 11, 2, 2, 0, 0).unwrap();
+        let parse = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
+        assert!(check_reported_time(parse("0000-01-01T00:00:00Z"), now).is_err());
+        assert!(check_reported_time(parse("9999-12-31T23:00:00-10:00"), now).is_err());
+        assert!(check_reported_time(parse("1999-12-31T23:59:59Z"), now).is_err());
+        assert!(check_reported_time(parse("2026-11-03T02:00:01Z"), now).is_err());
+        assert!(check_reported_time(parse("2026-11-03T02:00:00Z"), now).is_ok());
+        assert!(check_reported_time(parse("2000-01-01T00:00:00Z"), now).is_ok());
+    }
 
     #[test]
     fn every_status_round_trips_through_its_name() {

@@ -8,6 +8,7 @@ use reqwest::StatusCode;
 
 use super::{classify_transport, retry_after, Gateway, GatewayError, OutboundSms};
 use crate::domain::delivery::Idempotency;
+use crate::tls::TlsTrust;
 
 pub struct HttpGateway {
     client: reqwest::Client,
@@ -21,9 +22,9 @@ struct Accepted {
 }
 
 impl HttpGateway {
-    pub fn new(url: &str, token: &str, timeout: Duration) -> reqwest::Result<Self> {
+    pub fn new(url: &str, token: &str, timeout: Duration, trust: &TlsTrust) -> reqwest::Result<Self> {
         Ok(HttpGateway {
-            client: reqwest::Client::builder().timeout(timeout).pool_max_idle_per_host(64).build()?,
+            client: trust.http_client().timeout(timeout).pool_max_idle_per_host(64).build()?,
             messages_url: format!("{}/messages", url.trim_end_matches('/')),
             token: token.to_string(),
         })

@@ -9,6 +9,7 @@ use reqwest::StatusCode;
 
 use super::{classify_transport, Gateway, GatewayError, OutboundSms};
 use crate::domain::delivery::Idempotency;
+use crate::tls::TlsTrust;
 
 pub struct JasminGateway {
     client: reqwest::Client,
@@ -19,9 +20,16 @@ pub struct JasminGateway {
 }
 
 impl JasminGateway {
-    pub fn new(url: &str, username: &str, password: &str, dlr_url: String, timeout: Duration) -> reqwest::Result<Self> {
+    pub fn new(
+        url: &str,
+        username: &str,
+        password: &str,
+        dlr_url: String,
+        timeout: Duration,
+        trust: &TlsTrust,
+    ) -> reqwest::Result<Self> {
         Ok(JasminGateway {
-            client: reqwest::Client::builder().timeout(timeout).build()?,
+            client: trust.http_client().timeout(timeout).build()?,
             send_url: format!("{}/send", url.trim_end_matches('/')),
             username: username.to_string(),
             password: password.to_string(),

@@ -9,6 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
+use crate::server::Listener;
+
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -107,8 +109,27 @@ impl MockGateway {
         self: &Arc<Self>,
         bind: &str,
         stop: CancellationToken,
-    ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
-        let listener = tokio::net::TcpListener::bind(bind).await?;
+    ) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+        self.serve_on(Listener::bind(bind, None).await?, stop)
+    }
+
+    /// As `serve`, over TLS with the certificate and key given as PEM text: a gateway reached
+    /// by `https://`.
+    pub async fn serve_tls(
+        self: &Arc<Self>,
+        bind: &str,
+        cert: Vec<u8>,
+        key: Vec<u8>,
+        stop: CancellationToken,
+    ) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+        self.serve_on(Listener::bind_tls_pem(bind, cert, key).await?, stop)
+    }
+
+    fn serve_on(
+        self: &Arc<Self>,
+        listener: Listener,
+        stop: CancellationToken,
+    ) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
         let address = listener.local_addr()?;
         let app = Router::new()
             .route("/messages", post(receive))
@@ -117,7 +138,7 @@ impl MockGateway {
             .with_state(self.clone());
         let task = tokio::spawn(async move {
             // The mock lives as long as its task; an error here ends the drill visibly.
-            if let Err(error) = axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned()).await {
+            if let Err(error) = listener.serve(app, stop).await {
                 tracing::error!(%error, "mock gateway stopped");
             }
         });

@@ -18,6 +18,7 @@ use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions,
     QueueDeclareOptions,
 };
+use lapin::tcp::OwnedTLSConfig;
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, Consumer};
 use tokio::sync::Mutex;
@@ -49,12 +50,15 @@ pub struct AmqpSettings {
     pub name: String,
     /// Unacked messages a consumer holds at once.
     pub prefetch: u16,
+    /// Extra trust roots for `amqps://`.
+    pub tls: OwnedTLSConfig,
 }
 
 pub struct AmqpQueue {
     url: String,
     name: String,
     prefetch: u16,
+    tls: OwnedTLSConfig,
     publishing: Mutex<Option<Link>>,
     consuming: Mutex<Option<Consuming>>,
 }
@@ -86,6 +90,7 @@ impl AmqpQueue {
             url: settings.url.clone(),
             name: settings.name.clone(),
             prefetch: settings.prefetch,
+            tls: settings.tls.clone(),
             publishing: Mutex::new(None),
             consuming: Mutex::new(None),
         };
@@ -96,7 +101,10 @@ impl AmqpQueue {
 
     async fn open_connection(&self, role: &str) -> Result<Connection, QueueError> {
         let properties = ConnectionProperties::default().with_connection_name(format!("billpush {role}").into());
-        Connection::connect(&self.url, properties).await.map_err(broker)
+        // `amqps://` is TLS or nothing: lapin is built with rustls, so the scheme cannot be
+        // opened in plain text.
+        let runtime = lapin::runtime::default_runtime().map_err(broker)?;
+        Connection::connect_with_config(&self.url, properties, self.tls.clone(), runtime).await.map_err(broker)
     }
 
     async fn open_link(&self) -> Result<Link, QueueError> {

@@ -10,7 +10,7 @@ use crate::clock::Clock;
 use crate::dispatch::{DispatchError, Dispatcher, NewNotification};
 use crate::domain::bill::CategoryTotals;
 use crate::domain::category::Language;
-use crate::domain::delivery::{DeliveryStatus, NotSentReason};
+use crate::domain::delivery::{check_reported_time, DeliveryStatus, NotSentReason};
 use crate::domain::msisdn::{normalise_reported_number, Msisdn};
 use crate::domain::period::BillingMonth;
 use crate::domain::records::{ReportKind, SpamReport};
@@ -62,6 +62,9 @@ impl ReplyAction {
 pub enum ReplyError {
     #[error("unknown sender")]
     UnknownSender,
+    /// The reply's time is not one a gateway could report; nothing was changed.
+    #[error("received_at: {0}")]
+    Implausible(String),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -81,6 +84,7 @@ pub struct Replies<'a> {
 impl Replies<'_> {
     /// Acts on one reply, records it, and queues its answer when it has one.
     pub async fn handle(&self, reply: &InboundReply<'_>) -> Result<ReplyAction, ReplyError> {
+        check_reported_time(reply.received_at, self.clock.now()).map_err(ReplyError::Implausible)?;
         let Some((subscriber_id, language)) = self.store.subscriber_by_msisdn(reply.from.as_str()).await? else {
             return Err(ReplyError::UnknownSender);
         };

@@ -92,8 +92,8 @@ pub struct Store {
 }
 
 impl Store {
-    /// Connects and brings the schema up to date.
-    pub async fn connect(url: &str) -> StoreResult<Store> {
+    /// Connects and brings the schema up to date; `max_connections` bounds the PostgreSQL pool.
+    pub async fn connect(url: &str, max_connections: u32) -> StoreResult<Store> {
         sqlx::any::install_default_drivers();
         let backend = if url.starts_with("sqlite:") { Backend::Sqlite } else { Backend::Postgres };
         let pool = match backend {
@@ -104,8 +104,9 @@ impl Store {
                 } else {
                     format!("{url}{}mode=rwc", if url.contains('?') { '&' } else { '?' })
                 };
+                // One writer: more connections would only wait for it.
                 AnyPoolOptions::new()
-                    .max_connections(4)
+                    .max_connections(max_connections.min(4))
                     .after_connect(|conn, _| {
                         Box::pin(async move {
                             // WAL lets exports and status read while a run writes; NORMAL
@@ -118,7 +119,7 @@ impl Store {
                     .connect_with(AnyConnectOptions::from_str(&url)?)
                     .await?
             }
-            Backend::Postgres => AnyPoolOptions::new().max_connections(8).connect(url).await?,
+            Backend::Postgres => AnyPoolOptions::new().max_connections(max_connections).connect(url).await?,
         };
         let native = match backend {
             Backend::Sqlite => None,
@@ -184,7 +185,7 @@ fn placeholders(first: usize, count: usize) -> String {
 pub(crate) async fn scratch_sqlite_store() -> (tempfile::TempDir, String, Store) {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("scratch.db").display());
-    let store = Store::connect(&url).await.unwrap();
+    let store = Store::connect(&url, 4).await.unwrap();
     (dir, url, store)
 }
 

@@ -10,7 +10,7 @@ use sqlx::{AnyConnection, Row};
 use super::batch::{insert_values, Rows, Table, Value};
 use super::json_rows::JsonRows;
 use super::{from_micros, to_micros, Backend, Store, StoreError, StoreResult, Tx};
-use crate::domain::delivery::{DeliveryStatus, Idempotency, NotSentReason};
+use crate::domain::delivery::{DeliveryStatus, Idempotency, NotSentReason, RECEIPT_BEFORE_ACCEPT};
 use crate::domain::msisdn::Msisdn;
 use crate::domain::period::BillingMonth;
 use crate::domain::sms::Encoding;
@@ -395,18 +395,38 @@ pub async fn release_for_retry(tx: &mut Tx, ids: &[String], reason: &str, at: Da
 
 /// Applies a delivery receipt to the notification the gateway knows by `gateway_message_id`;
 /// returns its id, or `None` when no notification carries that message id.
+/// What became of a delivery receipt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReceiptOutcome {
+    /// Recorded against this notification (or it was settled already and stays so).
+    Recorded(String),
+    /// No notification has this gateway message id (yet).
+    UnknownMessage,
+    /// Dated more than `RECEIPT_BEFORE_ACCEPT` before the gateway accepted the message.
+    BeforeAccepted { accepted_at: DateTime<Utc> },
+}
+
 pub async fn record_receipt(
     tx: &mut Tx,
     gateway_message_id: &str,
     status: DeliveryStatus,
     at: DateTime<Utc>,
-) -> StoreResult<Option<String>> {
-    let row = sqlx::query("SELECT id FROM notifications WHERE gateway_message_id = $1")
-        .bind(gateway_message_id)
-        .fetch_optional(&mut **tx)
-        .await?;
-    let Some(row) = row else { return Ok(None) };
+) -> StoreResult<ReceiptOutcome> {
+    let row = sqlx::query(
+        "SELECT n.id, (SELECT MIN(e.at) FROM notification_events e
+                       WHERE e.notification_id = n.id AND e.status = 'accepted') AS accepted_at
+         FROM notifications n WHERE n.gateway_message_id = $1",
+    )
+    .bind(gateway_message_id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    let Some(row) = row else { return Ok(ReceiptOutcome::UnknownMessage) };
     let id: String = row.try_get("id")?;
+    if let Some(accepted_at) = row.try_get::<Option<i64>, _>("accepted_at")?.map(from_micros) {
+        if at < accepted_at - RECEIPT_BEFORE_ACCEPT {
+            return Ok(ReceiptOutcome::BeforeAccepted { accepted_at });
+        }
+    }
     // A receipt settles accepted and unknown messages; one already settled stays as it is.
     transition(
         tx,
@@ -418,7 +438,7 @@ pub async fn record_receipt(
         None,
     )
     .await?;
-    Ok(Some(id))
+    Ok(ReceiptOutcome::Recorded(id))
 }
 
 impl Store {

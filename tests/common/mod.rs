@@ -133,6 +133,14 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
 }
 
 impl TestApp {
+    /// Another app on the test's configuration and clock, for `serve` to run: what it records
+    /// is timed as the test's own steps are.
+    pub async fn server_app(&self) -> App {
+        App::build_with_clock(self.config.clone().settings().unwrap(), self.clock.clone() as Arc<dyn Clock>)
+            .await
+            .unwrap()
+    }
+
     /// Copies an input next to the test's database (rejects files are written beside inputs).
     pub fn copy_input(&self, from: &Path) -> PathBuf {
         let to = self.dir.path().join(from.file_name().unwrap());
