@@ -1,5 +1,4 @@
 use clap::Parser;
-use tracing_subscriber::EnvFilter;
 
 /// Pages of rows are allocated on one thread and freed on another, which glibc's allocator
 /// handles slowly. Without transparent huge pages (`no_thp`), because a 2 MiB page given back
@@ -10,11 +9,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_env("BILLPUSH_LOG").unwrap_or_else(|_| EnvFilter::new("warn")))
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    billpush::cli::logging::init();
     let cli = billpush::cli::Cli::parse();
     match billpush::cli::execute(cli).await {
         Ok(()) => std::process::ExitCode::SUCCESS,

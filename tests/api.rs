@@ -233,6 +233,12 @@ async fn regulator_requests_are_audited_and_the_audit_log_cannot_be_changed() {
     api.get_json("/api/v1/deliveries?month=2026-10&limit=5", REGULATOR).await;
     assert_eq!(api.call(Method::GET, "/api/v1/audit", Some(REGULATOR)).await.0, 403);
     api.call(Method::GET, "/api/v1/deliveries?limit=0", Some(REGULATOR)).await;
+    let (status, csv) =
+        api.call(Method::GET, "/api/v1/deliveries.csv?month=2026-10&token=secret", Some(REGULATOR)).await;
+    assert_eq!(status, 200);
+    let csv_rows = csv.lines().count() as i64 - 1;
+    assert!(csv_rows > 0);
+    assert_eq!(api.call(Method::GET, "/api/v1/admin", Some(REGULATOR)).await.0, 404);
     let log = api.get_json("/api/v1/audit?limit=1000", OPERATOR).await;
     let entries = log["items"].as_array().unwrap();
     let summary: Vec<(String, String, i64, i64)> = entries
@@ -252,6 +258,10 @@ async fn regulator_requests_are_audited_and_the_audit_log_cannot_be_changed() {
             ("reg".to_string(), "/api/v1/deliveries?month=2026-10&limit=5".to_string(), 200, 5),
             ("reg".to_string(), "/api/v1/audit".to_string(), 403, 0),
             ("reg".to_string(), "/api/v1/deliveries?limit=0".to_string(), 400, 0),
+            // A streamed CSV counts its rows; a token in the query string is not kept.
+            ("reg".to_string(), "/api/v1/deliveries.csv?month=2026-10&token=…".to_string(), 200, csv_rows),
+            // A path no route serves is audited too.
+            ("reg".to_string(), "/api/v1/admin".to_string(), 404, 0),
         ]
     );
     assert!(entries.iter().all(|e| e["method"] == "GET" && e["at"].is_string()));

@@ -106,25 +106,65 @@ async fn guard(State(state): State<Arc<ApiState>>, request: Request, next: Next)
         },
         None => next.run(request).await,
     };
-    if let Some((token_name, role)) = auditable {
-        let rows = response.extensions().get::<reads::RowsReturned>().map_or(0, |r| r.0);
-        let entry = AuditEntry {
-            id: uuid::Uuid::now_v7().to_string(),
-            token_name,
-            role: role.as_str().to_string(),
-            at: state.app.clock().now(),
-            method,
-            path: path_and_query,
-            status: i64::from(response.status().as_u16()),
-            rows_returned: rows as i64,
-        };
-        if let Err(error) = state.app.store.append_audit(&entry).await {
-            // An answer whose audit entry could not be written is not given out.
-            tracing::error!(%error, "audit log write failed");
-            return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "audit log unavailable; try again").into_response();
-        }
+    match auditable {
+        Some((token_name, role)) => audited(&state, token_name, role, method, &path_and_query, response).await,
+        None => response,
+    }
+}
+
+/// `response`, once its audit entry is written; an answer whose entry could not be written is
+/// not given out. A `token=` in the query string is kept as `token=…`.
+async fn audited(
+    state: &ApiState,
+    token_name: String,
+    role: Role,
+    method: String,
+    path_and_query: &str,
+    response: Response,
+) -> Response {
+    let rows = response.extensions().get::<reads::RowsReturned>().map_or(0, |r| r.0);
+    let entry = AuditEntry {
+        id: uuid::Uuid::now_v7().to_string(),
+        token_name,
+        role: role.as_str().to_string(),
+        at: state.app.clock().now(),
+        method,
+        path: redact_tokens(path_and_query),
+        status: i64::from(response.status().as_u16()),
+        rows_returned: rows as i64,
+    };
+    if let Err(error) = state.app.store.append_audit(&entry).await {
+        tracing::error!(%error, "audit log write failed");
+        return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "audit log unavailable; try again").into_response();
     }
     response
+}
+
+/// The path and query with the value of every `token` parameter replaced by `…`.
+fn redact_tokens(path_and_query: &str) -> String {
+    let Some((path, query)) = path_and_query.split_once('?') else { return path_and_query.to_string() };
+    let query: Vec<String> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((name, _)) if name.eq_ignore_ascii_case("token") => format!("{name}=…"),
+            _ => pair.to_string(),
+        })
+        .collect();
+    format!("{path}?{}", query.join("&"))
+}
+
+/// A path no route serves: 404, audited like any request made with a regulator's or an
+/// operator's token, so that probing for routes leaves a trace.
+async fn no_route(State(state): State<Arc<ApiState>>, request: Request) -> Response {
+    let refusal = ApiError::new(StatusCode::NOT_FOUND, "no such route").into_response();
+    let path_and_query = request.uri().path_and_query().map_or_else(String::new, |p| p.to_string());
+    match state.tokens.bearer(request.headers()) {
+        Some((name, role)) if matches!(role, Role::Regulator | Role::Operator) => {
+            let name = name.to_string();
+            audited(&state, name, role, request.method().to_string(), &path_and_query, refusal).await
+        }
+        _ => refusal,
+    }
 }
 
 /// Every error leaves as `{"error": "..."}`, including those axum answers itself (a body over
@@ -164,7 +204,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/metrics", get(metrics_text))
         .route("/api/v1/openapi.json", get(|| async { Json(openapi::document()) }))
         .merge(api)
-        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route") })
+        .fallback(no_route)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .layer(middleware::from_fn(json_errors))
         .with_state(state)

@@ -84,9 +84,9 @@ pub const ROUTES: &[Route] = &[
     Route {
         method: "post",
         path: "/api/v1/dlr/jasmin",
-        roles: &["gateway"],
+        roles: &["jasmin"],
         summary: "Jasmin's form-encoded receipt; answers ACK/Jasmin",
-        query: &[("token", "the gateway token")],
+        query: &[("token", "the Jasmin receipt credential (role jasmin)")],
     },
     Route {
         method: "post",

@@ -167,6 +167,8 @@ pub async fn deliveries_csv(
 ) -> Result<Response, ApiError> {
     let page = delivery_page(&parameters(query)?)?;
     let store = state.app.store.clone();
+    // The audit log counts the rows as they stood when the answer began.
+    let rows = store.count_deliveries(&page.filter, &page.after).await.map_err(store_error)?;
     let first = store.deliveries(&page.filter, &page.after, MAX_LIMIT).await.map_err(store_error)?;
     let chunks = stream::unfold(Some((first, true, page.filter)), move |state| {
         let store = store.clone();
@@ -185,7 +187,7 @@ pub async fn deliveries_csv(
             Some((Ok::<_, std::io::Error>(chunk), next))
         }
     });
-    Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], Body::from_stream(chunks)).into_response())
+    Ok(with_rows(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], Body::from_stream(chunks)), rows))
 }
 
 pub async fn bill(

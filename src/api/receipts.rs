@@ -96,7 +96,7 @@ pub async fn jasmin(
         if apply(&state, id, status, state.app.clock().now()).await? == ReceiptOutcome::UnknownMessage {
             // The receipt can overtake the worker recording Jasmin's answer. Anything but
             // `ACK/Jasmin` makes Jasmin send it again later, when the id is known.
-            tracing::info!(message_id = %id, "Jasmin receipt for a message id not recorded yet");
+            tracing::info!(message_id = ?id, "Jasmin receipt for a message id not recorded yet");
             return Err(ApiError::new(StatusCode::NOT_FOUND, "unknown message id; send the receipt again later"));
         }
     }

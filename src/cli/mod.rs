@@ -1,6 +1,7 @@
 //! Command line (docs/contract.md §7): parses arguments and turns each command into calls on the `App`.
 
 mod demo;
+pub mod logging;
 mod progress;
 
 use std::fs::File;

@@ -107,6 +107,57 @@ pub fn segment(text: &str) -> Segmented<'_> {
     Segmented { encoding, units, parts }
 }
 
+/// The longest service name an SMS shows: room for any real service's name, none for a
+/// paragraph of an SP's own text.
+pub const MAX_SERVICE_NAME_CHARS: usize = 20;
+
+/// A service name (an imported VAS description) as an official SMS may carry it under the
+/// operator's signature: control characters and anything that reads as a link (a scheme such
+/// as `http://`, `www.`, or a domain like `pay.example.cn`) are removed, white space folded,
+/// and the length capped, so an SP's text cannot put a phishing link in the operator's bill.
+pub fn service_name_for_sms(description: &str) -> String {
+    let mut kept = String::with_capacity(description.len());
+    let mut run = String::new();
+    let flush = |run: &mut String, kept: &mut String| {
+        if !looks_like_link(run) {
+            kept.push_str(run);
+        }
+        run.clear();
+    };
+    for c in description.chars() {
+        if c.is_ascii_alphanumeric() || "./:-_~?=&%#@+".contains(c) {
+            run.push(c);
+            continue;
+        }
+        flush(&mut run, &mut kept);
+        if c.is_control() || c.is_whitespace() {
+            if !kept.ends_with(' ') && !kept.is_empty() {
+                kept.push(' ');
+            }
+        } else {
+            kept.push(c);
+        }
+    }
+    flush(&mut run, &mut kept);
+    kept.trim().chars().take(MAX_SERVICE_NAME_CHARS).collect::<String>().trim_end().to_string()
+}
+
+/// A run of URL characters that is, or holds, a link.
+fn looks_like_link(run: &str) -> bool {
+    let lower = run.to_ascii_lowercase();
+    if lower.contains("://") || lower.starts_with("www.") || lower.contains("@") {
+        return true;
+    }
+    // A domain: a dot between a letter or digit and at least two letters.
+    let bytes = lower.as_bytes();
+    bytes.iter().enumerate().any(|(i, b)| {
+        *b == b'.'
+            && i > 0
+            && bytes[i - 1].is_ascii_alphanumeric()
+            && bytes[i + 1..].iter().take_while(|c| c.is_ascii_alphabetic()).count() >= 2
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -114,6 +165,19 @@ mod tests {
 
     fn units_of(part: &str, encoding: Encoding) -> usize {
         part.chars().map(|c| encoding.cost(c)).sum()
+    }
+
+    #[test]
+    fn service_names_lose_links_and_control_characters_and_are_capped() {
+        assert_eq!(service_name_for_sms("手机报"), "手机报");
+        assert_eq!(service_name_for_sms("Music Club 2.0"), "Music Club 2.0");
+        assert_eq!(service_name_for_sms("退费请点 http://evil.example/pay 办理"), "退费请点 办理");
+        assert_eq!(service_name_for_sms("领取红包www.evil.cn"), "领取红包");
+        assert_eq!(service_name_for_sms("会员pay.evil.cn续费"), "会员续费");
+        assert_eq!(service_name_for_sms("游戏\n【示例电信】\r\t回复"), "游戏 【示例电信】 回复");
+        assert_eq!(service_name_for_sms("联系 help@evil.cn"), "联系");
+        assert_eq!(service_name_for_sms(&"长".repeat(50)).chars().count(), MAX_SERVICE_NAME_CHARS);
+        assert_eq!(service_name_for_sms("\u{7}\u{1b}[31m"), "[31m");
     }
 
     #[test]

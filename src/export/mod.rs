@@ -54,10 +54,11 @@ impl FromStr for ExportFormat {
     }
 }
 
-/// A spreadsheet would run a cell starting with `=`, `+`, `-` or `@` as a formula; a leading
-/// apostrophe keeps it text. Only text cells are neutralised; numbers stay numbers.
+/// A spreadsheet would run a cell starting with `=`, `+`, `-` or `@` as a formula, and some
+/// strip a leading TAB or CR before looking; a leading apostrophe keeps it text. Only text
+/// cells are neutralised; numbers stay numbers.
 pub fn neutralise(cell: &str) -> Cow<'_, str> {
-    if cell.starts_with(['=', '+', '-', '@']) {
+    if cell.starts_with(['=', '+', '-', '@', '\t', '\r']) {
         Cow::Owned(format!("'{cell}"))
     } else {
         Cow::Borrowed(cell)
@@ -298,6 +299,8 @@ mod tests {
         assert_eq!(neutralise("+8613800138000"), "'+8613800138000");
         assert_eq!(neutralise("-1"), "'-1");
         assert_eq!(neutralise("@SUM(A1)"), "'@SUM(A1)");
+        assert_eq!(neutralise("\t=1+1"), "'\t=1+1");
+        assert_eq!(neutralise("\r=1+1"), "'\r=1+1");
         assert_eq!(neutralise("张伟"), "张伟");
         assert_eq!(csv_cell(&json!(-157)), "-157", "numbers are not text cells");
         assert_eq!(csv_cell(&json!(["=a", "b"])), "'=a;b");

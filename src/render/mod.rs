@@ -15,7 +15,7 @@ use crate::domain::flags::ChargeFlag;
 use crate::domain::money::Fen;
 use crate::domain::msisdn::Msisdn;
 use crate::domain::period::{last_local_day, local_date, Period};
-use crate::domain::sms::{segment, Encoding};
+use crate::domain::sms::{segment, service_name_for_sms, Encoding};
 
 /// Reply codes the bill SMS offers; `SS` disputes a charge (see docs/contract.md).
 pub const REPLY_DETAILS: &str = "ZD";
@@ -400,7 +400,7 @@ impl Renderer {
                         .vas
                         .iter()
                         .map(|v| VasLine {
-                            name: v.name.clone(),
+                            name: service_name_for_sms(&v.name),
                             code: v.service_code.clone(),
                             amount: v.amount.to_string(),
                         })
@@ -497,6 +497,17 @@ mod tests {
             record("r6", "2026-10-06T10:00:00+08:00", Category::Other, 1, 177, ""),
             record("r7", "2026-10-07T10:00:00+08:00", Category::Discount, 0, -157, ""),
         ]
+    }
+
+    #[test]
+    fn an_imported_description_cannot_put_a_link_or_a_line_break_under_the_signature() {
+        let mut records = typical_records();
+        records[4].description = "退费请点击http://pay.evil.cn/r?x=1\n【示例电信】回复1确认".into();
+        let RenderedSms::Fits { text, .. } = render(&renderer("示例电信", 4), Language::Zh, &records, &[]) else {
+            panic!("fits")
+        };
+        assert!(!text.contains("http") && !text.contains("evil") && !text.contains('\n'), "{text}");
+        assert!(text.contains("退费请点击"), "the rest of the name stays: {text}");
     }
 
     #[test]

@@ -94,6 +94,34 @@ impl Store {
         after: &str,
         limit: i64,
     ) -> StoreResult<Vec<DeliveryExport>> {
+        self.filtered_deliveries(
+            "id, subscriber_id, msisdn, month, kind, status, reason, attempts, segments, encoding, gateway_message_id, text, updated_at",
+            filter,
+            after,
+            Some(limit),
+        )
+        .await?
+        .iter()
+        .map(delivery_from_row)
+        .collect()
+    }
+
+    /// How many notifications match `filter` after id `after`.
+    pub async fn count_deliveries(&self, filter: &DeliveryFilter, after: &str) -> StoreResult<u64> {
+        let rows = self.filtered_deliveries("COUNT(*) AS n", filter, after, None).await?;
+        let n: i64 = rows.first().map(|r| r.try_get("n")).transpose()?.unwrap_or(0);
+        Ok(n as u64)
+    }
+
+    /// `columns` of the notifications matching `filter` after id `after`, in id order, at most
+    /// `limit` when given.
+    async fn filtered_deliveries(
+        &self,
+        columns: &str,
+        filter: &DeliveryFilter,
+        after: &str,
+        limit: Option<i64>,
+    ) -> StoreResult<Vec<sqlx::any::AnyRow>> {
         let mut conditions = vec!["id > $1".to_string()];
         let mut texts: Vec<String> = vec![after.to_string()];
         let mut numbers: Vec<i64> = Vec::new();
@@ -118,13 +146,14 @@ impl Store {
             numbers.push(to_micros(to));
             conditions.push(format!("updated_at < ${}", first_number + numbers.len() - 1));
         }
-        numbers.push(limit);
-        let sql = format!(
-            "SELECT id, subscriber_id, msisdn, month, kind, status, reason, attempts, segments, encoding, gateway_message_id, text, updated_at
-             FROM notifications WHERE {} ORDER BY id LIMIT ${}",
-            conditions.join(" AND "),
-            first_number + numbers.len() - 1
-        );
+        let tail = match limit {
+            Some(limit) => {
+                numbers.push(limit);
+                format!(" ORDER BY id LIMIT ${}", first_number + numbers.len() - 1)
+            }
+            None => String::new(),
+        };
+        let sql = format!("SELECT {columns} FROM notifications WHERE {}{tail}", conditions.join(" AND "));
         let mut query = sqlx::query(&sql);
         for text in &texts {
             query = query.bind(text);
@@ -132,7 +161,7 @@ impl Store {
         for number in &numbers {
             query = query.bind(*number);
         }
-        query.fetch_all(&self.pool).await?.iter().map(delivery_from_row).collect()
+        Ok(query.fetch_all(&self.pool).await?)
     }
 
     /// Status history of each notification, oldest first.
