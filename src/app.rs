@@ -17,7 +17,7 @@ use crate::domain::period::BillingMonth;
 use crate::domain::shard::Shard;
 use crate::export::{ExportFormat, ExportKind};
 use crate::gateway::{Gateway, HttpGateway, JasminGateway, SinkGateway};
-use crate::import::{import_file, ImportError, ImportKind, ImportMode};
+use crate::import::{import_file, rejects_path, ImportError, ImportKind, ImportMode};
 use crate::progress::{Reporter, Silent, Unit};
 use crate::push::{PartLimiter, PushCounts, Pusher, PARALLEL_DELIVERIES};
 use crate::queue::{AmqpQueue, AmqpSettings, MemoryQueue, Queue};
@@ -119,9 +119,30 @@ impl App {
         &self.clock
     }
 
+    /// Imports `path`, writing its rejected rows beside it (`<input>.rejects.csv`).
     pub async fn import(&self, kind: ImportKind, path: &Path, mode: ImportMode) -> Result<ImportCounts, ImportError> {
-        import_file(&self.store, kind, path, mode, self.settings.timezone, self.clock.as_ref(), self.progress.as_ref())
-            .await
+        self.import_with_rejects(kind, path, mode, &rejects_path(path)).await
+    }
+
+    /// Imports `path`, writing its rejected rows to `rejects`.
+    pub async fn import_with_rejects(
+        &self,
+        kind: ImportKind,
+        path: &Path,
+        mode: ImportMode,
+        rejects: &Path,
+    ) -> Result<ImportCounts, ImportError> {
+        import_file(
+            &self.store,
+            kind,
+            path,
+            mode,
+            rejects,
+            self.settings.timezone,
+            self.clock.as_ref(),
+            self.progress.as_ref(),
+        )
+        .await
     }
 
     fn builder(&self) -> BillBuilder<'_> {

@@ -255,6 +255,12 @@ impl Config {
     /// Loads `file` (the default file may be absent: built-in defaults apply) and the
     /// environment overrides.
     pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        for name in ignored_variables(std::env::vars().map(|(name, _)| name)) {
+            tracing::warn!(
+                variable = name,
+                "ignored: settings are BILLPUSH_<SECTION>__<KEY>, with two underscores (e.g. BILLPUSH_DATABASE__URL)"
+            );
+        }
         let mut figment = Figment::from(Serialized::defaults(Config::default()));
         match file {
             Some(path) if !path.exists() => {
@@ -395,6 +401,15 @@ impl Config {
     }
 }
 
+/// Variables that look meant for billpush but name no setting: `BILLPUSH_DATABASE_URL` with one
+/// underscore would otherwise be ignored without a word.
+fn ignored_variables(names: impl Iterator<Item = String>) -> Vec<String> {
+    const OWN: [&str; 3] = ["BILLPUSH_CONFIG", "BILLPUSH_LOG", "BILLPUSH_LOG_FORMAT"];
+    names
+        .filter(|name| name.starts_with("BILLPUSH_") && !name.contains("__") && !OWN.contains(&name.as_str()))
+        .collect()
+}
+
 fn parse_duration(key: &'static str, value: &str) -> Result<chrono::Duration, ConfigError> {
     humantime::parse_duration(value).ok().and_then(|d: Duration| chrono::Duration::from_std(d).ok()).ok_or_else(|| {
         ConfigError::Invalid { key, problem: format!("{value:?} is not a duration such as \"24h\" or \"90m\"") }
@@ -449,6 +464,12 @@ mod tests {
             .extract::<Config>()
             .unwrap_err();
         assert!(err.to_string().contains("max_segmnts"), "{err}");
+    }
+
+    #[test]
+    fn a_variable_with_one_underscore_is_reported_not_silently_ignored() {
+        let names = ["BILLPUSH_DATABASE_URL", "BILLPUSH_DATABASE__URL", "BILLPUSH_LOG", "BILLPUSH_CONFIG", "PATH"];
+        assert_eq!(ignored_variables(names.iter().map(|n| n.to_string())), ["BILLPUSH_DATABASE_URL"]);
     }
 
     #[test]

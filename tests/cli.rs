@@ -142,3 +142,39 @@ fn a_template_directory_overrides_the_built_in_templates_file_by_file() {
     assert!(!missing.status.success());
     assert!(String::from_utf8(missing.stderr).unwrap().contains("nope.toml"));
 }
+
+#[test]
+fn import_lists_its_kinds_writes_rejects_where_asked_and_fails_when_nothing_was_usable() {
+    let dir = tempfile::tempdir().unwrap();
+    let help = billpush(dir.path(), &["import", "--help"], &[]);
+    let help = String::from_utf8(help.stdout).unwrap();
+    assert!(help.contains("plans") && help.contains("spam-reports"), "{help}");
+    let help = String::from_utf8(billpush(dir.path(), &["export", "--help"], &[]).stdout).unwrap();
+    assert!(help.contains("deliveries") && help.contains("jsonl") && help.contains("csv"), "{help}");
+
+    std::fs::write(
+        dir.path().join("plans.csv"),
+        "plan_id,name,monthly_fee_fen,voice_minutes,data_mb,sms_count\nP1,x,-1,0,0,0\n",
+    )
+    .unwrap();
+    let out = billpush(dir.path(), &["import", "plans", "plans.csv", "--rejects", "bad.csv"], &[]);
+    assert!(!out.status.success(), "every row rejected is a failure");
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        "accepted=0 duplicate=0 rejected=1\n",
+        "the summary comes first"
+    );
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(stderr.contains("every row of plans.csv was rejected") && stderr.contains("bad.csv"), "{stderr}");
+    assert!(std::fs::read_to_string(dir.path().join("bad.csv")).unwrap().contains("monthly_fee_fen"));
+    assert!(!dir.path().join("plans.csv.rejects.csv").exists());
+}
+
+#[test]
+fn a_setting_variable_with_one_underscore_is_warned_about() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = billpush(dir.path(), &["status", "--month", "2026-10"], &[("BILLPUSH_DATABASE_URL", "postgres://x")]);
+    assert!(out.status.success());
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(stderr.contains("BILLPUSH_DATABASE_URL") && stderr.contains("BILLPUSH_DATABASE__URL"), "{stderr}");
+}

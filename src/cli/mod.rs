@@ -36,6 +36,16 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// A parser that takes exactly `values` and lists them in `--help`.
+fn listed<T>(values: &'static [&'static str]) -> impl clap::builder::TypedValueParser<Value = T>
+where
+    T: std::str::FromStr + Clone + Send + Sync + 'static,
+    T::Err: std::fmt::Debug,
+{
+    use clap::builder::TypedValueParser;
+    clap::builder::PossibleValuesParser::new(values).map(|value| value.parse().expect("every listed value parses"))
+}
+
 fn parse_instant(s: &str) -> Result<DateTime<Utc>, String> {
     DateTime::parse_from_rfc3339(s)
         .map(|t| t.with_timezone(&Utc))
@@ -46,11 +56,15 @@ fn parse_instant(s: &str) -> Result<DateTime<Utc>, String> {
 pub enum Command {
     /// Import a CSV file: plans, subscribers, usage, orders or spam-reports.
     Import {
+        #[arg(value_parser = listed::<ImportKind>(&["plans", "subscribers", "usage", "orders", "spam-reports"]))]
         kind: ImportKind,
         file: PathBuf,
         /// Abort at the first bad row and keep nothing from the file.
         #[arg(long)]
         strict: bool,
+        /// Write rejected rows here (default FILE.rejects.csv).
+        #[arg(long)]
+        rejects: Option<PathBuf>,
     },
     /// Build, queue and push what is due for a month, on this machine, until done.
     Run {
@@ -74,10 +88,11 @@ pub enum Command {
     Verify,
     /// Export bills, deliveries, flags or spam aggregates for a month.
     Export {
+        #[arg(value_parser = listed::<ExportKind>(&["bills", "deliveries", "flags", "spam"]))]
         kind: ExportKind,
         #[arg(long)]
         month: BillingMonth,
-        #[arg(long, default_value = "jsonl")]
+        #[arg(long, default_value = "jsonl", value_parser = listed::<ExportFormat>(&["jsonl", "csv"]))]
         format: ExportFormat,
         /// Write here instead of standard output.
         #[arg(long)]
@@ -245,13 +260,22 @@ pub async fn execute(cli: Cli) -> anyhow::Result<()> {
     let app = App::build(settings).await?.with_progress(Arc::new(progress::Bars::default()));
     let stdout = std::io::stdout();
     match cli.command {
-        Command::Import { kind, file, strict } => {
+        Command::Import { kind, file, strict, rejects } => {
             let mode = if strict { ImportMode::Strict } else { ImportMode::Lenient };
-            let counts = app.import(kind, &file, mode).await?;
+            let rejects = rejects.unwrap_or_else(|| crate::import::rejects_path(&file));
+            let counts = app.import_with_rejects(kind, &file, mode, &rejects).await?;
             println!("accepted={} duplicate={} rejected={}", counts.accepted, counts.duplicate, counts.rejected);
             if counts.rejected > 0 {
-                eprintln!("rejected rows are in {}", crate::import::rejects_path(&file).display());
+                eprintln!("rejected rows are in {}", rejects.display());
             }
+            // A file of which nothing could be used is a failed import, whatever a script
+            // running it does next.
+            anyhow::ensure!(
+                counts.rejected == 0 || counts.accepted + counts.duplicate > 0,
+                "every row of {} was rejected; see {}",
+                file.display(),
+                rejects.display()
+            );
         }
         Command::Run { month, as_of, dry_run } => {
             let report = app.run(month, as_of, if dry_run { BuildMode::DryRun } else { BuildMode::Keep }).await?;

@@ -436,6 +436,7 @@ pub async fn import_file(
     kind: ImportKind,
     path: &Path,
     mode: ImportMode,
+    rejects_file: &Path,
     timezone: Tz,
     clock: &dyn Clock,
     progress: &dyn Reporter,
@@ -464,7 +465,7 @@ pub async fn import_file(
     let columns = Columns::map(&headers, required, optional)
         .map_err(|missing| ImportError::MissingColumns { file: file_name.clone(), columns: missing.join(", ") })?;
 
-    let rejects_file = rejects_path(path);
+    let rejects_file = rejects_file.to_path_buf();
     let rejects_error =
         |source| ImportError::Rejects { file: file_name.clone(), path: rejects_file.display().to_string(), source };
     let mut rejects = csv::WriterBuilder::new()
