@@ -17,7 +17,7 @@ use crate::domain::period::BillingMonth;
 use crate::domain::shard::Shard;
 use crate::export::{ExportFormat, ExportKind};
 use crate::gateway::{Gateway, HttpGateway, JasminGateway, SinkGateway};
-use crate::import::{import_file, rejects_path, ImportError, ImportKind, ImportMode};
+use crate::import::{import_file, rejects_path, ImportError, ImportFile, ImportKind, ImportMode};
 use crate::progress::{Reporter, Silent, Unit};
 use crate::push::{PartLimiter, PushCounts, Pusher, PARALLEL_DELIVERIES};
 use crate::queue::{AmqpQueue, AmqpSettings, MemoryQueue, Queue};
@@ -132,17 +132,8 @@ impl App {
         mode: ImportMode,
         rejects: &Path,
     ) -> Result<ImportCounts, ImportError> {
-        import_file(
-            &self.store,
-            kind,
-            path,
-            mode,
-            rejects,
-            self.settings.timezone,
-            self.clock.as_ref(),
-            self.progress.as_ref(),
-        )
-        .await
+        let file = ImportFile { kind, path, mode, rejects };
+        import_file(&self.store, &file, self.settings.timezone, self.clock.as_ref(), self.progress.as_ref()).await
     }
 
     fn builder(&self) -> BillBuilder<'_> {

@@ -239,6 +239,16 @@ impl Batch {
     }
 }
 
+/// One file to import: what it holds, where it is, what to do with a bad row and where
+/// rejected rows go.
+#[derive(Debug, Clone, Copy)]
+pub struct ImportFile<'a> {
+    pub kind: ImportKind,
+    pub path: &'a Path,
+    pub mode: ImportMode,
+    pub rejects: &'a Path,
+}
+
 /// What an import does with a bad row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ImportMode {
@@ -433,14 +443,12 @@ async fn finished(copying: tokio::task::JoinHandle<CopyDone>) -> CopyDone {
 /// missing column, database failure, or a bad row under `strict`) is an error.
 pub async fn import_file(
     store: &Store,
-    kind: ImportKind,
-    path: &Path,
-    mode: ImportMode,
-    rejects_file: &Path,
+    file: &ImportFile<'_>,
     timezone: Tz,
     clock: &dyn Clock,
     progress: &dyn Reporter,
 ) -> Result<ImportCounts, ImportError> {
+    let ImportFile { kind, path, mode, rejects: rejects_file } = *file;
     let strict = mode == ImportMode::Strict;
     let file_name = path.display().to_string();
     let read_error = |source| ImportError::Read { file: file_name.clone(), source };
