@@ -233,7 +233,8 @@ impl App {
         }
     }
 
-    /// One count of notifications per status into the gauges.
+    /// One count of notifications per status into the gauges, all months together and per
+    /// open month (the two `open_months` and the current one).
     pub async fn count_notifications(&self) {
         match self.store.status_counts().await {
             Ok(counts) => {
@@ -243,6 +244,19 @@ impl App {
                 }
             }
             Err(error) => tracing::warn!(%error, "notification counts unavailable"),
+        }
+        let [before, last] = open_months(self.clock.now(), self.settings.timezone);
+        for month in [before, last, last.next()] {
+            match self.store.month_status_counts(month).await {
+                Ok(counts) => {
+                    for status in DeliveryStatus::ALL {
+                        let count = counts.iter().find(|(s, _)| s == status.as_str()).map_or(0, |(_, n)| *n);
+                        metrics::gauge!("billpush_month_notifications", "month" => month.to_string(), "status" => status.as_str())
+                            .set(count as f64);
+                    }
+                }
+                Err(error) => tracing::warn!(%error, %month, "month notification counts unavailable"),
+            }
         }
     }
 

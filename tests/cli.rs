@@ -178,3 +178,22 @@ fn a_setting_variable_with_one_underscore_is_warned_about() {
     let stderr = String::from_utf8(out.stderr).unwrap();
     assert!(stderr.contains("BILLPUSH_DATABASE_URL") && stderr.contains("BILLPUSH_DATABASE__URL"), "{stderr}");
 }
+
+#[test]
+fn healthcheck_exits_0_only_when_what_it_checks_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let ok = billpush(dir.path(), &["healthcheck"], &[]);
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    assert_eq!(String::from_utf8(ok.stdout).unwrap(), "ok\n");
+
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let database = format!("postgres://postgres@127.0.0.1:{closed}/billpush");
+    let down = billpush(dir.path(), &["healthcheck"], &[("BILLPUSH_DATABASE__URL", &database)]);
+    assert!(!down.status.success());
+    assert!(String::from_utf8(down.stderr).unwrap().contains("database"));
+    let broker = format!("amqp://guest:guest@127.0.0.1:{closed}/%2f");
+    let no_broker = billpush(dir.path(), &["healthcheck"], &[("BILLPUSH_QUEUE__URL", &broker)]);
+    assert!(!no_broker.status.success(), "the configured broker must answer too");
+    let url = format!("http://127.0.0.1:{closed}/healthz");
+    assert!(!billpush(dir.path(), &["healthcheck", "--url", &url], &[]).status.success());
+}

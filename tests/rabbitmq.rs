@@ -123,6 +123,10 @@ async fn two_worker_processes_push_2000_subscribers_exactly_once() {
     app.wait_until_pushed("2026-10", Duration::from_secs(120)).await;
     let metrics = reqwest::get(format!("http://127.0.0.1:{metrics_port}/metrics")).await.unwrap().text().await.unwrap();
     assert!(metrics.contains("billpush_push_outcomes_total"), "{metrics}");
+    // Latency as buckets, which add up across workers, with HELP text.
+    assert!(metrics.contains("billpush_push_latency_seconds_bucket{le=\"0.005\"}"), "{metrics}");
+    assert!(metrics.contains("billpush_push_latency_seconds_bucket{le=\"+Inf\"}"), "{metrics}");
+    assert!(metrics.contains("# HELP billpush_push_latency_seconds "), "{metrics}");
     terminate(first).await;
     terminate(second).await;
 

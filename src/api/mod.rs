@@ -49,18 +49,64 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// The process-wide Prometheus recorder, installed on first use.
+/// Seconds a gateway took to answer, as histogram buckets: workers' histograms add up across
+/// processes, where quantiles computed in each could not be combined.
+const LATENCY_BUCKETS: [f64; 12] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+
+/// The process-wide Prometheus recorder, installed on first use, with every metric described.
 pub fn metrics_handle() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE
         .get_or_init(|| {
-            let recorder = PrometheusBuilder::new().build_recorder();
+            let recorder = PrometheusBuilder::new()
+                .set_buckets_for_metric(
+                    metrics_exporter_prometheus::Matcher::Full("billpush_push_latency_seconds".into()),
+                    &LATENCY_BUCKETS,
+                )
+                .expect("buckets are given")
+                .build_recorder();
             let handle = recorder.handle();
             // Another recorder can only be present in tests that install their own.
             let _ = metrics::set_global_recorder(recorder);
+            describe_metrics();
             handle
         })
         .clone()
+}
+
+/// Every metric billpush exports; alert rules and dashboards (deploy/) name only these.
+pub const METRIC_NAMES: [&str; 7] = [
+    "billpush_receipts_total",
+    "billpush_parts_pushed_total",
+    "billpush_push_outcomes_total",
+    "billpush_push_latency_seconds",
+    "billpush_queue_depth",
+    "billpush_notifications",
+    "billpush_month_notifications",
+];
+
+/// The HELP text of every metric billpush exports.
+fn describe_metrics() {
+    metrics::describe_counter!("billpush_receipts_total", "Delivery receipts recorded, by the status they set");
+    metrics::describe_counter!("billpush_parts_pushed_total", "SMS parts the gateway accepted");
+    metrics::describe_counter!(
+        "billpush_push_outcomes_total",
+        "Notifications pushed, by outcome (accepted, retry, failed, unknown)"
+    );
+    metrics::describe_histogram!(
+        "billpush_push_latency_seconds",
+        metrics::Unit::Seconds,
+        "Time the gateway took to answer a message"
+    );
+    metrics::describe_gauge!("billpush_queue_depth", "Messages waiting in the broker's main queue");
+    metrics::describe_gauge!(
+        "billpush_notifications",
+        "Notifications per delivery status, all months (counted every 15 s)"
+    );
+    metrics::describe_gauge!(
+        "billpush_month_notifications",
+        "Notifications per delivery status of each open month (counted every 15 s)"
+    );
 }
 
 /// Prometheus text, from figures kept current in the background (`App::keep_counts_current`):
@@ -225,10 +271,11 @@ pub async fn serve(
     let api = &app.settings.config.api;
     let tls = (!api.tls_cert.as_os_str().is_empty()).then_some((api.tls_cert.as_path(), api.tls_key.as_path()));
     let listener = Listener::bind(bind, tls).await?;
-    // The first scrape already finds figures.
+    // The recorder first, then the first count: the first scrape already finds figures.
+    let metrics = metrics_handle();
     app.count_notifications().await;
     let _ = bound.send(listener.local_addr()?);
-    let state = Arc::new(ApiState { app, tokens, metrics: metrics_handle() });
+    let state = Arc::new(ApiState { app, tokens, metrics });
     let sweeper = {
         let (state, stop) = (state.clone(), stop.clone());
         tokio::spawn(async move { state.app.sweep_receipts(stop).await })

@@ -173,7 +173,16 @@ pub enum Command {
     },
     /// Import the bundled sample data, push one month through the sink and print a summary.
     Demo,
+    /// Exit 0 when the database (and the broker, where one is configured) answer; with --url,
+    /// when that URL answers 2xx instead (for a container's health check).
+    Healthcheck {
+        #[arg(long)]
+        url: Option<String>,
+    },
 }
+
+/// How long `healthcheck` waits for the database and the broker.
+const HEALTHCHECK_PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Cancelled on SIGTERM or SIGINT: stop taking work, finish what is in hand, exit.
 fn shutdown_signal() -> CancellationToken {
@@ -254,8 +263,30 @@ pub async fn execute(cli: Cli) -> anyhow::Result<()> {
         _ => {}
     }
     let settings = load_settings(&cli)?;
-    if let Command::Demo = cli.command {
-        return demo::run(settings).await;
+    match &cli.command {
+        Command::Demo => return demo::run(settings).await,
+        Command::Healthcheck { url: None } => {
+            // A health check answers within a container runtime's patience, whatever the
+            // database's connect timeout.
+            let checked = tokio::time::timeout(HEALTHCHECK_PATIENCE, async {
+                let app = App::build(settings).await?;
+                app.health().await?;
+                app.store.close().await;
+                anyhow::Ok(())
+            })
+            .await;
+            checked.map_err(|_| anyhow::anyhow!("the database did not answer within {HEALTHCHECK_PATIENCE:?}"))??;
+            println!("ok");
+            return Ok(());
+        }
+        Command::Healthcheck { url: Some(url) } => {
+            let client = settings.tls.http_client().timeout(std::time::Duration::from_secs(5)).build()?;
+            let status = client.get(url).send().await.with_context(|| format!("{url} does not answer"))?.status();
+            anyhow::ensure!(status.is_success(), "{url} answers {status}");
+            println!("ok");
+            return Ok(());
+        }
+        _ => {}
     }
     let app = App::build(settings).await?.with_progress(Arc::new(progress::Bars::default()));
     let stdout = std::io::stdout();
@@ -388,7 +419,11 @@ pub async fn execute(cli: Cli) -> anyhow::Result<()> {
             }
             return server.await?;
         }
-        Command::Demo | Command::Token { .. } | Command::MockGateway { .. } | Command::Gen { .. } => {
+        Command::Demo
+        | Command::Healthcheck { .. }
+        | Command::Token { .. }
+        | Command::MockGateway { .. }
+        | Command::Gen { .. } => {
             unreachable!("handled above")
         }
     }

@@ -265,6 +265,15 @@ impl Store {
         rows.iter().map(|r| Ok((r.try_get("status")?, r.try_get("n")?))).collect()
     }
 
+    /// Notifications of `month` per delivery status (for metrics).
+    pub async fn month_status_counts(&self, month: BillingMonth) -> StoreResult<Vec<(String, i64)>> {
+        let rows = sqlx::query("SELECT status, COUNT(*) AS n FROM notifications WHERE month = $1 GROUP BY status")
+            .bind(month.to_string())
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|r| Ok((r.try_get("status")?, r.try_get("n")?))).collect()
+    }
+
     /// Bills of `month` after subscriber `after`, with their flags and bill SMS state.
     pub async fn bills_page(&self, month: BillingMonth, after: &str, limit: i64) -> StoreResult<Vec<BillExport>> {
         let month = month.to_string();
