@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Makes sure what the tests and drills need is installed and answering: PostgreSQL on
 # 127.0.0.1:5432 (user postgres, no password), RabbitMQ on 127.0.0.1:5672 (guest/guest), and the
-# command-line tools the drills call (psql, curl, python3). On Debian or Ubuntu, whatever is
+# command-line tools the drills call (psql, curl, python3 with venv). On Debian or Ubuntu, whatever is
 # missing is installed with apt-get (as root, or through sudo) and started; elsewhere the script
 # stops and names what to install.
 set -euo pipefail
@@ -9,7 +9,7 @@ set -euo pipefail
 # Debian and Ubuntu package names: PostgreSQL's server and client, RabbitMQ's server, and tools.
 PACKAGES_POSTGRES="postgresql postgresql-client"
 PACKAGES_RABBITMQ="rabbitmq-server"
-PACKAGES_TOOLS="curl python3 procps"
+PACKAGES_TOOLS="curl python3 python3-venv procps"
 
 as_root() {
   if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
@@ -42,6 +42,8 @@ wait_for() {
 
 missing_tools=()
 for tool in curl python3 pkill; do command -v "$tool" >/dev/null || missing_tools+=("$tool"); done
+# The API contract check installs schemathesis (PyPI) into a virtual environment.
+python3 -c 'import venv, ensurepip' 2>/dev/null || missing_tools+=(python3-venv)
 [ ${#missing_tools[@]} -eq 0 ] || install $PACKAGES_TOOLS
 
 fresh_postgres=

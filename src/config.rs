@@ -315,7 +315,12 @@ impl Config {
         }
         let queue = &self.queue.url;
         if !(queue == "memory://" || queue.starts_with("amqp://") || queue.starts_with("amqps://")) {
-            return Err(invalid("queue.url", format!("{queue:?} is neither memory:// nor an amqp:// URL")));
+            // The URL may carry the broker's password: the error names only its scheme.
+            let scheme = queue.split_once("://").map_or("(none)", |(scheme, _)| scheme);
+            return Err(invalid(
+                "queue.url",
+                format!("scheme {scheme:?} is neither memory:// nor amqp:// or amqps://"),
+            ));
         }
         if self.queue.name.is_empty()
             || !self.queue.name.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
@@ -470,6 +475,15 @@ mod tests {
     fn a_variable_with_one_underscore_is_reported_not_silently_ignored() {
         let names = ["BILLPUSH_DATABASE_URL", "BILLPUSH_DATABASE__URL", "BILLPUSH_LOG", "BILLPUSH_CONFIG", "PATH"];
         assert_eq!(ignored_variables(names.iter().map(|n| n.to_string())), ["BILLPUSH_DATABASE_URL"]);
+    }
+
+    #[test]
+    fn a_bad_queue_url_is_refused_without_repeating_its_password() {
+        let mut config = Config::default();
+        config.queue.url = "rabbit://billpush:s3cret@mq:5672/".into();
+        let error = config.settings().unwrap_err().to_string();
+        assert!(error.contains("queue.url") && error.contains("rabbit"), "{error}");
+        assert!(!error.contains("s3cret"), "{error}");
     }
 
     #[test]

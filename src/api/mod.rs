@@ -6,6 +6,7 @@ pub mod openapi;
 mod reads;
 mod receipts;
 mod replies;
+pub mod schema;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
@@ -109,6 +110,8 @@ fn describe_metrics() {
     );
 }
 
+#[utoipa::path(get, path = "/metrics",
+    responses((status = 200, description = "Prometheus metrics", content_type = "text/plain", body = String)))]
 /// Prometheus text, from figures kept current in the background (`App::keep_counts_current`):
 /// a scrape never scans a table.
 async fn metrics_text(State(state): State<Arc<ApiState>>) -> String {
@@ -116,9 +119,12 @@ async fn metrics_text(State(state): State<Arc<ApiState>>) -> String {
 }
 
 /// The database answers, and the broker does when one is configured.
+#[utoipa::path(get, path = "/healthz",
+    responses((status = 200, description = "Database (and broker) answer", body = schema::Health),
+        (status = 503, description = "The database or the broker does not answer", body = schema::ErrorBody)))]
 async fn healthz(State(state): State<Arc<ApiState>>) -> Response {
     match state.app.health().await {
-        Ok(()) => Json(serde_json::json!({ "status": "ok" })).into_response(),
+        Ok(()) => Json(schema::Health { status: "ok".into() }).into_response(),
         Err(unhealthy) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, unhealthy.to_string()).into_response(),
     }
 }
@@ -248,7 +254,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics_text))
-        .route("/api/v1/openapi.json", get(|| async { Json(openapi::document()) }))
+        .route("/api/v1/openapi.json", get(openapi::openapi_json))
         .merge(api)
         .fallback(no_route)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))

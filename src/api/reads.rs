@@ -12,13 +12,17 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, SecondsFormat, Utc};
 use futures_util::stream;
-use serde_json::{json, Value};
+use serde_json::Value;
 
+use super::schema::{
+    AuditItem, AuditPage, AuditQuery, DeliveriesPage, DeliveriesQuery, DeliveryItem, ErrorBody, FlagsPage, MonthQuery,
+    RunItem, RunsPage, SpamPage, SpamQuery, StatusChange,
+};
 use super::{ApiError, ApiState};
 use crate::domain::delivery::DeliveryStatus;
 use crate::domain::msisdn::Msisdn;
 use crate::domain::period::BillingMonth;
-use crate::export::{bill_json, neutralise, spam_numbers, DELIVERY_COLUMNS};
+use crate::export::{neutralise, spam_numbers, BillRecord, DeliveryRecord, FlagRecord, SpamRecord, DELIVERY_COLUMNS};
 use crate::store::{DeliveryExport, DeliveryFilter};
 
 /// Rows an answer returned, for the audit log.
@@ -119,28 +123,31 @@ fn delivery_page(params: &HashMap<String, String>) -> Result<Page, ApiError> {
     Ok(Page { filter, after, limit })
 }
 
-fn delivery_item(d: &DeliveryExport, history: Option<&Vec<(String, DateTime<Utc>)>>) -> Value {
-    let mut item = crate::export::delivery_json(d);
-    item["history"] = history
+fn delivery_item(d: &DeliveryExport, history: Option<&Vec<(String, DateTime<Utc>)>>) -> DeliveryItem {
+    let history = history
         .map(|h| {
             h.iter()
-                .map(|(status, at)| json!({"status": status, "at": at.to_rfc3339_opts(SecondsFormat::Micros, true)}))
+                .map(|(status, at)| StatusChange {
+                    status: status.clone(),
+                    at: at.to_rfc3339_opts(SecondsFormat::Micros, true),
+                })
                 .collect()
         })
-        .unwrap_or_else(|| json!([]));
-    item
+        .unwrap_or_default();
+    DeliveryItem { delivery: DeliveryRecord::from(d), history }
 }
 
+#[utoipa::path(get, path = "/api/v1/deliveries", params(DeliveriesQuery),
+    responses((status = 200, description = "Notifications with their status history, page by page", body = DeliveriesPage)))]
 pub async fn deliveries(State(state): State<Arc<ApiState>>, RawQuery(query): RawQuery) -> Result<Response, ApiError> {
     let page = delivery_page(&parameters(query)?)?;
     let items = state.app.store.deliveries(&page.filter, &page.after, page.limit).await.map_err(store_error)?;
     let ids: Vec<String> = items.iter().map(|d| d.id.clone()).collect();
     let history = state.app.store.delivery_events(&ids).await.map_err(store_error)?;
-    let mut body = json!({ "items": items.iter().map(|d| delivery_item(d, history.get(&d.id))).collect::<Vec<_>>() });
-    if items.len() as i64 == page.limit {
-        body["next_cursor"] = json!(hex::encode(&items[items.len() - 1].id));
-    }
-    Ok(with_rows(Json(body), items.len() as u64))
+    let next_cursor = (items.len() as i64 == page.limit).then(|| hex::encode(&items[items.len() - 1].id));
+    let rows = items.len() as u64;
+    let items = items.iter().map(|d| delivery_item(d, history.get(&d.id))).collect();
+    Ok(with_rows(Json(DeliveriesPage { items, next_cursor }), rows))
 }
 
 fn csv_chunk(rows: &[DeliveryExport], header: bool) -> Vec<u8> {
@@ -149,7 +156,7 @@ fn csv_chunk(rows: &[DeliveryExport], header: bool) -> Vec<u8> {
         writer.write_record(DELIVERY_COLUMNS).expect("writing to memory");
     }
     for d in rows {
-        let item = crate::export::delivery_json(d);
+        let item = serde_json::to_value(DeliveryRecord::from(d)).expect("plain data serialises");
         let cells = DELIVERY_COLUMNS.iter().map(|c| match &item[*c] {
             Value::String(s) => neutralise(s).into_owned(),
             Value::Null => String::new(),
@@ -161,6 +168,8 @@ fn csv_chunk(rows: &[DeliveryExport], header: bool) -> Vec<u8> {
 }
 
 /// The same rows as the JSON route, streamed page by page: never the whole result in memory.
+#[utoipa::path(get, path = "/api/v1/deliveries.csv", params(DeliveriesQuery),
+    responses((status = 200, description = "The same rows as CSV, streamed", content_type = "text/csv", body = String)))]
 pub async fn deliveries_csv(
     State(state): State<Arc<ApiState>>,
     RawQuery(query): RawQuery,
@@ -190,6 +199,10 @@ pub async fn deliveries_csv(
     Ok(with_rows(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], Body::from_stream(chunks)), rows))
 }
 
+#[utoipa::path(get, path = "/api/v1/bills/{subscriber_id}/{month}",
+    params(("subscriber_id" = String, Path), ("month" = String, Path, pattern = r"^\d{4}-\d{2}$")),
+    responses((status = 200, description = "One subscriber's bill for a month", body = BillRecord),
+        (status = 404, description = "No bill for this subscriber and month", body = ErrorBody)))]
 pub async fn bill(
     State(state): State<Arc<ApiState>>,
     Path((subscriber_id, month)): Path<(String, String)>,
@@ -197,11 +210,13 @@ pub async fn bill(
     let month: BillingMonth = month.parse().map_err(|_| bad("month", "must be written YYYY-MM"))?;
     let bill = state.app.store.bill(&subscriber_id, month).await.map_err(store_error)?;
     match bill {
-        Some(bill) => Ok(with_rows(Json(bill_json(&bill, month, state.app.settings.timezone)), 1)),
+        Some(bill) => Ok(with_rows(Json(BillRecord::new(&bill, month, state.app.settings.timezone)), 1)),
         None => Err(ApiError::new(StatusCode::NOT_FOUND, "no bill for this subscriber and month")),
     }
 }
 
+#[utoipa::path(get, path = "/api/v1/flags", params(MonthQuery),
+    responses((status = 200, description = "Unexplained-deduction flags of a month", body = FlagsPage)))]
 pub async fn flags(State(state): State<Arc<ApiState>>, RawQuery(query): RawQuery) -> Result<Response, ApiError> {
     let month = month_of(&parameters(query)?, true)?.expect("required");
     let mut items = Vec::new();
@@ -210,12 +225,14 @@ pub async fn flags(State(state): State<Arc<ApiState>>, RawQuery(query): RawQuery
         let page = state.app.store.flags_page(month, (&after.0, &after.1), MAX_LIMIT).await.map_err(store_error)?;
         let Some(last) = page.last() else { break };
         after = (last.subscriber_id.clone(), last.record_id.clone());
-        items.extend(page.iter().map(|f| crate::export::flag_json(f, month)));
+        items.extend(page.iter().map(|f| FlagRecord::new(f, month)));
     }
     let rows = items.len() as u64;
-    Ok(with_rows(Json(json!({ "month": month.to_string(), "items": items })), rows))
+    Ok(with_rows(Json(FlagsPage { month: month.to_string(), items }), rows))
 }
 
+#[utoipa::path(get, path = "/api/v1/spam", params(SpamQuery),
+    responses((status = 200, description = "Spam-number aggregates of a month", body = SpamPage)))]
 pub async fn spam(State(state): State<Arc<ApiState>>, RawQuery(query): RawQuery) -> Result<Response, ApiError> {
     let params = parameters(query)?;
     let month = month_of(&params, true)?.expect("required");
@@ -226,46 +243,57 @@ pub async fn spam(State(state): State<Arc<ApiState>>, RawQuery(query): RawQuery)
         Some(_) => return Err(bad("flagged", "must be true or false")),
     };
     let numbers = spam_numbers(&state.app.store, &state.app.settings, month).await.map_err(store_error)?;
-    let items: Vec<_> = numbers.into_iter().filter(|n| flagged.is_none_or(|f| n.flagged == f)).collect();
+    let items: Vec<SpamRecord> =
+        numbers.into_iter().filter(|n| flagged.is_none_or(|f| n.flagged == f)).map(SpamRecord::from).collect();
     let rows = items.len() as u64;
-    Ok(with_rows(Json(json!({ "month": month.to_string(), "items": items })), rows))
+    Ok(with_rows(Json(SpamPage { month: month.to_string(), items }), rows))
 }
 
+#[utoipa::path(get, path = "/api/v1/runs",
+    responses((status = 200, description = "Billing runs per month, newest first", body = RunsPage)))]
 pub async fn runs(State(state): State<Arc<ApiState>>) -> Result<Response, ApiError> {
     let runs = state.app.store.runs().await.map_err(store_error)?;
     let mut items = Vec::with_capacity(runs.len());
     for run in &runs {
         let month: BillingMonth = run.month.parse().map_err(store_error)?;
         let status = state.app.store.month_status(month).await.map_err(store_error)?;
-        items.push(json!({
-            "month": run.month,
-            "runs": run.runs,
-            "started_at": run.started_at.to_rfc3339_opts(SecondsFormat::Secs, true),
-            "finished_at": run.finished_at.map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true)),
-            "bills": status.bills,
-            "total_fen": status.total_fen,
-            "deliveries": status.deliveries.into_iter().collect::<HashMap<_, _>>(),
-            "flags": status.flags.into_iter().collect::<HashMap<_, _>>(),
-            "spikes": status.spikes,
-            "late_records": status.late_records,
-        }));
+        items.push(RunItem {
+            month: run.month.clone(),
+            runs: run.runs,
+            started_at: run.started_at.to_rfc3339_opts(SecondsFormat::Secs, true),
+            finished_at: run.finished_at.map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true)),
+            bills: status.bills,
+            total_fen: status.total_fen,
+            deliveries: status.deliveries.into_iter().collect(),
+            flags: status.flags.into_iter().collect(),
+            spikes: status.spikes,
+            late_records: status.late_records,
+        });
     }
     let rows = items.len() as u64;
-    Ok(with_rows(Json(json!({ "items": items })), rows))
+    Ok(with_rows(Json(RunsPage { items }), rows))
 }
 
+#[utoipa::path(get, path = "/api/v1/audit", params(AuditQuery),
+    responses((status = 200, description = "The audit log, oldest first (operators only)", body = AuditPage)))]
 pub async fn audit(State(state): State<Arc<ApiState>>, RawQuery(query): RawQuery) -> Result<Response, ApiError> {
     let params = parameters(query)?;
     let limit = limit_of(&params)?;
     let after = cursor_of(&params)?;
     let entries = state.app.store.audit_page(&after, limit).await.map_err(store_error)?;
-    let items: Vec<_> = entries
+    let items: Vec<AuditItem> = entries
         .iter()
-        .map(|e| json!({"id": e.id, "token": e.token_name, "role": e.role, "at": e.at.to_rfc3339_opts(SecondsFormat::Micros, true), "method": e.method, "path": e.path, "status": e.status, "rows": e.rows_returned}))
+        .map(|e| AuditItem {
+            id: e.id.clone(),
+            token: e.token_name.clone(),
+            role: e.role.clone(),
+            at: e.at.to_rfc3339_opts(SecondsFormat::Micros, true),
+            method: e.method.clone(),
+            path: e.path.clone(),
+            status: e.status,
+            rows: e.rows_returned,
+        })
         .collect();
-    let mut body = json!({ "items": items });
-    if entries.len() as i64 == limit {
-        body["next_cursor"] = json!(hex::encode(&entries[entries.len() - 1].id));
-    }
-    Ok(with_rows(Json(body), entries.len() as u64))
+    let next_cursor = (entries.len() as i64 == limit).then(|| hex::encode(&entries[entries.len() - 1].id));
+    Ok(with_rows(Json(AuditPage { items, next_cursor }), entries.len() as u64))
 }

@@ -9,19 +9,12 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
-use serde::Deserialize;
 
 use super::auth::Role;
+use super::schema::{ErrorBody, JasminQuery, JasminReceipt, ReceiptBody, ReceiptStatus};
 use super::{ApiError, ApiState};
 use crate::domain::delivery::{check_reported_time, DeliveryStatus};
 use crate::store::notifications::{record_receipt, ReceiptOutcome};
-
-#[derive(Deserialize)]
-struct Receipt {
-    message_id: String,
-    status: String,
-    at: String,
-}
 
 async fn apply(
     state: &ApiState,
@@ -42,23 +35,20 @@ async fn apply(
     Ok(outcome)
 }
 
+#[utoipa::path(post, path = "/api/v1/dlr", request_body = ReceiptBody,
+    responses((status = 202, description = "Recorded"),
+        (status = 404, description = "No message has this message_id", body = ErrorBody)))]
 pub async fn generic(
     State(state): State<Arc<ApiState>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     state.tokens.authorise(&headers, None, &[Role::Gateway])?;
-    let receipt: Receipt = serde_json::from_slice(&body)
+    let receipt: ReceiptBody = serde_json::from_slice(&body)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("malformed receipt: {e}")))?;
-    let status = match receipt.status.as_str() {
-        "delivered" => DeliveryStatus::Delivered,
-        "undeliverable" | "expired" => DeliveryStatus::Undeliverable,
-        other => {
-            return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                format!("status must be delivered, undeliverable or expired, not {other:?}"),
-            ))
-        }
+    let status = match receipt.status {
+        ReceiptStatus::Delivered => DeliveryStatus::Delivered,
+        ReceiptStatus::Undeliverable | ReceiptStatus::Expired => DeliveryStatus::Undeliverable,
     };
     let at = DateTime::parse_from_rfc3339(&receipt.at)
         .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "at must be an RFC 3339 timestamp"))?
@@ -75,6 +65,10 @@ pub async fn generic(
     }
 }
 
+#[utoipa::path(post, path = "/api/v1/dlr/jasmin", params(JasminQuery),
+    request_body(content = JasminReceipt, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 200, description = "ACK/Jasmin", content_type = "text/plain", body = String),
+        (status = 404, description = "No message has this id yet; Jasmin sends it again later", body = ErrorBody)))]
 pub async fn jasmin(
     State(state): State<Arc<ApiState>>,
     headers: HeaderMap,

@@ -9,29 +9,23 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, Utc};
-use serde::Deserialize;
-use serde_json::json;
 
 use super::auth::Role;
+use super::schema::{ErrorBody, MoAnswer, MoBody};
 use super::{ApiError, ApiState};
 use crate::domain::msisdn::Msisdn;
 use crate::replies::{InboundReply, ReplyError};
 
-#[derive(Deserialize)]
-struct Mo {
-    from: String,
-    to: String,
-    text: String,
-    received_at: String,
-}
-
+#[utoipa::path(post, path = "/api/v1/mo", request_body = MoBody,
+    responses((status = 202, description = "Recorded, and answered by SMS where the reply asks for it", body = MoAnswer),
+        (status = 404, description = "The sender is no subscriber", body = ErrorBody)))]
 pub async fn receive(
     State(state): State<Arc<ApiState>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let (gateway, _) = state.tokens.authorise(&headers, None, &[Role::Gateway])?;
-    let mo: Mo = serde_json::from_slice(&body)
+    let mo: MoBody = serde_json::from_slice(&body)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("malformed reply: {e}")))?;
     let from =
         Msisdn::parse(&mo.from).map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "from: is not a phone number"))?;
@@ -44,7 +38,9 @@ pub async fn receive(
         ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "reply not recorded; send it again")
     })?;
     match replies.handle(&reply).await {
-        Ok(action) => Ok((StatusCode::ACCEPTED, Json(json!({ "action": action.as_str() }))).into_response()),
+        Ok(action) => {
+            Ok((StatusCode::ACCEPTED, Json(MoAnswer { action: action.as_str().to_string() })).into_response())
+        }
         Err(ReplyError::UnknownSender) => Err(ApiError::new(StatusCode::NOT_FOUND, "unknown sender")),
         Err(ReplyError::Implausible(problem)) => {
             Err(ApiError::new(StatusCode::BAD_REQUEST, format!("received_at: {problem}")))

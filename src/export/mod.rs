@@ -1,18 +1,19 @@
 //! `export {bills|deliveries|flags|spam}` as JSON lines or CSV, page by page.
 
+pub mod records;
+
 use std::borrow::Cow;
 use std::io::Write;
 use std::str::FromStr;
 
-use chrono::SecondsFormat;
-use chrono_tz::Tz;
 use serde_json::{json, Value};
 
 use crate::config::Settings;
 use crate::domain::category::Category;
 use crate::domain::period::{calendar_month, BillingMonth};
 use crate::domain::spam::{aggregate, SpamNumber};
-use crate::store::{BillExport, DeliveryExport, FlagExport, Store};
+use crate::store::Store;
+pub use records::{BillRecord, DeliveryRecord, FlagRecord, SpamRecord};
 
 const PAGE: i64 = 1000;
 
@@ -118,29 +119,6 @@ fn csv_cell(value: &Value) -> String {
     }
 }
 
-fn local_rfc3339(at: chrono::DateTime<chrono::Utc>, tz: Tz) -> String {
-    at.with_timezone(&tz).to_rfc3339_opts(SecondsFormat::Secs, false)
-}
-
-pub fn bill_json(bill: &BillExport, month: BillingMonth, tz: Tz) -> Value {
-    let categories: serde_json::Map<String, Value> =
-        Category::ALL.iter().map(|c| (c.as_str().to_string(), json!(bill.categories.get(*c).get()))).collect();
-    json!({
-        "subscriber_id": bill.subscriber_id,
-        "msisdn": bill.msisdn,
-        "month": month.to_string(),
-        "period_start": local_rfc3339(bill.period.start, tz),
-        "period_end": local_rfc3339(bill.period.end, tz),
-        "total_fen": bill.total_fen,
-        "categories": categories,
-        "usage": {"voice_minutes": bill.voice_minutes, "data_kb": bill.data_kb, "sms_count": bill.sms_count},
-        "flags": bill.flags.iter().map(|f| json!({"record_id": f.record_id, "reason": f.reason, "service_code": f.service_code, "amount_fen": f.amount_fen})).collect::<Vec<_>>(),
-        "bill_flags": if bill.spike { vec!["spike"] } else { vec![] },
-        "status": bill.status,
-        "segments": bill.segments,
-    })
-}
-
 fn bill_csv(row: &Value) -> Vec<(&'static str, Value)> {
     let mut columns: Vec<(&'static str, Value)> =
         ["subscriber_id", "msisdn", "month", "period_start", "period_end", "total_fen"]
@@ -187,21 +165,9 @@ pub const DELIVERY_COLUMNS: [&str; 13] = [
     "updated_at",
 ];
 
-pub fn delivery_json(d: &DeliveryExport) -> Value {
-    json!({
-        "id": d.id, "subscriber_id": d.subscriber_id, "msisdn": d.msisdn, "month": d.month, "kind": d.kind,
-        "status": d.status, "reason": d.reason, "attempts": d.attempts, "segments": d.segments, "encoding": d.encoding,
-        "gateway_message_id": d.gateway_message_id, "text": d.text,
-        "updated_at": crate::store::from_micros(d.updated_at).to_rfc3339_opts(SecondsFormat::Micros, true),
-    })
-}
-
-pub fn flag_json(f: &FlagExport, month: BillingMonth) -> Value {
-    json!({"subscriber_id": f.subscriber_id, "month": month.to_string(), "record_id": f.record_id, "reason": f.reason, "service_code": f.service_code, "amount_fen": f.amount_fen})
-}
-
-fn spam_json(s: &SpamNumber) -> Value {
-    serde_json::to_value(s).expect("plain data serialises")
+/// A record as the JSON it is exported as.
+fn json_of(record: &impl serde::Serialize) -> Value {
+    serde_json::to_value(record).expect("plain data serialises")
 }
 
 fn columns_of(row: &Value, names: &[&'static str]) -> Vec<(&'static str, Value)> {
@@ -233,7 +199,7 @@ pub async fn export(
                 let Some(last) = page.last() else { break };
                 after = last.subscriber_id.clone();
                 for bill in &page {
-                    let row = bill_json(bill, month, tz);
+                    let row = json_of(&BillRecord::new(bill, month, tz));
                     writer.write(&row, &bill_csv(&row))?;
                 }
                 rows += page.len() as u64;
@@ -246,7 +212,7 @@ pub async fn export(
                 let Some(last) = page.last() else { break };
                 after = last.id.clone();
                 for delivery in &page {
-                    let row = delivery_json(delivery);
+                    let row = json_of(&DeliveryRecord::from(delivery));
                     writer.write(&row, &columns_of(&row, &DELIVERY_COLUMNS))?;
                 }
                 rows += page.len() as u64;
@@ -259,7 +225,7 @@ pub async fn export(
                 let Some(last) = page.last() else { break };
                 after = (last.subscriber_id.clone(), last.record_id.clone());
                 for flag in &page {
-                    let row = flag_json(flag, month);
+                    let row = json_of(&FlagRecord::new(flag, month));
                     writer.write(
                         &row,
                         &columns_of(
@@ -273,7 +239,7 @@ pub async fn export(
         }
         ExportKind::Spam => {
             for number in spam_numbers(store, settings, month).await? {
-                let row = spam_json(&number);
+                let row = json_of(&SpamRecord::from(number));
                 writer.write(
                     &row,
                     &columns_of(
