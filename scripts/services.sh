@@ -46,16 +46,21 @@ for tool in curl python3 pkill; do command -v "$tool" >/dev/null || missing_tool
 python3 -c 'import venv, ensurepip' 2>/dev/null || missing_tools+=(python3-venv)
 [ ${#missing_tools[@]} -eq 0 ] || install $PACKAGES_TOOLS
 
+answers() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+export PATH="$PATH:/usr/sbin:/sbin"
+
 fresh_postgres=
-if ! command -v pg_ctlcluster >/dev/null || ! command -v psql >/dev/null; then
-  install $PACKAGES_POSTGRES
-  fresh_postgres=1
-fi
-if ! pg_isready -h 127.0.0.1 -p 5432 -q; then
-  echo "starting PostgreSQL"
-  version=$(ls /etc/postgresql | sort -V | tail -n 1)
-  as_root pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
-  wait_for PostgreSQL pg_isready -h 127.0.0.1 -p 5432 -q
+if ! command -v pg_isready >/dev/null || ! pg_isready -h 127.0.0.1 -p 5432 -q; then
+  if ! command -v pg_ctlcluster >/dev/null; then
+    install $PACKAGES_POSTGRES
+    fresh_postgres=1
+  fi
+  if ! pg_isready -h 127.0.0.1 -p 5432 -q; then
+    echo "starting PostgreSQL"
+    version=$(ls /etc/postgresql | sort -V | tail -n 1)
+    as_root pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
+    wait_for PostgreSQL pg_isready -h 127.0.0.1 -p 5432 -q
+  fi
 fi
 if [ -n "$fresh_postgres" ]; then
   # A package-installed server asks for a password over TCP; the tests connect as postgres
@@ -67,17 +72,19 @@ if [ -n "$fresh_postgres" ]; then
     as_root pg_ctlcluster --skip-systemctl-redirect "$version" main reload
   fi
 fi
-psql -h 127.0.0.1 -U postgres -qAtc 'SELECT 1' >/dev/null || {
+psql -w -h 127.0.0.1 -U postgres -qAtc 'SELECT 1' >/dev/null || {
   echo "PostgreSQL answers on 127.0.0.1:5432 but refuses user postgres without a password:" >&2
-  echo "add 'host all postgres 127.0.0.1/32 trust' to pg_hba.conf, or set TEST_POSTGRES_URL" >&2
+  echo "add 'host all postgres 127.0.0.1/32 trust' to pg_hba.conf" >&2
   exit 1
 }
 
-if ! command -v rabbitmq-server >/dev/null; then
-  install $PACKAGES_RABBITMQ
-fi
-if ! as_root rabbitmq-diagnostics -q ping >/dev/null 2>&1; then
-  echo "starting RabbitMQ"
-  as_root rabbitmq-server -detached
-  wait_for RabbitMQ as_root rabbitmq-diagnostics -q ping
+if ! answers 5672; then
+  if ! command -v rabbitmq-server >/dev/null; then
+    install $PACKAGES_RABBITMQ
+  fi
+  if ! answers 5672; then
+    echo "starting RabbitMQ"
+    as_root rabbitmq-server -detached
+    wait_for RabbitMQ as_root rabbitmq-diagnostics -q ping
+  fi
 fi

@@ -192,6 +192,29 @@ impl App {
         })
     }
 
+    /// Checks that the database answers, and the broker where one is configured, without
+    /// migrating the schema or starting anything else: the container health check.
+    pub async fn check_health(settings: Settings) -> Result<(), Unhealthy> {
+        let url = settings.tls.database_url(&settings.config.database.url);
+        let store = Store::open(&url, 1).await.map_err(|error| {
+            tracing::warn!(%error, "health check: database");
+            Unhealthy::Database
+        })?;
+        let renderer = Renderer::load(None, "health", "", settings.timezone, settings.max_segments)
+            .expect("the built-in templates load");
+        let app = App {
+            settings,
+            store,
+            renderer: Arc::new(renderer),
+            clock: Arc::new(SystemClock),
+            progress: Arc::new(Silent),
+            broker: tokio::sync::OnceCell::new(),
+        };
+        let health = app.health().await;
+        app.store.close().await;
+        health
+    }
+
     /// The database answers, and the broker does where one is configured.
     pub async fn health(&self) -> Result<(), Unhealthy> {
         self.store.ping().await.map_err(|error| {
@@ -246,6 +269,12 @@ impl App {
             Err(error) => tracing::warn!(%error, "notification counts unavailable"),
         }
         let [before, last] = open_months(self.clock.now(), self.settings.timezone);
+        // The month that has just left the window is set to zero once more, so its last
+        // figures do not stand on as if still current.
+        for status in DeliveryStatus::ALL {
+            metrics::gauge!("billpush_month_notifications", "month" => before.previous().to_string(), "status" => status.as_str())
+                .set(0.0);
+        }
         for month in [before, last, last.next()] {
             match self.store.month_status_counts(month).await {
                 Ok(counts) => {
@@ -284,9 +313,9 @@ impl App {
             GatewayKind::Http => Arc::new(HttpGateway::new(&g.url, &g.token, timeout, &self.settings.tls)?),
             GatewayKind::Jasmin => {
                 let dlr_url = format!(
-                    "{}/api/v1/dlr/jasmin?token={}",
+                    "{}/api/v1/dlr/jasmin?{}",
                     self.settings.config.api.public_url.trim_end_matches('/'),
-                    g.token
+                    serde_urlencoded::to_string([("token", g.token.as_str())]).expect("a string pair encodes")
                 );
                 Arc::new(JasminGateway::new(&g.url, &g.username, &g.password, dlr_url, timeout, &self.settings.tls)?)
             }
@@ -486,6 +515,19 @@ impl App {
             let requeued = scheduler.requeue_stranded(month, now - self.settings.requeue_after).await?;
             if requeued > 0 {
                 tracing::warn!(%month, requeued, "queued again: their queue messages went missing");
+            }
+        }
+        // The current month has no bills due yet, but answers to replies are written in it: one
+        // whose publish failed waits here.
+        let current = open_months(now, self.settings.timezone)[1].next();
+        let scheduler = self.scheduler(queue);
+        let lock = format!("schedule {current} {}", Shard::ALL);
+        if scheduler.lock(&lock, now).await? {
+            let queued = scheduler.enqueue_pending(current, Shard::ALL, &lock, &mut String::new()).await;
+            self.store.release_lock(&lock, &scheduler.holder).await?;
+            let queued = queued?;
+            if queued > 0 {
+                tracing::info!(month = %current, queued, "answers left pending are queued");
             }
         }
         self.expire_receipts().await?;

@@ -385,6 +385,18 @@ impl Config {
                 return Err(invalid(key, format!("{} is not a readable file", path.display())));
             }
         }
+        // Jasmin posts its receipts with `gateway.token` in the URL: where this process serves
+        // the API, that token must be a `jasmin` one, or every receipt would be refused.
+        if self.gateway.kind == GatewayKind::Jasmin && !self.api.tokens.is_empty() {
+            let hash = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(self.gateway.token.as_bytes()));
+            if !self.api.tokens.iter().any(|t| t.role == "jasmin" && t.token_sha256.eq_ignore_ascii_case(&hash)) {
+                return Err(invalid(
+                    "gateway.token",
+                    "for a jasmin gateway it must be a token of role jasmin in api.tokens (billpush token --role jasmin)"
+                        .into(),
+                ));
+            }
+        }
         let tls = TlsTrust::load(&self.tls.ca_file).map_err(|problem| invalid("tls.ca_file", problem))?;
         Ok(Settings {
             tls,
@@ -484,6 +496,23 @@ mod tests {
         let error = config.settings().unwrap_err().to_string();
         assert!(error.contains("queue.url") && error.contains("rabbit"), "{error}");
         assert!(!error.contains("s3cret"), "{error}");
+    }
+
+    #[test]
+    fn a_jasmin_gateway_needs_its_receipt_token_to_be_of_role_jasmin() {
+        let mut config = Config::default();
+        config.gateway.kind = GatewayKind::Jasmin;
+        config.gateway.url = "http://jasmin:1401".into();
+        config.gateway.idempotent = false;
+        config.gateway.token = "receipts".into();
+        let hash = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(b"receipts"));
+        config.api.tokens =
+            vec![ApiToken { name: "jasmin".into(), token_sha256: hash.clone(), role: "gateway".into() }];
+        assert!(config.clone().settings().unwrap_err().to_string().contains("gateway.token"));
+        config.api.tokens[0].role = "jasmin".into();
+        assert!(config.clone().settings().is_ok());
+        config.api.tokens.clear();
+        assert!(config.settings().is_ok(), "a worker's configuration lists no API tokens");
     }
 
     #[test]

@@ -38,14 +38,19 @@ pub struct Dispatcher<'a> {
 
 impl Dispatcher<'_> {
     /// Writes `new` as given (`pending` unless it was refused before sending, e.g. too long)
-    /// and, when it is pending and there is a queue, publishes it and marks it queued.
+    /// and, when it is pending and there is a queue, publishes it and marks it queued. Once
+    /// written it is owed: a publish that fails leaves it `pending` for the scheduler daemon,
+    /// which publishes the pending notifications of the current month too, and is not an error
+    /// of the caller's.
     pub async fn dispatch(&self, new: NewNotification<'_>) -> Result<(), DispatchError> {
         let now = self.clock.now();
         let mut tx = self.store.begin().await?;
         insert_notification(&mut tx, new.subscriber_id, new.month, new.to, new.notification, now).await?;
         tx.commit().await.map_err(StoreError::from)?;
         if new.notification.status == DeliveryStatus::Pending {
-            self.publish_pending(std::slice::from_ref(&new.notification.id)).await?;
+            if let Err(error) = self.publish_pending(std::slice::from_ref(&new.notification.id)).await {
+                tracing::warn!(notification = %new.notification.id, %error, "written, not yet queued: the scheduler will");
+            }
         }
         Ok(())
     }

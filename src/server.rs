@@ -1,8 +1,9 @@
-//! Serving HTTP, plain or with TLS, so that it holds against stalled clients: a client must
-//! send a request's headers within `HEADER_TIMEOUT` (also the first request of a connection,
-//! so an idle socket is closed), a request must be answered within `REQUEST_TIMEOUT`, and at
-//! most `MAX_CONNECTIONS` connections are held at once; past that, a new one is closed as soon
-//! as it is accepted, before it costs more than its socket.
+//! Serving HTTP/1.1, plain or with TLS, so that it holds against stalled clients: a client
+//! must send a request's headers within `HEADER_TIMEOUT` (also the first request of a
+//! connection, so an idle socket is closed), and at most `MAX_CONNECTIONS` connections are held
+//! at once; past that, a new one is closed as soon as it is accepted, before it costs more than
+//! its socket. HTTP/2 is not offered: its connections would escape the header timeout and hold
+//! a slot for good after one request. How long a request may take is the router's to say.
 
 use std::io;
 use std::net::SocketAddr;
@@ -22,8 +23,6 @@ use tokio_util::sync::CancellationToken;
 
 /// Time a client has to send a request's headers, the first one included.
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
-/// Time a request has to be answered (its headers; a streamed body may take longer).
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 /// Connections held at once: far more than gateways and regulators need at a time, far fewer
 /// than the file descriptors a process may open.
 pub const MAX_CONNECTIONS: usize = 512;
@@ -66,10 +65,6 @@ impl Listener {
 
     /// Serves `router` until `stop`; requests in flight get `DRAIN` to finish.
     pub async fn serve(self, router: Router, stop: CancellationToken) -> io::Result<()> {
-        let router = router.layer(tower_http::timeout::TimeoutLayer::with_status_code(
-            axum::http::StatusCode::REQUEST_TIMEOUT,
-            REQUEST_TIMEOUT,
-        ));
         let handle = axum_server::Handle::new();
         let stopping = {
             let handle = handle.clone();
@@ -80,7 +75,8 @@ impl Listener {
             })
         };
         let limit = ConnectionLimit { inner: DefaultAcceptor, slots: Arc::new(Semaphore::new(MAX_CONNECTIONS)) };
-        let server = axum_server::from_tcp(self.listener)?.handle(handle).first_request_timeout(HEADER_TIMEOUT);
+        let server =
+            axum_server::from_tcp(self.listener)?.handle(handle).first_request_timeout(HEADER_TIMEOUT).http1_only();
         let service = router.into_make_service();
         let served = match self.tls {
             Some(tls) => {

@@ -3,25 +3,17 @@
 
 mod common;
 
-use std::net::SocketAddr;
-
 use billpush::api::hash_token;
 use billpush::config::ApiToken;
 use billpush::export::ExportKind;
-use common::{spawn_app_with, Backend, Options, TestApp};
+use common::{spawn_app_with, Backend, Options, Serving, TestApp};
 use serde_json::{json, Value};
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 
 const GATEWAY: &str = "gateway-secret";
 const REGULATOR: &str = "regulator-secret";
 
-/// The fixture imported and `serve` on a port of its own; the reply URL, the token that stops
-/// the server, and the server's task.
-async fn serve(
-    backend: Backend,
-    rabbitmq: bool,
-) -> (TestApp, String, CancellationToken, JoinHandle<anyhow::Result<()>>) {
+/// The fixture imported and `serve` on a port of its own; the reply URL and the server.
+async fn serve(backend: Backend, rabbitmq: bool) -> (TestApp, String, Serving) {
     let app = spawn_app_with(Options {
         backend,
         rabbitmq,
@@ -35,17 +27,9 @@ async fn serve(
     })
     .await;
     app.import_fixture().await;
-    let server = app.server_app().await;
-    let stop = CancellationToken::new();
-    let (bound, address) = tokio::sync::oneshot::channel::<SocketAddr>();
-    let server_stop = stop.clone();
-    let serving = tokio::spawn(async move { billpush::api::serve(server, "127.0.0.1:0", server_stop, bound).await });
-    (app, format!("http://{}/api/v1/mo", address.await.unwrap()), stop, serving)
-}
-
-async fn spawn(backend: Backend) -> (TestApp, String, CancellationToken) {
-    let (app, url, stop, _serving) = serve(backend, false).await;
-    (app, url, stop)
+    let serving = app.serve_api().await;
+    let url = format!("http://{}/api/v1/mo", serving.address);
+    (app, url, serving)
 }
 
 async fn reply(url: &str, token: &str, from: &str, text: &str) -> (u16, Value) {
@@ -62,7 +46,7 @@ async fn reply(url: &str, token: &str, from: &str, text: &str) -> (u16, Value) {
 
 #[tokio::test]
 async fn every_opt_out_form_opts_out_before_the_next_push_and_is_confirmed() {
-    let (app, url, stop) = spawn(Backend::Postgres).await;
+    let (app, url, serving) = serve(Backend::Postgres, false).await;
     let forms = ["TD", "td", "ＴＤ", "ｔｄ", "TDZD", "T", "退订", "STOP", "stop", "UNSUBSCRIBE", "ＳＴＯＰ"];
     for form in forms {
         let (status, body) = reply(&url, GATEWAY, "14611178002", form).await;
@@ -80,13 +64,13 @@ async fn every_opt_out_form_opts_out_before_the_next_push_and_is_confirmed() {
         app.outbox().into_iter().filter(|m| m["text"].as_str().unwrap().contains("退订月度账单短信")).collect();
     assert_eq!(confirmations.len(), forms.len());
     assert!(confirmations.iter().all(|m| m["to"] == "+8614611178002"));
-    stop.cancel();
+    serving.finish().await;
     app.cleanup().await;
 }
 
 #[tokio::test]
 async fn spam_reports_details_and_unknown_senders() {
-    let (app, url, stop) = spawn(Backend::Sqlite).await;
+    let (app, url, serving) = serve(Backend::Sqlite, false).await;
     app.run("2026-10", "2027-01-01T00:00:00+08:00").await;
     for reporter in ["15126614242", "19482637352", "18407608741"] {
         let (status, body) = reply(&url, GATEWAY, reporter, "ＪＢ　１０６５９９９９９９").await;
@@ -111,7 +95,7 @@ async fn spam_reports_details_and_unknown_senders() {
     assert_eq!(reply(&url, REGULATOR, "14611178002", "TD").await.0, 403);
     let (status, body) = reply(&url, GATEWAY, "14611178002", "hello there").await;
     assert_eq!((status, body["action"].as_str()), (202, Some("ignored")));
-    stop.cancel();
+    serving.finish().await;
     app.cleanup().await;
 }
 
@@ -119,7 +103,7 @@ async fn spam_reports_details_and_unknown_senders() {
 /// the broker holds it before the reply is acknowledged, and its history shows both steps.
 #[tokio::test]
 async fn an_answer_through_rabbitmq_is_queued_before_the_reply_is_acknowledged() {
-    let (app, url, stop, serving) = serve(Backend::Postgres, true).await;
+    let (app, url, serving) = serve(Backend::Postgres, true).await;
 
     let (status, body) = reply(&url, GATEWAY, "+8614611178002", "ZD").await;
     assert_eq!((status, body["action"].as_str()), (202, Some("details")));
@@ -135,7 +119,6 @@ async fn an_answer_through_rabbitmq_is_queued_before_the_reply_is_acknowledged()
     assert_eq!(broker.depth().await.unwrap(), 1, "the broker holds the answer");
 
     // The server stops through its token, and its receipt sweeper with it.
-    stop.cancel();
-    serving.await.unwrap().unwrap();
+    serving.finish().await;
     app.cleanup().await;
 }

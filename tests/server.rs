@@ -3,25 +3,17 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use billpush::server::{HEADER_TIMEOUT, MAX_CONNECTIONS};
-use common::{spawn_app_with, Backend, Options, TestApp};
+use common::{spawn_app_with, Backend, Options, Serving, TestApp};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio_util::sync::CancellationToken;
 
-async fn serve() -> (TestApp, SocketAddr, CancellationToken, tokio::task::JoinHandle<anyhow::Result<()>>) {
+async fn serve() -> (TestApp, Serving) {
     let app = spawn_app_with(Options { backend: Backend::Sqlite, ..Options::default() }).await;
-    let server = app.server_app().await;
-    let stop = CancellationToken::new();
-    let (bound, address) = tokio::sync::oneshot::channel::<SocketAddr>();
-    let serving = tokio::spawn({
-        let stop = stop.clone();
-        async move { billpush::api::serve(server, "127.0.0.1:0", stop, bound).await }
-    });
-    (app, address.await.unwrap(), stop, serving)
+    let serving = app.serve_api().await;
+    (app, serving)
 }
 
 /// Reads until the server closes the connection; how long that took.
@@ -44,7 +36,8 @@ async fn time_until_closed(mut socket: TcpStream) -> Duration {
 
 #[tokio::test]
 async fn a_client_stalling_in_its_headers_or_sending_nothing_is_dropped() {
-    let (app, address, stop, serving) = serve().await;
+    let (app, serving) = serve().await;
+    let address = serving.address;
     let mut stalled = TcpStream::connect(address).await.unwrap();
     stalled.write_all(b"GET /healthz HTTP/1.1\r\nHost: billpush\r\nX-Trickle: ").await.unwrap();
     let idle = TcpStream::connect(address).await.unwrap();
@@ -55,14 +48,14 @@ async fn a_client_stalling_in_its_headers_or_sending_nothing_is_dropped() {
     // A well-behaved client is still answered.
     let health = reqwest::get(format!("http://{address}/healthz")).await.unwrap();
     assert_eq!(health.status(), 200);
-    stop.cancel();
-    serving.await.unwrap().unwrap();
+    serving.finish().await;
     app.cleanup().await;
 }
 
 #[tokio::test]
 async fn connections_past_the_cap_are_closed_at_once_and_served_again_when_one_leaves() {
-    let (app, address, stop, serving) = serve().await;
+    let (app, serving) = serve().await;
+    let address = serving.address;
     let mut held = Vec::with_capacity(MAX_CONNECTIONS);
     for _ in 0..MAX_CONNECTIONS {
         held.push(TcpStream::connect(address).await.unwrap());
@@ -92,7 +85,6 @@ async fn connections_past_the_cap_are_closed_at_once_and_served_again_when_one_l
     .await
     .expect("served again once connections left");
     assert_eq!(health, 200);
-    stop.cancel();
-    serving.await.unwrap().unwrap();
+    serving.finish().await;
     app.cleanup().await;
 }

@@ -154,14 +154,8 @@ async fn serve_terminates_tls_with_its_certificate_and_key() {
         ..Options::default()
     })
     .await;
-    let server = app.server_app().await;
-    let stop = CancellationToken::new();
-    let (bound, address) = tokio::sync::oneshot::channel::<SocketAddr>();
-    let serving = tokio::spawn({
-        let stop = stop.clone();
-        async move { billpush::api::serve(server, "127.0.0.1:0", stop, bound).await }
-    });
-    let port = address.await.unwrap().port();
+    let serving = app.serve_api().await;
+    let port = serving.address.port();
 
     let trusting = reqwest::Client::builder()
         .add_root_certificate(reqwest::Certificate::from_pem(ca.ca_pem.as_bytes()).unwrap())
@@ -171,8 +165,7 @@ async fn serve_terminates_tls_with_its_certificate_and_key() {
     assert_eq!(health.status(), 200);
     assert!(reqwest::get(format!("http://127.0.0.1:{port}/healthz")).await.is_err(), "no plain HTTP on a TLS port");
 
-    stop.cancel();
-    serving.await.unwrap().unwrap();
+    serving.finish().await;
     app.cleanup().await;
 }
 

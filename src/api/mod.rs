@@ -10,6 +10,7 @@ pub mod schema;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
@@ -198,11 +199,19 @@ fn redact_tokens(path_and_query: &str) -> String {
     let query: Vec<String> = query
         .split('&')
         .map(|pair| match pair.split_once('=') {
-            Some((name, _)) if name.eq_ignore_ascii_case("token") => format!("{name}=…"),
+            Some((name, _)) if decoded(name).eq_ignore_ascii_case("token") => format!("{name}=…"),
             _ => pair.to_string(),
         })
         .collect();
     format!("{path}?{}", query.join("&"))
+}
+
+/// A query parameter's name as the server reads it (`%74oken` is `token`).
+fn decoded(name: &str) -> String {
+    serde_urlencoded::from_str::<Vec<(String, String)>>(&format!("{name}="))
+        .ok()
+        .and_then(|mut p| p.pop())
+        .map_or_else(|| name.to_string(), |(n, _)| n)
 }
 
 /// A path no route serves: 404, audited like any request made with a regulator's or an
@@ -238,8 +247,18 @@ async fn json_errors(request: Request, next: Next) -> Response {
     ApiError::new(status, text).into_response()
 }
 
+/// Time a read or a health check has to be answered: the database is slow or gone past it.
+/// Receipts and replies are left to finish what they started writing.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
+fn request_timeout() -> tower_http::timeout::TimeoutLayer {
+    tower_http::timeout::TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, REQUEST_TIMEOUT)
+}
+
 pub fn router(state: Arc<ApiState>) -> Router {
-    let api = Router::new()
+    // The timeout sits inside the guard, so a read cut short is audited, and inside
+    // `json_errors`, so it answers `{"error": …}` like any refusal.
+    let reads = Router::new()
         .route("/api/v1/deliveries", get(reads::deliveries))
         .route("/api/v1/deliveries.csv", get(reads::deliveries_csv))
         .route("/api/v1/bills/{subscriber_id}/{month}", get(reads::bill))
@@ -247,14 +266,20 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/api/v1/spam", get(reads::spam))
         .route("/api/v1/runs", get(reads::runs))
         .route("/api/v1/audit", get(reads::audit))
+        .route_layer(request_timeout());
+    let api = Router::new()
         .route("/api/v1/dlr", post(receipts::generic))
         .route("/api/v1/dlr/jasmin", post(receipts::jasmin))
         .route("/api/v1/mo", post(replies::receive))
+        .merge(reads)
         .route_layer(middleware::from_fn_with_state(state.clone(), guard));
-    Router::new()
+    let open = Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics_text))
         .route("/api/v1/openapi.json", get(openapi::openapi_json))
+        .route_layer(request_timeout());
+    Router::new()
+        .merge(open)
         .merge(api)
         .fallback(no_route)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
@@ -303,4 +328,17 @@ pub async fn serve_metrics(bind: &str, stop: CancellationToken) -> anyhow::Resul
     let router = Router::new().route("/metrics", get(move || async move { handle.render() }));
     Listener::bind(bind, None).await?.serve(router, stop.child_token()).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_values_are_kept_out_of_stored_query_strings_however_the_name_is_written() {
+        assert_eq!(redact_tokens("/api/v1/flags?month=2026-10&token=s3cret"), "/api/v1/flags?month=2026-10&token=…");
+        assert_eq!(redact_tokens("/x?%74oken=s3cret&TOKEN=s3cret"), "/x?%74oken=…&TOKEN=…");
+        assert_eq!(redact_tokens("/x?tokens=1"), "/x?tokens=1");
+        assert_eq!(redact_tokens("/x"), "/x");
+    }
 }

@@ -14,20 +14,21 @@ use super::auth::Role;
 use super::schema::{ErrorBody, JasminQuery, JasminReceipt, ReceiptBody, ReceiptStatus};
 use super::{ApiError, ApiState};
 use crate::domain::delivery::{check_reported_time, DeliveryStatus};
-use crate::store::notifications::{record_receipt, ReceiptOutcome};
+use crate::store::notifications::{record_receipt, ReceiptOutcome, ReceiptTime};
 
 async fn apply(
     state: &ApiState,
     message_id: &str,
     status: DeliveryStatus,
     at: DateTime<Utc>,
+    dated: ReceiptTime,
 ) -> Result<ReceiptOutcome, ApiError> {
     let store_error = |error: crate::store::StoreError| {
         tracing::error!(%error, "could not record a receipt");
         ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "receipt not recorded; send it again")
     };
     let mut tx = state.app.store.begin().await.map_err(store_error)?;
-    let outcome = record_receipt(&mut tx, message_id, status, at).await.map_err(store_error)?;
+    let outcome = record_receipt(&mut tx, message_id, status, at, dated).await.map_err(store_error)?;
     tx.commit().await.map_err(|e| store_error(e.into()))?;
     if let ReceiptOutcome::Recorded(_) = outcome {
         metrics::counter!("billpush_receipts_total", "status" => status.as_str()).increment(1);
@@ -55,7 +56,7 @@ pub async fn generic(
         .with_timezone(&Utc);
     check_reported_time(at, state.app.clock().now())
         .map_err(|problem| ApiError::new(StatusCode::BAD_REQUEST, format!("at: {problem}")))?;
-    match apply(&state, &receipt.message_id, status, at).await? {
+    match apply(&state, &receipt.message_id, status, at, ReceiptTime::Reported).await? {
         ReceiptOutcome::Recorded(_) => Ok(StatusCode::ACCEPTED.into_response()),
         ReceiptOutcome::UnknownMessage => Err(ApiError::new(StatusCode::NOT_FOUND, "unknown message_id")),
         ReceiptOutcome::BeforeAccepted { accepted_at } => Err(ApiError::new(
@@ -87,7 +88,8 @@ pub async fn jasmin(
     };
     if let Some(status) = status {
         // Jasmin's receipts carry no time of their own: they are dated on arrival.
-        if apply(&state, id, status, state.app.clock().now()).await? == ReceiptOutcome::UnknownMessage {
+        let now = state.app.clock().now();
+        if apply(&state, id, status, now, ReceiptTime::OnArrival).await? == ReceiptOutcome::UnknownMessage {
             // The receipt can overtake the worker recording Jasmin's answer. Anything but
             // `ACK/Jasmin` makes Jasmin send it again later, when the id is known.
             tracing::info!(message_id = ?id, "Jasmin receipt for a message id not recorded yet");

@@ -26,7 +26,9 @@ pub fn init() {
     }
 }
 
-/// `text` with every control character written as an escape (`\n`, `\u{1b}`).
+/// `text` with every control character, and every character that breaks or reorders a line in
+/// a viewer (line and paragraph separators, direction overrides, zero-width characters), written
+/// as an escape (`\n`, `\u{1b}`, `\u{202e}`).
 pub fn escape_controls(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
@@ -34,7 +36,9 @@ pub fn escape_controls(text: &str) -> String {
             '\n' => out.push_str("\\n"),
             '\r' => out.push_str("\\r"),
             '\t' => out.push_str("\\t"),
-            c if c.is_control() => {
+            c if c.is_control()
+                || matches!(c, '\u{2028}' | '\u{2029}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}') =>
+            {
                 let _ = write!(out, "\\u{{{:x}}}", c as u32);
             }
             c => out.push(c),
@@ -53,5 +57,6 @@ mod tests {
         let escaped = escape_controls(forged);
         assert!(!escaped.contains(['\n', '\r', '\u{1b}']), "{escaped}");
         assert_eq!(escaped, "x\\n2026-12-06T00:00:00Z  INFO billpush: opt-out by 13800138000\\r\\u{1b}[2K");
+        assert_eq!(escape_controls("a\u{2028}b\u{202E}c"), "a\\u{2028}b\\u{202e}c");
     }
 }

@@ -268,13 +268,7 @@ pub async fn execute(cli: Cli) -> anyhow::Result<()> {
         Command::Healthcheck { url: None } => {
             // A health check answers within a container runtime's patience, whatever the
             // database's connect timeout.
-            let checked = tokio::time::timeout(HEALTHCHECK_PATIENCE, async {
-                let app = App::build(settings).await?;
-                app.health().await?;
-                app.store.close().await;
-                anyhow::Ok(())
-            })
-            .await;
+            let checked = tokio::time::timeout(HEALTHCHECK_PATIENCE, App::check_health(settings)).await;
             checked.map_err(|_| anyhow::anyhow!("the database did not answer within {HEALTHCHECK_PATIENCE:?}"))??;
             println!("ok");
             return Ok(());

@@ -112,10 +112,19 @@ pub fn segment(text: &str) -> Segmented<'_> {
 pub const MAX_SERVICE_NAME_CHARS: usize = 20;
 
 /// A service name (an imported VAS description) as an official SMS may carry it under the
-/// operator's signature: control characters and anything that reads as a link (a scheme such
-/// as `http://`, `www.`, or a domain like `pay.example.cn`) are removed, white space folded,
-/// and the length capped, so an SP's text cannot put a phishing link in the operator's bill.
+/// operator's signature, so that an SP's text cannot put a link in the operator's bill: full-width
+/// forms and ideographic full stops are read as their ASCII twins and invisible characters
+/// dropped first (they would hide a link from the checks); then control characters and anything
+/// that reads as a link (a scheme such as `http://`, `www.`, an address, a domain such as
+/// `pay.example.cn`, an IPv4 address) are removed, every other full stop too unless it stands
+/// between digits (`2.0`), white space is folded, and the length capped.
 pub fn service_name_for_sms(description: &str) -> String {
+    let normalised = description.chars().filter_map(|c| match c {
+        '\u{FF01}'..='\u{FF5E}' => char::from_u32(c as u32 - 0xFEE0),
+        '\u{3002}' | '\u{FF61}' | '\u{FE52}' | '\u{2024}' => Some('.'),
+        c if is_invisible(c) => None,
+        c => Some(c),
+    });
     let mut kept = String::with_capacity(description.len());
     let mut run = String::new();
     let flush = |run: &mut String, kept: &mut String| {
@@ -124,7 +133,7 @@ pub fn service_name_for_sms(description: &str) -> String {
         }
         run.clear();
     };
-    for c in description.chars() {
+    for c in normalised {
         if c.is_ascii_alphanumeric() || "./:-_~?=&%#@+".contains(c) {
             run.push(c);
             continue;
@@ -139,23 +148,49 @@ pub fn service_name_for_sms(description: &str) -> String {
         }
     }
     flush(&mut run, &mut kept);
-    kept.trim().chars().take(MAX_SERVICE_NAME_CHARS).collect::<String>().trim_end().to_string()
+    // A full stop left between anything but two digits could still end a domain (`evil.中国`).
+    let chars: Vec<char> = kept.chars().collect();
+    let without_stops: String = chars
+        .iter()
+        .enumerate()
+        .filter(|&(i, &c)| {
+            c != '.' || (i > 0 && chars[i - 1].is_ascii_digit() && chars.get(i + 1).is_some_and(char::is_ascii_digit))
+        })
+        .map(|(_, &c)| c)
+        .collect();
+    let folded = without_stops.split(' ').filter(|w| !w.is_empty()).collect::<Vec<_>>().join(" ");
+    folded.chars().take(MAX_SERVICE_NAME_CHARS).collect::<String>().trim_end().to_string()
+}
+
+/// Characters that show nothing but can split or reorder what is shown: zero-width spaces and
+/// joiners, direction marks and overrides, the soft hyphen, the byte-order mark, fillers.
+fn is_invisible(c: char) -> bool {
+    matches!(c,
+        '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}' | '\u{1160}' | '\u{17B4}' | '\u{17B5}' | '\u{180E}'
+        | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{206F}' | '\u{3164}'
+        | '\u{FE00}'..='\u{FE0F}' | '\u{FEFF}' | '\u{FFA0}' | '\u{FFF9}'..='\u{FFFB}')
 }
 
 /// A run of URL characters that is, or holds, a link.
 fn looks_like_link(run: &str) -> bool {
     let lower = run.to_ascii_lowercase();
-    if lower.contains("://") || lower.starts_with("www.") || lower.contains("@") {
+    if lower.contains("://") || lower.starts_with("www.") || lower.contains('@') {
         return true;
     }
-    // A domain: a dot between a letter or digit and at least two letters.
     let bytes = lower.as_bytes();
-    bytes.iter().enumerate().any(|(i, b)| {
+    // A domain: a dot between a letter or digit and at least two letters.
+    let domain = bytes.iter().enumerate().any(|(i, b)| {
         *b == b'.'
             && i > 0
             && bytes[i - 1].is_ascii_alphanumeric()
             && bytes[i + 1..].iter().take_while(|c| c.is_ascii_alphabetic()).count() >= 2
-    })
+    });
+    // An IPv4 address: four groups of digits joined by dots.
+    let ipv4 = lower.split(|c: char| !(c.is_ascii_digit() || c == '.')).any(|part| {
+        let groups: Vec<&str> = part.split('.').collect();
+        groups.len() >= 4 && groups.iter().filter(|g| !g.is_empty()).count() >= 4
+    });
+    domain || ipv4
 }
 
 #[cfg(test)]
@@ -178,6 +213,15 @@ mod tests {
         assert_eq!(service_name_for_sms("联系 help@evil.cn"), "联系");
         assert_eq!(service_name_for_sms(&"长".repeat(50)).chars().count(), MAX_SERVICE_NAME_CHARS);
         assert_eq!(service_name_for_sms("\u{7}\u{1b}[31m"), "[31m");
+        // Links hidden by invisible characters, full-width forms, other scripts or numbers.
+        assert_eq!(service_name_for_sms("点evil\u{200B}.com领"), "点领");
+        assert_eq!(service_name_for_sms("退费evil．cn办理"), "退费办理");
+        assert_eq!(service_name_for_sms("退费evil。cn办理"), "退费办理");
+        assert_eq!(service_name_for_sms("ｗｗｗ．evil．cn"), "");
+        assert_eq!(service_name_for_sms("访问evil.中国"), "访问evil中国");
+        assert_eq!(service_name_for_sms("例子.中国"), "例子中国");
+        assert_eq!(service_name_for_sms("点1.2.3.4/pay领"), "点领");
+        assert_eq!(service_name_for_sms("会员\u{202E}nc.live"), "会员");
     }
 
     #[test]

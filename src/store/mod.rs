@@ -94,6 +94,14 @@ pub struct Store {
 impl Store {
     /// Connects and brings the schema up to date; `max_connections` bounds the PostgreSQL pool.
     pub async fn connect(url: &str, max_connections: u32) -> StoreResult<Store> {
+        let store = Store::open(url, max_connections).await?;
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Connects and leaves the schema as it is: for a health check, which must neither wait
+    /// for nor start a migration.
+    pub async fn open(url: &str, max_connections: u32) -> StoreResult<Store> {
         sqlx::any::install_default_drivers();
         let backend = if url.starts_with("sqlite:") { Backend::Sqlite } else { Backend::Postgres };
         let pool = match backend {
@@ -125,9 +133,7 @@ impl Store {
             Backend::Sqlite => None,
             Backend::Postgres => Some(bulk::native_pool(url)?),
         };
-        let store = Store { pool, backend, native };
-        store.migrate().await?;
-        Ok(store)
+        Ok(Store { pool, backend, native })
     }
 
     async fn migrate(&self) -> StoreResult<()> {

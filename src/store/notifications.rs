@@ -406,11 +406,22 @@ pub enum ReceiptOutcome {
     BeforeAccepted { accepted_at: DateTime<Utc> },
 }
 
+/// Where a receipt's time comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReceiptTime {
+    /// The gateway says when: checked against the acceptance.
+    Reported,
+    /// The receipt says nothing and is dated on arrival by this server's clock, which may
+    /// differ from the worker's that recorded the acceptance: not checked.
+    OnArrival,
+}
+
 pub async fn record_receipt(
     tx: &mut Tx,
     gateway_message_id: &str,
     status: DeliveryStatus,
     at: DateTime<Utc>,
+    dated: ReceiptTime,
 ) -> StoreResult<ReceiptOutcome> {
     let row = sqlx::query(
         "SELECT n.id, (SELECT MIN(e.at) FROM notification_events e
@@ -422,7 +433,9 @@ pub async fn record_receipt(
     .await?;
     let Some(row) = row else { return Ok(ReceiptOutcome::UnknownMessage) };
     let id: String = row.try_get("id")?;
-    if let Some(accepted_at) = row.try_get::<Option<i64>, _>("accepted_at")?.map(from_micros) {
+    if let (ReceiptTime::Reported, Some(accepted_at)) =
+        (dated, row.try_get::<Option<i64>, _>("accepted_at")?.map(from_micros))
+    {
         if at < accepted_at - RECEIPT_BEFORE_ACCEPT {
             return Ok(ReceiptOutcome::BeforeAccepted { accepted_at });
         }

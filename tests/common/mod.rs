@@ -50,6 +50,22 @@ pub fn month(s: &str) -> BillingMonth {
     s.parse().unwrap()
 }
 
+/// A running `serve`: where it listens, and how to stop it.
+pub struct Serving {
+    pub address: std::net::SocketAddr,
+    pub stop: tokio_util::sync::CancellationToken,
+    pub task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Serving {
+    /// Stops the server through its token and waits until it has stopped cleanly.
+    #[allow(dead_code)] // not every test binary stops its server itself
+    pub async fn finish(self) {
+        self.stop.cancel();
+        self.task.await.unwrap().unwrap();
+    }
+}
+
 pub struct TestApp {
     pub app: App,
     pub dir: tempfile::TempDir,
@@ -133,6 +149,18 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
 }
 
 impl TestApp {
+    /// `billpush serve` on a port of its own, on the test's configuration and clock.
+    pub async fn serve_api(&self) -> Serving {
+        let server = self.server_app().await;
+        let stop = tokio_util::sync::CancellationToken::new();
+        let (bound, address) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn({
+            let stop = stop.clone();
+            async move { billpush::api::serve(server, "127.0.0.1:0", stop, bound).await }
+        });
+        Serving { address: address.await.unwrap(), stop, task }
+    }
+
     /// Another app on the test's configuration and clock, for `serve` to run: what it records
     /// is timed as the test's own steps are.
     pub async fn server_app(&self) -> App {
