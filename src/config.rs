@@ -192,6 +192,8 @@ impl Default for FlagsConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct SpamConfig {
     pub flag_threshold: i64,
+    /// Reports counted for a month reach back this many days from its end.
+    pub window_days: u32,
     pub allowlist: Vec<String>,
 }
 
@@ -199,7 +201,8 @@ impl Default for SpamConfig {
     fn default() -> Self {
         SpamConfig {
             flag_threshold: 3,
-            allowlist: ["10086", "10000", "10010", "12321", "95*"].map(String::from).to_vec(),
+            window_days: 90,
+            allowlist: ["10086", "10000", "10010", "12321", "95???"].map(String::from).to_vec(),
         }
     }
 }
@@ -411,7 +414,9 @@ impl Config {
                 ratio_percent: (ratio * 100.0).round() as i64,
                 min_increase: Fen::new(self.flags.spike_min_fen),
             },
-            allowlist: Allowlist::new(&self.spam.allowlist),
+            allowlist: Allowlist::new(&self.spam.allowlist, |entry| {
+                crate::domain::msisdn::normalise_reported_number(entry).unwrap_or_else(|_| entry.to_string())
+            }),
             max_segments: self.sms.max_segments as usize,
             config: self,
         })

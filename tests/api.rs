@@ -178,7 +178,14 @@ async fn pages_and_filters_return_exactly_what_the_database_holds() {
     let flags = api.get_json("/api/v1/flags?month=2026-10", REGULATOR).await;
     assert_eq!(flags["items"].as_array().unwrap().len(), api.app.export(ExportKind::Flags, "2026-10").await.len());
     let spam = api.get_json("/api/v1/spam?month=2026-10&flagged=true", REGULATOR).await;
-    assert_eq!(spam["items"].as_array().unwrap().len(), 4);
+    let exported = api.app.export(ExportKind::Spam, "2026-10").await;
+    let flagged: Vec<&Value> = exported.iter().filter(|n| n["flagged"] == true).collect();
+    assert!(!flagged.is_empty());
+    assert_eq!(
+        spam["items"].as_array().unwrap().iter().collect::<Vec<_>>(),
+        flagged,
+        "the API lists what export lists"
+    );
     let runs = api.get_json("/api/v1/runs", OPERATOR).await;
     assert_eq!(runs["items"].as_array().unwrap().len(), 3);
     assert_eq!(runs["items"][0]["month"], "2026-10");

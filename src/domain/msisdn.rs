@@ -59,19 +59,29 @@ impl fmt::Display for Msisdn {
     }
 }
 
-/// A number as reported in a spam complaint: 11-digit mainland mobiles become `+86…`,
-/// numbers with `+` stay as they are, anything else (short codes, landlines) stays as given.
+/// A number as reported in a spam complaint, in the one form it is compared in
+/// (docs/contract.md §4): a leading `00` becomes `+`; `86` and an 11-digit mainland mobile, or
+/// the mobile alone, become `+86…`; a number with `+` stays as it is; anything else (short
+/// codes, SP ports, service numbers, landlines) stays as the digits given.
 pub fn normalise_reported_number(input: &str) -> Result<String, String> {
     let text = input.trim();
+    let digits = text.strip_prefix('+').unwrap_or(text);
+    if !((3..=20).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit())) {
+        return Err(format!("{text:?} is not a phone number (3 to 20 digits, optional leading +)"));
+    }
+    if text.starts_with('+') {
+        return Ok(text.to_string());
+    }
+    if let Some(international) = text.strip_prefix("00") {
+        return Ok(format!("+{international}"));
+    }
+    if let Some(mobile) = text.strip_prefix("86").filter(|m| is_mainland_mobile(m)) {
+        return Ok(format!("+86{mobile}"));
+    }
     if is_mainland_mobile(text) {
         return Ok(format!("+86{text}"));
     }
-    let digits = text.strip_prefix('+').unwrap_or(text);
-    if (3..=20).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit()) {
-        Ok(text.to_string())
-    } else {
-        Err(format!("{text:?} is not a phone number (3 to 20 digits, optional leading +)"))
-    }
+    Ok(text.to_string())
 }
 
 #[cfg(test)]

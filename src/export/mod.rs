@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 
 use crate::config::Settings;
 use crate::domain::category::Category;
-use crate::domain::period::{calendar_month, BillingMonth};
+use crate::domain::period::{calendar_month, BillingMonth, Period};
 use crate::domain::spam::{aggregate, SpamNumber};
 use crate::store::Store;
 pub use records::{BillRecord, DeliveryRecord, FlagRecord, SpamRecord};
@@ -176,7 +176,10 @@ fn columns_of(row: &Value, names: &[&'static str]) -> Vec<(&'static str, Value)>
 
 /// The month's spam aggregates (docs/contract.md §4).
 pub async fn spam_numbers(store: &Store, settings: &Settings, month: BillingMonth) -> anyhow::Result<Vec<SpamNumber>> {
-    let counts = store.spam_counts(calendar_month(month, settings.timezone)).await?;
+    let period = calendar_month(month, settings.timezone);
+    let reach = chrono::Duration::days(i64::from(settings.config.spam.window_days));
+    let window = Period { start: period.start.min(period.end - reach), end: period.end };
+    let counts = store.spam_counts(period, window).await?;
     Ok(aggregate(counts, settings.config.spam.flag_threshold, &settings.allowlist))
 }
 
@@ -244,7 +247,18 @@ pub async fn export(
                     &row,
                     &columns_of(
                         &row,
-                        &["number", "distinct_reporters", "reports", "flagged", "allowlisted", "associated"],
+                        &[
+                            "number",
+                            "number_type",
+                            "distinct_reporters",
+                            "reports",
+                            "reports_in_month",
+                            "calls",
+                            "sms",
+                            "flagged",
+                            "allowlisted",
+                            "associated",
+                        ],
                     ),
                 )?;
                 rows += 1;

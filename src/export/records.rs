@@ -174,8 +174,16 @@ impl FlagRecord {
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct SpamRecord {
     pub number: String,
+    /// `mobile`, `international`, `sp_port`, `landline`, `service` or `other`.
+    pub number_type: String,
+    /// Over the window (`spam.window_days` back from the month's end).
     pub distinct_reporters: i64,
     pub reports: i64,
+    /// Reports in the month itself.
+    pub reports_in_month: i64,
+    /// Reports of kind `call` and of kind `sms`, over the window.
+    pub calls: i64,
+    pub sms: i64,
     pub flagged: bool,
     pub allowlisted: bool,
     pub associated: Vec<String>,
@@ -185,8 +193,12 @@ impl From<SpamNumber> for SpamRecord {
     fn from(s: SpamNumber) -> SpamRecord {
         SpamRecord {
             number: s.number,
+            number_type: s.number_type.as_str().to_string(),
             distinct_reporters: s.distinct_reporters,
             reports: s.reports,
+            reports_in_month: s.reports_in_month,
+            calls: s.calls,
+            sms: s.sms,
             flagged: s.flagged,
             allowlisted: s.allowlisted,
             associated: s.associated,

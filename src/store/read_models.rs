@@ -386,25 +386,40 @@ impl Store {
     }
 
     /// Reports per reported number within `month`, self-reports left out, sorted by number.
-    pub async fn spam_counts(&self, month: Period) -> StoreResult<Vec<ReportCount>> {
+    /// The numbers reported in `month` (self-reports left out), each with its counts over
+    /// `window` (which holds the month), in byte order of the number.
+    pub async fn spam_counts(&self, month: Period, window: Period) -> StoreResult<Vec<ReportCount>> {
         let rows = sqlx::query(
-            "SELECT reported_number, COUNT(*) AS reports, COUNT(DISTINCT reporter) AS reporters FROM spam_reports
+            "SELECT reported_number, COUNT(*) AS reports, COUNT(DISTINCT reporter) AS reporters,
+                    SUM(CASE WHEN reported_at >= $3 THEN 1 ELSE 0 END) AS in_month,
+                    SUM(CASE WHEN kind = 'call' THEN 1 ELSE 0 END) AS calls,
+                    SUM(CASE WHEN kind = 'sms' THEN 1 ELSE 0 END) AS sms
+             FROM spam_reports
              WHERE reported_at >= $1 AND reported_at < $2 AND reporter <> reported_number
-             GROUP BY reported_number ORDER BY reported_number",
+             GROUP BY reported_number
+             HAVING SUM(CASE WHEN reported_at >= $3 THEN 1 ELSE 0 END) > 0",
         )
+        .bind(super::to_micros(window.start))
+        .bind(super::to_micros(window.end))
         .bind(super::to_micros(month.start))
-        .bind(super::to_micros(month.end))
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
+        let mut counts = rows
+            .iter()
             .map(|r| {
                 Ok(ReportCount {
                     number: r.try_get("reported_number")?,
                     reports: r.try_get("reports")?,
                     distinct_reporters: r.try_get("reporters")?,
+                    reports_in_month: r.try_get("in_month")?,
+                    calls: r.try_get("calls")?,
+                    sms: r.try_get("sms")?,
                 })
             })
-            .collect()
+            .collect::<StoreResult<Vec<_>>>()?;
+        // Byte order, whatever the database's collation.
+        counts.sort_unstable_by(|a, b| a.number.as_bytes().cmp(b.number.as_bytes()));
+        Ok(counts)
     }
 }
 
