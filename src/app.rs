@@ -189,6 +189,8 @@ impl App {
             clock: self.clock.as_ref(),
             timezone: self.settings.timezone,
             queue: self.broker.get().map(|broker| broker.as_ref() as &dyn Queue),
+            vas_cancel_code: &self.settings.config.operator.vas_cancel_code,
+            max_answers_per_day: self.settings.config.replies.max_per_day,
         })
     }
 

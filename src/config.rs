@@ -38,6 +38,7 @@ pub struct Config {
     pub sms: SmsConfig,
     pub flags: FlagsConfig,
     pub spam: SpamConfig,
+    pub replies: RepliesConfig,
     pub tls: TlsConfig,
     pub api: ApiConfig,
 }
@@ -55,11 +56,26 @@ pub struct TlsConfig {
 pub struct OperatorConfig {
     pub name: String,
     pub hotline: String,
+    /// How a subscriber cancels a VAS, named when a bare `TD` is answered.
+    pub vas_cancel_code: String,
 }
 
 impl Default for OperatorConfig {
     fn default() -> Self {
-        OperatorConfig { name: "示例电信".into(), hotline: "10000".into() }
+        OperatorConfig { name: "示例电信".into(), hotline: "10000".into(), vas_cancel_code: "0000".into() }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RepliesConfig {
+    /// Answers one sender gets per local calendar day; past it, replies still take effect.
+    pub max_per_day: u32,
+}
+
+impl Default for RepliesConfig {
+    fn default() -> Self {
+        RepliesConfig { max_per_day: 10 }
     }
 }
 

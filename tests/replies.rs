@@ -44,26 +44,86 @@ async fn reply(url: &str, token: &str, from: &str, text: &str) -> (u16, Value) {
     (status, response.json().await.unwrap_or(Value::Null))
 }
 
+async fn reply_at(url: &str, from: &str, text: &str, at: &str) -> Value {
+    let response = reqwest::Client::new()
+        .post(url)
+        .bearer_auth(GATEWAY)
+        .json(&json!({"from": from, "to": "10001", "text": text, "received_at": at}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202, "{text}");
+    response.json().await.unwrap()
+}
+
+/// A bare 退订 is what subscribers send to stop a VAS: it must not silence the bill that
+/// warns them. TDZD opts out (confirmed once, with how to come back), KTZD opts back in.
 #[tokio::test]
-async fn every_opt_out_form_opts_out_before_the_next_push_and_is_confirmed() {
+async fn a_bare_td_changes_nothing_tdzd_opts_out_once_and_ktzd_opts_back_in() {
     let (app, url, serving) = serve(Backend::Postgres, false).await;
-    let forms = ["TD", "td", "ＴＤ", "ｔｄ", "TDZD", "T", "退订", "STOP", "stop", "UNSUBSCRIBE", "ＳＴＯＰ"];
-    for form in forms {
-        let (status, body) = reply(&url, GATEWAY, "14611178002", form).await;
-        assert_eq!((status, body["action"].as_str()), (202, Some("opt_out")), "{form:?}");
+    let at = "2026-11-02T10:00:00+08:00";
+    let sender = "14611178002";
+    for text in ["退订", "TD", "ＳＴＯＰ"] {
+        let answer = reply_at(&url, sender, text, at).await;
+        assert_eq!((answer["action"].as_str(), answer["answered"].as_bool()), (Some("opt_out_help"), Some(true)));
     }
-    // The next month's bill for that subscriber is not sent.
     app.run("2026-10", "2027-01-01T00:00:00+08:00").await;
     let bills = app.export(ExportKind::Bills, "2026-10").await;
     let mine = bills.iter().find(|b| b["subscriber_id"] == "S01000000").unwrap();
-    assert_eq!(mine["status"], "suppressed");
-    // Each opt-out was confirmed by SMS, through the queue, in the month it was asked in.
+    assert_eq!(mine["status"], "accepted", "the bill still goes out");
+
+    let first = reply_at(&url, sender, "ＴＤＺＤ", at).await;
+    assert_eq!((first["action"].as_str(), first["answered"].as_bool()), (Some("opt_out"), Some(true)));
+    let again = reply_at(&url, sender, "退订账单", at).await;
+    assert_eq!(
+        (again["action"].as_str(), again["answered"].as_bool()),
+        (Some("opt_out"), Some(false)),
+        "not confirmed twice"
+    );
+    let back = reply_at(&url, sender, "ktzd", at).await;
+    assert_eq!((back["action"].as_str(), back["answered"].as_bool()), (Some("opt_in"), Some(true)));
+
+    // The answers go out with November's run, in the month they were asked in.
     let report = app.run("2026-11", "2026-11-05T00:00:00+08:00").await;
-    assert_eq!(report.push.accepted, forms.len() as u64);
-    let confirmations: Vec<Value> =
-        app.outbox().into_iter().filter(|m| m["text"].as_str().unwrap().contains("退订月度账单短信")).collect();
-    assert_eq!(confirmations.len(), forms.len());
-    assert!(confirmations.iter().all(|m| m["to"] == "+8614611178002"));
+    assert_eq!(report.push.accepted, 5);
+    let texts: Vec<String> = app.outbox().iter().map(|m| m["text"].as_str().unwrap().to_string()).collect();
+    let help: Vec<&String> = texts.iter().filter(|t| t.contains("未退订任何业务")).collect();
+    assert_eq!(help.len(), 3);
+    assert!(help.iter().all(|t| t.contains("TDZD") && t.contains("0000") && t.contains("10000")), "{help:?}");
+    assert_eq!(texts.iter().filter(|t| t.contains("已退订月度账单") && t.contains("KTZD")).count(), 1);
+    assert_eq!(texts.iter().filter(|t| t.contains("已恢复接收") && t.contains("TDZD")).count(), 1);
+
+    // Both changes are kept with their time and source.
+    let mut tx = app.app.store.begin().await.unwrap();
+    let changes: Vec<(i64, String)> =
+        sqlx::query_as("SELECT bill_sms, source FROM consent_changes WHERE subscriber_id = 'S01000000' ORDER BY id")
+            .fetch_all(&mut *tx)
+            .await
+            .unwrap();
+    drop(tx);
+    assert_eq!(changes, [(0, "reply".to_string()), (1, "reply".to_string())]);
+    serving.finish().await;
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn past_the_daily_limit_replies_take_effect_but_are_not_answered() {
+    let (app, url, serving) = serve(Backend::Sqlite, false).await;
+    for n in 1..=10 {
+        let answer = reply_at(&url, "14611178002", "ZD", "2026-11-02T09:00:00+08:00").await;
+        assert_eq!(answer["answered"], true, "answer {n}");
+    }
+    let eleventh = reply_at(&url, "14611178002", "ZD", "2026-11-02T23:59:00+08:00").await;
+    assert_eq!((eleventh["action"].as_str(), eleventh["answered"].as_bool()), (Some("details"), Some(false)));
+    let opt_out = reply_at(&url, "14611178002", "TDZD", "2026-11-02T23:59:30+08:00").await;
+    assert_eq!((opt_out["action"].as_str(), opt_out["answered"].as_bool()), (Some("opt_out"), Some(false)));
+    // The opt-out took effect all the same, and the next local day answers again.
+    app.clock.advance(chrono::Duration::days(1));
+    let next_day = reply_at(&url, "14611178002", "ZD", "2026-11-03T00:00:00+08:00").await;
+    assert_eq!(next_day["answered"], true);
+    app.run("2026-10", "2027-01-01T00:00:00+08:00").await;
+    let bills = app.export(ExportKind::Bills, "2026-10").await;
+    assert_eq!(bills.iter().find(|b| b["subscriber_id"] == "S01000000").unwrap()["status"], "suppressed");
     serving.finish().await;
     app.cleanup().await;
 }

@@ -38,8 +38,9 @@ pub async fn receive(
         ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "reply not recorded; send it again")
     })?;
     match replies.handle(&reply).await {
-        Ok(action) => {
-            Ok((StatusCode::ACCEPTED, Json(MoAnswer { action: action.as_str().to_string() })).into_response())
+        Ok(outcome) => {
+            let answer = MoAnswer { action: outcome.action.as_str().to_string(), answered: outcome.answered };
+            Ok((StatusCode::ACCEPTED, Json(answer)).into_response())
         }
         Err(ReplyError::UnknownSender) => Err(ApiError::new(StatusCode::NOT_FOUND, "unknown sender")),
         Err(ReplyError::Implausible(problem)) => {

@@ -129,8 +129,12 @@ pub struct MoBody {
 /// What was done about a reply.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct MoAnswer {
-    /// `opt_out`, `spam_report`, `spam_report_unreadable`, `details`, `dispute` or `ignored`.
+    /// `opt_out`, `opt_in`, `opt_out_help`, `spam_report`, `spam_report_unreadable`, `details`,
+    /// `dispute` or `ignored`.
     pub action: String,
+    /// Whether an answer SMS was queued: not for a repeated opt-out or opt-in, nor past
+    /// `replies.max_per_day` answers to the sender that day.
+    pub answered: bool,
 }
 
 #[derive(Debug, Serialize, ToSchema)]

@@ -1,18 +1,33 @@
-//! Subscribers' replies to the bill SMS (MO): opt-out keywords, spam reports `JB <number>`,
-//! `ZD` for the bill's details, `SS` to dispute a charge.
+//! Subscribers' replies to the bill SMS (MO): `TDZD`/`KTZD` for the bill SMS, a bare `TD`
+//! that changes nothing, spam reports `JB <number> [DH]`, `ZD` for the bill's details, `SS` to
+//! dispute a charge.
 
-/// What a reply asks for.
+use crate::domain::records::ReportKind;
+
+/// What a reply asks for (docs/contract.md §7.4).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reply {
+    /// `TDZD` or `退订账单`: no more bill SMS.
     OptOut,
-    /// `JB <number>`: the number as written, not yet normalised.
-    Report(String),
+    /// `KTZD` or `开通账单`: the bill SMS again.
+    OptIn,
+    /// A bare `TD`, `T`, `退订`, `STOP` or `UNSUBSCRIBE`: what subscribers send to cancel a
+    /// VAS, so it changes nothing and is answered with how to do either.
+    Stop,
+    /// `JB <number>` (an SMS) or `JB <number> DH` (a call): the number as written.
+    Report {
+        number: String,
+        kind: ReportKind,
+    },
     Details,
-    Dispute,
+    /// `SS [text]`: disputes the latest bill's flagged charges.
+    Dispute(String),
     Other,
 }
 
-const OPT_OUT: [&str; 6] = ["TD", "TDZD", "T", "退订", "STOP", "UNSUBSCRIBE"];
+const OPT_OUT: [&str; 2] = ["TDZD", "退订账单"];
+const OPT_IN: [&str; 2] = ["KTZD", "开通账单"];
+const STOP: [&str; 5] = ["TD", "T", "退订", "STOP", "UNSUBSCRIBE"];
 
 /// Full-width forms (`ＴＤ`, `ＪＢ　１０６…`) become their ASCII twins; the ideographic space a space.
 fn half_width(text: &str) -> String {
@@ -27,18 +42,27 @@ fn half_width(text: &str) -> String {
 
 pub fn parse_reply(text: &str) -> Reply {
     let text = half_width(text).trim().to_uppercase();
-    if OPT_OUT.contains(&text.as_str()) {
+    let text = text.as_str();
+    if OPT_OUT.contains(&text) {
         return Reply::OptOut;
     }
-    match text.as_str() {
-        "ZD" => return Reply::Details,
-        "SS" => return Reply::Dispute,
-        _ => {}
+    if OPT_IN.contains(&text) {
+        return Reply::OptIn;
     }
-    match text.strip_prefix("JB") {
-        Some(rest) if rest.starts_with(char::is_whitespace) && !rest.trim().is_empty() => {
-            Reply::Report(rest.trim().to_string())
-        }
+    if STOP.contains(&text) {
+        return Reply::Stop;
+    }
+    if text == "ZD" {
+        return Reply::Details;
+    }
+    if let Some(rest) = text.strip_prefix("SS").filter(|rest| rest.is_empty() || rest.starts_with(char::is_whitespace))
+    {
+        return Reply::Dispute(rest.trim().to_string());
+    }
+    let words: Vec<&str> = text.split_whitespace().collect();
+    match words.as_slice() {
+        ["JB", number] => Reply::Report { number: number.to_string(), kind: ReportKind::Sms },
+        ["JB", number, "DH"] => Reply::Report { number: number.to_string(), kind: ReportKind::Call },
         _ => Reply::Other,
     }
 }
@@ -49,16 +73,21 @@ mod tests {
     use proptest::prelude::*;
 
     #[test]
-    fn every_opt_out_keyword_in_any_case_and_width_opts_out() {
+    fn only_tdzd_opts_out_and_only_ktzd_opts_back_in_in_any_case_and_width() {
+        for text in ["TDZD", "tdzd", " TDZD ", "ＴＤＺＤ", "ｔｄｚｄ", "退订账单"] {
+            assert_eq!(parse_reply(text), Reply::OptOut, "{text:?}");
+        }
+        for text in ["KTZD", "ktzd", "ＫＴＺＤ", "开通账单"] {
+            assert_eq!(parse_reply(text), Reply::OptIn, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn a_bare_stop_word_is_ambiguous_and_opts_out_of_nothing() {
         for text in [
             "TD",
             "td",
-            "Td",
-            " TD ",
             "ＴＤ",
-            "ｔｄ",
-            "TDZD",
-            "ＴＤＺＤ",
             "T",
             "t",
             "Ｔ",
@@ -70,23 +99,29 @@ mod tests {
             "UNSUBSCRIBE",
             "Unsubscribe",
         ] {
-            assert_eq!(parse_reply(text), Reply::OptOut, "{text:?}");
+            assert_eq!(parse_reply(text), Reply::Stop, "{text:?}");
         }
     }
 
     #[test]
     fn spam_reports_details_and_disputes_are_recognised() {
-        assert_eq!(parse_reply("JB 1065912345"), Reply::Report("1065912345".into()));
-        assert_eq!(parse_reply("jb  +8617012345601 "), Reply::Report("+8617012345601".into()));
-        assert_eq!(parse_reply("ＪＢ　１０６５９１２３４５"), Reply::Report("1065912345".into()));
+        let sms = |n: &str| Reply::Report { number: n.into(), kind: ReportKind::Sms };
+        assert_eq!(parse_reply("JB 1065912345"), sms("1065912345"));
+        assert_eq!(parse_reply("jb  +8617012345601 "), sms("+8617012345601"));
+        assert_eq!(parse_reply("ＪＢ　１０６５９１２３４５"), sms("1065912345"));
+        assert_eq!(
+            parse_reply("JB 02161234567 dh"),
+            Reply::Report { number: "02161234567".into(), kind: ReportKind::Call }
+        );
         assert_eq!(parse_reply("zd"), Reply::Details);
         assert_eq!(parse_reply("ＺＤ"), Reply::Details);
-        assert_eq!(parse_reply("ss"), Reply::Dispute);
+        assert_eq!(parse_reply("ss"), Reply::Dispute(String::new()));
+        assert_eq!(parse_reply("SS 没订过"), Reply::Dispute("没订过".into()));
     }
 
     #[test]
     fn anything_else_is_left_alone() {
-        for text in ["", "JB", "JB ", "JB1065", "TDX", "please stop", "hello", "退订吧"] {
+        for text in ["", "JB", "JB ", "JB1065", "JB 1 2", "TDX", "SSX", "please stop", "hello", "退订吧"] {
             assert_eq!(parse_reply(text), Reply::Other, "{text:?}");
         }
     }

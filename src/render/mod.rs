@@ -105,11 +105,13 @@ pub struct BillFacts<'a> {
     pub allowances: Allowances,
 }
 
-/// Everything a reply template (`optout`, `details`) may name.
+/// Everything a reply template (`optout`, `optin`, `stophelp`, `details`) may name.
 #[derive(Debug, Clone, Serialize)]
 pub struct ReplyView {
     pub signature: String,
     pub hotline: String,
+    /// How a subscriber cancels a VAS (`operator.vas_cancel_code`).
+    pub vas_cancel_code: String,
     /// `details`: whether the subscriber has a bill yet; the bill fields are empty otherwise.
     pub has_bill: bool,
     pub msisdn: String,
@@ -122,18 +124,24 @@ pub struct ReplyView {
 /// The replies billpush sends to subscribers' messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReplyKind {
-    /// Confirms an opt-out of the bill SMS.
+    /// Confirms an opt-out of the bill SMS, saying how to opt back in.
     OptOut,
+    /// Confirms an opt-in, saying how to opt out.
+    OptIn,
+    /// Answers a bare `TD`: how to stop the bill SMS, and how to cancel a VAS.
+    StopHelp,
     /// The current bill's non-zero category totals, answering `ZD`.
     Details,
 }
 
 impl ReplyKind {
-    pub const ALL: [ReplyKind; 2] = [ReplyKind::OptOut, ReplyKind::Details];
+    pub const ALL: [ReplyKind; 4] = [ReplyKind::OptOut, ReplyKind::OptIn, ReplyKind::StopHelp, ReplyKind::Details];
 
     pub const fn template(self) -> &'static str {
         match self {
             ReplyKind::OptOut => "optout",
+            ReplyKind::OptIn => "optin",
+            ReplyKind::StopHelp => "stophelp",
             ReplyKind::Details => "details",
         }
     }
@@ -161,7 +169,7 @@ pub struct Renderer {
 }
 
 /// The templates compiled into the program; a configured directory overrides them file by file.
-const BUILT_IN_TEMPLATES: [(&str, &str); 8] = [
+const BUILT_IN_TEMPLATES: [(&str, &str); 12] = [
     ("bill.zh", include_str!("../../templates/bill.zh.hbs")),
     ("bill.zh.short", include_str!("../../templates/bill.zh.short.hbs")),
     ("bill.en", include_str!("../../templates/bill.en.hbs")),
@@ -170,6 +178,10 @@ const BUILT_IN_TEMPLATES: [(&str, &str); 8] = [
     ("details.en", include_str!("../../templates/details.en.hbs")),
     ("optout.zh", include_str!("../../templates/optout.zh.hbs")),
     ("optout.en", include_str!("../../templates/optout.en.hbs")),
+    ("optin.zh", include_str!("../../templates/optin.zh.hbs")),
+    ("optin.en", include_str!("../../templates/optin.en.hbs")),
+    ("stophelp.zh", include_str!("../../templates/stophelp.zh.hbs")),
+    ("stophelp.en", include_str!("../../templates/stophelp.en.hbs")),
 ];
 
 fn register(registry: &mut Handlebars<'static>, name: &str, source: &str) -> Result<(), TemplateError> {
@@ -312,7 +324,7 @@ impl Renderer {
             for language in Language::ALL {
                 let name = template_name(kind.template(), language, false);
                 for bill in [Some((period, &totals)), None] {
-                    self.check_sample(&name, &self.reply_view(&msisdn, language, bill))?;
+                    self.check_sample(&name, &self.reply_view(&msisdn, language, bill, "0000"))?;
                 }
             }
         }
@@ -325,6 +337,7 @@ impl Renderer {
         msisdn: &Msisdn,
         language: Language,
         bill: Option<(Period, &crate::domain::bill::CategoryTotals)>,
+        vas_cancel_code: &str,
     ) -> ReplyView {
         let (has_bill, period_start, period_end, total, categories) = match bill {
             Some((period, totals)) => (
@@ -347,6 +360,7 @@ impl Renderer {
         ReplyView {
             signature: self.signature(),
             hotline: self.hotline.clone(),
+            vas_cancel_code: vas_cancel_code.to_string(),
             has_bill,
             msisdn: msisdn.masked(),
             period_start,

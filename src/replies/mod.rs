@@ -12,14 +12,14 @@ use crate::domain::bill::CategoryTotals;
 use crate::domain::category::Language;
 use crate::domain::delivery::{check_reported_time, DeliveryStatus, NotSentReason};
 use crate::domain::msisdn::{normalise_reported_number, Msisdn};
-use crate::domain::period::BillingMonth;
+use crate::domain::period::{local_date, local_midnight, BillingMonth};
 use crate::domain::records::{ReportKind, SpamReport};
 use crate::domain::reply::{parse_reply, Reply};
 use crate::queue::Queue;
 use crate::render::{RenderedSms, Renderer, ReplyKind};
 use crate::store::notifications::NotificationToWrite;
 use crate::store::records::write_spam_reports;
-use crate::store::replies::ReplyRecord;
+use crate::store::replies::{ConsentSource, ReplyRecord};
 use crate::store::{AuditEntry, Store, StoreError};
 
 /// A subscriber's message as the gateway hands it over.
@@ -37,6 +37,9 @@ pub struct InboundReply<'a> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReplyAction {
     OptOut,
+    OptIn,
+    /// A bare `TD` and its kin: nothing changed, answered with how to stop what.
+    OptOutHelp,
     SpamReport,
     /// `JB` followed by something that is not a number.
     SpamReportUnreadable,
@@ -49,6 +52,8 @@ impl ReplyAction {
     pub const fn as_str(self) -> &'static str {
         match self {
             ReplyAction::OptOut => "opt_out",
+            ReplyAction::OptIn => "opt_in",
+            ReplyAction::OptOutHelp => "opt_out_help",
             ReplyAction::SpamReport => "spam_report",
             ReplyAction::SpamReportUnreadable => "spam_report_unreadable",
             ReplyAction::Details => "details",
@@ -79,11 +84,24 @@ pub struct Replies<'a> {
     /// The broker answers are handed to; `None` with the in-process queue, whose next `run`
     /// of the month pushes them.
     pub queue: Option<&'a dyn Queue>,
+    /// `operator.vas_cancel_code`, named in the answer to a bare `TD`.
+    pub vas_cancel_code: &'a str,
+    /// `replies.max_per_day`: answers per sender and local calendar day.
+    pub max_answers_per_day: u32,
+}
+
+/// What became of a reply: what it did, and whether it was answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplyOutcome {
+    pub action: ReplyAction,
+    /// False when it asked for nothing to be said, when the change it asked for was made
+    /// already (a repeated opt-out is not confirmed again), or past the daily limit.
+    pub answered: bool,
 }
 
 impl Replies<'_> {
     /// Acts on one reply, records it, and queues its answer when it has one.
-    pub async fn handle(&self, reply: &InboundReply<'_>) -> Result<ReplyAction, ReplyError> {
+    pub async fn handle(&self, reply: &InboundReply<'_>) -> Result<ReplyOutcome, ReplyError> {
         check_reported_time(reply.received_at, self.clock.now()).map_err(ReplyError::Implausible)?;
         let Some((subscriber_id, language)) = self.store.subscriber_by_msisdn(reply.from.as_str()).await? else {
             return Err(ReplyError::UnknownSender);
@@ -91,18 +109,23 @@ impl Replies<'_> {
         let reply_id = uuid::Uuid::now_v7().to_string();
         let (action, answer) = match parse_reply(reply.text) {
             Reply::OptOut => {
-                self.opt_out(&subscriber_id, &reply_id, reply.via).await?;
-                (ReplyAction::OptOut, Some(ReplyKind::OptOut))
+                let changed = self.set_bill_sms(&subscriber_id, false, &reply_id, reply.via).await?;
+                (ReplyAction::OptOut, changed.then_some(ReplyKind::OptOut))
             }
-            Reply::Report(number) => match normalise_reported_number(&number) {
+            Reply::OptIn => {
+                let changed = self.set_bill_sms(&subscriber_id, true, &reply_id, reply.via).await?;
+                (ReplyAction::OptIn, changed.then_some(ReplyKind::OptIn))
+            }
+            Reply::Stop => (ReplyAction::OptOutHelp, Some(ReplyKind::StopHelp)),
+            Reply::Report { number, kind } => match normalise_reported_number(&number) {
                 Ok(reported_number) => {
-                    self.file_spam_report(&reply_id, reply, reported_number).await?;
+                    self.file_spam_report(&reply_id, reply, reported_number, kind).await?;
                     (ReplyAction::SpamReport, None)
                 }
                 Err(_) => (ReplyAction::SpamReportUnreadable, None),
             },
             Reply::Details => (ReplyAction::Details, Some(ReplyKind::Details)),
-            Reply::Dispute => (ReplyAction::Dispute, None),
+            Reply::Dispute(_) => (ReplyAction::Dispute, None),
             Reply::Other => (ReplyAction::Ignored, None),
         };
         self.store
@@ -116,26 +139,59 @@ impl Replies<'_> {
                 action: action.as_str(),
             })
             .await?;
-        if let Some(kind) = answer {
-            self.answer(kind, &subscriber_id, reply.from, language, &reply_id, reply.received_at).await?;
-        }
-        Ok(action)
+        let answered = match answer {
+            Some(kind) if self.within_daily_limit(&subscriber_id).await? => {
+                self.answer(kind, &subscriber_id, reply.from, language, &reply_id, reply.received_at).await?;
+                true
+            }
+            _ => false,
+        };
+        Ok(ReplyOutcome { action, answered })
     }
 
-    async fn opt_out(&self, subscriber_id: &str, reply_id: &str, via: &str) -> Result<(), StoreError> {
-        self.store.opt_out(subscriber_id).await?;
-        // A change of consent is an operator's record as much as an API call is.
-        let entry = AuditEntry {
-            id: uuid::Uuid::now_v7().to_string(),
-            token_name: via.to_string(),
-            role: "gateway".into(),
-            at: self.clock.now(),
-            method: "MO".into(),
-            path: format!("opt-out of the bill SMS by subscriber {subscriber_id} (reply {reply_id})"),
-            status: 202,
-            rows_returned: 0,
-        };
-        self.store.append_audit(&entry).await
+    /// Whether the subscriber may get another answer today (local calendar day): every reply
+    /// takes effect, but at most `max_answers_per_day` are answered, so that a sender cannot
+    /// make the operator send SMS without end.
+    async fn within_daily_limit(&self, subscriber_id: &str) -> Result<bool, StoreError> {
+        let day = local_date(self.clock.now(), self.timezone);
+        let start = local_midnight(day, self.timezone);
+        let end = local_midnight(day.succ_opt().unwrap_or(day), self.timezone);
+        let answered = self.store.answers_between(subscriber_id, start, end).await?;
+        Ok(answered < i64::from(self.max_answers_per_day))
+    }
+
+    /// The subscriber's own word on the bill SMS, kept as a consent change and audited;
+    /// whether it changed anything.
+    async fn set_bill_sms(
+        &self,
+        subscriber_id: &str,
+        bill_sms: bool,
+        reply_id: &str,
+        via: &str,
+    ) -> Result<bool, StoreError> {
+        let now = self.clock.now();
+        let reason = format!("reply {reply_id}");
+        let changed = self
+            .store
+            .set_bill_sms(subscriber_id, bill_sms, ConsentSource::Reply, &reason, now)
+            .await?
+            .unwrap_or(false);
+        if changed {
+            // A change of consent is an operator's record as much as an API call is.
+            let what = if bill_sms { "opt-in to" } else { "opt-out of" };
+            let entry = AuditEntry {
+                id: uuid::Uuid::now_v7().to_string(),
+                token_name: via.to_string(),
+                role: "gateway".into(),
+                at: now,
+                method: "MO".into(),
+                path: format!("{what} the bill SMS by subscriber {subscriber_id} (reply {reply_id})"),
+                status: 202,
+                rows_returned: 0,
+            };
+            self.store.append_audit(&entry).await?;
+        }
+        Ok(changed)
     }
 
     async fn file_spam_report(
@@ -143,13 +199,14 @@ impl Replies<'_> {
         reply_id: &str,
         reply: &InboundReply<'_>,
         reported_number: String,
+        kind: ReportKind,
     ) -> Result<(), StoreError> {
         let report = SpamReport {
             report_id: format!("mo-{reply_id}"),
             reporter: reply.from.clone(),
             reported_number,
             reported_at: reply.received_at,
-            kind: ReportKind::Sms,
+            kind,
             note: "JB reply".into(),
         };
         let mut tx = self.store.begin().await?;
@@ -171,10 +228,10 @@ impl Replies<'_> {
     ) -> Result<(), ReplyError> {
         let bill = match kind {
             ReplyKind::Details => self.store.latest_bill(subscriber_id).await?,
-            ReplyKind::OptOut => None,
+            ReplyKind::OptOut | ReplyKind::OptIn | ReplyKind::StopHelp => None,
         };
         let totals: Option<(_, &CategoryTotals)> = bill.as_ref().map(|b| (b.period, &b.categories));
-        let view = self.renderer.reply_view(to, language, totals);
+        let view = self.renderer.reply_view(to, language, totals, self.vas_cancel_code);
         let notification = match self.renderer.render_reply(kind, language, &view) {
             RenderedSms::Fits { text, encoding, segments } => NotificationToWrite {
                 id: uuid::Uuid::now_v7().to_string(),

@@ -1,11 +1,54 @@
 //! Subscribers' messages to the operator's port and what they change: who sent them, the
-//! subscriber's choice of bill SMS, and the record of each message.
+//! subscriber's choice of bill SMS with every change of it, and the record of each message.
 
 use chrono::{DateTime, Utc};
 use sqlx::Row;
 
-use super::{to_micros, Store, StoreResult};
+use super::{to_micros, Store, StoreResult, Tx};
 use crate::domain::category::Language;
+
+/// Who changed a subscriber's choice of bill SMS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConsentSource {
+    /// The subscriber's own reply (`TDZD`, `KTZD`): the latest word, which an import never undoes.
+    Reply,
+    /// An operator, through the consent route, with a reason.
+    Operator,
+    /// A `subscribers.csv` import.
+    Import,
+}
+
+impl ConsentSource {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ConsentSource::Reply => "reply",
+            ConsentSource::Operator => "operator",
+            ConsentSource::Import => "import",
+        }
+    }
+}
+
+/// Keeps one change of a subscriber's choice of bill SMS.
+pub async fn record_consent_change(
+    tx: &mut Tx,
+    subscriber_id: &str,
+    bill_sms: bool,
+    source: ConsentSource,
+    reason: &str,
+    at: DateTime<Utc>,
+) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO consent_changes (subscriber_id, bill_sms, source, reason, at) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(subscriber_id)
+    .bind(i64::from(bill_sms))
+    .bind(source.as_str())
+    .bind(reason)
+    .bind(to_micros(at))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
 
 /// A subscriber's message as it is kept.
 pub struct ReplyRecord<'a> {
@@ -34,13 +77,56 @@ impl Store {
         .transpose()
     }
 
-    /// Opts the subscriber out of the bill SMS; false when they were opted out already.
-    pub async fn opt_out(&self, subscriber_id: &str) -> StoreResult<bool> {
-        let result = sqlx::query("UPDATE subscribers SET bill_sms = 0 WHERE subscriber_id = $1 AND bill_sms <> 0")
+    /// Sets the subscriber's choice of bill SMS and keeps the change with its time and source;
+    /// `Some(false)` when it was so already (nothing is kept), `None` for an unknown subscriber.
+    pub async fn set_bill_sms(
+        &self,
+        subscriber_id: &str,
+        bill_sms: bool,
+        source: ConsentSource,
+        reason: &str,
+        at: DateTime<Utc>,
+    ) -> StoreResult<Option<bool>> {
+        let mut tx = self.begin().await?;
+        let changed = sqlx::query("UPDATE subscribers SET bill_sms = $2 WHERE subscriber_id = $1 AND bill_sms <> $2")
             .bind(subscriber_id)
-            .execute(&self.pool)
-            .await?;
-        Ok(result.rows_affected() > 0)
+            .bind(i64::from(bill_sms))
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+            > 0;
+        if changed {
+            record_consent_change(&mut tx, subscriber_id, bill_sms, source, reason, at).await?;
+        } else {
+            let known = sqlx::query("SELECT 1 FROM subscribers WHERE subscriber_id = $1")
+                .bind(subscriber_id)
+                .fetch_optional(&mut *tx)
+                .await?
+                .is_some();
+            if !known {
+                return Ok(None);
+            }
+        }
+        tx.commit().await?;
+        Ok(Some(changed))
+    }
+
+    /// Answers to replies written for the subscriber in `[from, to)`: what the daily limit counts.
+    pub async fn answers_between(
+        &self,
+        subscriber_id: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> StoreResult<i64> {
+        Ok(sqlx::query_scalar(
+            "SELECT COUNT(*) FROM notifications WHERE subscriber_id = $1 AND kind <> 'bill'
+               AND created_at >= $2 AND created_at < $3",
+        )
+        .bind(subscriber_id)
+        .bind(to_micros(from))
+        .bind(to_micros(to))
+        .fetch_one(&self.pool)
+        .await?)
     }
 
     /// Keeps a subscriber's message with what was done about it.
