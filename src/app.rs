@@ -194,6 +194,13 @@ impl App {
         })
     }
 
+    /// An operator's change of a subscriber's choice of bill SMS, with a reason: whether it
+    /// changed, or `None` for an unknown subscriber.
+    pub async fn set_consent(&self, subscriber_id: &str, bill_sms: bool, reason: &str) -> anyhow::Result<Option<bool>> {
+        let source = crate::store::replies::ConsentSource::Operator;
+        Ok(self.store.set_bill_sms(subscriber_id, bill_sms, source, reason, self.clock.now()).await?)
+    }
+
     /// Checks that the database answers, and the broker where one is configured, without
     /// migrating the schema or starting anything else: the container health check.
     pub async fn check_health(settings: Settings) -> Result<(), Unhealthy> {

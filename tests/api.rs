@@ -11,7 +11,7 @@ use billpush::config::ApiToken;
 use billpush::export::ExportKind;
 use common::{spawn_app_with, Backend, Options, TestApp};
 use reqwest::{Method, StatusCode};
-use serde_json::Value;
+use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
 const REGULATOR: &str = "regulator-secret";
@@ -320,8 +320,43 @@ async fn the_openapi_document_lists_exactly_the_routes_that_answer() {
         "post /api/v1/dlr",
         "post /api/v1/dlr/jasmin",
         "post /api/v1/mo",
+        "post /api/v1/subscribers/{subscriber_id}/consent",
     ];
     served.sort();
     assert_eq!(documented, served);
+    api.finish().await;
+}
+
+#[tokio::test]
+async fn an_operator_changes_consent_with_a_reason_and_it_is_kept_and_audited() {
+    let api = spawn_api().await;
+    let url = |id: &str| format!("{}/api/v1/subscribers/{id}/consent", api.base);
+    let post = |id: &str, token: &str, body: Value| api.client.post(url(id)).bearer_auth(token).json(&body).send();
+    let body = json!({"bill_sms": false, "reason": "customer asked at the service desk, ticket 4711"});
+    assert_eq!(post("S01000000", REGULATOR, body.clone()).await.unwrap().status(), 403);
+    assert_eq!(post("S01000000", OPERATOR, json!({"bill_sms": false, "reason": " "})).await.unwrap().status(), 400);
+    assert_eq!(post("NOBODY", OPERATOR, body.clone()).await.unwrap().status(), 404);
+    let changed: Value = post("S01000000", OPERATOR, body.clone()).await.unwrap().json().await.unwrap();
+    assert_eq!(changed, json!({"subscriber_id": "S01000000", "bill_sms": false, "changed": true}));
+    let again: Value = post("S01000000", OPERATOR, body).await.unwrap().json().await.unwrap();
+    assert_eq!(again["changed"], false);
+
+    let mut tx = api.app.app.store.begin().await.unwrap();
+    let kept: Vec<(i64, String, String)> = sqlx::query_as(
+        "SELECT bill_sms, source, reason FROM consent_changes WHERE subscriber_id = 'S01000000' ORDER BY id",
+    )
+    .fetch_all(&mut *tx)
+    .await
+    .unwrap();
+    drop(tx);
+    assert_eq!(kept, [(0, "operator".to_string(), "customer asked at the service desk, ticket 4711".to_string())]);
+    let audit = api.get_json("/api/v1/audit?limit=1000", OPERATOR).await;
+    let consent_entries = audit["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["path"].as_str().unwrap().ends_with("/consent") && e["method"] == "POST")
+        .count();
+    assert_eq!(consent_entries, 5, "every attempt is audited, refused or not");
     api.finish().await;
 }

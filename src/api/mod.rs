@@ -2,6 +2,7 @@
 //! Every route that takes a token checks it against the SHA-256 hashes in `api.tokens`.
 
 mod auth;
+mod consent;
 pub mod openapi;
 mod reads;
 mod receipts;
@@ -134,7 +135,7 @@ async fn healthz(State(state): State<Arc<ApiState>>) -> Response {
 fn roles_for(path: &str) -> Option<&'static [Role]> {
     if path.starts_with("/api/v1/dlr") || path.starts_with("/api/v1/mo") {
         None
-    } else if path == "/api/v1/audit" {
+    } else if path == "/api/v1/audit" || (path.starts_with("/api/v1/subscribers/") && path.ends_with("/consent")) {
         Some(&[Role::Operator])
     } else {
         Some(&[Role::Regulator, Role::Operator])
@@ -271,6 +272,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/api/v1/dlr", post(receipts::generic))
         .route("/api/v1/dlr/jasmin", post(receipts::jasmin))
         .route("/api/v1/mo", post(replies::receive))
+        .route("/api/v1/subscribers/{subscriber_id}/consent", post(consent::set))
         .merge(reads)
         .route_layer(middleware::from_fn_with_state(state.clone(), guard));
     let open = Router::new()

@@ -137,6 +137,22 @@ pub struct MoAnswer {
     pub answered: bool,
 }
 
+/// An operator's change of a subscriber's choice of bill SMS.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct ConsentBody {
+    pub bill_sms: bool,
+    /// Why, kept with the change (1 to 500 characters).
+    pub reason: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ConsentAnswer {
+    pub subscriber_id: String,
+    pub bill_sms: bool,
+    /// False when it was so already.
+    pub changed: bool,
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Health {
     pub status: String,
