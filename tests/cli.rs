@@ -34,7 +34,7 @@ fn import_prints_the_summary_line_and_writes_rejects() {
     assert_eq!(String::from_utf8(again.stdout).unwrap(), "accepted=0 duplicate=4 rejected=0\n");
 
     let subscribers = billpush(dir.path(), &["import", "subscribers", "subscribers.csv"], &[]);
-    assert_eq!(String::from_utf8(subscribers.stdout).unwrap(), "accepted=12 duplicate=0 rejected=7\n");
+    assert_eq!(String::from_utf8(subscribers.stdout).unwrap(), "accepted=12 duplicate=0 rejected=7 consent_kept=0\n");
     let rejects = std::fs::read_to_string(dir.path().join("subscribers.csv.rejects.csv")).unwrap();
     assert!(rejects.starts_with("line,reason,subscriber_id,msisdn,"), "{rejects}");
     assert!(rejects.contains("\n14,\"msisdn: \"\"12345\"\" is not an E.164 number"), "{rejects}");

@@ -182,3 +182,60 @@ async fn an_answer_through_rabbitmq_is_queued_before_the_reply_is_acknowledged()
     serving.finish().await;
     app.cleanup().await;
 }
+
+/// A subscriber's own opt-out is the latest word: re-importing the subscriber file with
+/// `bill_sms = true` keeps it (counted as consent_kept), an empty cell keeps what is stored,
+/// and only the subscriber's KTZD (or an operator) undoes it.
+#[tokio::test]
+async fn a_reimport_never_undoes_an_opt_out_by_reply_and_empty_cells_keep_what_is_stored() {
+    let (app, url, serving) = serve(Backend::Postgres, false).await;
+    let opt_out = reply_at(&url, "14611178002", "TDZD", "2026-11-02T10:00:00+08:00").await;
+    assert_eq!(opt_out["action"], "opt_out");
+    let header = "subscriber_id,msisdn,name,plan_id,language,billing_day,status,bill_sms\n";
+    let file = app.write_input(
+        "again.csv",
+        &format!("{header}S01000000,+8614611178002,张伟,P58,,,,true\nS01000001,15126614242,王芳,P19,en,,,false\n"),
+    );
+    let counts = app.import(billpush::import::ImportKind::Subscribers, &file).await;
+    assert_eq!((counts.accepted, counts.duplicate, counts.consent_kept), (2, 0, 1));
+    let bill_sms = |id: &'static str| {
+        let store = app.app.store.clone();
+        async move {
+            let mut tx = store.begin().await.unwrap();
+            let row: (i64, String, i64) =
+                sqlx::query_as("SELECT bill_sms, language, billing_day FROM subscribers WHERE subscriber_id = $1")
+                    .bind(id)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .unwrap();
+            row
+        }
+    };
+    assert_eq!(bill_sms("S01000000").await, (0, "zh".to_string(), 1), "the reply's opt-out stands");
+    assert_eq!(bill_sms("S01000001").await, (0, "en".to_string(), 1), "an import may opt a subscriber out");
+
+    // An import's own opt-out is no subscriber's word: a later import undoes it.
+    let file = app.write_input("later.csv", &format!("{header}S01000001,15126614242,王芳,P19,,,,true\n"));
+    let counts = app.import(billpush::import::ImportKind::Subscribers, &file).await;
+    assert_eq!((counts.accepted, counts.consent_kept), (1, 0));
+    assert_eq!(bill_sms("S01000001").await, (1, "en".to_string(), 1), "the empty language cell kept en");
+
+    // KTZD undoes the subscriber's own opt-out; the history holds every change with its source.
+    let back = reply_at(&url, "14611178002", "KTZD", "2026-11-02T11:00:00+08:00").await;
+    assert_eq!(back["action"], "opt_in");
+    assert_eq!(bill_sms("S01000000").await.0, 1);
+    let mut tx = app.app.store.begin().await.unwrap();
+    let history: Vec<(String, i64, String)> =
+        sqlx::query_as("SELECT subscriber_id, bill_sms, source FROM consent_changes ORDER BY id")
+            .fetch_all(&mut *tx)
+            .await
+            .unwrap();
+    drop(tx);
+    let history: Vec<(&str, i64, &str)> = history.iter().map(|(s, b, o)| (s.as_str(), *b, o.as_str())).collect();
+    assert_eq!(
+        history,
+        [("S01000000", 0, "reply"), ("S01000001", 0, "import"), ("S01000001", 1, "import"), ("S01000000", 1, "reply")]
+    );
+    serving.finish().await;
+    app.cleanup().await;
+}

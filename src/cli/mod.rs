@@ -289,7 +289,14 @@ pub async fn execute(cli: Cli) -> anyhow::Result<()> {
             let mode = if strict { ImportMode::Strict } else { ImportMode::Lenient };
             let rejects = rejects.unwrap_or_else(|| crate::import::rejects_path(&file));
             let counts = app.import_with_rejects(kind, &file, mode, &rejects).await?;
-            println!("accepted={} duplicate={} rejected={}", counts.accepted, counts.duplicate, counts.rejected);
+            let consent = match kind {
+                ImportKind::Subscribers => format!(" consent_kept={}", counts.consent_kept),
+                _ => String::new(),
+            };
+            println!(
+                "accepted={} duplicate={} rejected={}{consent}",
+                counts.accepted, counts.duplicate, counts.rejected
+            );
             if counts.rejected > 0 {
                 eprintln!("rejected rows are in {}", rejects.display());
             }

@@ -20,16 +20,19 @@ pub struct Plan {
     pub sms_count: i64,
 }
 
+/// A subscriber as a `subscribers.csv` row gives it. An optional field is `None` where its
+/// cell was empty or its column absent: a new subscriber takes the default, an existing one
+/// keeps what is stored (docs/contract.md §1).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Subscriber {
     pub subscriber_id: String,
     pub msisdn: Msisdn,
-    pub name: String,
+    pub name: Option<String>,
     pub plan_id: String,
-    pub language: Language,
-    pub billing_day: BillingDay,
-    pub status: SubscriberStatus,
-    pub bill_sms: bool,
+    pub language: Option<Language>,
+    pub billing_day: Option<BillingDay>,
+    pub status: Option<SubscriberStatus>,
+    pub bill_sms: Option<bool>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

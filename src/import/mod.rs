@@ -269,6 +269,8 @@ struct Writer<'a> {
     strict: bool,
     /// Where usage totals cut months.
     timezone: Tz,
+    /// When the import began: the time of the consent changes it makes.
+    started_at: chrono::DateTime<chrono::Utc>,
     rejects: csv::Writer<BufWriter<File>>,
     rejects_path: PathBuf,
     counts: ImportCounts,
@@ -351,7 +353,12 @@ impl Writer<'_> {
         }
         let written = match self.kind {
             ImportKind::Plans => db::write_plans(tx, &all!(Plan)).await?,
-            ImportKind::Subscribers => db::write_subscribers(tx, &all!(Subscriber)).await?,
+            ImportKind::Subscribers => {
+                let rows = all!(Subscriber);
+                let written = db::write_subscribers(tx, &rows, self.started_at).await?;
+                self.counts.consent_kept += written.consent_kept;
+                written.accepted
+            }
             ImportKind::Usage => {
                 let rows: Vec<SubscriberUsage> =
                     good.into_iter().filter_map(|r| if let Row::Usage(r) = r { Some(r) } else { None }).collect();
@@ -491,6 +498,7 @@ pub async fn import_file(
         kind,
         strict,
         timezone,
+        started_at,
         rejects,
         rejects_path: rejects_file.clone(),
         counts: ImportCounts::default(),

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use csv::ByteRecord;
 
 use crate::domain::bill::{UsageRecord, MAX_RECORD_QUANTITY};
-use crate::domain::category::{Category, Language};
+use crate::domain::category::Category;
 use crate::domain::flags::VasOrder;
 use crate::domain::money::{Fen, MAX_RECORD_AMOUNT_FEN};
 use crate::domain::msisdn::{normalise_reported_number, Msisdn};
@@ -162,31 +162,37 @@ pub fn parse_subscriber(f: &Fields) -> Result<Subscriber, RowError> {
     let subscriber_id = f.key("subscriber_id", 64)?;
     let msisdn = Msisdn::parse(f.value("msisdn")?).map_err(|e| reject("msisdn", e))?;
     let language = match f.value("language")? {
-        "" => Language::Zh,
-        other => other.parse().map_err(|e: String| reject("language", e))?,
+        "" => None,
+        other => Some(other.parse().map_err(|e: String| reject("language", e))?),
     };
     let billing_day = match f.value("billing_day")? {
-        "" => BillingDay::FIRST,
+        "" => None,
         _ => {
             let day = f.integer("billing_day")?;
-            BillingDay::new(day).ok_or_else(|| reject("billing_day", format!("{day} is not between 1 and 28")))?
+            Some(BillingDay::new(day).ok_or_else(|| reject("billing_day", format!("{day} is not between 1 and 28")))?)
         }
     };
     let status = match f.value("status")? {
-        "" | "active" => SubscriberStatus::Active,
-        "suspended" => SubscriberStatus::Suspended,
-        "closed" => SubscriberStatus::Closed,
+        "" => None,
+        "active" => Some(SubscriberStatus::Active),
+        "suspended" => Some(SubscriberStatus::Suspended),
+        "closed" => Some(SubscriberStatus::Closed),
         other => return Err(reject("status", format!("{other:?} is not active, suspended or closed"))),
     };
+    let bill_sms = match f.value("bill_sms")? {
+        "" => None,
+        _ => Some(f.boolean("bill_sms", true)?),
+    };
+    let name = f.text("name")?;
     Ok(Subscriber {
         subscriber_id,
         msisdn,
-        name: f.text("name")?,
+        name: (!name.is_empty()).then_some(name),
         plan_id: f.key("plan_id", 64)?,
         language,
         billing_day,
         status,
-        bill_sms: f.boolean("bill_sms", true)?,
+        bill_sms,
     })
 }
 
@@ -331,7 +337,7 @@ mod tests {
     }
 
     #[test]
-    fn subscriber_defaults_apply_to_empty_fields() {
+    fn empty_optional_subscriber_fields_are_left_for_the_store_to_fill() {
         let row = parse(
             SUBSCRIBER_COLUMNS,
             "subscriber_id,msisdn,plan_id,language,billing_day,status,bill_sms",
@@ -339,10 +345,7 @@ mod tests {
             parse_subscriber,
         )
         .unwrap();
-        assert_eq!(row.language, Language::Zh);
-        assert_eq!(row.billing_day, BillingDay::FIRST);
-        assert_eq!(row.status, SubscriberStatus::Active);
-        assert!(row.bill_sms);
+        assert_eq!((row.name, row.language, row.billing_day, row.status, row.bill_sms), (None, None, None, None, None));
         assert_eq!(row.msisdn.as_str(), "+8613800138000");
     }
 

@@ -2,20 +2,26 @@
 //! record of each import, written a batch at a time (`batch::insert_values`). Each write
 //! returns how many rows it changed, so an import can count re-imported rows as duplicates.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
+use sqlx::Row;
 
 use super::batch::{insert_values, Table, Value};
 use super::json_rows::JsonRows;
+use super::replies::{record_consent_change, ConsentSource};
 use super::{to_micros, Store, StoreResult, Tx};
-use crate::domain::records::{Plan, SpamReport, Subscriber, SubscriberOrder};
+use crate::domain::category::Language;
+use crate::domain::records::{Plan, SpamReport, Subscriber, SubscriberOrder, SubscriberStatus};
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ImportCounts {
     pub accepted: u64,
     pub duplicate: u64,
     pub rejected: u64,
+    /// Subscriber rows whose `bill_sms = true` kept the subscriber's own opt-out.
+    #[serde(default)]
+    pub consent_kept: u64,
 }
 
 impl Store {
@@ -72,23 +78,138 @@ pub async fn write_plans(tx: &mut Tx, rows: &[&Plan]) -> StoreResult<u64> {
     insert_values(tx, PLANS, &PLANS.update_on_conflict(&["plan_id"]), &rows).await
 }
 
-pub async fn write_subscribers(tx: &mut Tx, rows: &[&Subscriber]) -> StoreResult<u64> {
-    let rows: Vec<_> = rows
+/// What a batch of subscriber rows did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SubscribersWritten {
+    /// Rows that changed a subscriber, or made one, or kept an opt-out (such a row is
+    /// accepted, the rest of it applied).
+    pub accepted: u64,
+    /// Rows whose `bill_sms = true` did not undo the subscriber's own opt-out.
+    pub consent_kept: u64,
+}
+
+/// A subscriber as stored, with where its choice of bill SMS last came from.
+struct Stored {
+    name: String,
+    language: String,
+    billing_day: i64,
+    status: String,
+    bill_sms: bool,
+    consent_source: Option<String>,
+}
+
+/// Writes a batch of subscribers: an empty optional cell keeps an existing subscriber's value
+/// and takes the default for a new one; `bill_sms = true` never undoes an opt-out the
+/// subscriber made by reply (docs/contract.md §7.5); a change of `bill_sms` is kept as a
+/// consent change of source `import` at `at`.
+pub async fn write_subscribers(
+    tx: &mut Tx,
+    rows: &[&Subscriber],
+    at: DateTime<Utc>,
+) -> StoreResult<SubscribersWritten> {
+    let stored = stored_subscribers(tx, rows).await?;
+    let mut written = SubscribersWritten::default();
+    let mut kept_unchanged = 0u64;
+    let mut changes = Vec::new();
+    let resolved: Vec<(&Subscriber, String, &'static str, i64, &'static str, bool)> = rows
         .iter()
         .map(|r| {
+            let old = stored.get(&r.subscriber_id);
+            let name = r.name.clone().or_else(|| old.map(|o| o.name.clone())).unwrap_or_default();
+            let language = r
+                .language
+                .map(Language::as_str)
+                .or_else(|| old.and_then(|o| stored_language(&o.language)))
+                .unwrap_or("zh");
+            let billing_day =
+                r.billing_day.map(|d| i64::from(d.get())).or_else(|| old.map(|o| o.billing_day)).unwrap_or(1);
+            let status = r
+                .status
+                .map(SubscriberStatus::as_str)
+                .or_else(|| old.and_then(|o| stored_status(&o.status)))
+                .unwrap_or("active");
+            let own_opt_out = old.is_some_and(|o| !o.bill_sms && o.consent_source.as_deref() == Some("reply"));
+            let kept = own_opt_out && r.bill_sms == Some(true);
+            let bill_sms = if kept { false } else { r.bill_sms.or_else(|| old.map(|o| o.bill_sms)).unwrap_or(true) };
+            if kept {
+                written.consent_kept += 1;
+                let unchanged = old.is_some_and(|o| {
+                    o.name == name && o.language == language && o.billing_day == billing_day && o.status == status
+                });
+                kept_unchanged += u64::from(unchanged);
+            }
+            if old.is_some_and(|o| o.bill_sms != bill_sms) {
+                changes.push((r.subscriber_id.clone(), bill_sms));
+            }
+            (*r, name, language, billing_day, status, bill_sms)
+        })
+        .collect();
+    let values: Vec<_> = resolved
+        .iter()
+        .map(|(r, name, language, billing_day, status, bill_sms)| {
             [
                 Value::Text(&r.subscriber_id),
                 Value::Text(r.msisdn.as_str()),
-                Value::Text(&r.name),
+                Value::Text(name),
                 Value::Text(&r.plan_id),
-                Value::Text(r.language.as_str()),
-                Value::Int(i64::from(r.billing_day.get())),
-                Value::Text(r.status.as_str()),
-                Value::Int(i64::from(r.bill_sms)),
+                Value::Text(language),
+                Value::Int(*billing_day),
+                Value::Text(status),
+                Value::Int(i64::from(*bill_sms)),
             ]
         })
         .collect();
-    insert_values(tx, SUBSCRIBERS, &SUBSCRIBERS.update_on_conflict(&["subscriber_id"]), &rows).await
+    let stored_rows =
+        insert_values(tx, SUBSCRIBERS, &SUBSCRIBERS.update_on_conflict(&["subscriber_id"]), &values).await?;
+    for (subscriber_id, bill_sms) in changes {
+        record_consent_change(tx, &subscriber_id, bill_sms, ConsentSource::Import, "import", at).await?;
+    }
+    written.accepted = stored_rows + kept_unchanged;
+    Ok(written)
+}
+
+fn stored_language(text: &str) -> Option<&'static str> {
+    text.parse::<Language>().ok().map(Language::as_str)
+}
+
+fn stored_status(text: &str) -> Option<&'static str> {
+    [SubscriberStatus::Active, SubscriberStatus::Suspended, SubscriberStatus::Closed]
+        .into_iter()
+        .find(|s| s.as_str() == text)
+        .map(SubscriberStatus::as_str)
+}
+
+/// The stored subscribers among `rows`, by id.
+async fn stored_subscribers(tx: &mut Tx, rows: &[&Subscriber]) -> StoreResult<HashMap<String, Stored>> {
+    let mut stored = HashMap::new();
+    for chunk in rows.chunks(1000) {
+        let sql = format!(
+            "SELECT s.subscriber_id, s.name, s.language, s.billing_day, s.status, s.bill_sms,
+                    (SELECT c.source FROM consent_changes c WHERE c.subscriber_id = s.subscriber_id
+                     ORDER BY c.id DESC LIMIT 1) AS consent_source
+             FROM subscribers s WHERE s.subscriber_id IN ({})",
+            super::placeholders(1, chunk.len())
+        );
+        let mut query = sqlx::query(&sql);
+        for row in chunk {
+            query = query.bind(&row.subscriber_id);
+        }
+        for r in query.fetch_all(&mut **tx).await? {
+            let bill_sms: i64 = r.try_get("bill_sms")?;
+            stored.insert(
+                r.try_get("subscriber_id")?,
+                Stored {
+                    name: r.try_get("name")?,
+                    language: r.try_get("language")?,
+                    billing_day: r.try_get("billing_day")?,
+                    status: r.try_get("status")?,
+                    bill_sms: bill_sms != 0,
+                    consent_source: r.try_get("consent_source")?,
+                },
+            );
+        }
+    }
+    Ok(stored)
 }
 
 /// An order is keyed by subscriber, service and order time; a later file may fill in its
