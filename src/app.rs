@@ -45,6 +45,8 @@ pub struct App {
     clock: Arc<dyn Clock>,
     progress: Arc<dyn Reporter>,
     broker: tokio::sync::OnceCell<Arc<AmqpQueue>>,
+    /// With the in-process queue: where `serve` hands answers to its own push.
+    answers: std::sync::OnceLock<MemoryQueue>,
 }
 
 /// What a health check found not answering.
@@ -106,6 +108,7 @@ impl App {
             clock,
             progress: Arc::new(Silent),
             broker: tokio::sync::OnceCell::new(),
+            answers: std::sync::OnceLock::new(),
         })
     }
 
@@ -179,8 +182,25 @@ impl App {
         Ok(Some(queue.clone()))
     }
 
-    /// The replies service, answering through the app's broker connection (with the
-    /// in-process queue, answers wait for the month's next `run`).
+    /// With the in-process queue, pushes the answers to replies this process writes until
+    /// `stop`, so that a subscriber's TDZD is confirmed within seconds, not at the month's
+    /// next `run`. `serve` runs it; quiet hours hold answers as they hold every SMS.
+    /// The in-process queue answers are handed to from now on, created on the first call
+    /// (before the server takes a request, so no answer misses it).
+    pub fn answer_queue(&self) -> MemoryQueue {
+        self.answers.get_or_init(|| MemoryQueue::new(LOCAL_QUEUE_CAPACITY)).clone()
+    }
+
+    pub async fn push_answers(&self, stop: CancellationToken) -> anyhow::Result<PushCounts> {
+        let queue = self.answer_queue();
+        let gateway = self.gateway()?;
+        let limiter = Arc::new(self.limiter(gateway.as_ref(), 1));
+        self.pusher(Arc::new(queue), gateway, limiter).drain(&stop, &Silent).await
+    }
+
+    /// The replies service, answering through the app's broker connection, or with the
+    /// in-process queue through `push_answers` where it runs (elsewhere, answers wait for the
+    /// month's next `run`).
     pub async fn replies(&self) -> anyhow::Result<Replies<'_>> {
         self.broker().await?;
         Ok(Replies {
@@ -188,7 +208,10 @@ impl App {
             renderer: &self.renderer,
             clock: self.clock.as_ref(),
             timezone: self.settings.timezone,
-            queue: self.broker.get().map(|broker| broker.as_ref() as &dyn Queue),
+            queue: match self.broker.get() {
+                Some(broker) => Some(broker.as_ref() as &dyn Queue),
+                None => self.answers.get().map(|answers| answers as &dyn Queue),
+            },
             vas_cancel_code: &self.settings.config.operator.vas_cancel_code,
             max_answers_per_day: self.settings.config.replies.max_per_day,
         })
@@ -218,6 +241,7 @@ impl App {
             clock: Arc::new(SystemClock),
             progress: Arc::new(Silent),
             broker: tokio::sync::OnceCell::new(),
+            answers: std::sync::OnceLock::new(),
         };
         let health = app.health().await;
         app.store.close().await;

@@ -44,6 +44,19 @@ async fn reply(url: &str, token: &str, from: &str, text: &str) -> (u16, Value) {
     (status, response.json().await.unwrap_or(Value::Null))
 }
 
+/// The texts in the sink's outbox once it holds `count` messages (waited for, up to 30 s).
+async fn wait_for_outbox(app: &TestApp, count: usize) -> Vec<String> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let outbox = app.outbox();
+        if outbox.len() >= count {
+            return outbox.iter().map(|m| m["text"].as_str().unwrap().to_string()).collect();
+        }
+        assert!(std::time::Instant::now() < deadline, "{} of {count} messages after 30 s", outbox.len());
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 async fn reply_at(url: &str, from: &str, text: &str, at: &str) -> Value {
     let response = reqwest::Client::new()
         .post(url)
@@ -83,10 +96,10 @@ async fn a_bare_td_changes_nothing_tdzd_opts_out_once_and_ktzd_opts_back_in() {
     let back = reply_at(&url, sender, "ktzd", at).await;
     assert_eq!((back["action"].as_str(), back["answered"].as_bool()), (Some("opt_in"), Some(true)));
 
-    // The answers go out with November's run, in the month they were asked in.
-    let report = app.run("2026-11", "2026-11-05T00:00:00+08:00").await;
-    assert_eq!(report.push.accepted, 5);
-    let texts: Vec<String> = app.outbox().iter().map(|m| m["text"].as_str().unwrap().to_string()).collect();
+    // Without a broker, serve pushes the five answers itself; October's ten bills went out
+    // with the run.
+    let texts: Vec<String> = wait_for_outbox(&app, 15).await;
+    assert_eq!(texts.len(), 15);
     let help: Vec<&String> = texts.iter().filter(|t| t.contains("未退订任何业务")).collect();
     assert_eq!(help.len(), 3);
     assert!(help.iter().all(|t| t.contains("TDZD") && t.contains("0000") && t.contains("10000")), "{help:?}");
@@ -237,5 +250,23 @@ async fn a_reimport_never_undoes_an_opt_out_by_reply_and_empty_cells_keep_what_i
         [("S01000000", 0, "reply"), ("S01000001", 0, "import"), ("S01000001", 1, "import"), ("S01000000", 1, "reply")]
     );
     serving.finish().await;
+    app.cleanup().await;
+}
+
+/// Without a broker, `serve` pushes the answers itself: the subscriber's confirmation is in
+/// the outbox without waiting for the month's next run.
+#[tokio::test]
+async fn without_a_broker_serve_pushes_the_answer_itself() {
+    let (app, url, serving) = serve(Backend::Sqlite, false).await;
+    let answer = reply_at(&url, "14611178002", "TDZD", "2026-11-02T10:00:00+08:00").await;
+    assert_eq!((answer["action"].as_str(), answer["answered"].as_bool()), (Some("opt_out"), Some(true)));
+    wait_for_outbox(&app, 1).await;
+    let confirmation = &app.outbox()[0];
+    assert!(confirmation["text"].as_str().unwrap().contains("KTZD"), "{confirmation}");
+    assert_eq!(confirmation["to"], "+8614611178002");
+    serving.finish().await;
+    let deliveries = app.export(ExportKind::Deliveries, "2026-11").await;
+    assert_eq!(deliveries.len(), 1);
+    assert_eq!(deliveries[0]["status"], "accepted");
     app.cleanup().await;
 }

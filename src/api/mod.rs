@@ -317,10 +317,19 @@ pub async fn serve(
         let (state, stop) = (state.clone(), stop.clone());
         tokio::spawn(async move { state.app.keep_counts_current(stop).await })
     };
+    // Without a broker, this process pushes the answers to replies itself.
+    let answers = (state.app.settings.config.queue.url == "memory://").then(|| {
+        state.app.answer_queue();
+        let (state, stop) = (state.clone(), stop.clone());
+        tokio::spawn(async move { state.app.push_answers(stop).await })
+    });
     // Ends when `stop` is cancelled, and cancels it if the server ends on its own.
     let served = listener.serve(router(state), stop).await;
     sweeper.await?;
     counts.await?;
+    if let Some(answers) = answers {
+        answers.await??;
+    }
     Ok(served?)
 }
 
