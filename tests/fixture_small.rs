@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use billpush::export::ExportKind;
 use billpush::import::ImportMode;
 use billpush::import::{rejects_path, ImportError, ImportKind};
-use common::{fixture_dir, spawn_app, Backend, TestApp};
+use common::{assert_import_counts, fixture_dir, spawn_app, Backend, TestApp};
 use serde_json::Value;
 
 const MONTHS: [&str; 3] = ["2026-08", "2026-09", "2026-10"];
@@ -38,17 +38,7 @@ async fn fixture_matches_expected(backend: Backend) {
     let expected: Value =
         serde_json::from_str(&std::fs::read_to_string(fixture_dir().join("expected/imports.json")).unwrap()).unwrap();
     for (kind, got) in &counts {
-        let key = kind.as_str().replace('-', "_");
-        let want = &expected[&key];
-        assert_eq!(
-            (got.accepted, got.duplicate, got.rejected),
-            (
-                want["accepted"].as_u64().unwrap(),
-                want["duplicate"].as_u64().unwrap(),
-                want["rejected"].as_u64().unwrap()
-            ),
-            "{key} import counts"
-        );
+        assert_import_counts(*kind, got, &expected);
     }
 
     // Every rejected row names the field that is wrong.

@@ -8,7 +8,7 @@ mod common;
 use std::path::PathBuf;
 
 use billpush::export::ExportKind;
-use common::{spawn_app, Backend, FIXTURE_FILES};
+use common::{assert_import_counts, spawn_app, Backend, FIXTURE_FILES};
 use serde_json::Value;
 
 const MONTHS: [&str; 3] = ["2026-08", "2026-09", "2026-10"];
@@ -46,16 +46,7 @@ async fn spam_aggregates_match_expected(backend: Backend) {
         serde_json::from_str(&std::fs::read_to_string(fixture("expected/imports.json")).unwrap()).unwrap();
     for (kind, name) in FIXTURE_FILES {
         let got = app.import(kind, &app.copy_input(&fixture(name))).await;
-        let want = &expected[kind.as_str().replace('-', "_")];
-        assert_eq!(
-            (got.accepted, got.duplicate, got.rejected),
-            (
-                want["accepted"].as_u64().unwrap(),
-                want["duplicate"].as_u64().unwrap(),
-                want["rejected"].as_u64().unwrap()
-            ),
-            "{name} import counts"
-        );
+        assert_import_counts(kind, &got, &expected);
     }
     for month in MONTHS {
         app.run(month, AS_OF).await;

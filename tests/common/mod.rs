@@ -50,6 +50,19 @@ pub fn month(s: &str) -> BillingMonth {
     s.parse().unwrap()
 }
 
+/// Asserts an import's counts equal a fixture's `expected/imports.json` entry for its kind.
+#[allow(dead_code)] // used by the fixture tests only
+pub fn assert_import_counts(kind: ImportKind, got: &ImportCounts, expected: &serde_json::Value) {
+    let key = kind.as_str().replace('-', "_");
+    let want = &expected[&key];
+    let number = |field: &str| want[field].as_u64().unwrap_or_else(|| panic!("{key}.{field} in imports.json"));
+    assert_eq!(
+        (got.accepted, got.duplicate, got.rejected),
+        (number("accepted"), number("duplicate"), number("rejected")),
+        "{key} import counts"
+    );
+}
+
 /// A running `serve`: where it listens, and how to stop it.
 pub struct Serving {
     pub address: std::net::SocketAddr,
