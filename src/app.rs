@@ -101,7 +101,11 @@ impl App {
         let store = Store::connect(&database_url, config.database.max_connections)
             .await
             .context("cannot open the database (database.url)")?;
-        Ok(App {
+        Ok(App::assemble(settings, store, renderer, clock))
+    }
+
+    fn assemble(settings: Settings, store: Store, renderer: Renderer, clock: Arc<dyn Clock>) -> App {
+        App {
             settings,
             store,
             renderer: Arc::new(renderer),
@@ -109,7 +113,7 @@ impl App {
             progress: Arc::new(Silent),
             broker: tokio::sync::OnceCell::new(),
             answers: std::sync::OnceLock::new(),
-        })
+        }
     }
 
     /// Reports the progress of long steps to `progress` (the CLI's bars) instead of nowhere.
@@ -234,15 +238,7 @@ impl App {
         })?;
         let renderer = Renderer::load(None, "health", "", settings.timezone, settings.max_segments)
             .expect("the built-in templates load");
-        let app = App {
-            settings,
-            store,
-            renderer: Arc::new(renderer),
-            clock: Arc::new(SystemClock),
-            progress: Arc::new(Silent),
-            broker: tokio::sync::OnceCell::new(),
-            answers: std::sync::OnceLock::new(),
-        };
+        let app = App::assemble(settings, store, renderer, Arc::new(SystemClock));
         let health = app.health().await;
         app.store.close().await;
         health
