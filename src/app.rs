@@ -9,7 +9,7 @@ use anyhow::Context;
 use chrono::{DateTime, Datelike, Utc};
 use tokio_util::sync::CancellationToken;
 
-use crate::billing::{BillBuilder, BillingRules, BuildMode, BuildReport};
+use crate::billing::{BillBuilder, BillingRules, BuildMode, BuildReport, FlagNotices};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{GatewayKind, Settings};
 use crate::domain::delivery::DeliveryStatus;
@@ -151,6 +151,11 @@ impl App {
                 timezone: self.settings.timezone,
                 grace: self.settings.grace,
                 spike: self.settings.spike,
+                flag_notices: if self.settings.config.flags.notify_opted_out {
+                    FlagNotices::ToOptedOut
+                } else {
+                    FlagNotices::Off
+                },
             },
             clock: self.clock.clone(),
         }

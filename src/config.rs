@@ -196,11 +196,14 @@ pub struct FlagsConfig {
     /// A bill is a spike above this multiple of the usual total; up to two decimals.
     pub spike_ratio: f64,
     pub spike_min_fen: i64,
+    /// An opted-out subscriber whose bill has flagged charges or a spike still gets one short
+    /// `flag_notice`: a warning of money taken without consent is a service notice.
+    pub notify_opted_out: bool,
 }
 
 impl Default for FlagsConfig {
     fn default() -> Self {
-        FlagsConfig { spike_ratio: 3.0, spike_min_fen: 5000 }
+        FlagsConfig { spike_ratio: 3.0, spike_min_fen: 5000, notify_opted_out: true }
     }
 }
 

@@ -164,7 +164,11 @@ async fn pages_and_filters_return_exactly_what_the_database_holds() {
     let all = api
         .get_json("/api/v1/deliveries?from=2000-01-01T00:00:00Z&to=2030-01-01T00:00:00Z&limit=1000", REGULATOR)
         .await;
-    assert_eq!(all["items"].as_array().unwrap().len(), 33, "eleven bills in each of three months");
+    assert_eq!(
+        all["items"].as_array().unwrap().len(),
+        36,
+        "eleven bill SMS and the opted-out S01000009's flag notice in each of three months"
+    );
 
     let (status, csv) = api.call(Method::GET, "/api/v1/deliveries.csv?month=2026-10", Some(REGULATOR)).await;
     assert_eq!(status, 200);

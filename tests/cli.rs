@@ -84,10 +84,13 @@ fn run_dry_run_prints_counts_and_samples_and_status_reads_back() {
 
     let run = billpush(dir.path(), &args, &[]);
     let stdout = String::from_utf8(run.stdout).unwrap();
-    assert!(stdout.contains("pushed accepted=10 failed=0"), "{stdout}");
+    // Ten bill SMS, and the flag notice of the opted-out S01000009, whose bill has a flag.
+    assert!(stdout.contains("bill sms queued=10 suppressed=1"), "{stdout}");
+    assert!(stdout.contains("flag notices 1"), "{stdout}");
+    assert!(stdout.contains("pushed accepted=11 failed=0"), "{stdout}");
     let status = billpush(dir.path(), &["status", "--month", "2026-10"], &[]);
     let stdout = String::from_utf8(status.stdout).unwrap();
-    assert!(stdout.contains("deliveries accepted=10 suppressed=1"), "{stdout}");
+    assert!(stdout.contains("deliveries accepted=11 suppressed=1"), "{stdout}");
     assert!(stdout.contains("late records 0"), "{stdout}");
 
     let export = billpush(dir.path(), &["export", "bills", "--month", "2026-10", "--out", "bills.jsonl"], &[]);

@@ -127,14 +127,33 @@ async fn fixture_matches_expected(backend: Backend) {
         }
     }
 
-    // Exactly one SMS per pushed bill, across all three months.
-    let pushed: usize = MONTHS
+    // Exactly one SMS per pushed bill, and one flag notice per suppressed bill with flags or a
+    // spike (docs/contract.md §3), across all three months.
+    let bills: Vec<Value> = MONTHS.iter().flat_map(|m| expected_lines(&format!("bills-{m}.jsonl"))).collect();
+    let pushed = bills.iter().filter(|b| b["expected_delivery"] == "pushed").count();
+    let notices: Vec<&Value> = bills
         .iter()
-        .map(|m| {
-            expected_lines(&format!("bills-{m}.jsonl")).iter().filter(|b| b["expected_delivery"] == "pushed").count()
+        .filter(|b| {
+            b["expected_delivery"] == "suppressed"
+                && (!b["flags"].as_array().unwrap().is_empty() || !b["bill_flags"].as_array().unwrap().is_empty())
         })
-        .sum();
-    app.assert_outbox_holds_each_once(pushed);
+        .collect();
+    assert!(!notices.is_empty(), "the fixture has an opted-out subscriber with flagged charges");
+    app.assert_outbox_holds_each_once(pushed + notices.len());
+    let outbox = app.outbox();
+    for bill in notices {
+        let masked =
+            format!("{}****{}", &bill["msisdn"].as_str().unwrap()[3..6], &bill["msisdn"].as_str().unwrap()[10..]);
+        let notice = outbox
+            .iter()
+            .map(|m| m["text"].as_str().unwrap())
+            .find(|t| t.contains(&masked) && t.contains("此为扣费提醒"))
+            .unwrap_or_else(|| panic!("a flag notice for {}", bill["subscriber_id"]));
+        for flag in bill["flags"].as_array().unwrap() {
+            assert!(notice.contains(flag["service_code"].as_str().unwrap()), "{notice}");
+        }
+        assert!(notice.contains("代收费") && notice.contains("SS"), "{notice}");
+    }
 
     app.cleanup().await;
 }

@@ -45,8 +45,8 @@ async fn a_partial_run_bills_only_due_subscribers_and_the_rerun_sends_nothing_tw
 
     let bills = app.export(ExportKind::Bills, "2026-10").await;
     assert_eq!(bills.len(), 11);
-    // 11 bills, one subscriber opted out.
-    app.assert_outbox_holds_each_once(10);
+    // 11 bills, one subscriber opted out, whose flagged charge still gets a flag notice.
+    app.assert_outbox_holds_each_once(11);
     app.cleanup().await;
 }
 
@@ -139,8 +139,9 @@ async fn a_build_that_fails_between_its_passes_sends_every_bill_once_on_the_next
     let next = app.run("2026-10", "2027-01-01T00:00:00+08:00").await;
     assert_eq!(next.build.billed, 0, "the bills were built once");
     assert_eq!(next.build.by_segments, preview.build.by_segments, "every bill's SMS rendered");
-    assert_eq!(next.push.accepted, 10);
-    app.assert_outbox_holds_each_once(10);
+    // Ten bill SMS and the opted-out subscriber's flag notice.
+    assert_eq!(next.push.accepted, 11);
+    app.assert_outbox_holds_each_once(11);
     let sent: Vec<String> = app.outbox().iter().map(|m| m["text"].as_str().unwrap().to_string()).collect();
     for sample in &preview.build.samples {
         assert!(sent.contains(&sample.text), "SMS not sent as previewed: {}", sample.text);
@@ -326,14 +327,15 @@ async fn messages_built_during_quiet_hours_wait_until_they_end() {
         [at("2027-01-03T08:00:00+08:00")],
         "the worker waited for the end of quiet hours once"
     );
-    assert_eq!(report.push.accepted, 10);
+    // Ten bill SMS and the opted-out subscriber's flag notice.
+    assert_eq!(report.push.accepted, 11);
     let deliveries = app.export(ExportKind::Deliveries, "2026-10").await;
     let accepted_at: Vec<_> = deliveries
         .iter()
         .filter(|d| d["status"] == "accepted")
         .map(|d| d["updated_at"].as_str().unwrap().to_string())
         .collect();
-    assert_eq!(accepted_at.len(), 10);
+    assert_eq!(accepted_at.len(), 11);
     assert!(
         accepted_at.iter().all(|t| t.as_str() >= "2027-01-03T00:00:00"),
         "accepted only after 08:00 local: {accepted_at:?}"
@@ -591,5 +593,23 @@ async fn a_run_killed_mid_push_is_finished_by_the_next_run() {
         .collect();
     assert_eq!(sent.len(), 1000, "every notification reached the working gateway");
     database.close().await;
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn flag_notices_to_opted_out_subscribers_can_be_turned_off() {
+    let app =
+        spawn_app_with(Options { configure: Box::new(|c| c.flags.notify_opted_out = false), ..Options::default() })
+            .await;
+    app.import_fixture().await;
+    let report = app.run("2026-10", "2027-01-01T00:00:00+08:00").await;
+    assert_eq!((report.build.flag_notices, report.push.accepted), (0, 10), "the bill SMS alone");
+    let kinds: Vec<String> = app
+        .export(ExportKind::Deliveries, "2026-10")
+        .await
+        .iter()
+        .map(|d| d["kind"].as_str().unwrap().to_string())
+        .collect();
+    assert!(kinds.iter().all(|k| k == "bill"), "{kinds:?}");
     app.cleanup().await;
 }

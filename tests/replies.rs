@@ -96,10 +96,10 @@ async fn a_bare_td_changes_nothing_tdzd_opts_out_once_and_ktzd_opts_back_in() {
     let back = reply_at(&url, sender, "ktzd", at).await;
     assert_eq!((back["action"].as_str(), back["answered"].as_bool()), (Some("opt_in"), Some(true)));
 
-    // Without a broker, serve pushes the five answers itself; October's ten bills went out
-    // with the run.
-    let texts: Vec<String> = wait_for_outbox(&app, 15).await;
-    assert_eq!(texts.len(), 15);
+    // Without a broker, serve pushes the five answers itself; October's ten bill SMS and the
+    // opted-out S01000009's flag notice went out with the run.
+    let texts: Vec<String> = wait_for_outbox(&app, 16).await;
+    assert_eq!(texts.len(), 16);
     let help: Vec<&String> = texts.iter().filter(|t| t.contains("未退订任何业务")).collect();
     assert_eq!(help.len(), 3);
     assert!(help.iter().all(|t| t.contains("TDZD") && t.contains("0000") && t.contains("10000")), "{help:?}");

@@ -80,14 +80,15 @@ async fn push_over_https(trust_ca: bool) -> (u64, u64, u64) {
 
 #[tokio::test]
 async fn a_gateway_whose_certificate_comes_from_a_trusted_private_ca_takes_the_month() {
+    // Ten bill SMS and the opted-out subscriber's flag notice.
     let (accepted, failed, at_gateway) = push_over_https(true).await;
-    assert_eq!((accepted, failed, at_gateway), (10, 0, 10));
+    assert_eq!((accepted, failed, at_gateway), (11, 0, 11));
 }
 
 #[tokio::test]
 async fn without_the_private_ca_the_same_gateway_is_refused_and_nothing_is_sent() {
     let (accepted, failed, at_gateway) = push_over_https(false).await;
-    assert_eq!((accepted, failed, at_gateway), (0, 10, 0));
+    assert_eq!((accepted, failed, at_gateway), (0, 11, 0));
 }
 
 #[test]
@@ -178,7 +179,7 @@ async fn postgres_with_sslmode_require_speaks_tls_for_the_whole_month() {
     })
     .await;
     app.import_fixture().await;
-    assert_eq!(app.run("2026-10", AS_OF).await.push.accepted, 10);
+    assert_eq!(app.run("2026-10", AS_OF).await.push.accepted, 11);
     let mut tx = app.app.store.begin().await.unwrap();
     let (ssl,): (i64,) =
         sqlx::query_as("SELECT CASE WHEN ssl THEN 1 ELSE 0 END::bigint FROM pg_stat_ssl WHERE pid = pg_backend_pid()")

@@ -13,7 +13,7 @@ use tokio::sync::mpsc::{Receiver, Sender};
 use crate::clock::Clock;
 use crate::domain::bill::summarize_totals;
 use crate::domain::category::Language;
-use crate::domain::delivery::{DeliveryStatus, NotSentReason, BILL_KIND};
+use crate::domain::delivery::{DeliveryStatus, NotSentReason, BILL_KIND, FLAG_NOTICE_KIND};
 use crate::domain::flags::{flag_vas_charges, SpikeRule};
 use crate::domain::money::Fen;
 use crate::domain::period::{billing_period, BillingMonth};
@@ -47,6 +47,9 @@ pub struct BuildReport {
     pub by_segments: BTreeMap<usize, u64>,
     pub flags: BTreeMap<&'static str, u64>,
     pub spikes: u64,
+    /// Flag notices written for opted-out subscribers (not among `by_status`, which counts
+    /// bill SMS).
+    pub flag_notices: u64,
     pub samples: Vec<SampleSms>,
 }
 
@@ -59,6 +62,7 @@ impl BuildReport {
         for (segments, count) in rendered.by_segments {
             *self.by_segments.entry(segments).or_default() += count;
         }
+        self.flag_notices += rendered.flag_notices;
         for sample in rendered.samples {
             self.keep_sample(sample);
         }
@@ -88,6 +92,15 @@ pub struct BillingRules {
     pub timezone: Tz,
     pub grace: chrono::Duration,
     pub spike: SpikeRule,
+    pub flag_notices: FlagNotices,
+}
+
+/// Whether an opted-out subscriber whose bill has flagged charges or a spike gets a
+/// `flag_notice` (`flags.notify_opted_out`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlagNotices {
+    ToOptedOut,
+    Off,
 }
 
 /// How a build hands each page of notifications it commits to the queueing that runs beside
@@ -215,6 +228,7 @@ impl BillBuilder<'_> {
         let renderer = tokio::spawn(render_pages(
             self.renderer.clone(),
             self.clock.clone(),
+            self.rules,
             month,
             born,
             next_page,
@@ -468,11 +482,38 @@ fn render_bill_sms(
     notification
 }
 
+/// An opted-out subscriber's flag notice, counted in `report` (apart from the bill SMS).
+fn render_flag_notice(
+    renderer: &Renderer,
+    facts: &BillFacts,
+    spike: bool,
+    born: DeliveryStatus,
+    report: &mut BuildReport,
+) -> NotificationToWrite {
+    report.flag_notices += 1;
+    let (status, reason, segments, encoding, text) = match renderer.render_flag_notice(facts, spike) {
+        RenderedSms::Fits { text, encoding, segments } => (born, None, segments, Some(encoding), text),
+        RenderedSms::TooLong { segments } => {
+            (DeliveryStatus::Failed, Some(NotSentReason::TooLong), segments, None, String::new())
+        }
+    };
+    NotificationToWrite {
+        id: uuid::Uuid::now_v7().to_string(),
+        kind: FLAG_NOTICE_KIND.to_string(),
+        status,
+        reason,
+        segments: segments as i64,
+        encoding,
+        text,
+    }
+}
+
 /// Renders each page of bills read until there are no more or the writer stops listening;
 /// returns what was rendered in all (statuses, segments, samples).
 async fn render_pages(
     renderer: Arc<Renderer>,
     clock: Arc<dyn Clock>,
+    rules: BillingRules,
     month: BillingMonth,
     born: DeliveryStatus,
     mut pages: Receiver<StoreResult<Vec<UnnotifiedBill>>>,
@@ -486,9 +527,9 @@ async fn render_pages(
         let renderer = renderer.clone();
         let created_at = clock.now();
         let (notifications, so_far) = tokio::task::spawn_blocking(move || {
-            let notifications: Vec<_> = page
-                .into_iter()
-                .map(|bill| {
+            let mut notifications = Vec::with_capacity(page.len());
+            for bill in page {
+                {
                     let facts = BillFacts {
                         msisdn: &bill.msisdn,
                         language: bill.language,
@@ -503,15 +544,21 @@ async fn render_pages(
                         },
                     };
                     let notification = render_bill_sms(&renderer, &facts, bill.bill_sms, born, &mut report);
-                    BillNotification {
-                        subscriber_id: bill.subscriber_id,
-                        month,
-                        msisdn: bill.msisdn,
-                        created_at,
-                        notification,
+                    let notice = (!bill.bill_sms
+                        && rules.flag_notices == FlagNotices::ToOptedOut
+                        && (!bill.flags.is_empty() || bill.spike))
+                        .then(|| render_flag_notice(&renderer, &facts, bill.spike, born, &mut report));
+                    for notification in std::iter::once(notification).chain(notice) {
+                        notifications.push(BillNotification {
+                            subscriber_id: bill.subscriber_id.clone(),
+                            month,
+                            msisdn: bill.msisdn.clone(),
+                            created_at,
+                            notification,
+                        });
                     }
-                })
-                .collect();
+                }
+            }
             (notifications, report)
         })
         .await

@@ -61,7 +61,11 @@ pub async fn run(mut settings: Settings) -> anyhow::Result<()> {
     println!("flags by reason: {}", status.flags.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" "));
     println!("spike bills: {}", status.spikes);
     println!("spam numbers flagged: {}", app.spam_flagged(month).await?);
-    println!("bill sms: {}", status.deliveries.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" "));
+    println!(
+        "messages of the month: {}",
+        status.deliveries.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ")
+    );
+    println!("flag notices to opted-out subscribers: {}", build.flag_notices);
     println!(
         "sms by segments: {}",
         build.by_segments.iter().map(|(k, v)| format!("{k} part(s)={v}")).collect::<Vec<_>>().join(" ")

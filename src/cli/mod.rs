@@ -326,6 +326,9 @@ pub async fn execute(cli: Cli) -> anyhow::Result<()> {
                 build.by_segments.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ")
             )?;
             writeln!(out, "flags {} spike={}", status_line(&build.flags), build.spikes)?;
+            if !dry_run {
+                writeln!(out, "flag notices {}", build.flag_notices)?;
+            }
             if dry_run {
                 for sample in &build.samples {
                     writeln!(

@@ -116,6 +116,9 @@ pub enum Idempotency {
 
 /// The monthly bill SMS; one per subscriber and month.
 pub const BILL_KIND: &str = "bill";
+/// The short warning an opted-out subscriber gets when the month's bill has flagged charges
+/// or a spike; one per subscriber and month.
+pub const FLAG_NOTICE_KIND: &str = "flag_notice";
 
 #[cfg(test)]
 mod tests {

@@ -25,6 +25,21 @@ impl FlagReason {
     pub const ALL: [FlagReason; 4] =
         [FlagReason::NoOrder, FlagReason::AfterCancel, FlagReason::Unconfirmed, FlagReason::Duplicate];
 
+    /// Why the charge is suspect, as a subscriber reads it.
+    pub const fn label(self, language: crate::domain::category::Language) -> &'static str {
+        use crate::domain::category::Language::{En, Zh};
+        match (self, language) {
+            (FlagReason::NoOrder, Zh) => "未订购",
+            (FlagReason::NoOrder, En) => "never ordered",
+            (FlagReason::AfterCancel, Zh) => "退订后仍扣费",
+            (FlagReason::AfterCancel, En) => "charged after cancelling",
+            (FlagReason::Unconfirmed, Zh) => "未经二次确认",
+            (FlagReason::Unconfirmed, En) => "order never confirmed",
+            (FlagReason::Duplicate, Zh) => "重复扣费",
+            (FlagReason::Duplicate, En) => "charged twice",
+        }
+    }
+
     pub const fn as_str(self) -> &'static str {
         match self {
             FlagReason::NoOrder => "no_order",

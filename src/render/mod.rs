@@ -87,6 +87,29 @@ pub struct BillView {
     pub reply: Replies,
 }
 
+/// A flagged charge as a flag notice names it: the service, its code, the amount and why.
+#[derive(Debug, Clone, Serialize)]
+pub struct FlaggedLine {
+    pub name: String,
+    pub code: String,
+    pub amount: String,
+    pub why: &'static str,
+}
+
+/// Everything a flag notice template may name.
+#[derive(Debug, Clone, Serialize)]
+pub struct FlagNoticeView {
+    pub signature: String,
+    pub msisdn: String,
+    pub period_start: String,
+    pub period_end: String,
+    pub flags: FlagsView,
+    pub flagged: Vec<FlaggedLine>,
+    pub spike: bool,
+    pub hotline: String,
+    pub reply: Replies,
+}
+
 /// The plan allowances a bill's usage is shown against.
 #[derive(Debug, Clone, Copy)]
 pub struct Allowances {
@@ -169,7 +192,7 @@ pub struct Renderer {
 }
 
 /// The templates compiled into the program; a configured directory overrides them file by file.
-const BUILT_IN_TEMPLATES: [(&str, &str); 12] = [
+const BUILT_IN_TEMPLATES: [(&str, &str); 16] = [
     ("bill.zh", include_str!("../../templates/bill.zh.hbs")),
     ("bill.zh.short", include_str!("../../templates/bill.zh.short.hbs")),
     ("bill.en", include_str!("../../templates/bill.en.hbs")),
@@ -182,6 +205,10 @@ const BUILT_IN_TEMPLATES: [(&str, &str); 12] = [
     ("optin.en", include_str!("../../templates/optin.en.hbs")),
     ("stophelp.zh", include_str!("../../templates/stophelp.zh.hbs")),
     ("stophelp.en", include_str!("../../templates/stophelp.en.hbs")),
+    ("flag_notice.zh", include_str!("../../templates/flag_notice.zh.hbs")),
+    ("flag_notice.zh.short", include_str!("../../templates/flag_notice.zh.short.hbs")),
+    ("flag_notice.en", include_str!("../../templates/flag_notice.en.hbs")),
+    ("flag_notice.en.short", include_str!("../../templates/flag_notice.en.short.hbs")),
 ];
 
 fn register(registry: &mut Handlebars<'static>, name: &str, source: &str) -> Result<(), TemplateError> {
@@ -286,6 +313,8 @@ impl Renderer {
                     allowances: Allowances { voice_minutes: 100, data_mb: 1024, sms_count: 50 },
                 };
                 self.check_sample(&name, &self.bill_view(&facts))?;
+                let notice = template_name("flag_notice", language, short);
+                self.check_sample(&notice, &self.flag_notice_view(&facts, true))?;
             }
         }
         Ok(())
@@ -450,15 +479,58 @@ impl Renderer {
         }
     }
 
+    /// The flag notice of an opted-out subscriber's bill: every flagged charge named, and
+    /// whether the bill is a spike.
+    pub fn flag_notice_view(&self, facts: &BillFacts, spike: bool) -> FlagNoticeView {
+        let language = facts.language;
+        let name_of = |code: &str| {
+            facts.summary.vas.iter().find(|v| v.service_code == code).map(|v| service_name_for_sms(&v.name))
+        };
+        FlagNoticeView {
+            signature: self.signature(),
+            msisdn: facts.msisdn.masked(),
+            period_start: format_date(local_date(facts.period.start, self.timezone), language),
+            period_end: format_date(last_local_day(&facts.period, self.timezone), language),
+            flags: FlagsView {
+                count: facts.flags.len(),
+                amount: facts.flags.iter().map(|f| f.amount).sum::<Fen>().to_string(),
+            },
+            flagged: facts
+                .flags
+                .iter()
+                .map(|f| FlaggedLine {
+                    name: name_of(&f.service_code).unwrap_or_default(),
+                    code: f.service_code.clone(),
+                    amount: f.amount.to_string(),
+                    why: f.reason.label(language),
+                })
+                .collect(),
+            spike,
+            hotline: self.hotline.clone(),
+            reply: Replies { details: REPLY_DETAILS, dispute: REPLY_DISPUTE, opt_out: REPLY_OPT_OUT },
+        }
+    }
+
+    /// The flag notice: the full template when it fits `sms.max_segments`, else the short one.
+    pub fn render_flag_notice(&self, facts: &BillFacts, spike: bool) -> RenderedSms {
+        let view = Context::wraps(self.flag_notice_view(facts, spike)).expect("a notice view is plain data");
+        self.render_fitting("flag_notice", facts.language, &view)
+    }
+
     /// The bill SMS: the full template when it fits `sms.max_segments`, else the short one.
     pub fn render_bill(&self, facts: &BillFacts) -> RenderedSms {
         // The view becomes handlebars' JSON once, for the short form as well when it is needed.
         let view = Context::wraps(self.bill_view(facts)).expect("a bill view is plain data");
+        self.render_fitting("bill", facts.language, &view)
+    }
+
+    /// The full form of `kind` when it fits `sms.max_segments`, else its short form.
+    fn render_fitting(&self, kind: &str, language: Language, view: &Context) -> RenderedSms {
         let mut segments = 0;
         for short in [false, true] {
             let text = self
-                .render_text(&template_name("bill", facts.language, short), &view)
-                .expect("bill templates were test-rendered at start with every field");
+                .render_text(&template_name(kind, language, short), view)
+                .expect("templates were test-rendered at start with every field");
             let segmented = segment(&text);
             segments = segmented.segments();
             if segments <= self.max_segments {

@@ -50,6 +50,7 @@ pub struct UnnotifiedBill {
     pub msisdn: Msisdn,
     pub language: Language,
     pub bill_sms: bool,
+    pub spike: bool,
     pub period: Period,
     pub summary: BillSummary,
     pub flags: Vec<ChargeFlag>,
@@ -490,7 +491,7 @@ pub async fn unnotified_bills(
     let (stored,): (String,) = sqlx::query_as(&format!(
         "SELECT {} FROM (
              SELECT b.subscriber_id, b.msisdn, b.period_start, b.period_end, {}, b.voice_minutes, b.data_kb,
-                    b.sms_count, b.record_count, b.vas_lines, s.language, s.bill_sms,
+                    b.sms_count, b.record_count, b.vas_lines, b.spike, s.language, s.bill_sms,
                     p.voice_minutes AS plan_voice_minutes, p.data_mb AS plan_data_mb, p.sms_count AS plan_sms_count
              FROM bills b JOIN subscribers s ON s.subscriber_id = b.subscriber_id JOIN plans p ON p.plan_id = s.plan_id
              WHERE b.month = $1 AND b.subscriber_id > $2
@@ -530,6 +531,7 @@ pub async fn unnotified_bills(
             msisdn: Msisdn::from_stored(std::mem::take(&mut page.msisdn[i])),
             language: language.parse().map_err(|_| corrupt("subscribers.language", language))?,
             bill_sms: page.bill_sms[i] != 0,
+            spike: page.spike[i] != 0,
             period: Period { start: from_micros(page.period_start[i]), end: from_micros(page.period_end[i]) },
             summary: BillSummary {
                 categories: CategoryTotals::from_array(amounts.map(Fen::new)),
@@ -579,6 +581,7 @@ columns! {
         sms_count: i64,
         record_count: i64,
         vas_lines: Option<String>,
+        spike: i64,
         language: String,
         bill_sms: i64,
         plan_voice_minutes: i64,
