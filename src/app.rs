@@ -296,8 +296,8 @@ impl App {
         match self.store.status_counts().await {
             Ok(counts) => {
                 for status in DeliveryStatus::ALL {
-                    let count = counts.iter().find(|(s, _)| s == status.as_str()).map_or(0, |(_, n)| *n);
-                    metrics::gauge!("billpush_notifications", "status" => status.as_str()).set(count as f64);
+                    metrics::gauge!("billpush_notifications", "status" => status.as_str())
+                        .set(count_of(&counts, status) as f64);
                 }
             }
             Err(error) => tracing::warn!(%error, "notification counts unavailable"),
@@ -313,9 +313,8 @@ impl App {
             match self.store.month_status_counts(month).await {
                 Ok(counts) => {
                     for status in DeliveryStatus::ALL {
-                        let count = counts.iter().find(|(s, _)| s == status.as_str()).map_or(0, |(_, n)| *n);
                         metrics::gauge!("billpush_month_notifications", "month" => month.to_string(), "status" => status.as_str())
-                            .set(count as f64);
+                            .set(count_of(&counts, status) as f64);
                     }
                 }
                 Err(error) => tracing::warn!(%error, %month, "month notification counts unavailable"),
@@ -627,6 +626,11 @@ impl App {
         Ok(crate::export::spam_numbers(&self.store, &self.settings, month).await?.iter().filter(|n| n.flagged).count()
             as u64)
     }
+}
+
+/// The count of `status` among counts per status, 0 when it has none.
+fn count_of(counts: &[(String, i64)], status: DeliveryStatus) -> i64 {
+    counts.iter().find(|(s, _)| s == status.as_str()).map_or(0, |(_, n)| *n)
 }
 
 /// The months whose bills can become due now: periods of month M end in M+1 (day 28 at the

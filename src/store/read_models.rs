@@ -212,25 +212,25 @@ impl Store {
     }
 
     pub async fn month_status(&self, month: BillingMonth) -> StoreResult<MonthStatus> {
-        let month = month.to_string();
+        let month_text = month.to_string();
         let bills = sqlx::query(
             "SELECT COUNT(*) AS bills, CAST(COALESCE(SUM(total_fen), 0) AS BIGINT) AS total,
                     CAST(COALESCE(SUM(spike), 0) AS BIGINT) AS spikes, CAST(COALESCE(SUM(record_count), 0) AS BIGINT) AS records
              FROM bills WHERE month = $1",
         )
-        .bind(&month)
+        .bind(&month_text)
         .fetch_one(&self.pool)
         .await?;
         let in_periods: i64 = sqlx::query(
             "SELECT COUNT(*) AS n FROM usage_records u JOIN bills b ON b.subscriber_id = u.subscriber_id AND b.month = $1
              WHERE u.occurred_at >= b.period_start AND u.occurred_at < b.period_end",
         )
-        .bind(&month)
+        .bind(&month_text)
         .fetch_one(&self.pool)
         .await?
         .try_get("n")?;
         let counts = |sql: &'static str| {
-            let month = month.clone();
+            let month = month_text.clone();
             async move {
                 sqlx::query(sql)
                     .bind(month)
@@ -246,10 +246,7 @@ impl Store {
             total_fen: bills.try_get("total")?,
             spikes: bills.try_get("spikes")?,
             late_records: in_periods - bills.try_get::<i64, _>("records")?,
-            deliveries: counts(
-                "SELECT status AS k, COUNT(*) AS n FROM notifications WHERE month = $1 GROUP BY status ORDER BY status",
-            )
-            .await?,
+            deliveries: self.month_status_counts(month).await?,
             flags: counts(
                 "SELECT reason AS k, COUNT(*) AS n FROM charge_flags WHERE month = $1 GROUP BY reason ORDER BY reason",
             )
@@ -265,12 +262,14 @@ impl Store {
         rows.iter().map(|r| Ok((r.try_get("status")?, r.try_get("n")?))).collect()
     }
 
-    /// Notifications of `month` per delivery status (for metrics).
+    /// Notifications of `month` per delivery status, in status order (for `status` and metrics).
     pub async fn month_status_counts(&self, month: BillingMonth) -> StoreResult<Vec<(String, i64)>> {
-        let rows = sqlx::query("SELECT status, COUNT(*) AS n FROM notifications WHERE month = $1 GROUP BY status")
-            .bind(month.to_string())
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query(
+            "SELECT status, COUNT(*) AS n FROM notifications WHERE month = $1 GROUP BY status ORDER BY status",
+        )
+        .bind(month.to_string())
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter().map(|r| Ok((r.try_get("status")?, r.try_get("n")?))).collect()
     }
 
