@@ -38,9 +38,7 @@ pub struct Listener {
 impl Listener {
     /// Binds `bind`; with `tls` (certificate and key PEM files), connections speak TLS.
     pub async fn bind(bind: &str, tls: Option<(&Path, &Path)>) -> anyhow::Result<Listener> {
-        let listener =
-            std::net::TcpListener::bind(bind).map_err(|e| anyhow::anyhow!("cannot listen on {bind}: {e}"))?;
-        listener.set_nonblocking(true)?;
+        let listener = listen(bind)?;
         let tls =
             match tls {
                 Some((cert, key)) => Some(RustlsConfig::from_pem_file(cert, key).await.map_err(|e| {
@@ -53,10 +51,7 @@ impl Listener {
 
     /// Binds `bind` for TLS with a certificate and key given as PEM text.
     pub async fn bind_tls_pem(bind: &str, cert: Vec<u8>, key: Vec<u8>) -> anyhow::Result<Listener> {
-        let listener =
-            std::net::TcpListener::bind(bind).map_err(|e| anyhow::anyhow!("cannot listen on {bind}: {e}"))?;
-        listener.set_nonblocking(true)?;
-        Ok(Listener { listener, tls: Some(RustlsConfig::from_pem(cert, key).await?) })
+        Ok(Listener { listener: listen(bind)?, tls: Some(RustlsConfig::from_pem(cert, key).await?) })
     }
 
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
@@ -95,6 +90,13 @@ impl Listener {
         let _ = stopping.await;
         served
     }
+}
+
+/// A socket listening on `bind`, ready for the async runtime.
+fn listen(bind: &str) -> anyhow::Result<std::net::TcpListener> {
+    let listener = std::net::TcpListener::bind(bind).map_err(|e| anyhow::anyhow!("cannot listen on {bind}: {e}"))?;
+    listener.set_nonblocking(true)?;
+    Ok(listener)
 }
 
 fn configure<A: axum_server::Address, Acc>(server: &mut axum_server::Server<A, Acc>) {
