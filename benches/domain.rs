@@ -75,6 +75,9 @@ fn benches(c: &mut Criterion) {
         summary: &summary,
         flags: &flags,
         allowances: Allowances { voice_minutes: 300, data_mb: 20480, sms_count: 100 },
+        itemized: &[],
+        spike: false,
+        recent_average: None,
     };
     let text = match renderer.render_bill(&facts) {
         billpush::render::RenderedSms::Fits { text, .. } => text,
@@ -87,7 +90,7 @@ fn benches(c: &mut Criterion) {
     });
     c.bench_function("render a zh bill SMS", |b| b.iter(|| renderer.render_bill(black_box(&facts))));
     c.bench_function("segment a zh bill SMS", |b| b.iter(|| segment(black_box(&text)).segments()));
-    let gsm = "Bill for 138****8000, 1 Oct-31 Oct: total 94.05 CNY (Plan and fixed fees 58.00; Voice 2.92; Data 29.43). Reply ZD for details, TD to opt out.";
+    let gsm = "Bill for 138****8000, 1 Oct-31 Oct: total 94.05 CNY (Plan and fixed fees 58.00; Voice 2.92; Data 29.43). Reply ZD details, SS dispute, TDZD stop.";
     c.bench_function("segment a GSM-7 SMS", |b| b.iter(|| segment(black_box(gsm)).segments()));
 }
 

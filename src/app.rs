@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use crate::billing::{BillBuilder, BillingRules, BuildMode, BuildReport, FlagNotices};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{GatewayKind, Settings};
+use crate::disputes::Disputes;
 use crate::domain::delivery::DeliveryStatus;
 use crate::domain::period::BillingMonth;
 use crate::domain::shard::Shard;
@@ -96,7 +97,8 @@ impl App {
             &config.operator.hotline,
             settings.timezone,
             settings.max_segments,
-        )?;
+        )?
+        .with_details_max_segments(config.sms.details_max_segments as usize);
         let database_url = settings.tls.database_url(&config.database.url);
         let store = Store::connect(&database_url, config.database.max_connections)
             .await
@@ -156,6 +158,7 @@ impl App {
                 } else {
                     FlagNotices::Off
                 },
+                itemize_min: crate::domain::money::Fen::new(self.settings.config.sms.itemize_min_fen),
             },
             clock: self.clock.clone(),
         }
@@ -211,18 +214,37 @@ impl App {
     /// in-process queue through `push_answers` where it runs (elsewhere, answers wait for the
     /// month's next `run`).
     pub async fn replies(&self) -> anyhow::Result<Replies<'_>> {
-        self.broker().await?;
         Ok(Replies {
             store: &self.store,
             renderer: &self.renderer,
             clock: self.clock.as_ref(),
             timezone: self.settings.timezone,
-            queue: match self.broker.get() {
-                Some(broker) => Some(broker.as_ref() as &dyn Queue),
-                None => self.answers.get().map(|answers| answers as &dyn Queue),
-            },
+            queue: self.outside_queue().await?,
             vas_cancel_code: &self.settings.config.operator.vas_cancel_code,
             max_answers_per_day: self.settings.config.replies.max_per_day,
+            dispute_sla: self.settings.dispute_sla,
+            itemize_min: crate::domain::money::Fen::new(self.settings.config.sms.itemize_min_fen),
+        })
+    }
+
+    /// The disputes service; its messages go out as answers to replies do.
+    pub async fn disputes(&self) -> anyhow::Result<Disputes<'_>> {
+        Ok(Disputes {
+            store: &self.store,
+            renderer: &self.renderer,
+            clock: self.clock.as_ref(),
+            queue: self.outside_queue().await?,
+            sla: self.settings.dispute_sla,
+        })
+    }
+
+    /// Where a message written outside a month's push (an answer, a dispute's message) is
+    /// handed: the broker, or this process's in-process queue where `push_answers` runs.
+    async fn outside_queue(&self) -> anyhow::Result<Option<&dyn Queue>> {
+        self.broker().await?;
+        Ok(match self.broker.get() {
+            Some(broker) => Some(broker.as_ref() as &dyn Queue),
+            None => self.answers.get().map(|answers| answers as &dyn Queue),
         })
     }
 
@@ -619,7 +641,7 @@ impl App {
         format: ExportFormat,
         out: &mut dyn std::io::Write,
     ) -> anyhow::Result<u64> {
-        crate::export::export(&self.store, &self.settings, kind, month, format, out).await
+        crate::export::export(&self.store, &self.settings, kind, month, format, self.clock.now(), out).await
     }
 
     pub async fn spam_flagged(&self, month: BillingMonth) -> anyhow::Result<u64> {

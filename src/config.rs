@@ -39,6 +39,7 @@ pub struct Config {
     pub flags: FlagsConfig,
     pub spam: SpamConfig,
     pub replies: RepliesConfig,
+    pub disputes: DisputesConfig,
     pub tls: TlsConfig,
     pub api: ApiConfig,
 }
@@ -76,6 +77,19 @@ pub struct RepliesConfig {
 impl Default for RepliesConfig {
     fn default() -> Self {
         RepliesConfig { max_per_day: 10 }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DisputesConfig {
+    /// How long a dispute may stay open before it is overdue.
+    pub sla: String,
+}
+
+impl Default for DisputesConfig {
+    fn default() -> Self {
+        DisputesConfig { sla: "15d".into() }
     }
 }
 
@@ -177,6 +191,10 @@ impl Default for BillingConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct SmsConfig {
     pub max_segments: u32,
+    /// Parts the answer to `ZD` (the full itemization) may take.
+    pub details_max_segments: u32,
+    /// An `other` or `adjustment` record of at least this many fen is named in the bill SMS.
+    pub itemize_min_fen: i64,
     pub quiet_start: String,
     pub quiet_end: String,
     /// A directory whose `*.hbs` files override the built-in templates one by one; empty for
@@ -186,7 +204,14 @@ pub struct SmsConfig {
 
 impl Default for SmsConfig {
     fn default() -> Self {
-        SmsConfig { max_segments: 4, quiet_start: "21:00".into(), quiet_end: "08:00".into(), templates: PathBuf::new() }
+        SmsConfig {
+            max_segments: 4,
+            details_max_segments: 5,
+            itemize_min_fen: 5000,
+            quiet_start: "21:00".into(),
+            quiet_end: "08:00".into(),
+            templates: PathBuf::new(),
+        }
     }
 }
 
@@ -266,6 +291,7 @@ pub struct Settings {
     pub check_every: chrono::Duration,
     pub dlr_timeout: chrono::Duration,
     pub requeue_after: chrono::Duration,
+    pub dispute_sla: chrono::Duration,
     pub quiet_hours: QuietHours,
     pub spike: SpikeRule,
     pub allowlist: Allowlist,
@@ -304,6 +330,7 @@ impl Config {
             invalid("billing.timezone", format!("{:?} is not an IANA timezone name", self.billing.timezone))
         })?;
         let grace = parse_duration("billing.grace", &self.billing.grace)?;
+        let dispute_sla = parse_duration("disputes.sla", &self.disputes.sla)?;
         let check_every = parse_duration("billing.check_every", &self.billing.check_every)?;
         let requeue_after = parse_duration("queue.requeue_after", &self.queue.requeue_after)?;
         let dlr_timeout = parse_duration("gateway.dlr_timeout", &self.gateway.dlr_timeout)?;
@@ -311,6 +338,18 @@ impl Config {
         let quiet_end = parse_time("sms.quiet_end", &self.sms.quiet_end)?;
         if self.sms.max_segments == 0 || self.sms.max_segments > 255 {
             return Err(invalid("sms.max_segments", format!("{} is not between 1 and 255", self.sms.max_segments)));
+        }
+        if self.sms.details_max_segments == 0 || self.sms.details_max_segments > 255 {
+            return Err(invalid(
+                "sms.details_max_segments",
+                format!("{} is not between 1 and 255", self.sms.details_max_segments),
+            ));
+        }
+        if self.sms.itemize_min_fen < 0 {
+            return Err(invalid("sms.itemize_min_fen", format!("{} is below 0", self.sms.itemize_min_fen)));
+        }
+        if dispute_sla <= chrono::Duration::zero() {
+            return Err(invalid("disputes.sla", "must be longer than 0".into()));
         }
         if self.operator.name.trim().is_empty() {
             return Err(invalid("operator.name", "must not be empty: it is the SMS signature".into()));
@@ -362,11 +401,13 @@ impl Config {
                         "Jasmin honours no idempotency key: set it to false".into(),
                     ));
                 }
-                if self.sms.max_segments > 5 {
-                    return Err(invalid(
-                        "sms.max_segments",
-                        "Jasmin silently cuts messages past 5 parts: use 5 or less".into(),
-                    ));
+                for (key, parts) in [
+                    ("sms.max_segments", self.sms.max_segments),
+                    ("sms.details_max_segments", self.sms.details_max_segments),
+                ] {
+                    if parts > 5 {
+                        return Err(invalid(key, "Jasmin silently cuts messages past 5 parts: use 5 or less".into()));
+                    }
                 }
             }
         }
@@ -427,6 +468,7 @@ impl Config {
             check_every,
             dlr_timeout,
             requeue_after,
+            dispute_sla,
             quiet_hours: QuietHours::new(quiet_start, quiet_end, timezone),
             // The ratio is a setting, not an amount: it becomes integer hundredths here.
             spike: SpikeRule {

@@ -6,9 +6,10 @@
 use chrono::{DateTime, Utc};
 
 use crate::clock::Clock;
-use crate::domain::delivery::DeliveryStatus;
+use crate::domain::delivery::{stored_kind, DeliveryStatus, NotSentReason};
 use crate::domain::msisdn::Msisdn;
 use crate::queue::{Queue, QueueError};
+use crate::render::RenderedSms;
 use crate::store::notifications::{insert_notification, mark_queued, mark_requeued, NotificationToWrite};
 use crate::store::{Store, StoreError};
 
@@ -20,7 +21,29 @@ pub enum DispatchError {
     Queue(#[from] QueueError),
 }
 
-/// A notification written outside a month's build: a reply's answer.
+/// A notification of `kind` about `subject` (docs/contract.md §6.1) from its rendered text:
+/// `pending`, or `failed` as `too_long` when even its shortest form does not fit.
+pub fn notification_of(kind: &str, subject: &str, rendered: RenderedSms) -> NotificationToWrite {
+    let (status, reason, segments, encoding, text) = match rendered {
+        RenderedSms::Fits { text, encoding, segments } => {
+            (DeliveryStatus::Pending, None, segments, Some(encoding), text)
+        }
+        RenderedSms::TooLong { segments } => {
+            (DeliveryStatus::Failed, Some(NotSentReason::TooLong), segments, None, String::new())
+        }
+    };
+    NotificationToWrite {
+        id: uuid::Uuid::now_v7().to_string(),
+        kind: stored_kind(kind, subject),
+        status,
+        reason,
+        segments: segments as i64,
+        encoding,
+        text,
+    }
+}
+
+/// A notification written outside a month's build: a reply's answer, a dispute's message.
 pub struct NewNotification<'a> {
     pub subscriber_id: &'a str,
     pub month: &'a str,

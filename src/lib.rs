@@ -9,6 +9,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod dispatch;
+pub mod disputes;
 pub mod domain;
 pub mod export;
 pub mod gateway;

@@ -297,7 +297,8 @@ async fn the_openapi_document_lists_exactly_the_routes_that_answer() {
     for (path, operations) in document["paths"].as_object().unwrap() {
         for (method, operation) in operations.as_object().unwrap() {
             documented.push(format!("{method} {path}"));
-            let concrete = path.replace("{subscriber_id}", "S01000000").replace("{month}", "2026-10");
+            let concrete =
+                path.replace("{subscriber_id}", "S01000000").replace("{month}", "2026-10").replace("{id}", "1");
             let method: Method = method.to_uppercase().parse().unwrap();
             let token =
                 operation["x-roles"].as_array().and_then(|r| r.first()).map(|role| match role.as_str().unwrap() {
@@ -315,6 +316,7 @@ async fn the_openapi_document_lists_exactly_the_routes_that_answer() {
         "get /api/v1/bills/{subscriber_id}/{month}",
         "get /api/v1/deliveries",
         "get /api/v1/deliveries.csv",
+        "get /api/v1/disputes",
         "get /api/v1/flags",
         "get /api/v1/openapi.json",
         "get /api/v1/runs",
@@ -325,6 +327,8 @@ async fn the_openapi_document_lists_exactly_the_routes_that_answer() {
         "post /api/v1/dlr/jasmin",
         "post /api/v1/mo",
         "post /api/v1/subscribers/{subscriber_id}/consent",
+        "post /api/v1/disputes",
+        "post /api/v1/disputes/{id}/resolve",
     ];
     served.sort();
     assert_eq!(documented, served);

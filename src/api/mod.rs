@@ -3,6 +3,7 @@
 
 mod auth;
 mod consent;
+mod disputes;
 pub mod openapi;
 mod reads;
 mod receipts;
@@ -131,14 +132,17 @@ async fn healthz(State(state): State<Arc<ApiState>>) -> Response {
     }
 }
 
-/// The roles a route admits; gateway routes check their token themselves.
-fn roles_for(path: &str) -> Option<&'static [Role]> {
-    if path.starts_with("/api/v1/dlr") || path.starts_with("/api/v1/mo") {
-        None
-    } else if path == "/api/v1/audit" || (path.starts_with("/api/v1/subscribers/") && path.ends_with("/consent")) {
-        Some(&[Role::Operator])
-    } else {
-        Some(&[Role::Regulator, Role::Operator])
+/// The roles a route admits, by method and path: one table for the guard and the OpenAPI
+/// document. Gateway and Jasmin routes check their token themselves; `openapi.json` is open.
+pub fn route_roles(method: &str, path: &str) -> &'static [Role] {
+    match path {
+        p if p.starts_with("/api/v1/dlr/jasmin") => &[Role::Jasmin],
+        p if p.starts_with("/api/v1/dlr") || p.starts_with("/api/v1/mo") => &[Role::Gateway],
+        "/api/v1/openapi.json" => &[],
+        "/api/v1/audit" => &[Role::Operator],
+        p if p.starts_with("/api/v1/subscribers/") && p.ends_with("/consent") => &[Role::Operator],
+        p if p.starts_with("/api/v1/disputes") && method != "GET" => &[Role::Operator],
+        _ => &[Role::Regulator, Role::Operator],
     }
 }
 
@@ -153,12 +157,14 @@ async fn guard(State(state): State<Arc<ApiState>>, request: Request, next: Next)
         .bearer(request.headers())
         .filter(|(_, role)| !matches!(role, Role::Gateway | Role::Jasmin))
         .map(|(name, role)| (name.to_string(), role));
-    let response = match roles_for(&path) {
-        Some(roles) => match state.tokens.authorise(request.headers(), None, roles) {
+    let roles = route_roles(&method, &path);
+    let response = if roles.iter().any(|r| matches!(r, Role::Gateway | Role::Jasmin)) {
+        next.run(request).await
+    } else {
+        match state.tokens.authorise(request.headers(), None, roles) {
             Ok(_) => next.run(request).await,
             Err(refusal) => refusal.into_response(),
-        },
-        None => next.run(request).await,
+        }
     };
     match auditable {
         Some((token_name, role)) => audited(&state, token_name, role, method, &path_and_query, response).await,
@@ -273,6 +279,8 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/api/v1/dlr/jasmin", post(receipts::jasmin))
         .route("/api/v1/mo", post(replies::receive))
         .route("/api/v1/subscribers/{subscriber_id}/consent", post(consent::set))
+        .route("/api/v1/disputes", get(disputes::list).post(disputes::open))
+        .route("/api/v1/disputes/{id}/resolve", post(disputes::resolve))
         .merge(reads)
         .route_layer(middleware::from_fn_with_state(state.clone(), guard));
     let open = Router::new()

@@ -27,6 +27,9 @@ use super::schema;
         super::receipts::jasmin,
         super::replies::receive,
         super::consent::set,
+        super::disputes::list,
+        super::disputes::open,
+        super::disputes::resolve,
         super::healthz,
         super::metrics_text,
         openapi_json,
@@ -35,17 +38,12 @@ use super::schema;
 )]
 struct ApiDoc;
 
-/// The roles a documented route admits; empty for the open ones.
-pub fn roles_of(path: &str) -> &'static [&'static str] {
-    match path {
-        "/api/v1/dlr" | "/api/v1/mo" => &["gateway"],
-        "/api/v1/dlr/jasmin" => &["jasmin"],
-        "/api/v1/audit" => &["operator"],
-        p if p.starts_with("/api/v1/subscribers/") && p.ends_with("/consent") => &["operator"],
-        "/api/v1/openapi.json" => &[],
-        p if p.starts_with("/api/v1/") => &["regulator", "operator"],
-        _ => &[],
+/// The roles a documented operation admits (`route_roles`), by name; empty for the open ones.
+pub fn roles_of(method: &str, path: &str) -> Vec<&'static str> {
+    if !path.starts_with("/api/v1/") {
+        return Vec::new();
     }
+    super::route_roles(&method.to_ascii_uppercase(), path).iter().map(|r| r.as_str()).collect()
 }
 
 #[utoipa::path(get, path = "/api/v1/openapi.json",
@@ -62,8 +60,8 @@ pub fn document() -> Value {
     let refusal = |description: &str| json!({"description": description, "content": error.clone()});
     let paths = document["paths"].as_object_mut().expect("paths");
     for (path, operations) in paths.iter_mut() {
-        let roles = roles_of(path);
-        for (_, operation) in operations.as_object_mut().expect("operations").iter_mut() {
+        for (method, operation) in operations.as_object_mut().expect("operations").iter_mut() {
+            let roles = roles_of(method, path);
             let responses = operation["responses"].as_object_mut().expect("responses");
             if roles.is_empty() {
                 continue;

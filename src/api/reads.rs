@@ -32,29 +32,29 @@ pub struct RowsReturned(pub u64);
 const DEFAULT_LIMIT: i64 = 100;
 const MAX_LIMIT: i64 = 1000;
 
-fn bad(parameter: &str, problem: &str) -> ApiError {
+pub(super) fn bad(parameter: &str, problem: &str) -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, format!("{parameter}: {problem}"))
 }
 
-fn store_error(error: impl std::fmt::Display) -> ApiError {
+pub(super) fn store_error(error: impl std::fmt::Display) -> ApiError {
     tracing::error!(%error, "query failed");
     ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the database did not answer; try again")
 }
 
 /// The query string as parameters; a malformed one (bad escapes, invalid UTF-8) is refused.
-fn parameters(query: Option<String>) -> Result<HashMap<String, String>, ApiError> {
+pub(super) fn parameters(query: Option<String>) -> Result<HashMap<String, String>, ApiError> {
     let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query.as_deref().unwrap_or_default())
         .map_err(|_| bad("query", "is not a valid query string"))?;
     Ok(pairs.into_iter().collect())
 }
 
-fn with_rows(response: impl IntoResponse, rows: u64) -> Response {
+pub(super) fn with_rows(response: impl IntoResponse, rows: u64) -> Response {
     let mut response = response.into_response();
     response.extensions_mut().insert(RowsReturned(rows));
     response
 }
 
-fn month_of(params: &HashMap<String, String>, required: bool) -> Result<Option<BillingMonth>, ApiError> {
+pub(super) fn month_of(params: &HashMap<String, String>, required: bool) -> Result<Option<BillingMonth>, ApiError> {
     match params.get("month") {
         Some(month) => month.parse().map(Some).map_err(|_| bad("month", "must be written YYYY-MM")),
         None if required => Err(bad("month", "is required")),
@@ -73,7 +73,7 @@ fn instant(params: &HashMap<String, String>, name: &str) -> Result<Option<DateTi
         .transpose()
 }
 
-fn limit_of(params: &HashMap<String, String>) -> Result<i64, ApiError> {
+pub(super) fn limit_of(params: &HashMap<String, String>) -> Result<i64, ApiError> {
     match params.get("limit") {
         None => Ok(DEFAULT_LIMIT),
         Some(limit) => limit
@@ -85,7 +85,7 @@ fn limit_of(params: &HashMap<String, String>) -> Result<i64, ApiError> {
 }
 
 /// Where the previous page ended: a cursor is the hex of the last row's key.
-fn cursor_of(params: &HashMap<String, String>) -> Result<String, ApiError> {
+pub(super) fn cursor_of(params: &HashMap<String, String>) -> Result<String, ApiError> {
     match params.get("cursor") {
         None => Ok(String::new()),
         Some(cursor) => hex::decode(cursor)

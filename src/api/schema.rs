@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::export::{DeliveryRecord, FlagRecord, SpamRecord};
+use crate::export::{DeliveryRecord, DisputeRecord, FlagRecord, SpamRecord};
 
 /// Every refusal: a 4xx or 5xx with what is wrong, naming the parameter or field.
 #[derive(Debug, Serialize, ToSchema)]
@@ -154,6 +154,39 @@ pub struct ConsentAnswer {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
+pub struct DisputesPage {
+    pub items: Vec<DisputeRecord>,
+    /// Present while more pages follow: pass it as `cursor`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+/// An operator's opening of a dispute of one subscriber's bill.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct DisputeOpenBody {
+    pub subscriber_id: String,
+    /// The bill's month, `YYYY-MM`.
+    #[schema(pattern = r"^\d{4}-\d{2}$")]
+    pub month: String,
+    /// Records of the bill with a positive amount; by default the bill's flagged charges, or
+    /// every charge when nothing is flagged.
+    pub record_ids: Option<Vec<String>>,
+    /// Why (1 to 500 characters), kept in the dispute's history.
+    pub note: String,
+}
+
+/// How an operator ends a dispute.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct DisputeResolveBody {
+    /// `refunded`, `rejected` or `withdrawn`.
+    pub status: String,
+    /// For `refunded`: more than 0 and at most the disputed sum; 0 otherwise (the default).
+    pub refunded_fen: Option<i64>,
+    /// Up to 500 characters; for `rejected`, the reason the subscriber is given (required).
+    pub note: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Health {
     pub status: String,
 }
@@ -198,6 +231,20 @@ pub struct SpamQuery {
     pub month: String,
     /// Only flagged numbers (`true`) or only the others (`false`).
     pub flagged: Option<bool>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct DisputesQuery {
+    /// The disputed bills' month, `YYYY-MM`.
+    #[param(pattern = r"^\d{4}-\d{2}$")]
+    pub month: Option<String>,
+    /// `open`, `refunded`, `rejected` or `withdrawn`.
+    pub status: Option<String>,
+    #[param(minimum = 1, maximum = 1000)]
+    pub limit: Option<i64>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

@@ -11,10 +11,11 @@ use chrono_tz::Tz;
 use tokio::sync::mpsc::{Receiver, Sender};
 
 use crate::clock::Clock;
+use crate::dispatch::notification_of;
 use crate::domain::bill::summarize_totals;
 use crate::domain::category::Language;
 use crate::domain::delivery::{DeliveryStatus, NotSentReason, BILL_KIND, FLAG_NOTICE_KIND};
-use crate::domain::flags::{flag_vas_charges, SpikeRule};
+use crate::domain::flags::{flag_vas_charges, recent_mean, SpikeRule};
 use crate::domain::money::Fen;
 use crate::domain::period::{billing_period, BillingMonth};
 use crate::domain::shard::Shard;
@@ -93,6 +94,8 @@ pub struct BillingRules {
     pub grace: chrono::Duration,
     pub spike: SpikeRule,
     pub flag_notices: FlagNotices,
+    /// `sms.itemize_min_fen`: an `other` or `adjustment` record this large is named in the SMS.
+    pub itemize_min: Fen,
 }
 
 /// Whether an opted-out subscriber whose bill has flagged charges or a spike gets a
@@ -223,7 +226,7 @@ impl BillBuilder<'_> {
         progress.set_position(0);
         // Read, render, write: three stages at once, a page apart, as the bills are built.
         let (read, next_page) = tokio::sync::mpsc::channel(1);
-        let reader = tokio::spawn(read_unnotified(self.store.clone(), month, shard, read));
+        let reader = tokio::spawn(read_unnotified(self.store.clone(), month, shard, self.rules.itemize_min, read));
         let (rendered_pages, mut next_rendered) = tokio::sync::mpsc::channel(1);
         let renderer = tokio::spawn(render_pages(
             self.renderer.clone(),
@@ -346,7 +349,9 @@ async fn build_pages(
         let (bills, so_far) = tokio::task::spawn_blocking(move || {
             let bills = build_page(&rules, month, as_of, built_at, page, &mut report);
             if let Some(renderer) = preview {
-                for BuiltBill { bill, language, bill_sms, allowances } in &bills {
+                for BuiltBill { bill, language, bill_sms, allowances, recent_average } in &bills {
+                    // A preview counts parts without the large records, which the build does
+                    // not read: it reads their totals.
                     let facts = BillFacts {
                         msisdn: &bill.msisdn,
                         language: *language,
@@ -355,6 +360,9 @@ async fn build_pages(
                         summary: &bill.summary,
                         flags: &bill.flags,
                         allowances: *allowances,
+                        itemized: &[],
+                        spike: bill.spike,
+                        recent_average: *recent_average,
                     };
                     render_bill_sms(&renderer, &facts, *bill_sms, DeliveryStatus::Pending, &mut report);
                 }
@@ -377,6 +385,8 @@ struct BuiltBill {
     language: Language,
     bill_sms: bool,
     allowances: Allowances,
+    /// For a spike, the mean of the bills it was measured against.
+    recent_average: Option<Fen>,
 }
 
 /// The bills of a page's subscribers who are due as of `as_of`, counted in `report`.
@@ -411,6 +421,7 @@ fn build_page(
         report.billed += 1;
         report.total_fen += summary.total().get();
         bills.push(BuiltBill {
+            recent_average: if spike { recent_mean(previous_totals) } else { None },
             language: candidate.language,
             bill_sms: candidate.bill_sms,
             allowances: Allowances {
@@ -486,25 +497,30 @@ fn render_bill_sms(
 fn render_flag_notice(
     renderer: &Renderer,
     facts: &BillFacts,
-    spike: bool,
     born: DeliveryStatus,
     report: &mut BuildReport,
 ) -> NotificationToWrite {
     report.flag_notices += 1;
-    let (status, reason, segments, encoding, text) = match renderer.render_flag_notice(facts, spike) {
-        RenderedSms::Fits { text, encoding, segments } => (born, None, segments, Some(encoding), text),
-        RenderedSms::TooLong { segments } => {
-            (DeliveryStatus::Failed, Some(NotSentReason::TooLong), segments, None, String::new())
-        }
-    };
-    NotificationToWrite {
-        id: uuid::Uuid::now_v7().to_string(),
-        kind: FLAG_NOTICE_KIND.to_string(),
-        status,
-        reason,
-        segments: segments as i64,
-        encoding,
-        text,
+    let mut notification = notification_of(FLAG_NOTICE_KIND, "", renderer.render_flag_notice(facts));
+    if notification.status == DeliveryStatus::Pending {
+        notification.status = born;
+    }
+    notification
+}
+
+/// What the SMS of a stored bill of `month` is made from.
+pub fn bill_facts(bill: &UnnotifiedBill, month: BillingMonth) -> BillFacts<'_> {
+    BillFacts {
+        msisdn: &bill.msisdn,
+        language: bill.language,
+        month: month.to_string(),
+        period: bill.period,
+        summary: &bill.summary,
+        flags: &bill.flags,
+        allowances: Allowances { voice_minutes: bill.voice_minutes, data_mb: bill.data_mb, sms_count: bill.sms_count },
+        itemized: &bill.itemized,
+        spike: bill.spike,
+        recent_average: bill.recent_average,
     }
 }
 
@@ -530,24 +546,12 @@ async fn render_pages(
             let mut notifications = Vec::with_capacity(page.len());
             for bill in page {
                 {
-                    let facts = BillFacts {
-                        msisdn: &bill.msisdn,
-                        language: bill.language,
-                        month: month.to_string(),
-                        period: bill.period,
-                        summary: &bill.summary,
-                        flags: &bill.flags,
-                        allowances: Allowances {
-                            voice_minutes: bill.voice_minutes,
-                            data_mb: bill.data_mb,
-                            sms_count: bill.sms_count,
-                        },
-                    };
+                    let facts = bill_facts(&bill, month);
                     let notification = render_bill_sms(&renderer, &facts, bill.bill_sms, born, &mut report);
                     let notice = (!bill.bill_sms
                         && rules.flag_notices == FlagNotices::ToOptedOut
                         && (!bill.flags.is_empty() || bill.spike))
-                        .then(|| render_flag_notice(&renderer, &facts, bill.spike, born, &mut report));
+                        .then(|| render_flag_notice(&renderer, &facts, born, &mut report));
                     for notification in std::iter::once(notification).chain(notice) {
                         notifications.push(BillNotification {
                             subscriber_id: bill.subscriber_id.clone(),
@@ -577,6 +581,7 @@ async fn read_unnotified(
     store: Store,
     month: BillingMonth,
     shard: Shard,
+    itemize_min: Fen,
     pages: Sender<StoreResult<Vec<UnnotifiedBill>>>,
 ) {
     let mut connection = match store.connection().await {
@@ -585,7 +590,8 @@ async fn read_unnotified(
     };
     let mut after = String::new();
     loop {
-        let page = db::unnotified_bills(&mut connection, store.json_rows(), month, &after, PAGE_SIZE).await;
+        let page =
+            db::unnotified_bills(&mut connection, store.json_rows(), month, &after, PAGE_SIZE, itemize_min).await;
         let page = match page {
             Ok(page) => page,
             Err(error) => return drop(pages.send(Err(error)).await),

@@ -86,9 +86,9 @@ pub enum Command {
     /// status timestamped; bill categories and usage totals adding up); exits 1 naming any that
     /// is broken.
     Verify,
-    /// Export bills, deliveries, flags or spam aggregates for a month.
+    /// Export bills, deliveries, flags, spam aggregates or disputes for a month.
     Export {
-        #[arg(value_parser = listed::<ExportKind>(&["bills", "deliveries", "flags", "spam"]))]
+        #[arg(value_parser = listed::<ExportKind>(&["bills", "deliveries", "flags", "spam", "disputes"]))]
         kind: ExportKind,
         #[arg(long)]
         month: BillingMonth,

@@ -78,6 +78,21 @@ pub struct VasCharge {
     pub charges: i64,
 }
 
+/// A large `other` or `adjustment` record (at least `sms.itemize_min_fen` either way), which
+/// the bill SMS names with its description.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ItemizedCharge {
+    pub category: Category,
+    pub description: String,
+    pub amount: Fen,
+}
+
+/// Whether a record of `category` and `amount` is named on its own in the bill SMS.
+pub fn is_itemized(category: Category, amount: Fen, min: Fen) -> bool {
+    matches!(category, Category::Other | Category::Adjustment)
+        && amount.get().unsigned_abs() >= min.get().unsigned_abs()
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BillSummary {
     pub categories: CategoryTotals,

@@ -119,6 +119,26 @@ pub const BILL_KIND: &str = "bill";
 /// The short warning an opted-out subscriber gets when the month's bill has flagged charges
 /// or a spike; one per subscriber and month.
 pub const FLAG_NOTICE_KIND: &str = "flag_notice";
+/// A dispute opened or resolved; one per dispute and status, in the disputed bill's month.
+pub const DISPUTE_KIND: &str = "dispute";
+
+/// The kind and subject of a notification as the one column of the unique
+/// (subscriber, month, kind) key holds them: `kind` alone when the subject is empty (the bill,
+/// the flag notice), else `kind:subject`. Kinds hold no `:`, so the pair is recovered exactly
+/// and the key is unique per (subscriber, month, kind, subject).
+pub fn stored_kind(kind: &str, subject: &str) -> String {
+    debug_assert!(!kind.contains(':'), "a kind holds no ':'");
+    if subject.is_empty() {
+        kind.to_string()
+    } else {
+        format!("{kind}:{subject}")
+    }
+}
+
+/// The kind and the subject of a stored kind (`stored_kind`).
+pub fn split_kind(stored: &str) -> (&str, &str) {
+    stored.split_once(':').unwrap_or((stored, ""))
+}
 
 #[cfg(test)]
 mod tests {
@@ -134,6 +154,14 @@ mod tests {
         assert!(check_reported_time(parse("2026-11-03T02:00:01Z"), now).is_err());
         assert!(check_reported_time(parse("2026-11-03T02:00:00Z"), now).is_ok());
         assert!(check_reported_time(parse("2000-01-01T00:00:00Z"), now).is_ok());
+    }
+
+    #[test]
+    fn kind_and_subject_come_back_as_they_were_stored() {
+        for (kind, subject) in [("bill", ""), ("details", "0190-ab"), ("dispute", "12:refunded")] {
+            assert_eq!(split_kind(&stored_kind(kind, subject)), (kind, subject));
+        }
+        assert_eq!(stored_kind("bill", ""), "bill", "the bill's key is what it always was");
     }
 
     #[test]

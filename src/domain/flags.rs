@@ -128,6 +128,19 @@ pub struct SpikeRule {
     pub min_increase: Fen,
 }
 
+/// The mean of the previous bills the spike rule looks at (up to 3), to the fen (rounded half
+/// away from zero); `None` without any.
+pub fn recent_mean(previous_totals: &[Fen]) -> Option<Fen> {
+    let previous = &previous_totals[..previous_totals.len().min(3)];
+    if previous.is_empty() {
+        return None;
+    }
+    let n = previous.len() as i64;
+    let sum: i64 = previous.iter().map(|f| f.get()).sum();
+    let half = if sum >= 0 { n / 2 } else { -(n / 2) };
+    Some(Fen::new((sum + half) / n))
+}
+
 impl SpikeRule {
     /// A spike: the total is more than `ratio` times the mean of the previous bills (up to 3
     /// of them, at least 1) and exceeds that mean by at least `min_increase`. Compared as
@@ -252,6 +265,14 @@ mod tests {
     fn non_vas_records_are_never_flagged() {
         let records = [record("v", "2026-10-05T09:00:00+08:00", Category::Voice, 3, 30, "")];
         assert!(flag_vas_charges(&records, &[], Shanghai).is_empty());
+    }
+
+    #[test]
+    fn the_recent_mean_is_of_the_last_three_bills_to_the_fen() {
+        let f = |v: &[i64]| v.iter().map(|&x| Fen::new(x)).collect::<Vec<_>>();
+        assert_eq!(recent_mean(&[]), None);
+        assert_eq!(recent_mean(&f(&[100, 200, 301, 9999])), Some(Fen::new(200)));
+        assert_eq!(recent_mean(&f(&[100, 101])), Some(Fen::new(101)), "100.5 rounds up");
     }
 
     #[test]

@@ -4,6 +4,7 @@
 pub mod bill;
 pub mod category;
 pub mod delivery;
+pub mod dispute;
 pub mod flags;
 pub mod money;
 pub mod msisdn;

@@ -119,6 +119,16 @@ pub const MAX_SERVICE_NAME_CHARS: usize = 20;
 /// `pay.example.cn`, an IPv4 address) are removed, every other full stop too unless it stands
 /// between digits (`2.0`), white space is folded, and the length capped.
 pub fn service_name_for_sms(description: &str) -> String {
+    text_for_sms(description, MAX_SERVICE_NAME_CHARS)
+}
+
+/// The longest note an operator's resolution of a dispute shows in the subscriber's SMS.
+pub const MAX_NOTE_CHARS: usize = 60;
+
+/// Any text not written by the operator's templates, cleaned as `service_name_for_sms` cleans
+/// a service name and cut to `max_chars`: a rejection's reason typed into a form goes under the
+/// operator's signature too.
+pub fn text_for_sms(description: &str, max_chars: usize) -> String {
     let normalised = description.chars().filter_map(|c| match c {
         '\u{FF01}'..='\u{FF5E}' => char::from_u32(c as u32 - 0xFEE0),
         '\u{3002}' | '\u{FF61}' | '\u{FE52}' | '\u{2024}' => Some('.'),
@@ -159,7 +169,7 @@ pub fn service_name_for_sms(description: &str) -> String {
         .map(|(_, &c)| c)
         .collect();
     let folded = without_stops.split(' ').filter(|w| !w.is_empty()).collect::<Vec<_>>().join(" ");
-    folded.chars().take(MAX_SERVICE_NAME_CHARS).collect::<String>().trim_end().to_string()
+    folded.chars().take(max_chars).collect::<String>().trim_end().to_string()
 }
 
 /// Characters that show nothing but can split or reorder what is shown: zero-width spaces and

@@ -1,4 +1,4 @@
-//! `export {bills|deliveries|flags|spam}` as JSON lines or CSV, page by page.
+//! `export {bills|deliveries|flags|spam|disputes}` as JSON lines or CSV, page by page.
 
 pub mod records;
 
@@ -10,10 +10,12 @@ use serde_json::{json, Value};
 
 use crate::config::Settings;
 use crate::domain::category::Category;
+use crate::domain::dispute::is_overdue;
 use crate::domain::period::{calendar_month, BillingMonth, Period};
 use crate::domain::spam::{aggregate, SpamNumber};
+use crate::store::disputes::DisputeFilter;
 use crate::store::Store;
-pub use records::{BillRecord, DeliveryRecord, FlagRecord, SpamRecord};
+pub use records::{BillRecord, DeliveryRecord, DisputeRecord, FlagRecord, SpamRecord};
 
 const PAGE: i64 = 1000;
 
@@ -23,6 +25,7 @@ pub enum ExportKind {
     Deliveries,
     Flags,
     Spam,
+    Disputes,
 }
 
 impl FromStr for ExportKind {
@@ -33,7 +36,8 @@ impl FromStr for ExportKind {
             "deliveries" => Ok(ExportKind::Deliveries),
             "flags" => Ok(ExportKind::Flags),
             "spam" => Ok(ExportKind::Spam),
-            other => Err(format!("unknown export {other:?}: bills, deliveries, flags or spam")),
+            "disputes" => Ok(ExportKind::Disputes),
+            other => Err(format!("unknown export {other:?}: bills, deliveries, flags, spam or disputes")),
         }
     }
 }
@@ -149,12 +153,13 @@ fn bill_csv(row: &Value) -> Vec<(&'static str, Value)> {
 }
 
 /// The columns of a delivery row, in export and CSV order.
-pub const DELIVERY_COLUMNS: [&str; 13] = [
+pub const DELIVERY_COLUMNS: [&str; 14] = [
     "id",
     "subscriber_id",
     "msisdn",
     "month",
     "kind",
+    "subject",
     "status",
     "reason",
     "attempts",
@@ -163,6 +168,21 @@ pub const DELIVERY_COLUMNS: [&str; 13] = [
     "gateway_message_id",
     "text",
     "updated_at",
+];
+
+/// The columns of a dispute row, in export and CSV order.
+pub const DISPUTE_COLUMNS: [&str; 11] = [
+    "id",
+    "subscriber_id",
+    "msisdn",
+    "month",
+    "status",
+    "disputed_fen",
+    "refunded_fen",
+    "opened_at",
+    "resolved_at",
+    "overdue",
+    "records",
 ];
 
 /// A record as the JSON it is exported as.
@@ -189,6 +209,7 @@ pub async fn export(
     kind: ExportKind,
     month: BillingMonth,
     format: ExportFormat,
+    now: chrono::DateTime<chrono::Utc>,
     out: &mut dyn Write,
 ) -> anyhow::Result<u64> {
     let tz = settings.timezone;
@@ -262,6 +283,21 @@ pub async fn export(
                     ),
                 )?;
                 rows += 1;
+            }
+        }
+        ExportKind::Disputes => {
+            let filter = DisputeFilter { month: Some(month), ..DisputeFilter::default() };
+            let mut after = 0;
+            loop {
+                let page = store.disputes(&filter, after, PAGE).await?;
+                let Some(last) = page.last() else { break };
+                after = last.id;
+                for dispute in &page {
+                    let overdue = is_overdue(dispute.status, dispute.opened_at, now, settings.dispute_sla);
+                    let row = json_of(&DisputeRecord::new(dispute, overdue));
+                    writer.write(&row, &columns_of(&row, &DISPUTE_COLUMNS))?;
+                }
+                rows += page.len() as u64;
             }
         }
     }

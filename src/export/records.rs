@@ -7,8 +7,10 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::domain::category::Category;
+use crate::domain::delivery::split_kind;
 use crate::domain::period::BillingMonth;
 use crate::domain::spam::SpamNumber;
+use crate::store::disputes::Dispute;
 use crate::store::{BillExport, DeliveryExport, FlagExport};
 
 fn local_rfc3339(at: chrono::DateTime<chrono::Utc>, tz: Tz) -> String {
@@ -112,7 +114,11 @@ pub struct DeliveryRecord {
     pub subscriber_id: String,
     pub msisdn: String,
     pub month: String,
+    /// `bill`, `flag_notice`, `dispute`, or the answer to a reply (`optout`, `details`, …).
     pub kind: String,
+    /// What the notification is about within its kind: empty for a bill or a flag notice,
+    /// `<dispute id>:<status>` for a dispute, the reply's id for an answer (docs/contract.md §6.1).
+    pub subject: String,
     /// A delivery status (docs/contract.md §6).
     pub status: String,
     pub reason: Option<String>,
@@ -133,7 +139,8 @@ impl From<&DeliveryExport> for DeliveryRecord {
             subscriber_id: d.subscriber_id.clone(),
             msisdn: d.msisdn.clone(),
             month: d.month.clone(),
-            kind: d.kind.clone(),
+            kind: split_kind(&d.kind).0.to_string(),
+            subject: split_kind(&d.kind).1.to_string(),
             status: d.status.clone(),
             reason: d.reason.clone(),
             attempts: d.attempts,
@@ -202,6 +209,49 @@ impl From<SpamNumber> for SpamRecord {
             flagged: s.flagged,
             allowlisted: s.allowlisted,
             associated: s.associated,
+        }
+    }
+}
+
+/// A dispute (docs/contract.md §7a, `export disputes`, `GET /api/v1/disputes`).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct DisputeRecord {
+    /// The case number the subscriber is given.
+    pub id: i64,
+    pub subscriber_id: String,
+    pub msisdn: String,
+    /// The disputed bill's month, `YYYY-MM`.
+    pub month: String,
+    /// `open`, `refunded`, `rejected` or `withdrawn`.
+    pub status: String,
+    pub disputed_fen: i64,
+    /// 0 unless refunded.
+    pub refunded_fen: i64,
+    /// RFC 3339, UTC, microseconds.
+    pub opened_at: String,
+    /// Null while open.
+    pub resolved_at: Option<String>,
+    /// Open longer than `disputes.sla`.
+    pub overdue: bool,
+    /// The disputed records' ids.
+    pub records: Vec<String>,
+}
+
+impl DisputeRecord {
+    pub fn new(dispute: &Dispute, overdue: bool) -> DisputeRecord {
+        let time = |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(SecondsFormat::Micros, true);
+        DisputeRecord {
+            id: dispute.id,
+            subscriber_id: dispute.subscriber_id.clone(),
+            msisdn: dispute.msisdn.clone(),
+            month: dispute.month.clone(),
+            status: dispute.status.as_str().to_string(),
+            disputed_fen: dispute.disputed.get(),
+            refunded_fen: dispute.refunded.get(),
+            opened_at: time(dispute.opened_at),
+            resolved_at: dispute.resolved_at.map(time),
+            overdue,
+            records: dispute.records.clone(),
         }
     }
 }

@@ -6,18 +6,22 @@
 use chrono::{DateTime, Datelike, Utc};
 use chrono_tz::Tz;
 
+use crate::billing::bill_facts;
 use crate::clock::Clock;
-use crate::dispatch::{DispatchError, Dispatcher, NewNotification};
+use crate::dispatch::{notification_of, DispatchError, Dispatcher, NewNotification};
+use crate::disputes::{DisputeError, DisputeRequest, Disputes};
 use crate::domain::bill::CategoryTotals;
 use crate::domain::category::Language;
-use crate::domain::delivery::{check_reported_time, DeliveryStatus, NotSentReason};
+use crate::domain::delivery::check_reported_time;
+use crate::domain::dispute::DisputeStatus;
+use crate::domain::money::Fen;
 use crate::domain::msisdn::{normalise_reported_number, Msisdn};
 use crate::domain::period::{local_date, local_midnight, BillingMonth};
 use crate::domain::records::{ReportKind, SpamReport};
 use crate::domain::reply::{parse_reply, Reply};
 use crate::queue::Queue;
-use crate::render::{RenderedSms, Renderer, ReplyKind};
-use crate::store::notifications::NotificationToWrite;
+use crate::render::{Renderer, ReplyKind};
+use crate::store::disputes::{DisputeFilter, Opened};
 use crate::store::records::write_spam_reports;
 use crate::store::replies::{ConsentSource, ReplyRecord};
 use crate::store::{AuditEntry, Store, StoreError};
@@ -88,6 +92,18 @@ pub struct Replies<'a> {
     pub vas_cancel_code: &'a str,
     /// `replies.max_per_day`: answers per sender and local calendar day.
     pub max_answers_per_day: u32,
+    /// `disputes.sla`, promised when an `SS` opens a case.
+    pub dispute_sla: chrono::Duration,
+    /// `sms.itemize_min_fen`, for the `ZD` answer.
+    pub itemize_min: Fen,
+}
+
+/// How an `SS` is answered.
+enum DisputeAnswer {
+    /// A case was opened, and its message tells the subscriber the case number.
+    CaseOpened,
+    /// Nothing was opened: the answer gives the case already open, or says there is no bill.
+    Case,
 }
 
 /// What became of a reply: what it did, and whether it was answered.
@@ -107,6 +123,8 @@ impl Replies<'_> {
             return Err(ReplyError::UnknownSender);
         };
         let reply_id = uuid::Uuid::now_v7().to_string();
+        // Told already, outside the answers: a dispute opened sends its own message.
+        let mut told = false;
         let (action, answer) = match parse_reply(reply.text) {
             Reply::OptOut => {
                 let changed = self.set_bill_sms(&subscriber_id, false, &reply_id, reply.via).await?;
@@ -125,7 +143,13 @@ impl Replies<'_> {
                 Err(_) => (ReplyAction::SpamReportUnreadable, None),
             },
             Reply::Details => (ReplyAction::Details, Some(ReplyKind::Details)),
-            Reply::Dispute(_) => (ReplyAction::Dispute, None),
+            Reply::Dispute(text) => match self.open_dispute(&subscriber_id, &reply_id, &text).await? {
+                DisputeAnswer::CaseOpened => {
+                    told = true;
+                    (ReplyAction::Dispute, None)
+                }
+                DisputeAnswer::Case => (ReplyAction::Dispute, Some(ReplyKind::DisputeCase)),
+            },
             Reply::Other => (ReplyAction::Ignored, None),
         };
         self.store
@@ -144,7 +168,7 @@ impl Replies<'_> {
                 self.answer(kind, &subscriber_id, reply.from, language, &reply_id, reply.received_at).await?;
                 true
             }
-            _ => false,
+            _ => told,
         };
         Ok(ReplyOutcome { action, answered })
     }
@@ -158,6 +182,38 @@ impl Replies<'_> {
         let end = local_midnight(day.succ_opt().unwrap_or(day), self.timezone);
         let answered = self.store.answers_between(subscriber_id, start, end).await?;
         Ok(answered < i64::from(self.max_answers_per_day))
+    }
+
+    /// Opens a dispute of the latest bill, which tells the subscriber its case number itself;
+    /// the answer, when there is one, is for an `SS` that opened nothing (a case of that bill
+    /// is open already, or there is no bill).
+    async fn open_dispute(&self, subscriber_id: &str, reply_id: &str, text: &str) -> Result<DisputeAnswer, ReplyError> {
+        let Some(bill) = self.store.latest_bill(subscriber_id).await? else {
+            return Ok(DisputeAnswer::Case);
+        };
+        let month: BillingMonth =
+            bill.month.parse().map_err(|_| StoreError::Corrupt { column: "bills.month", value: bill.month.clone() })?;
+        let actor = format!("reply {reply_id}");
+        let request = DisputeRequest { subscriber_id, month, record_ids: None, note: text, actor: &actor };
+        match self.disputes().open(&request).await {
+            Ok(Opened::New(_)) => Ok(DisputeAnswer::CaseOpened),
+            Ok(Opened::AlreadyOpen(_))
+            | Err(DisputeError::NothingToDispute | DisputeError::NoBill | DisputeError::NotACharge(_)) => {
+                Ok(DisputeAnswer::Case)
+            }
+            Err(DisputeError::Store(error)) => Err(error.into()),
+            Err(DisputeError::Dispatch(error)) => Err(error.into()),
+        }
+    }
+
+    fn disputes(&self) -> Disputes<'_> {
+        Disputes {
+            store: self.store,
+            renderer: self.renderer,
+            clock: self.clock,
+            queue: self.queue,
+            sla: self.dispute_sla,
+        }
     }
 
     /// The subscriber's own word on the bill SMS, kept as a consent change and audited;
@@ -226,32 +282,35 @@ impl Replies<'_> {
         reply_id: &str,
         received_at: DateTime<Utc>,
     ) -> Result<(), ReplyError> {
-        let bill = match kind {
-            ReplyKind::Details => self.store.latest_bill(subscriber_id).await?,
-            ReplyKind::OptOut | ReplyKind::OptIn | ReplyKind::StopHelp => None,
+        let rendered = match kind {
+            ReplyKind::Details => {
+                let latest = self.store.latest_bill_for_sms(subscriber_id, self.itemize_min).await?;
+                let facts = latest.as_ref().map(|(month, bill)| bill_facts(bill, *month));
+                self.renderer.render_details(to, language, facts.as_ref())
+            }
+            ReplyKind::DisputeCase => {
+                let bill = self.store.latest_bill(subscriber_id).await?;
+                let totals: Option<(_, &CategoryTotals)> = bill.as_ref().map(|b| (b.period, &b.categories));
+                let mut view = self.renderer.reply_view(to, language, totals, self.vas_cancel_code);
+                if let Some(bill) = &bill {
+                    let open = DisputeFilter {
+                        month: bill.month.parse().ok(),
+                        status: Some(DisputeStatus::Open),
+                        subscriber_id: Some(subscriber_id.to_string()),
+                    };
+                    if let Some(case) = self.store.disputes(&open, 0, 1).await?.first() {
+                        view.case = case.id.to_string();
+                        view.case_disputed = case.disputed.to_string();
+                    }
+                }
+                self.renderer.render_reply(kind, language, &view)
+            }
+            ReplyKind::OptOut | ReplyKind::OptIn | ReplyKind::StopHelp => {
+                let view = self.renderer.reply_view(to, language, None, self.vas_cancel_code);
+                self.renderer.render_reply(kind, language, &view)
+            }
         };
-        let totals: Option<(_, &CategoryTotals)> = bill.as_ref().map(|b| (b.period, &b.categories));
-        let view = self.renderer.reply_view(to, language, totals, self.vas_cancel_code);
-        let notification = match self.renderer.render_reply(kind, language, &view) {
-            RenderedSms::Fits { text, encoding, segments } => NotificationToWrite {
-                id: uuid::Uuid::now_v7().to_string(),
-                kind: format!("{}:{reply_id}", kind.template()),
-                status: DeliveryStatus::Pending,
-                reason: None,
-                segments: segments as i64,
-                encoding: Some(encoding),
-                text,
-            },
-            RenderedSms::TooLong { segments } => NotificationToWrite {
-                id: uuid::Uuid::now_v7().to_string(),
-                kind: format!("{}:{reply_id}", kind.template()),
-                status: DeliveryStatus::Failed,
-                reason: Some(NotSentReason::TooLong),
-                segments: segments as i64,
-                encoding: None,
-                text: String::new(),
-            },
-        };
+        let notification = notification_of(kind.template(), reply_id, rendered);
         let local = received_at.with_timezone(&self.timezone);
         let month = BillingMonth::new(local.year(), local.month()).expect("a real date").to_string();
         let dispatcher = Dispatcher { store: self.store, queue: self.queue, clock: self.clock };

@@ -11,10 +11,12 @@ use sqlx::{AnyConnection, Row};
 use super::batch::{insert_values, Rows, Table, Value};
 use super::json_rows::JsonRows;
 use super::{from_micros, to_micros, usage, StoreError, StoreResult, Tx};
-use crate::domain::bill::{BillSummary, CategoryTotals, ChargeTotals, UsageRecord, UsageTotals, VasCharge};
+use crate::domain::bill::{
+    BillSummary, CategoryTotals, ChargeTotals, ItemizedCharge, UsageRecord, UsageTotals, VasCharge,
+};
 use crate::domain::category::{Category, Language};
 use crate::domain::delivery::BILL_KIND;
-use crate::domain::flags::{ChargeFlag, VasOrder};
+use crate::domain::flags::{recent_mean, ChargeFlag, VasOrder};
 use crate::domain::money::Fen;
 use crate::domain::msisdn::Msisdn;
 use crate::domain::period::{BillingDay, BillingMonth, Period};
@@ -47,6 +49,7 @@ pub struct BillToWrite {
 /// subscriber's language and choice of bill SMS and the plan's allowances, as they are now.
 pub struct UnnotifiedBill {
     pub subscriber_id: String,
+    pub month: String,
     pub msisdn: Msisdn,
     pub language: Language,
     pub bill_sms: bool,
@@ -54,6 +57,10 @@ pub struct UnnotifiedBill {
     pub period: Period,
     pub summary: BillSummary,
     pub flags: Vec<ChargeFlag>,
+    /// The large `other` and `adjustment` records, in the order they occurred.
+    pub itemized: Vec<ItemizedCharge>,
+    /// For a spike, the mean of the previous bills it was measured against.
+    pub recent_average: Option<Fen>,
     pub voice_minutes: i64,
     pub data_mb: i64,
     pub sms_count: i64,
@@ -477,39 +484,90 @@ pub async fn previous_totals_between(
 }
 
 /// The next page of the month's bills after `after` that have no bill notification yet, in key
-/// order, with their flags. Bounded by `after` on both sides, as `unbilled_candidates` is. The
-/// page comes back column by column (`JsonRows::columns_of`).
+/// order, with their flags and what the SMS names besides the bill (`complete_for_sms`).
+/// Bounded by `after` on both sides, as `unbilled_candidates` is. The page comes back column by
+/// column (`JsonRows::columns_of`).
 pub async fn unnotified_bills(
     conn: &mut AnyConnection,
     rows: JsonRows,
     month: BillingMonth,
     after: &str,
     limit: i64,
+    itemize_min: Fen,
 ) -> StoreResult<Vec<UnnotifiedBill>> {
-    let amounts: Vec<String> = Category::ALL.iter().map(|c| format!("b.{}_fen", c.as_str())).collect();
     let month_text = month.to_string();
-    let (stored,): (String,) = sqlx::query_as(&format!(
-        "SELECT {} FROM (
-             SELECT b.subscriber_id, b.msisdn, b.period_start, b.period_end, {}, b.voice_minutes, b.data_kb,
-                    b.sms_count, b.record_count, b.vas_lines, b.spike, s.language, s.bill_sms,
-                    p.voice_minutes AS plan_voice_minutes, p.data_mb AS plan_data_mb, p.sms_count AS plan_sms_count
-             FROM bills b JOIN subscribers s ON s.subscriber_id = b.subscriber_id JOIN plans p ON p.plan_id = s.plan_id
-             WHERE b.month = $1 AND b.subscriber_id > $2
+    let (stored,): (String,) = sqlx::query_as(&select_bills(
+        rows,
+        &format!(
+            "b.month = $1 AND b.subscriber_id > $2
                AND NOT EXISTS (SELECT 1 FROM notifications n
                                WHERE n.subscriber_id = b.subscriber_id AND n.month = $1 AND n.kind = '{BILL_KIND}'
                                  AND n.subscriber_id > $2)
              ORDER BY b.subscriber_id
-             LIMIT $3) page",
-        rows.columns_of(BillColumns::COLUMNS),
-        amounts.join(", ")
+             LIMIT $3"
+        ),
     ))
     .bind(&month_text)
     .bind(after)
     .bind(limit)
     .fetch_one(&mut *conn)
     .await?;
-    let mut page: BillColumns =
-        parse_columns(&stored).ok_or_else(|| corrupt("bills", format!("bills after {after}")))?;
+    let mut bills = bills_from_columns(&stored, || format!("bills after {after}"))?;
+    // The columns list the rows in the same order, which need not be the page's.
+    bills.sort_unstable_by(|a, b| a.subscriber_id.cmp(&b.subscriber_id));
+    complete_for_sms(conn, &mut bills, month, itemize_min).await?;
+    Ok(bills)
+}
+
+/// The subscriber's latest bill as its SMS names it (for the `ZD` answer), with its month.
+pub async fn latest_bill_for_sms(
+    conn: &mut AnyConnection,
+    rows: JsonRows,
+    subscriber_id: &str,
+    itemize_min: Fen,
+) -> StoreResult<Option<(BillingMonth, UnnotifiedBill)>> {
+    let (stored,): (String,) =
+        sqlx::query_as(&select_bills(rows, "b.subscriber_id = $1 ORDER BY b.month DESC LIMIT 1"))
+            .bind(subscriber_id)
+            .fetch_one(&mut *conn)
+            .await?;
+    let mut bills = bills_from_columns(&stored, || format!("latest bill of {subscriber_id}"))?;
+    let Some(bill) = bills.first() else { return Ok(None) };
+    let month: BillingMonth = bill.month.parse().map_err(|_| corrupt("bills.month", &bill.month))?;
+    complete_for_sms(conn, &mut bills, month, itemize_min).await?;
+    Ok(bills.pop().map(|bill| (month, bill)))
+}
+
+impl super::Store {
+    /// The subscriber's latest bill as its SMS names it, with its month.
+    pub async fn latest_bill_for_sms(
+        &self,
+        subscriber_id: &str,
+        itemize_min: Fen,
+    ) -> StoreResult<Option<(BillingMonth, UnnotifiedBill)>> {
+        let mut connection = self.connection().await?;
+        latest_bill_for_sms(&mut connection, self.json_rows(), subscriber_id, itemize_min).await
+    }
+}
+
+/// The bills, with what their SMS needs, that `filter` (a `WHERE` clause and what follows)
+/// selects, as one row of columns.
+fn select_bills(rows: JsonRows, filter: &str) -> String {
+    let amounts: Vec<String> = Category::ALL.iter().map(|c| format!("b.{}_fen", c.as_str())).collect();
+    format!(
+        "SELECT {} FROM (
+             SELECT b.subscriber_id, b.month, b.msisdn, b.period_start, b.period_end, {}, b.voice_minutes, b.data_kb,
+                    b.sms_count, b.record_count, b.vas_lines, b.spike, s.language, s.bill_sms,
+                    p.voice_minutes AS plan_voice_minutes, p.data_mb AS plan_data_mb, p.sms_count AS plan_sms_count
+             FROM bills b JOIN subscribers s ON s.subscriber_id = b.subscriber_id JOIN plans p ON p.plan_id = s.plan_id
+             WHERE {filter}) page",
+        rows.columns_of(BillColumns::COLUMNS),
+        amounts.join(", ")
+    )
+}
+
+fn bills_from_columns(stored: &str, what: impl Fn() -> String) -> StoreResult<Vec<UnnotifiedBill>> {
+    let mut page: BillColumns = parse_columns(stored).ok_or_else(|| corrupt("bills", what()))?;
     let mut bills = Vec::with_capacity(page.subscriber_id.len());
     for (i, subscriber_id) in page.subscriber_id.into_iter().enumerate() {
         let vas = match &page.vas_lines[i] {
@@ -528,6 +586,7 @@ pub async fn unnotified_bills(
             page.adjustment_fen[i],
         ];
         bills.push(UnnotifiedBill {
+            month: std::mem::take(&mut page.month[i]),
             msisdn: Msisdn::from_stored(std::mem::take(&mut page.msisdn[i])),
             language: language.parse().map_err(|_| corrupt("subscribers.language", language))?,
             bill_sms: page.bill_sms[i] != 0,
@@ -544,27 +603,83 @@ pub async fn unnotified_bills(
                 record_count: page.record_count[i],
             },
             flags: Vec::new(),
+            itemized: Vec::new(),
+            recent_average: None,
             voice_minutes: page.plan_voice_minutes[i],
             data_mb: page.plan_data_mb[i],
             sms_count: page.plan_sms_count[i],
             subscriber_id,
         });
     }
-    // The columns list the rows in the same order, which need not be the page's.
-    bills.sort_unstable_by(|a, b| a.subscriber_id.cmp(&b.subscriber_id));
-    if let (Some(first), Some(last)) = (bills.first(), bills.last()) {
-        let mut flags = flags_between(conn, &month_text, &first.subscriber_id, &last.subscriber_id).await?;
-        for bill in &mut bills {
-            bill.flags = flags.remove(&bill.subscriber_id).unwrap_or_default();
+    Ok(bills)
+}
+
+/// Adds to bills of `month`, in key order, what their SMS names besides the bill: the flagged
+/// charges, the large `other` and `adjustment` records, and for a spike the mean of the bills
+/// it was measured against. Each is read as one range of keys, as a page's inputs are.
+async fn complete_for_sms(
+    conn: &mut AnyConnection,
+    bills: &mut [UnnotifiedBill],
+    month: BillingMonth,
+    itemize_min: Fen,
+) -> StoreResult<()> {
+    let (Some(first), Some(last)) = (bills.first(), bills.last()) else { return Ok(()) };
+    let (first, last) = (first.subscriber_id.clone(), last.subscriber_id.clone());
+    let mut flags = flags_between(conn, &month.to_string(), &first, &last).await?;
+    let from = bills.iter().map(|b| b.period.start).min().expect("not empty");
+    let until = bills.iter().map(|b| b.period.end).max().expect("not empty");
+    let rows = sqlx::query(
+        "SELECT subscriber_id, occurred_at, category, amount_fen, description FROM usage_records
+         WHERE category IN ('other', 'adjustment') AND subscriber_id >= $1 AND subscriber_id <= $2
+           AND occurred_at >= $3 AND occurred_at < $4 AND (amount_fen >= $5 OR amount_fen <= -$5)
+         ORDER BY subscriber_id, occurred_at, record_id",
+    )
+    .bind(&first)
+    .bind(&last)
+    .bind(to_micros(from))
+    .bind(to_micros(until))
+    .bind(itemize_min.get().abs())
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut itemized: HashMap<String, Vec<(i64, ItemizedCharge)>> = HashMap::new();
+    for row in rows {
+        let category: String = row.try_get("category")?;
+        let category: Category = category.parse().map_err(|_| corrupt("usage_records.category", &category))?;
+        itemized.entry(row.try_get("subscriber_id")?).or_default().push((
+            row.try_get("occurred_at")?,
+            ItemizedCharge {
+                category,
+                description: row.try_get("description")?,
+                amount: Fen::new(row.try_get("amount_fen")?),
+            },
+        ));
+    }
+    let previous = if bills.iter().any(|b| b.spike) {
+        previous_totals_between(conn, &first, &last, month).await?
+    } else {
+        HashMap::new()
+    };
+    for bill in bills.iter_mut() {
+        bill.flags = flags.remove(&bill.subscriber_id).unwrap_or_default();
+        bill.itemized = itemized
+            .remove(&bill.subscriber_id)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|(at, _)| bill.period.contains(from_micros(*at)))
+            .map(|(_, charge)| charge)
+            .collect();
+        if bill.spike {
+            bill.recent_average = previous.get(&bill.subscriber_id).and_then(|totals| recent_mean(totals));
         }
     }
-    Ok(bills)
+    Ok(())
 }
 
 columns! {
     /// A page of bills without notifications, as `unnotified_bills` reads them.
     BillColumns {
         subscriber_id: String,
+        month: String,
         msisdn: String,
         period_start: i64,
         period_end: i64,

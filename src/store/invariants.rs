@@ -6,7 +6,8 @@ use super::{Store, StoreResult};
 /// Each check is a query returning one row per offending key.
 const CHECKS: &[(&str, &str)] = &[
     (
-        "more than one notification for a subscriber, month and kind",
+        // The kind column holds `kind:subject` where there is a subject (domain::delivery::stored_kind).
+        "more than one notification for a subscriber, month, kind and subject",
         "SELECT subscriber_id || ' ' || month || ' ' || kind FROM notifications
          GROUP BY subscriber_id, month, kind HAVING COUNT(*) > 1",
     ),
@@ -26,6 +27,17 @@ const CHECKS: &[(&str, &str)] = &[
         "notification sent without a queued event",
         "SELECT DISTINCT e.notification_id FROM notification_events e WHERE e.status = 'sending' AND NOT EXISTS (
              SELECT 1 FROM notification_events q WHERE q.notification_id = e.notification_id AND q.status = 'queued')",
+    ),
+    (
+        "dispute whose disputed sum is not what its records add up to",
+        "SELECT CAST(d.id AS TEXT) FROM disputes d WHERE d.disputed_fen <> (
+             SELECT COALESCE(SUM(r.amount_fen), 0) FROM dispute_records r WHERE r.dispute_id = d.id)",
+    ),
+    (
+        "dispute refunding more than was disputed, or refunding without being refunded",
+        "SELECT CAST(id AS TEXT) FROM disputes
+         WHERE refunded_fen > disputed_fen OR (status <> 'refunded' AND refunded_fen <> 0)
+            OR (status = 'open') <> (resolved_at IS NULL)",
     ),
     (
         "bill whose categories do not add up to its total",

@@ -16,6 +16,7 @@ pub mod audit;
 pub mod batch;
 pub mod bills;
 pub mod bulk;
+pub mod disputes;
 mod invariants;
 pub mod json_rows;
 pub mod leases;

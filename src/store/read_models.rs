@@ -26,6 +26,7 @@ pub struct FlagExport {
 #[derive(Debug, Clone)]
 pub struct BillExport {
     pub subscriber_id: String,
+    pub month: String,
     pub msisdn: String,
     pub period: Period,
     pub total_fen: i64,
@@ -448,6 +449,7 @@ fn bill_from_row(r: &sqlx::any::AnyRow) -> StoreResult<BillExport> {
     let categories = CategoryTotals::from_array(categories);
     Ok(BillExport {
         subscriber_id: r.try_get("subscriber_id")?,
+        month: r.try_get("month")?,
         msisdn: r.try_get("msisdn")?,
         period: Period { start: from_micros(r.try_get("period_start")?), end: from_micros(r.try_get("period_end")?) },
         total_fen: r.try_get("total_fen")?,

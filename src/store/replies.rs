@@ -77,6 +77,19 @@ impl Store {
         .transpose()
     }
 
+    /// The number and language of subscriber `subscriber_id`, to write to them.
+    pub async fn subscriber_contact(&self, subscriber_id: &str) -> StoreResult<Option<(String, Language)>> {
+        let row = sqlx::query("SELECT msisdn, language FROM subscribers WHERE subscriber_id = $1")
+            .bind(subscriber_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| {
+            let language: String = r.try_get("language")?;
+            Ok((r.try_get("msisdn")?, language.parse().unwrap_or(Language::Zh)))
+        })
+        .transpose()
+    }
+
     /// Sets the subscriber's choice of bill SMS and keeps the change with its time and source;
     /// `Some(false)` when it was so already (nothing is kept), `None` for an unknown subscriber.
     pub async fn set_bill_sms(
@@ -119,7 +132,10 @@ impl Store {
         to: DateTime<Utc>,
     ) -> StoreResult<i64> {
         Ok(sqlx::query_scalar(
+            // Answers are the kinds with a reply's id as subject; the bill, the flag notice and a
+            // dispute's messages are owed whatever the day's count.
             "SELECT COUNT(*) FROM notifications WHERE subscriber_id = $1 AND kind <> 'bill'
+               AND kind <> 'flag_notice' AND kind NOT LIKE 'dispute:%'
                AND created_at >= $2 AND created_at < $3",
         )
         .bind(subscriber_id)
