@@ -1,7 +1,7 @@
 //! The v2 fixture (tests/fixtures/v2): the small fixture's data with spam reports that exercise
 //! contract version 2's aggregation (number forms, number types, SP ports and extensions, the
-//! 90-day window, calls and SMS, the `95???` pattern). Import counts and every month's
-//! `export spam` must equal `expected/` exactly, on SQLite and PostgreSQL.
+//! 90-day window, calls and SMS, the `95???` pattern). Import counts, every month's bills and
+//! every month's `export spam` must equal `expected/` exactly, on SQLite and PostgreSQL.
 
 mod common;
 
@@ -50,6 +50,15 @@ async fn spam_aggregates_match_expected(backend: Backend) {
     }
     for month in MONTHS {
         app.run(month, AS_OF).await;
+        let bills = app.export(ExportKind::Bills, month).await;
+        let expected_bills = expected_lines(&format!("bills-{month}.jsonl"));
+        assert_eq!(bills.len(), expected_bills.len(), "{month}: bills");
+        for want in &expected_bills {
+            let got = bills.iter().find(|b| b["subscriber_id"] == want["subscriber_id"]).expect("a bill");
+            for field in ["msisdn", "month", "total_fen", "categories", "usage", "flags", "bill_flags"] {
+                assert_eq!(got[field], want[field], "{month} {} {field}", want["subscriber_id"]);
+            }
+        }
         let got: Vec<Value> = app
             .export(ExportKind::Spam, month)
             .await
