@@ -100,6 +100,11 @@ gateway_requests=$(( expected < 200000 ? (expected > 20000 ? expected : 20000) :
 record raw_gateway "$("$raw" gateway --url "http://127.0.0.1:$port" --token bench --requests "$gateway_requests" --concurrency $((32 * W)))"
 pkill -TERM -f "^$bin mock-gateway --bind 127.0.0.1:$port" || true
 
+# The console's pages on the pushed month (docs/contract.md §10), statistics up to date as
+# autovacuum would leave them.
+psql -h 127.0.0.1 -U postgres -d "$db" -qc "ANALYZE"
+BILLPUSH_BIN=$bin scripts/console-bench.sh "$BILLPUSH_DATABASE__URL" $month 20 >"$work/console.txt"
+
 # The embedded default on the same data: SQLite, in-process queue, sink gateway.
 mkdir -p "$work/embedded"
 (
@@ -168,3 +173,4 @@ print(f"per subscriber: import {f('import_usage.seconds') / n * 1e6:.1f} µs, bu
       f"render {f('render.seconds') / n * 1e6:.1f} µs, "
       f"push {f('push.seconds') / sms * 1e6:.1f} µs, embedded run {f('embedded_run.seconds') / sent * 1e6:.1f} µs")
 PY
+cat "$work/console.txt"

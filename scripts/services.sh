@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Makes sure what the tests and drills need is installed and answering: PostgreSQL on
-# 127.0.0.1:5432 (user postgres, no password), RabbitMQ on 127.0.0.1:5672 (guest/guest), and the
-# command-line tools the drills call (psql, curl, python3 with venv). On Debian or Ubuntu, whatever is
+# 127.0.0.1:5432 (user postgres, no password), RabbitMQ on 127.0.0.1:5672 (guest/guest), the
+# command-line tools the drills call (psql, curl, python3 with venv), and for the console's
+# browser tests Chromium with its WebDriver and a Chinese font (so screenshots show the text). On Debian or Ubuntu, whatever is
 # missing is installed with apt-get (as root, or through sudo) and started; elsewhere the script
 # stops and names what to install.
 set -euo pipefail
@@ -10,6 +11,7 @@ set -euo pipefail
 PACKAGES_POSTGRES="postgresql postgresql-client"
 PACKAGES_RABBITMQ="rabbitmq-server"
 PACKAGES_TOOLS="curl python3 python3-venv procps"
+PACKAGES_BROWSER="chromium chromium-driver fonts-wqy-microhei"
 
 as_root() {
   if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
@@ -21,7 +23,8 @@ apt_updated=
 install() {
   if ! command -v apt-get >/dev/null; then
     echo "missing: $*. This is not a Debian or Ubuntu machine: install them (PostgreSQL server and" >&2
-    echo "client 13 or newer, RabbitMQ server 3.12 or newer, curl, python3) and start them" >&2
+    echo "client 13 or newer, RabbitMQ server 3.12 or newer, curl, python3, Chromium with chromedriver" >&2
+    echo "and a Chinese font) and start them" >&2
     echo "on 127.0.0.1:5432 (user postgres, trust auth) and 127.0.0.1:5672 (guest/guest)." >&2
     exit 1
   fi
@@ -45,6 +48,10 @@ for tool in curl python3 pkill; do command -v "$tool" >/dev/null || missing_tool
 # The API contract check installs schemathesis (PyPI) into a virtual environment.
 python3 -c 'import venv, ensurepip' 2>/dev/null || missing_tools+=(python3-venv)
 [ ${#missing_tools[@]} -eq 0 ] || install $PACKAGES_TOOLS
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null ||
+  { command -v fc-list >/dev/null && ! fc-list :lang=zh | grep -q .; }; then
+  install $PACKAGES_BROWSER
+fi
 
 answers() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 export PATH="$PATH:/usr/sbin:/sbin"

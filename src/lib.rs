@@ -8,6 +8,7 @@ pub mod billing;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod console;
 pub mod dispatch;
 pub mod disputes;
 pub mod domain;

@@ -6,6 +6,7 @@ mod consent;
 mod disputes;
 pub mod openapi;
 mod reads;
+pub use reads::deliveries_csv;
 mod receipts;
 mod replies;
 pub mod schema;
@@ -36,6 +37,8 @@ pub struct ApiState {
     pub app: App,
     pub tokens: Tokens,
     pub metrics: PrometheusHandle,
+    /// The console's month figures, counted in the background.
+    pub figures: crate::console::figures::FigureCache,
 }
 
 /// A JSON error answer `{"error": "..."}`.
@@ -238,7 +241,12 @@ async fn no_route(State(state): State<Arc<ApiState>>, request: Request) -> Respo
 /// Every error leaves as `{"error": "..."}`, including those axum answers itself (a body over
 /// the limit, a method the route does not take).
 async fn json_errors(request: Request, next: Next) -> Response {
+    // The console answers people, in HTML, errors included.
+    let console = request.uri().path().starts_with("/console");
     let response = next.run(request).await;
+    if console {
+        return response;
+    }
     let status = response.status();
     let is_json = response
         .headers()
@@ -291,6 +299,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
     Router::new()
         .merge(open)
         .merge(api)
+        .merge(crate::console::router(state.clone()))
         .fallback(no_route)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .layer(middleware::from_fn(json_errors))
@@ -316,7 +325,7 @@ pub async fn serve(
     let metrics = metrics_handle();
     app.count_notifications().await;
     let _ = bound.send(listener.local_addr()?);
-    let state = Arc::new(ApiState { app, tokens, metrics });
+    let state = Arc::new(ApiState { app, tokens, metrics, figures: Default::default() });
     let sweeper = {
         let (state, stop) = (state.clone(), stop.clone());
         tokio::spawn(async move { state.app.sweep_receipts(stop).await })
@@ -324,6 +333,10 @@ pub async fn serve(
     let counts = {
         let (state, stop) = (state.clone(), stop.clone());
         tokio::spawn(async move { state.app.keep_counts_current(stop).await })
+    };
+    let figures = {
+        let (state, stop) = (state.clone(), stop.clone());
+        tokio::spawn(async move { state.figures.keep_latest_counted(&state.app, stop).await })
     };
     // Without a broker, this process pushes the answers to replies itself.
     let answers = (state.app.settings.config.queue.url == "memory://").then(|| {
@@ -335,6 +348,7 @@ pub async fn serve(
     let served = listener.serve(router(state), stop).await;
     sweeper.await?;
     counts.await?;
+    figures.await?;
     if let Some(answers) = answers {
         answers.await??;
     }

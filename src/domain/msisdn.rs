@@ -31,6 +31,15 @@ impl Msisdn {
         }
     }
 
+    /// A number as a person types it into a search: spaces, dashes, dots and brackets are
+    /// dropped and a leading `00` read as `+` before it is parsed (`0086 151-2661-4242`).
+    pub fn parse_typed(input: &str) -> Result<Self, String> {
+        let kept: String = input.chars().filter(|c| !matches!(c, ' ' | '-' | '.' | '(' | ')' | '\u{3000}')).collect();
+        let normalised =
+            normalise_reported_number(&kept).map_err(|_| format!("{:?} is not a phone number", input.trim()))?;
+        Msisdn::parse(&normalised)
+    }
+
     /// Rebuilds a number read back from storage, where only parsed numbers are written.
     pub fn from_stored(stored: String) -> Self {
         Msisdn(stored)
@@ -88,6 +97,15 @@ pub fn normalise_reported_number(input: &str) -> Result<String, String> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn a_number_typed_with_separators_or_00_is_the_same_number() {
+        for typed in ["0086 151-2661-4242", "(+86) 151 2661 4242", "15126614242", "86.151.2661.4242"] {
+            assert_eq!(Msisdn::parse_typed(typed).unwrap().as_str(), "+8615126614242", "{typed}");
+        }
+        assert_eq!(Msisdn::parse_typed("0044 7952 319252").unwrap().as_str(), "+447952319252");
+        assert!(Msisdn::parse_typed("abc").is_err());
+    }
 
     #[test]
     fn mainland_mobiles_get_the_country_code() {

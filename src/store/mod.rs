@@ -16,6 +16,7 @@ pub mod audit;
 pub mod batch;
 pub mod bills;
 pub mod bulk;
+pub mod console;
 pub mod disputes;
 mod invariants;
 pub mod json_rows;
@@ -24,6 +25,7 @@ pub mod notifications;
 mod read_models;
 pub mod records;
 pub mod replies;
+pub mod sessions;
 pub mod usage;
 
 use std::str::FromStr;

@@ -68,6 +68,15 @@ pub struct MonthStatus {
     pub late_records: i64,
 }
 
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BillTotals {
+    pub bills: i64,
+    pub total_fen: i64,
+    pub spikes: i64,
+    /// The usage records the bills were built from.
+    pub records: i64,
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct DeliveryFilter {
     pub month: Option<BillingMonth>,
@@ -212,16 +221,28 @@ impl Store {
             .collect()
     }
 
-    pub async fn month_status(&self, month: BillingMonth) -> StoreResult<MonthStatus> {
-        let month_text = month.to_string();
-        let bills = sqlx::query(
+    /// The month's bills: how many, their total, how many are spikes, and the records they
+    /// were built from.
+    pub async fn bill_totals(&self, month: BillingMonth) -> StoreResult<BillTotals> {
+        let row = sqlx::query(
             "SELECT COUNT(*) AS bills, CAST(COALESCE(SUM(total_fen), 0) AS BIGINT) AS total,
                     CAST(COALESCE(SUM(spike), 0) AS BIGINT) AS spikes, CAST(COALESCE(SUM(record_count), 0) AS BIGINT) AS records
              FROM bills WHERE month = $1",
         )
-        .bind(&month_text)
+        .bind(month.to_string())
         .fetch_one(&self.pool)
         .await?;
+        Ok(BillTotals {
+            bills: row.try_get("bills")?,
+            total_fen: row.try_get("total")?,
+            spikes: row.try_get("spikes")?,
+            records: row.try_get("records")?,
+        })
+    }
+
+    pub async fn month_status(&self, month: BillingMonth) -> StoreResult<MonthStatus> {
+        let month_text = month.to_string();
+        let bills = self.bill_totals(month).await?;
         let in_periods: i64 = sqlx::query(
             "SELECT COUNT(*) AS n FROM usage_records u JOIN bills b ON b.subscriber_id = u.subscriber_id AND b.month = $1
              WHERE u.occurred_at >= b.period_start AND u.occurred_at < b.period_end",
@@ -243,10 +264,10 @@ impl Store {
             }
         };
         Ok(MonthStatus {
-            bills: bills.try_get("bills")?,
-            total_fen: bills.try_get("total")?,
-            spikes: bills.try_get("spikes")?,
-            late_records: in_periods - bills.try_get::<i64, _>("records")?,
+            bills: bills.bills,
+            total_fen: bills.total_fen,
+            spikes: bills.spikes,
+            late_records: in_periods - bills.records,
             deliveries: self.month_status_counts(month).await?,
             flags: counts(
                 "SELECT reason AS k, COUNT(*) AS n FROM charge_flags WHERE month = $1 GROUP BY reason ORDER BY reason",

@@ -1,0 +1,117 @@
+//! A month's figures for the overview and the flags page, counted in the background and kept
+//! in memory: at a million notifications each count scans the month, and a page must not wait
+//! for that. The latest month is recounted every `REFRESH`; any other month when it is viewed
+//! and its figures are older than that, the view being answered with the figures at hand.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+
+use crate::api::ApiState;
+use crate::app::App;
+use crate::domain::period::{calendar_month, BillingMonth};
+use crate::export::spam_numbers;
+use crate::store::console::FlagGroup;
+
+/// How old figures may be before they are counted again.
+pub const REFRESH: Duration = Duration::from_secs(15);
+/// Service providers the flags page lists.
+pub const PROVIDERS_SHOWN: i64 = 100;
+
+/// What the month overview and the flags page show of a month.
+#[derive(Debug, Clone)]
+pub struct MonthFigures {
+    pub bills: i64,
+    pub total_fen: i64,
+    pub spikes: i64,
+    /// Notifications per status, in status order.
+    pub deliveries: Vec<(String, i64)>,
+    /// Accepted or delivered per local day of their last change: (days since 1970-01-01, count).
+    pub days: Vec<(i64, i64)>,
+    pub flags_by_reason: Vec<FlagGroup>,
+    pub flags_by_provider: Vec<FlagGroup>,
+    pub spam_flagged: usize,
+    pub counted_at: Instant,
+}
+
+/// Counts every figure of `month`.
+async fn count(app: &App, month: BillingMonth) -> anyhow::Result<MonthFigures> {
+    let store = &app.store;
+    let tz = app.settings.timezone;
+    let month_start = calendar_month(month, tz).start;
+    let offset = chrono::Offset::fix(&chrono::TimeZone::offset_from_utc_datetime(&tz, &month_start.naive_utc()));
+    let (bills, deliveries, days, (flags_by_reason, flags_by_provider)) = tokio::try_join!(
+        store.bill_totals(month),
+        store.month_status_counts(month),
+        store.deliveries_by_day(month, i64::from(offset.local_minus_utc())),
+        store.flag_groups(month, PROVIDERS_SHOWN),
+    )?;
+    let spam_flagged = spam_numbers(store, &app.settings, month).await?.iter().filter(|n| n.flagged).count();
+    Ok(MonthFigures {
+        bills: bills.bills,
+        total_fen: bills.total_fen,
+        spikes: bills.spikes,
+        deliveries,
+        days,
+        flags_by_reason,
+        flags_by_provider,
+        spam_flagged,
+        counted_at: Instant::now(),
+    })
+}
+
+/// The figures of every month viewed since `serve` started.
+#[derive(Default)]
+pub struct FigureCache {
+    months: Mutex<HashMap<BillingMonth, Arc<MonthFigures>>>,
+    /// Months being counted again in the background, so that one count runs at a time.
+    counting: Mutex<HashSet<BillingMonth>>,
+}
+
+impl FigureCache {
+    fn cached(&self, month: BillingMonth) -> Option<Arc<MonthFigures>> {
+        self.months.lock().expect("not poisoned").get(&month).cloned()
+    }
+
+    async fn recount(&self, app: &App, month: BillingMonth) -> anyhow::Result<Arc<MonthFigures>> {
+        let figures = Arc::new(count(app, month).await?);
+        self.months.lock().expect("not poisoned").insert(month, figures.clone());
+        Ok(figures)
+    }
+
+    /// Counts the latest month billed every `REFRESH` until `stop`, so that its overview is
+    /// always at hand.
+    pub async fn keep_latest_counted(&self, app: &App, stop: CancellationToken) {
+        loop {
+            if let Ok(Some(month)) = app.store.runs().await.map(|runs| runs.first().and_then(|r| r.month.parse().ok()))
+            {
+                if let Err(error) = self.recount(app, month).await {
+                    tracing::warn!(%error, %month, "console figures not counted");
+                }
+            }
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = tokio::time::sleep(REFRESH) => {}
+            }
+        }
+    }
+}
+
+/// The month's figures: counted now the first time, else as they stand, counted again in the
+/// background when older than `REFRESH`.
+pub async fn month_figures(state: &Arc<ApiState>, month: BillingMonth) -> anyhow::Result<Arc<MonthFigures>> {
+    let cache = &state.figures;
+    let Some(figures) = cache.cached(month) else { return cache.recount(&state.app, month).await };
+    if figures.counted_at.elapsed() > REFRESH && cache.counting.lock().expect("not poisoned").insert(month) {
+        let state = state.clone();
+        tokio::spawn(async move {
+            if let Err(error) = state.figures.recount(&state.app, month).await {
+                tracing::warn!(%error, %month, "console figures not counted");
+            }
+            state.figures.counting.lock().expect("not poisoned").remove(&month);
+        });
+    }
+    Ok(figures)
+}
