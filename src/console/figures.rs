@@ -3,9 +3,9 @@
 //! for that. The latest month is recounted every `REFRESH`; any other month when it is viewed
 //! and its figures are older than that, the view being answered with the figures at hand.
 
+use chrono::{DateTime, Utc};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
@@ -16,7 +16,7 @@ use crate::export::spam_numbers;
 use crate::store::console::FlagGroup;
 
 /// How old figures may be before they are counted again.
-pub const REFRESH: Duration = Duration::from_secs(15);
+pub const REFRESH: chrono::Duration = chrono::Duration::seconds(15);
 /// Service providers the flags page lists.
 pub const PROVIDERS_SHOWN: i64 = 100;
 
@@ -33,7 +33,11 @@ pub struct MonthFigures {
     pub flags_by_reason: Vec<FlagGroup>,
     pub flags_by_provider: Vec<FlagGroup>,
     pub spam_flagged: usize,
-    pub counted_at: Instant,
+    /// Parts of the month's SMS accepted or delivered so far.
+    pub parts_sent: i64,
+    /// Parts sent per second between the two latest counts, while that was more than none.
+    pub parts_per_second: Option<f64>,
+    pub counted_at: DateTime<Utc>,
 }
 
 /// Counts every figure of `month`.
@@ -42,11 +46,12 @@ async fn count(app: &App, month: BillingMonth) -> anyhow::Result<MonthFigures> {
     let tz = app.settings.timezone;
     let month_start = calendar_month(month, tz).start;
     let offset = chrono::Offset::fix(&chrono::TimeZone::offset_from_utc_datetime(&tz, &month_start.naive_utc()));
-    let (bills, deliveries, days, (flags_by_reason, flags_by_provider)) = tokio::try_join!(
+    let (bills, deliveries, days, (flags_by_reason, flags_by_provider), parts_sent) = tokio::try_join!(
         store.bill_totals(month),
         store.month_status_counts(month),
         store.deliveries_by_day(month, i64::from(offset.local_minus_utc())),
         store.flag_groups(month, PROVIDERS_SHOWN),
+        store.parts_sent(month),
     )?;
     let spam_flagged = spam_numbers(store, &app.settings, month).await?.iter().filter(|n| n.flagged).count();
     Ok(MonthFigures {
@@ -58,8 +63,17 @@ async fn count(app: &App, month: BillingMonth) -> anyhow::Result<MonthFigures> {
         flags_by_reason,
         flags_by_provider,
         spam_flagged,
-        counted_at: Instant::now(),
+        parts_sent,
+        parts_per_second: None,
+        counted_at: app.clock().now(),
     })
+}
+
+/// Parts per second from one count of the parts sent to the next; none when nothing was sent.
+fn rate(before: (i64, DateTime<Utc>), now: (i64, DateTime<Utc>)) -> Option<f64> {
+    let seconds = (now.1 - before.1).num_milliseconds() as f64 / 1000.0;
+    let parts = now.0 - before.0;
+    (parts > 0 && seconds > 0.0).then(|| parts as f64 / seconds)
 }
 
 /// The figures of every month viewed since `serve` started.
@@ -76,7 +90,12 @@ impl FigureCache {
     }
 
     async fn recount(&self, app: &App, month: BillingMonth) -> anyhow::Result<Arc<MonthFigures>> {
-        let figures = Arc::new(count(app, month).await?);
+        let mut figures = count(app, month).await?;
+        if let Some(before) = self.cached(month) {
+            figures.parts_per_second =
+                rate((before.parts_sent, before.counted_at), (figures.parts_sent, figures.counted_at));
+        }
+        let figures = Arc::new(figures);
         self.months.lock().expect("not poisoned").insert(month, figures.clone());
         Ok(figures)
     }
@@ -93,7 +112,7 @@ impl FigureCache {
             }
             tokio::select! {
                 () = stop.cancelled() => return,
-                () = tokio::time::sleep(REFRESH) => {}
+                () = tokio::time::sleep(REFRESH.to_std().expect("positive")) => {}
             }
         }
     }
@@ -104,7 +123,9 @@ impl FigureCache {
 pub async fn month_figures(state: &Arc<ApiState>, month: BillingMonth) -> anyhow::Result<Arc<MonthFigures>> {
     let cache = &state.figures;
     let Some(figures) = cache.cached(month) else { return cache.recount(&state.app, month).await };
-    if figures.counted_at.elapsed() > REFRESH && cache.counting.lock().expect("not poisoned").insert(month) {
+    if state.app.clock().now() - figures.counted_at > REFRESH
+        && cache.counting.lock().expect("not poisoned").insert(month)
+    {
         let state = state.clone();
         tokio::spawn(async move {
             if let Err(error) = state.figures.recount(&state.app, month).await {
@@ -114,4 +135,18 @@ pub async fn month_figures(state: &Arc<ApiState>, month: BillingMonth) -> anyhow
         });
     }
     Ok(figures)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_push_rate_is_the_parts_sent_between_two_counts_over_the_time_between_them() {
+        let at = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        let later = at + chrono::Duration::seconds(15);
+        assert_eq!(rate((1_000, at), (31_000, later)), Some(2_000.0));
+        assert_eq!(rate((1_000, at), (1_000, later)), None, "nothing sent");
+        assert_eq!(rate((1_000, at), (2_000, at)), None, "no time between");
+    }
 }

@@ -189,6 +189,9 @@ struct MonthPage {
     disputes_overdue: u64,
     disputes_refunded: u64,
     spam_flagged: usize,
+    parts_sent: i64,
+    /// While a push runs: parts per second between the two latest counts.
+    parts_per_second: Option<String>,
     pushing: bool,
     days_chart: String,
     days: Vec<(String, i64)>,
@@ -256,6 +259,8 @@ pub async fn month(
         disputes_overdue: overdue,
         disputes_refunded: refunded,
         spam_flagged: figures.spam_flagged,
+        parts_sent: figures.parts_sent,
+        parts_per_second: figures.parts_per_second.filter(|_| pushing).map(|r| format!("{r:.0}")),
         pushing,
     };
     page(&view, StatusCode::OK, 1)

@@ -86,6 +86,8 @@ pub struct Labels {
     pub source: &'static str,
     pub done: &'static str,
     pub over_time: &'static str,
+    pub parts_sent: &'static str,
+    pub parts_per_second: &'static str,
 }
 
 pub const ZH: Labels = Labels {
@@ -171,6 +173,8 @@ pub const ZH: Labels = Labels {
     source: "来源",
     done: "已处理",
     over_time: "每日送达（按最后状态时间）",
+    parts_sent: "已发送条数（分条计）",
+    parts_per_second: "当前推送速率（条/秒）",
 };
 
 pub const EN: Labels = Labels {
@@ -256,6 +260,8 @@ pub const EN: Labels = Labels {
     source: "Source",
     done: "resolved",
     over_time: "Accepted or delivered per day (by last change)",
+    parts_sent: "Parts sent",
+    parts_per_second: "Push rate now (parts/s)",
 };
 
 pub fn labels(language: Language) -> &'static Labels {

@@ -171,6 +171,17 @@ impl Store {
 }
 
 impl Store {
+    /// Parts of the month's SMS accepted or delivered so far.
+    pub async fn parts_sent(&self, month: BillingMonth) -> StoreResult<i64> {
+        Ok(sqlx::query_scalar(
+            "SELECT CAST(COALESCE(SUM(segments), 0) AS BIGINT) FROM notifications
+             WHERE month = $1 AND status IN ('accepted', 'delivered')",
+        )
+        .bind(month.to_string())
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
     /// The month's notifications accepted or delivered, per day of their last change, days
     /// counted as `offset_seconds` east of UTC: `(days since 1970-01-01, count)` in day order.
     pub async fn deliveries_by_day(&self, month: BillingMonth, offset_seconds: i64) -> StoreResult<Vec<(i64, i64)>> {
