@@ -57,6 +57,13 @@ async fn sessions_roles_csrf_and_every_page_on_the_embedded_store() {
     let gateway = client.post(format!("{base}/console/login")).form(&[("token", GATEWAY)]).send().await.unwrap();
     assert_eq!(gateway.status(), 403);
 
+    // A sign-in form posted from another site is refused, whichever way the browser says so.
+    for (name, value) in [("origin", "http://evil.example"), ("sec-fetch-site", "cross-site")] {
+        let foreign =
+            client.post(format!("{base}/console/login")).header(name, value).form(&[("token", REGULATOR)]).send();
+        assert_eq!(foreign.await.unwrap().status(), 403, "{name}");
+    }
+
     let (regulator, set_cookie) = sign_in(&client, &base, REGULATOR).await;
     for attribute in ["HttpOnly", "SameSite=Strict", "Path=/console", "Max-Age=28800"] {
         assert!(set_cookie.contains(attribute), "{set_cookie}");

@@ -73,6 +73,12 @@ impl Tokens {
         self.identify(token)
     }
 
+    /// The role of the configured token named `name`, if there still is one: a console
+    /// session ends when its token is removed or changes role.
+    pub fn role_of(&self, name: &str) -> Option<Role> {
+        self.0.iter().find(|entry| entry.name == name).map(|entry| entry.role)
+    }
+
     /// The name and role of the token, or `None` when no configured token matches.
     pub fn identify(&self, token: &str) -> Option<(&str, Role)> {
         let presented: [u8; 32] = Sha256::digest(token.as_bytes()).into();

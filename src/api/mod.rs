@@ -6,7 +6,7 @@ mod consent;
 mod disputes;
 pub mod openapi;
 mod reads;
-pub use reads::deliveries_csv;
+pub use reads::{deliveries_csv, RowsReturned};
 mod receipts;
 mod replies;
 pub mod schema;
@@ -204,7 +204,7 @@ async fn audited(
 }
 
 /// The path and query with the value of every `token` parameter replaced by `…`.
-fn redact_tokens(path_and_query: &str) -> String {
+pub(crate) fn redact_tokens(path_and_query: &str) -> String {
     let Some((path, query)) = path_and_query.split_once('?') else { return path_and_query.to_string() };
     let query: Vec<String> = query
         .split('&')
@@ -266,7 +266,7 @@ async fn json_errors(request: Request, next: Next) -> Response {
 /// Receipts and replies are left to finish what they started writing.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
-fn request_timeout() -> tower_http::timeout::TimeoutLayer {
+pub(crate) fn request_timeout() -> tower_http::timeout::TimeoutLayer {
     tower_http::timeout::TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, REQUEST_TIMEOUT)
 }
 

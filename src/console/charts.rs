@@ -52,3 +52,16 @@ fn draw_bars<'a>(svg: &'a mut String, values: &[(String, i64)]) -> Result<(), Bo
     root.present()?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_and_titles_are_escaped_in_the_svg() {
+        let svg = bars("flags <b>", &[("<script>x</script>".to_string(), 3), ("ok".to_string(), 1)]);
+        assert!(svg.starts_with("<svg role=\"img\" aria-label=\"flags &#60;b&#62;\""), "{svg}");
+        assert!(!svg.contains("<script>") && !svg.contains("<b>"), "{svg}");
+        assert_eq!(bars("empty", &[]), "");
+    }
+}

@@ -40,6 +40,25 @@ pub struct MonthFigures {
     pub counted_at: DateTime<Utc>,
 }
 
+impl MonthFigures {
+    /// The figures of a month nothing was billed for.
+    fn empty(at: DateTime<Utc>) -> MonthFigures {
+        MonthFigures {
+            bills: 0,
+            total_fen: 0,
+            spikes: 0,
+            deliveries: Vec::new(),
+            days: Vec::new(),
+            flags_by_reason: Vec::new(),
+            flags_by_provider: Vec::new(),
+            spam_flagged: 0,
+            parts_sent: 0,
+            parts_per_second: None,
+            counted_at: at,
+        }
+    }
+}
+
 /// Counts every figure of `month`.
 async fn count(app: &App, month: BillingMonth) -> anyhow::Result<MonthFigures> {
     let store = &app.store;
@@ -82,6 +101,8 @@ pub struct FigureCache {
     months: Mutex<HashMap<BillingMonth, Arc<MonthFigures>>>,
     /// Months being counted again in the background, so that one count runs at a time.
     counting: Mutex<HashSet<BillingMonth>>,
+    /// First counts wait their turn: views of many months at once count one after another.
+    first_counts: tokio::sync::Mutex<()>,
 }
 
 impl FigureCache {
@@ -122,7 +143,19 @@ impl FigureCache {
 /// background when older than `REFRESH`.
 pub async fn month_figures(state: &Arc<ApiState>, month: BillingMonth) -> anyhow::Result<Arc<MonthFigures>> {
     let cache = &state.figures;
-    let Some(figures) = cache.cached(month) else { return cache.recount(&state.app, month).await };
+    let Some(figures) = cache.cached(month) else {
+        let _turn = cache.first_counts.lock().await;
+        if let Some(figures) = cache.cached(month) {
+            return Ok(figures);
+        }
+        // Only billed months are counted and kept: any other has nothing to count, and a
+        // month typed into the address bar must not make the server count or remember it.
+        let billed = state.app.store.runs().await?.iter().any(|run| run.month == month.to_string());
+        if !billed {
+            return Ok(Arc::new(MonthFigures::empty(state.app.clock().now())));
+        }
+        return cache.recount(&state.app, month).await;
+    };
     if state.app.clock().now() - figures.counted_at > REFRESH
         && cache.counting.lock().expect("not poisoned").insert(month)
     {

@@ -81,12 +81,14 @@ async fn require_session(State(state): State<Arc<ApiState>>, mut request: Reques
         },
         None => None,
     };
+    // The token must still be configured, with the role it signed in with.
+    let session = session.filter(|s| state.tokens.role_of(&s.token_name).is_some_and(|r| r.as_str() == s.role));
     let Some(session) = session else { return Redirect::to("/console/login").into_response() };
     let role = if session.role == Role::Operator.as_str() { Role::Operator } else { Role::Regulator };
     let viewer =
         Viewer { token_name: session.token_name, role, csrf: session.csrf, language: language_of(request.headers()) };
     let method = request.method().to_string();
-    let path = request.uri().path_and_query().map_or_else(String::new, |p| p.to_string());
+    let path = crate::api::redact_tokens(&request.uri().path_and_query().map_or_else(String::new, |p| p.to_string()));
     request.extensions_mut().insert(viewer.clone());
     let response = next.run(request).await;
     let entry = AuditEntry {
@@ -97,7 +99,12 @@ async fn require_session(State(state): State<Arc<ApiState>>, mut request: Reques
         method,
         path,
         status: i64::from(response.status().as_u16()),
-        rows_returned: response.extensions().get::<pages::RowsShown>().map_or(0, |r| r.0 as i64),
+        rows_returned: response
+            .extensions()
+            .get::<pages::RowsShown>()
+            .map(|r| r.0)
+            .or_else(|| response.extensions().get::<crate::api::RowsReturned>().map(|r| r.0))
+            .unwrap_or(0) as i64,
     };
     if let Err(error) = state.app.store.append_audit(&entry).await {
         tracing::error!(%error, "audit log write failed");
@@ -158,6 +165,7 @@ pub fn router(state: Arc<ApiState>) -> Router<Arc<ApiState>> {
         .route("/console/spam", get(pages::spam))
         .route("/console/subscribers/{subscriber_id}", get(pages::subscriber))
         .route("/console/logout", get(pages::logout))
+        .route_layer(crate::api::request_timeout())
         .route_layer(middleware::from_fn_with_state(state.clone(), require_session));
     Router::new()
         .route("/console/login", get(pages::login_form).post(pages::login))
@@ -165,5 +173,31 @@ pub fn router(state: Arc<ApiState>) -> Router<Arc<ApiState>> {
         .route("/console/static/console.css", get(stylesheet))
         .route("/console/static/refresh.js", get(refresh_script))
         .merge(signed_in)
-        .route_layer(middleware::from_fn(secure_headers))
+        .route_layer(middleware::from_fn(same_origin_posts))
+        .layer(middleware::from_fn(secure_headers))
+}
+
+/// A post must come from the console's own pages: a browser says where a request comes from
+/// (`Sec-Fetch-Site`, `Origin`), and a form another site posts is refused before it signs
+/// anybody in or changes anything. Clients that say neither (scripts, tests) are let through;
+/// the CSRF token still guards every change.
+async fn same_origin_posts(request: Request, next: Next) -> Response {
+    if request.method() == axum::http::Method::POST {
+        let headers = request.headers();
+        let fetch_site = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok());
+        let cross_site = matches!(fetch_site, Some(site) if site != "same-origin" && site != "none");
+        let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+        let foreign_origin = match (headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()), host) {
+            (Some(origin), Some(host)) => {
+                let origin_host = origin.split_once("://").map_or(origin, |(_, rest)| rest);
+                origin_host != host
+            }
+            (Some(_), None) => true,
+            (None, _) => false,
+        };
+        if cross_site || foreign_origin {
+            return (StatusCode::FORBIDDEN, "a form from another site is refused").into_response();
+        }
+    }
+    next.run(request).await
 }

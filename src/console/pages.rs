@@ -127,6 +127,12 @@ pub async fn login(State(state): State<Arc<ApiState>>, headers: HeaderMap, Form(
         return page(&view, StatusCode::FORBIDDEN, 0);
     }
     let now = state.app.clock().now();
+    // A sign-in ends the session the browser had, if any: one cookie, one session.
+    if let Some(old) = super::cookie(&headers, SESSION_COOKIE) {
+        if let Err(error) = state.app.store.close_session(old).await {
+            return unavailable(error);
+        }
+    }
     let id = secret();
     let session = Session { token_name: name.to_string(), role: role.as_str().to_string(), csrf: secret() };
     if let Err(error) = state.app.store.open_session(&id, &session, now, now + SESSION_LIFETIME).await {
@@ -185,9 +191,9 @@ struct MonthPage {
     spikes: i64,
     deliveries: Vec<(String, i64)>,
     flags: Vec<GroupView>,
-    disputes_open: u64,
-    disputes_overdue: u64,
-    disputes_refunded: u64,
+    disputes_open: i64,
+    disputes_overdue: i64,
+    disputes_refunded: i64,
     spam_flagged: usize,
     parts_sent: i64,
     /// While a push runs: parts per second between the two latest counts.
@@ -211,26 +217,13 @@ pub async fn month(
         Ok(figures) => figures,
         Err(error) => return unavailable(error),
     };
-    // Disputes are few, and whether one is overdue changes with the clock: read as they stand.
-    let disputes = match state.app.disputes().await {
-        Ok(disputes) => disputes,
+    // Whether a dispute is overdue changes with the clock: counted as they stand.
+    let overdue_before = state.app.clock().now() - state.app.settings.dispute_sla;
+    let counts = match state.app.store.dispute_counts(month, overdue_before).await {
+        Ok(counts) => counts,
         Err(error) => return unavailable(error),
     };
-    let (mut open, mut overdue, mut refunded, mut after) = (0, 0, 0, 0);
-    let filter = DisputeFilter { month: Some(month), ..DisputeFilter::default() };
-    loop {
-        let page = match state.app.store.disputes(&filter, after, 1000).await {
-            Ok(page) => page,
-            Err(error) => return unavailable(error),
-        };
-        let Some(last) = page.last() else { break };
-        after = last.id;
-        for dispute in &page {
-            open += u64::from(dispute.status == DisputeStatus::Open);
-            overdue += u64::from(disputes.is_overdue(dispute));
-            refunded += u64::from(dispute.status == DisputeStatus::Refunded);
-        }
-    }
+    let (open, overdue, refunded) = (counts.open, counts.overdue, counts.refunded);
     let in_flight = [DeliveryStatus::Pending, DeliveryStatus::Queued, DeliveryStatus::Sending];
     let pushing = figures.deliveries.iter().any(|(s, n)| *n > 0 && in_flight.iter().any(|f| f.as_str() == s));
     let flag_counts: Vec<(String, i64)> = figures.flags_by_reason.iter().map(|g| (g.key.clone(), g.count)).collect();
@@ -374,7 +367,10 @@ pub async fn deliveries(
         t: labels(viewer.language),
         signed_in: true,
         operator: viewer.is_operator(),
-        month: month.map_or_else(|| text("month"), |m| m.to_string()),
+        month: match month {
+            Some(month) => month.to_string(),
+            None => latest(&state).await.to_string(),
+        },
         msisdn: text("msisdn"),
         status: status.map(|s| s.as_str().to_string()).unwrap_or_default(),
         statuses: DeliveryStatus::ALL.iter().map(|s| s.as_str().to_string()).collect(),
@@ -780,7 +776,7 @@ pub async fn subscriber(
         store.bills_of(&subscriber_id, SUBSCRIBER_ROWS),
         store.disputes(&filter, 0, SUBSCRIBER_ROWS),
         store.replies_of(&subscriber_id, SUBSCRIBER_ROWS),
-        store.consent_history(&subscriber_id),
+        store.consent_history(&subscriber_id, SUBSCRIBER_ROWS),
     ) {
         Ok(found) => found,
         Err(error) => return unavailable(error),

@@ -18,6 +18,15 @@ pub struct FlagGroup {
     pub subscribers: i64,
 }
 
+/// A month's disputes at a glance.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DisputeCounts {
+    pub open: i64,
+    /// Open since before the SLA's start.
+    pub overdue: i64,
+    pub refunded: i64,
+}
+
 /// One subscriber as the console shows them.
 #[derive(Debug, Clone)]
 pub struct SubscriberRecord {
@@ -89,6 +98,29 @@ impl Store {
         Ok((groups(&by_reason)?, groups(&by_service)?))
     }
 
+    /// The month's disputes open, overdue (open since before `overdue_before`) and refunded.
+    pub async fn dispute_counts(
+        &self,
+        month: BillingMonth,
+        overdue_before: DateTime<Utc>,
+    ) -> StoreResult<DisputeCounts> {
+        let row = sqlx::query(
+            "SELECT CAST(COALESCE(SUM(CASE WHEN status = 'open' THEN 1 ELSE 0 END), 0) AS BIGINT) AS open,
+                    CAST(COALESCE(SUM(CASE WHEN status = 'open' AND opened_at < $2 THEN 1 ELSE 0 END), 0) AS BIGINT) AS overdue,
+                    CAST(COALESCE(SUM(CASE WHEN status = 'refunded' THEN 1 ELSE 0 END), 0) AS BIGINT) AS refunded
+             FROM disputes WHERE month = $1",
+        )
+        .bind(month.to_string())
+        .bind(super::to_micros(overdue_before))
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(DisputeCounts {
+            open: row.try_get("open")?,
+            overdue: row.try_get("overdue")?,
+            refunded: row.try_get("refunded")?,
+        })
+    }
+
     pub async fn subscriber_record(&self, subscriber_id: &str) -> StoreResult<Option<SubscriberRecord>> {
         let row = sqlx::query(
             "SELECT subscriber_id, msisdn, plan_id, language, status, bill_sms FROM subscribers WHERE subscriber_id = $1",
@@ -131,11 +163,12 @@ impl Store {
     }
 
     /// Every change of the subscriber's choice of bill SMS, newest first.
-    pub async fn consent_history(&self, subscriber_id: &str) -> StoreResult<Vec<ConsentRow>> {
+    pub async fn consent_history(&self, subscriber_id: &str, limit: i64) -> StoreResult<Vec<ConsentRow>> {
         let rows = sqlx::query(
-            "SELECT at, bill_sms, source, reason FROM consent_changes WHERE subscriber_id = $1 ORDER BY id DESC",
+            "SELECT at, bill_sms, source, reason FROM consent_changes WHERE subscriber_id = $1 ORDER BY id DESC LIMIT $2",
         )
         .bind(subscriber_id)
+        .bind(limit)
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
