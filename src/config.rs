@@ -375,12 +375,21 @@ impl Config {
             return Err(invalid("database.url", "must start with sqlite:, postgres:// or postgresql://".into()));
         }
         let queue = &self.queue.url;
-        if !(queue == "memory://" || queue.starts_with("amqp://") || queue.starts_with("amqps://")) {
-            // The URL may carry the broker's password: the error names only its scheme.
-            let scheme = queue.split_once("://").map_or("(none)", |(scheme, _)| scheme);
+        // One broker, or the nodes of a cluster separated by commas, each amqp:// or amqps://.
+        let brokers_valid =
+            queue.split(',').map(str::trim).all(|url| url.starts_with("amqp://") || url.starts_with("amqps://"));
+        if !(queue == "memory://" || brokers_valid) {
+            // The URL may carry the broker's password: the error names only the schemes.
+            let schemes: Vec<&str> = queue
+                .split(',')
+                .map(|url| url.trim().split_once("://").map_or("(none)", |(scheme, _)| scheme))
+                .collect();
             return Err(invalid(
                 "queue.url",
-                format!("scheme {scheme:?} is neither memory:// nor amqp:// or amqps://"),
+                format!(
+                    "scheme {:?} is neither memory:// nor amqp:// or amqps:// (several brokers: amqp URLs separated by commas)",
+                    schemes.join(",")
+                ),
             ));
         }
         if self.queue.name.is_empty()
@@ -553,6 +562,15 @@ mod tests {
     fn a_variable_with_one_underscore_is_reported_not_silently_ignored() {
         let names = ["BILLPUSH_DATABASE_URL", "BILLPUSH_DATABASE__URL", "BILLPUSH_LOG", "BILLPUSH_CONFIG", "PATH"];
         assert_eq!(ignored_variables(names.iter().map(|n| n.to_string())), ["BILLPUSH_DATABASE_URL"]);
+    }
+
+    #[test]
+    fn several_brokers_are_amqp_urls_separated_by_commas() {
+        let mut config = Config::default();
+        config.queue.url = "amqp://a:5672/%2f, amqps://b:5671/%2f".into();
+        assert!(config.clone().settings().is_ok());
+        config.queue.url = "amqp://a:5672/%2f,memory://".into();
+        assert!(config.settings().unwrap_err().to_string().contains("queue.url"));
     }
 
     #[test]

@@ -27,6 +27,9 @@ struct Setup {
     workers: u32,
     max_attempts: u32,
     check_every: &'static str,
+    /// `queue.url` lists a broker that is down before the real one, as a cluster whose first
+    /// node has gone away.
+    first_broker_down: bool,
 }
 
 impl Default for Setup {
@@ -38,6 +41,7 @@ impl Default for Setup {
             workers: 1,
             max_attempts: 5,
             check_every: "1h",
+            first_broker_down: false,
         }
     }
 }
@@ -60,6 +64,9 @@ async fn setup(s: Setup) -> (TestApp, Arc<MockGateway>) {
             c.billing.check_every = s.check_every.into();
             // Bills become due a second after their period ends, whatever today's date.
             c.billing.grace = "1s".into();
+            if s.first_broker_down {
+                c.queue.url = format!("amqp://guest:guest@127.0.0.1:{}/%2f, {}", free_port(), c.queue.url);
+            }
         }),
         // Workers run as processes on the system clock: the test's own scheduling starts at
         // the same time, so the steps both record follow each other as they happened.
@@ -140,6 +147,22 @@ async fn two_worker_processes_push_2000_subscribers_exactly_once() {
         let steps: Vec<&str> = history[id].iter().map(|(status, _)| status.as_str()).collect();
         assert_eq!(steps, ["pending", "queued", "sending", "accepted"], "{id}");
     }
+    app.cleanup().await;
+}
+
+/// `queue.url` may list a cluster's nodes: the scheduler and a worker process pass over the
+/// one that does not answer and push through the next, every bill once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_first_listed_broker_down_the_next_one_is_used() {
+    let (app, mock) = setup(Setup { first_broker_down: true, ..Setup::default() }).await;
+    assert!(app.config.queue.url.contains(", amqp://"), "{}", app.config.queue.url);
+    app.import_population(300).await;
+    let report = app.app.schedule(month("2026-10"), Some(at(AS_OF)), Shard::ALL).await.unwrap();
+    assert_eq!(report.queued, 300);
+    let worker = spawn_worker(&app, &[]);
+    app.wait_until_pushed("2026-10", Duration::from_secs(60)).await;
+    terminate(worker).await;
+    assert_accepted_exactly_once(&mock.acceptances(), 300);
     app.cleanup().await;
 }
 

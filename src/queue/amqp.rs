@@ -55,7 +55,11 @@ pub struct AmqpSettings {
 }
 
 pub struct AmqpQueue {
-    url: String,
+    /// The brokers to try, in order from the one that answered last: one URL, or the nodes
+    /// of a cluster (`queue.url` separated by commas).
+    urls: Vec<String>,
+    /// The index in `urls` of the broker that answered last.
+    current: std::sync::atomic::AtomicUsize,
     name: String,
     prefetch: u16,
     tls: OwnedTLSConfig,
@@ -87,7 +91,8 @@ impl AmqpQueue {
     /// Connects and declares the topology, so a wrong URL or broker fails at start.
     pub async fn connect(settings: &AmqpSettings) -> Result<AmqpQueue, QueueError> {
         let queue = AmqpQueue {
-            url: settings.url.clone(),
+            urls: settings.url.split(',').map(|url| url.trim().to_string()).filter(|url| !url.is_empty()).collect(),
+            current: std::sync::atomic::AtomicUsize::new(0),
             name: settings.name.clone(),
             prefetch: settings.prefetch,
             tls: settings.tls.clone(),
@@ -104,7 +109,30 @@ impl AmqpQueue {
         // `amqps://` is TLS or nothing: lapin is built with rustls, so the scheme cannot be
         // opened in plain text.
         let runtime = lapin::runtime::default_runtime().map_err(broker)?;
-        Connection::connect_with_config(&self.url, properties, self.tls.clone(), runtime).await.map_err(broker)
+        // The broker that answered last first, then the others in turn: a cluster's node that
+        // went away is passed over, and one that comes back is used again when its turn comes.
+        let first = self.current.load(std::sync::atomic::Ordering::Relaxed);
+        let mut failures = Vec::new();
+        for offset in 0..self.urls.len() {
+            let index = (first + offset) % self.urls.len();
+            let url = &self.urls[index];
+            match Connection::connect_with_config(url, properties.clone(), self.tls.clone(), runtime.clone()).await {
+                Ok(connection) => {
+                    if offset > 0 {
+                        tracing::warn!(
+                            broker = index + 1,
+                            of = self.urls.len(),
+                            "connected to another broker of the cluster"
+                        );
+                    }
+                    self.current.store(index, std::sync::atomic::Ordering::Relaxed);
+                    return Ok(connection);
+                }
+                // Which broker of the list, never its URL: it may hold the password.
+                Err(error) => failures.push(format!("broker {} of {}: {error}", index + 1, self.urls.len())),
+            }
+        }
+        Err(QueueError::Broker(failures.join("; ")))
     }
 
     async fn open_link(&self) -> Result<Link, QueueError> {
