@@ -5,13 +5,9 @@
 
 mod common;
 
-use billpush::api::hash_token;
-use billpush::config::ApiToken;
 use billpush::export::ExportKind;
-use common::{spawn_app_with, Backend, Options};
+use common::{role_tokens, spawn_app_with, Backend, Options, GATEWAY};
 use serde_json::{json, Value};
-
-const GATEWAY: &str = "gateway-secret";
 
 fn bill_text<'a>(deliveries: &'a [Value], subscriber: &str) -> &'a str {
     let bill = deliveries.iter().find(|d| d["subscriber_id"] == subscriber && d["kind"] == "bill").unwrap();
@@ -23,8 +19,7 @@ async fn the_october_bills_name_every_suspect_charge_and_zd_gives_the_whole_bill
     let app = spawn_app_with(Options {
         backend: Backend::Postgres,
         configure: Box::new(|c| {
-            c.api.tokens =
-                vec![ApiToken { name: "gw".into(), token_sha256: hash_token(GATEWAY), role: "gateway".into() }];
+            c.api.tokens = role_tokens();
         }),
         ..Options::default()
     })

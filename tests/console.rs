@@ -7,15 +7,9 @@ mod common;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use billpush::api::hash_token;
-use billpush::config::ApiToken;
-use common::{spawn_app_with, Backend, Options, Serving, TestApp};
+use common::{role_tokens, spawn_app_with, Backend, Options, Serving, TestApp, GATEWAY, OPERATOR, REGULATOR};
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{json, Value};
-
-const GATEWAY: &str = "gateway-secret";
-const REGULATOR: &str = "regulator-secret";
-const OPERATOR: &str = "operator-secret";
 
 /// chromedriver on a port of its own, stopped when dropped.
 struct Driver {
@@ -84,11 +78,7 @@ async fn serve() -> (TestApp, Serving, String) {
     let app = spawn_app_with(Options {
         backend: Backend::Postgres,
         configure: Box::new(|c| {
-            c.api.tokens = vec![
-                ApiToken { name: "gw".into(), token_sha256: hash_token(GATEWAY), role: "gateway".into() },
-                ApiToken { name: "reg".into(), token_sha256: hash_token(REGULATOR), role: "regulator".into() },
-                ApiToken { name: "desk-7".into(), token_sha256: hash_token(OPERATOR), role: "operator".into() },
-            ];
+            c.api.tokens = role_tokens();
         }),
         ..Options::default()
     })

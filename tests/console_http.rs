@@ -4,15 +4,9 @@
 
 mod common;
 
-use billpush::api::hash_token;
-use billpush::config::ApiToken;
-use common::{spawn_app_with, Backend, Options};
+use common::{role_tokens, spawn_app_with, Backend, Options, GATEWAY, OPERATOR, REGULATOR};
 use reqwest::redirect::Policy;
 use serde_json::json;
-
-const GATEWAY: &str = "gateway-secret";
-const REGULATOR: &str = "regulator-secret";
-const OPERATOR: &str = "operator-secret";
 
 /// Signs in with `token`; the session cookie's `name=value`, and the whole `Set-Cookie` line.
 async fn sign_in(client: &reqwest::Client, base: &str, token: &str) -> (String, String) {
@@ -28,11 +22,7 @@ async fn sessions_roles_csrf_and_every_page_on_the_embedded_store() {
     let app = spawn_app_with(Options {
         backend: Backend::Sqlite,
         configure: Box::new(|c| {
-            c.api.tokens = vec![
-                ApiToken { name: "gw".into(), token_sha256: hash_token(GATEWAY), role: "gateway".into() },
-                ApiToken { name: "reg".into(), token_sha256: hash_token(REGULATOR), role: "regulator".into() },
-                ApiToken { name: "desk-7".into(), token_sha256: hash_token(OPERATOR), role: "operator".into() },
-            ];
+            c.api.tokens = role_tokens();
         }),
         ..Options::default()
     })

@@ -6,16 +6,12 @@
 
 mod common;
 
-use billpush::api::hash_token;
-use billpush::config::ApiToken;
 use billpush::export::ExportKind;
 use chrono::{DateTime, Utc};
-use common::{at, fixture_dir, spawn_app_with, Backend, Options, Serving, TestApp};
+use common::{
+    at, fixture_dir, role_tokens, spawn_app_with, Backend, Options, Serving, TestApp, GATEWAY, OPERATOR, REGULATOR,
+};
 use serde_json::{json, Value};
-
-const GATEWAY: &str = "gateway-secret";
-const REGULATOR: &str = "regulator-secret";
-const OPERATOR: &str = "operator-secret";
 
 struct Server {
     app: TestApp,
@@ -29,11 +25,7 @@ impl Server {
         let app = spawn_app_with(Options {
             backend,
             configure: Box::new(|c| {
-                c.api.tokens = vec![
-                    ApiToken { name: "gw".into(), token_sha256: hash_token(GATEWAY), role: "gateway".into() },
-                    ApiToken { name: "reg".into(), token_sha256: hash_token(REGULATOR), role: "regulator".into() },
-                    ApiToken { name: "desk-7".into(), token_sha256: hash_token(OPERATOR), role: "operator".into() },
-                ];
+                c.api.tokens = role_tokens();
             }),
             ..Options::default()
         })

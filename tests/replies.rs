@@ -3,14 +3,9 @@
 
 mod common;
 
-use billpush::api::hash_token;
-use billpush::config::ApiToken;
 use billpush::export::ExportKind;
-use common::{spawn_app_with, Backend, Options, Serving, TestApp};
+use common::{role_tokens, spawn_app_with, Backend, Options, Serving, TestApp, GATEWAY, REGULATOR};
 use serde_json::{json, Value};
-
-const GATEWAY: &str = "gateway-secret";
-const REGULATOR: &str = "regulator-secret";
 
 /// The fixture imported and `serve` on a port of its own; the reply URL and the server.
 async fn serve(backend: Backend, rabbitmq: bool) -> (TestApp, String, Serving) {
@@ -18,10 +13,7 @@ async fn serve(backend: Backend, rabbitmq: bool) -> (TestApp, String, Serving) {
         backend,
         rabbitmq,
         configure: Box::new(|c| {
-            c.api.tokens = vec![
-                ApiToken { name: "gw".into(), token_sha256: hash_token(GATEWAY), role: "gateway".into() },
-                ApiToken { name: "reg".into(), token_sha256: hash_token(REGULATOR), role: "regulator".into() },
-            ];
+            c.api.tokens = role_tokens();
         }),
         ..Options::default()
     })

@@ -27,6 +27,21 @@ pub const FIXTURE_FILES: [(ImportKind, &str); 5] = [
     (ImportKind::SpamReports, "spam_reports.csv"),
 ];
 
+/// The tokens the tests present, one per role; `role_tokens` configures them.
+pub const GATEWAY: &str = "gateway-secret";
+pub const REGULATOR: &str = "regulator-secret";
+pub const OPERATOR: &str = "operator-secret";
+
+/// `api.tokens` with one token per role: `gw` (gateway), `reg` (regulator), `desk-7` (operator).
+pub fn role_tokens() -> Vec<billpush::config::ApiToken> {
+    let token = |name: &str, secret: &str, role: &str| billpush::config::ApiToken {
+        name: name.into(),
+        token_sha256: billpush::api::hash_token(secret),
+        role: role.into(),
+    };
+    vec![token("gw", GATEWAY, "gateway"), token("reg", REGULATOR, "regulator"), token("desk-7", OPERATOR, "operator")]
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     Sqlite,
