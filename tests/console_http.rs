@@ -120,6 +120,39 @@ async fn sessions_roles_csrf_and_every_page_on_the_embedded_store() {
     assert_eq!(again.status(), 409);
     assert_eq!(get("/console/audit", &operator).await.unwrap().status(), 200);
 
+    // An operator opens a dispute from the subscriber page; a regulator, or a form without
+    // the session's token, cannot.
+    let open = |cookie: &str, form: Vec<(&'static str, String)>| {
+        client
+            .post(format!("{base}/console/subscribers/S01000000/disputes"))
+            .header("cookie", cookie.to_string())
+            .form(&form)
+            .send()
+    };
+    let page = get("/console/subscribers/S01000000", &operator).await.unwrap().text().await.unwrap();
+    assert!(page.contains("id=\"open-dispute\""), "the operator sees the form");
+    let form = |csrf: &str| {
+        vec![("month", "2026-10".to_string()), ("note", "called the hotline".into()), ("csrf", csrf.into())]
+    };
+    assert_eq!(open(&regulator, form("")).await.unwrap().status(), 403);
+    assert_eq!(open(&operator, form("")).await.unwrap().status(), 403);
+    let subscriber_page = get("/console/subscribers/S01000000", &operator).await.unwrap().text().await.unwrap();
+    let csrf = subscriber_page.split("name=\"csrf\" value=\"").nth(1).unwrap().split('"').next().unwrap().to_string();
+    let opened = open(&operator, form(&csrf)).await.unwrap();
+    assert_eq!(opened.status(), 303);
+    let listed: serde_json::Value = client
+        .get(format!("{base}/api/v1/disputes?month=2026-10&status=open"))
+        .bearer_auth(REGULATOR)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let case = &listed["items"][0];
+    assert_eq!((&case["subscriber_id"], &case["status"]), (&json!("S01000000"), &json!("open")));
+    assert!(case["disputed_fen"].as_i64().unwrap() > 9405, "every positive charge of the bill: {case}");
+
     // Sessions end: after eight hours the cookie opens nothing; signing out ends one at once.
     app.clock.advance(chrono::Duration::hours(8) + chrono::Duration::seconds(1));
     assert_eq!(get("/console/months/2026-10", &regulator).await.unwrap().status(), 303);

@@ -164,6 +164,7 @@ pub fn router(state: Arc<ApiState>) -> Router<Arc<ApiState>> {
         .route("/console/flags", get(pages::flags))
         .route("/console/spam", get(pages::spam))
         .route("/console/subscribers/{subscriber_id}", get(pages::subscriber))
+        .route("/console/subscribers/{subscriber_id}/disputes", post(pages::open_dispute))
         .route("/console/logout", get(pages::logout))
         .route_layer(crate::api::request_timeout())
         .route_layer(middleware::from_fn_with_state(state.clone(), require_session));

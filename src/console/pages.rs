@@ -487,6 +487,20 @@ pub struct ResolveForm {
     note: String,
 }
 
+/// Why an operator's form may not change anything: not an operator, or not the session's own
+/// form (its CSRF token).
+async fn refuse_change(state: &ApiState, viewer: &Viewer, csrf: &str) -> Option<Response> {
+    if !viewer.is_operator() {
+        return Some(forbidden(state, viewer).await);
+    }
+    if csrf.is_empty() || !same_secret(csrf, &viewer.csrf) {
+        return Some(
+            message(state, viewer, StatusCode::FORBIDDEN, "csrf: the form is stale; reload the page".into()).await,
+        );
+    }
+    None
+}
+
 /// Equal in constant time.
 fn same_secret(a: &str, b: &str) -> bool {
     let (a, b): ([u8; 32], [u8; 32]) = (Sha256::digest(a.as_bytes()).into(), Sha256::digest(b.as_bytes()).into());
@@ -499,12 +513,8 @@ pub async fn resolve_dispute(
     Path(id): Path<String>,
     Form(form): Form<ResolveForm>,
 ) -> Response {
-    if !viewer.is_operator() {
-        return forbidden(&state, &viewer).await;
-    }
-    if form.csrf.is_empty() || !same_secret(&form.csrf, &viewer.csrf) {
-        return message(&state, &viewer, StatusCode::FORBIDDEN, "csrf: the form is stale; reload the page".into())
-            .await;
+    if let Some(refusal) = refuse_change(&state, &viewer, &form.csrf).await {
+        return refusal;
     }
     let Ok(id) = id.parse::<i64>() else {
         return message(&state, &viewer, StatusCode::NOT_FOUND, "no such dispute".into()).await;
@@ -745,6 +755,7 @@ struct SubscriberPage {
     signed_in: bool,
     operator: bool,
     month: String,
+    csrf: String,
     s: SubscriberRecord,
     bills: Vec<BillView>,
     /// Case, month, status, disputed, refunded, opened.
@@ -816,9 +827,71 @@ pub async fn subscriber(
                 (d.id, d.month.clone(), d.status.to_string(), d.disputed.to_string(), d.refunded.to_string(), opened)
             })
             .collect(),
+        csrf: viewer.csrf.clone(),
         replies: replies.into_iter().map(|r| (time(r.received_at), r.text, r.action)).collect(),
         consent: consent.into_iter().map(|c| (time(c.at), c.bill_sms, c.source, c.reason)).collect(),
         s: record,
     };
     page(&view, StatusCode::OK, rows)
+}
+
+#[derive(Deserialize)]
+pub struct OpenDisputeForm {
+    #[serde(default)]
+    csrf: String,
+    month: String,
+    /// Record ids separated by commas; empty for the charges `SS` would choose.
+    #[serde(default)]
+    record_ids: String,
+    #[serde(default)]
+    note: String,
+}
+
+/// An operator opens a dispute of one of the subscriber's bills, as `POST /api/v1/disputes`
+/// does; the subscriber is told the case number.
+pub async fn open_dispute(
+    State(state): State<Arc<ApiState>>,
+    Extension(viewer): Extension<Viewer>,
+    Path(subscriber_id): Path<String>,
+    Form(form): Form<OpenDisputeForm>,
+) -> Response {
+    if let Some(refusal) = refuse_change(&state, &viewer, &form.csrf).await {
+        return refusal;
+    }
+    let Ok(month) = form.month.parse::<BillingMonth>() else {
+        return message(&state, &viewer, StatusCode::BAD_REQUEST, "month: must be written YYYY-MM".into()).await;
+    };
+    let note = form.note.trim();
+    if note.is_empty() || note.chars().count() > 500 {
+        return message(&state, &viewer, StatusCode::BAD_REQUEST, "note: must say why (1 to 500 characters)".into())
+            .await;
+    }
+    let ids: Vec<String> =
+        form.record_ids.split([',', ' ', '，']).map(str::trim).filter(|id| !id.is_empty()).map(String::from).collect();
+    let service = match state.app.disputes().await {
+        Ok(service) => service,
+        Err(error) => return unavailable(error),
+    };
+    let request = crate::disputes::DisputeRequest {
+        subscriber_id: &subscriber_id,
+        month,
+        record_ids: (!ids.is_empty()).then_some(ids.as_slice()),
+        note,
+        actor: &viewer.token_name,
+    };
+    match service.open(&request).await {
+        Ok(crate::store::disputes::Opened::New(dispute) | crate::store::disputes::Opened::AlreadyOpen(dispute)) => {
+            Redirect::to(&format!("/console/disputes?month={}#dispute-{}", dispute.month, dispute.id)).into_response()
+        }
+        Err(crate::disputes::DisputeError::NoBill) => {
+            message(&state, &viewer, StatusCode::NOT_FOUND, "no bill for this subscriber and month".into()).await
+        }
+        Err(error @ crate::disputes::DisputeError::NotACharge(_)) => {
+            message(&state, &viewer, StatusCode::BAD_REQUEST, error.to_string()).await
+        }
+        Err(error @ crate::disputes::DisputeError::NothingToDispute) => {
+            message(&state, &viewer, StatusCode::CONFLICT, error.to_string()).await
+        }
+        Err(error) => unavailable(error),
+    }
 }

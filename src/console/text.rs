@@ -86,6 +86,8 @@ pub struct Labels {
     pub source: &'static str,
     pub done: &'static str,
     pub over_time: &'static str,
+    pub open_dispute: &'static str,
+    pub records_help: &'static str,
     pub parts_sent: &'static str,
     pub parts_per_second: &'static str,
 }
@@ -173,6 +175,8 @@ pub const ZH: Labels = Labels {
     source: "来源",
     done: "已处理",
     over_time: "每日送达（按最后状态时间）",
+    open_dispute: "受理申诉",
+    records_help: "记录编号，以逗号分隔；留空为疑似不明扣费或全部扣费",
     parts_sent: "已发送条数（分条计）",
     parts_per_second: "当前推送速率（条/秒）",
 };
@@ -260,6 +264,8 @@ pub const EN: Labels = Labels {
     source: "Source",
     done: "resolved",
     over_time: "Accepted or delivered per day (by last change)",
+    open_dispute: "Open a dispute",
+    records_help: "record ids, comma-separated; empty for the flagged (or all) charges",
     parts_sent: "Parts sent",
     parts_per_second: "Push rate now (parts/s)",
 };
