@@ -72,6 +72,13 @@ async fn sign_in(client: &Client, base: &str, token: &str) {
     client.goto(&format!("{base}/console/login")).await.unwrap();
     client.find(Locator::Id("token")).await.unwrap().send_keys(token).await.unwrap();
     client.find(Locator::Css("form button[type=submit]")).await.unwrap().click().await.unwrap();
+    // A click returns before the page it leads to has loaded: wait for the signed-in page.
+    arrived(client, "a[href='/console/logout']").await;
+}
+
+/// Waits until the page a click led to shows `css` (the browser's own wait, up to its timeout).
+async fn arrived(client: &Client, css: &str) {
+    client.wait().for_element(Locator::Css(css)).await.unwrap_or_else(|e| panic!("no {css}: {e}"));
 }
 
 async fn serve() -> (TestApp, Serving, String) {
@@ -154,6 +161,7 @@ async fn a_regulator_and_an_operator_use_the_console_in_a_real_browser() {
         .click()
         .await
         .unwrap();
+    arrived(&client, "#bills").await;
     assert_eq!(client.current_url().await.unwrap().path(), "/console/subscribers/S01000001");
     let bills = client.find(Locator::Css("#bills tbody")).await.unwrap().text().await.unwrap();
     assert!(bills.contains("2026-10") && bills.contains("R01-00000074 SP2002 3.00 duplicate"), "{bills}");
@@ -201,6 +209,7 @@ async fn a_regulator_and_an_operator_use_the_console_in_a_real_browser() {
     let form = client.find(Locator::Css("form.resolve")).await.unwrap();
     form.find(Locator::Css("input[name=note]")).await.unwrap().send_keys("duplicate charge confirmed").await.unwrap();
     form.find(Locator::Css("button[type=submit]")).await.unwrap().click().await.unwrap();
+    arrived(&client, "p.notice").await;
     let listed: Value = http
         .get(format!("{base}/api/v1/disputes?month=2026-10"))
         .bearer_auth(REGULATOR)
@@ -232,6 +241,7 @@ async fn a_regulator_and_an_operator_use_the_console_in_a_real_browser() {
 
     // English is one click away.
     client.find(Locator::Css("a[hreflang=en]")).await.unwrap().click().await.unwrap();
+    arrived(&client, "a[hreflang=zh]").await;
     let nav = client.find(Locator::Css("header nav")).await.unwrap().text().await.unwrap();
     assert!(nav.contains("Month overview"), "{nav}");
     screenshot(&client, "07-english").await;
