@@ -12,50 +12,22 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-3000}
 scripts/services.sh
-host=$(hostname -s)
-# The server's own scripts, run as this user with this user's Erlang cookie (the packaged
-# wrappers switch to the rabbitmq user and its cookie).
-ctl=/usr/lib/rabbitmq/bin/rabbitmqctl
-server=/usr/lib/rabbitmq/bin/rabbitmq-server
-nodes=(billpush-c1 billpush-c2 billpush-c3)
-ports=(5791 5792 5793)
 declare -a workers=()
 before_cleanup() {
   kill "${workers[@]}" 2>/dev/null || true
-  for node in "${nodes[@]}"; do "$ctl" -q -n "$node@$host" stop >/dev/null 2>&1 || true; done
+  stop_cluster
 }
 . scripts/drill-env.sh cluster
-cluster=$work/cluster
-mkdir -p "$cluster"
-echo "[]." >"$cluster/plugins"
+. scripts/rabbitmq-cluster.sh
 export RUST_LOG=warn
 sql() { psql -h 127.0.0.1 -U postgres -d "$db" -tAc "$1"; }
 now() { date +%s.%N; }
 start=$(now)
 log() { printf '%6.1fs  %s\n' "$(python3 -c "import sys; print(float(sys.argv[1]) - float(sys.argv[2]))" "$(now)" "$start")" "$*"; }
 
-start_node() {
-  local i=$1 dir=$cluster/${nodes[$1]}
-  mkdir -p "$dir"
-  env RABBITMQ_NODENAME="${nodes[$i]}@$host" RABBITMQ_NODE_IP_ADDRESS=127.0.0.1 \
-    RABBITMQ_NODE_PORT="${ports[$i]}" RABBITMQ_DIST_PORT=$((ports[i] + 20000)) \
-    RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}" \
-    RABBITMQ_MNESIA_BASE="$dir/mnesia" RABBITMQ_LOG_BASE="$dir/log" RABBITMQ_PID_FILE="$dir/pid" \
-    RABBITMQ_ENABLED_PLUGINS_FILE="$cluster/plugins" RABBITMQ_CONFIG_FILE="$dir/rabbitmq" \
-    "$server" >"$dir/server.log" 2>&1 &
-  "$ctl" -q -n "${nodes[$i]}@$host" wait "$dir/pid" --timeout 120 >/dev/null
-}
-for i in 0 1 2; do start_node "$i"; done
-for i in 1 2; do
-  for step in stop_app reset "join_cluster ${nodes[0]}@$host" start_app; do
-    # shellcheck disable=SC2086 # the step is a command and its argument
-    "$ctl" -q -n "${nodes[$i]}@$host" $step >>"$cluster/ctl.log" 2>&1
-  done
-done
-log "cluster of ${#nodes[@]} nodes: $("$ctl" -q -n "${nodes[0]}@$host" cluster_status --formatter json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["running_nodes"]))') running"
-urls=""
-for node_port in "${ports[@]}"; do urls+="amqp://guest:guest@127.0.0.1:$node_port/%2f,"; done
-export BILLPUSH_QUEUE__URL=${urls%,}
+start_cluster
+log "cluster of ${#nodes[@]} nodes running"
+export BILLPUSH_QUEUE__URL=$cluster_urls
 export BILLPUSH_GATEWAY__WORKERS=2 BILLPUSH_GATEWAY__RATE_PER_SECOND=${RATE:-2000}
 export BILLPUSH_BILLING__CHECK_EVERY=5s BILLPUSH_QUEUE__REQUEUE_AFTER=30s
 

@@ -111,7 +111,7 @@ impl Default for DatabaseConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct QueueConfig {
     pub url: String,
-    /// Prefix of the broker's queue names (`NAME`, `NAME.retry.*`, `NAME.dead`).
+    /// Prefix of the broker's queue names (`NAME`, `NAME.delay.*`, `NAME.dead`).
     pub name: String,
     /// A notification queued (or leased) this long without progress, while the broker holds
     /// nothing waiting, is published again by the scheduler daemon.

@@ -195,6 +195,97 @@ async fn a_flaky_gateway_gets_every_message_once_through_retries() {
     assert_eq!(report.push.accepted, 300);
     assert!(mock.stats().repeated_keys > 0, "lost answers were resent with the same key and recognised");
     assert_accepted_exactly_once(&mock.acceptances(), 300);
+    // The retries waited in replicated holding queues, which survive a cluster node's loss.
+    let holding = holding_queue_types(&app.config.queue.name).await;
+    assert!(!holding.is_empty(), "retries went through holding queues");
+    for (queue, kind) in &holding {
+        assert!(kind.contains("current is 'quorum'"), "{queue}: {kind}");
+    }
+    app.cleanup().await;
+}
+
+/// Each holding queue that exists, with the broker's answer to declaring it again as a classic
+/// queue: its refusal names the queue's type.
+async fn holding_queue_types(name: &str) -> Vec<(String, String)> {
+    use lapin::options::QueueDeclareOptions;
+    use lapin::types::{AMQPValue, FieldTable};
+    let connection =
+        lapin::Connection::connect(&common::rabbitmq_url(), lapin::ConnectionProperties::default()).await.unwrap();
+    let mut types = Vec::new();
+    for bits in 6..=22 {
+        let queue = format!("{name}.delay.{}", 1u64 << bits);
+        let passive = QueueDeclareOptions { passive: true, ..QueueDeclareOptions::default() };
+        // A refused declaration closes its channel: one channel per question.
+        let channel = connection.create_channel().await.unwrap();
+        if channel.queue_declare(queue.as_str().into(), passive, FieldTable::default()).await.is_err() {
+            continue;
+        }
+        // billpush's own arguments but for the type, so that the type is what is refused.
+        let mut classic = FieldTable::default();
+        let text = |value: &str| AMQPValue::LongString(value.into());
+        classic.insert("x-queue-type".into(), text("classic"));
+        classic.insert("x-dead-letter-strategy".into(), text("at-least-once"));
+        classic.insert("x-overflow".into(), text("reject-publish"));
+        classic.insert("x-dead-letter-exchange".into(), text(""));
+        classic.insert("x-dead-letter-routing-key".into(), text(name));
+        classic.insert("x-message-ttl".into(), AMQPValue::LongLongInt(1i64 << bits));
+        let durable = QueueDeclareOptions { durable: true, ..QueueDeclareOptions::default() };
+        let channel = connection.create_channel().await.unwrap();
+        let answer = match channel.queue_declare(queue.as_str().into(), durable, classic).await {
+            Ok(_) => "classic".to_string(),
+            Err(error) => error.to_string(),
+        };
+        types.push((queue, answer));
+    }
+    let _ = connection.close(200, "test done".into()).await;
+    types
+}
+
+/// A worker whose retries the broker will not take (here a holding queue declared with other
+/// arguments; in a cluster, a node gone away) records every other outcome, leaves the
+/// retries claimed and unacked, and stops on SIGTERM within its grace; a worker started after
+/// the broker is put right pushes the rest, every bill once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_whose_retries_cannot_be_queued_records_the_rest_and_stops_when_told() {
+    use lapin::options::{QueueDeclareOptions, QueueDeleteOptions};
+    let faults = Faults { unavailable: 0.3, seed: 7, ..Faults::default() };
+    let (app, mock) = setup(Setup { faults, max_attempts: 20, ..Setup::default() }).await;
+    app.import_population(300).await;
+    app.app.schedule(month("2026-10"), Some(at(AS_OF)), Shard::ALL).await.unwrap();
+    // Every first retry waits 25–50 ms, in the 64 ms holding queue: it is taken by a classic
+    // queue, which billpush's declaration contradicts.
+    let blocker = format!("{}.delay.64", app.config.queue.name);
+    let connection =
+        lapin::Connection::connect(&common::rabbitmq_url(), lapin::ConnectionProperties::default()).await.unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    let durable = QueueDeclareOptions { durable: true, ..QueueDeclareOptions::default() };
+    channel.queue_declare(blocker.as_str().into(), durable, Default::default()).await.unwrap();
+
+    let mut worker = spawn_worker(&app, &[]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while mock.stats().requests < 100 || mock.stats().accepted == mock.stats().requests {
+        assert!(std::time::Instant::now() < deadline, "the worker sent {:?}", mock.stats());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let pid = worker.id().expect("still running").to_string();
+    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let status = tokio::time::timeout(Duration::from_secs(30), worker.wait())
+        .await
+        .expect("the worker stops after SIGTERM although its retries cannot be queued")
+        .unwrap();
+    assert!(!status.success(), "the worker says its retries were not queued: {status}");
+    let accepted_at_gateway = mock.stats().accepted;
+    let deliveries = app.export(ExportKind::Deliveries, "2026-10").await;
+    let recorded = deliveries.iter().filter(|d| d["status"] == "accepted").count() as u64;
+    assert_eq!(recorded, accepted_at_gateway, "every acceptance is recorded although the retries were not queued");
+    assert!(recorded < 300);
+
+    channel.queue_delete(blocker.as_str().into(), QueueDeleteOptions::default()).await.unwrap();
+    let _ = connection.close(200, "test done".into()).await;
+    let worker = spawn_worker(&app, &[]);
+    app.wait_until_pushed("2026-10", Duration::from_secs(120)).await;
+    terminate(worker).await;
+    assert_accepted_exactly_once(&mock.acceptances(), 300);
     app.cleanup().await;
 }
 

@@ -22,7 +22,7 @@ use crate::domain::msisdn::Msisdn;
 use crate::domain::quiet_hours::QuietHours;
 use crate::gateway::{Gateway, GatewayError, OutboundSms};
 use crate::progress::Progress;
-use crate::queue::{Delivery, Queue, QueueMessage};
+use crate::queue::{Delivery, Queue, QueueError, QueueMessage};
 use crate::store::notifications::{self as db, Claim, OutboundRow};
 use crate::store::{Store, StoreResult};
 
@@ -30,6 +30,8 @@ use crate::store::{Store, StoreResult};
 const CONCURRENCY: usize = 32;
 /// Queue messages a worker pushes at once (the broker's prefetch is twice this).
 pub const PARALLEL_DELIVERIES: usize = 4;
+/// How long a worker asked to stop still waits for the broker to take a delivery's retries.
+const STOP_GRACE: Duration = Duration::from_secs(10);
 /// The longest retry delay.
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
 
@@ -87,30 +89,40 @@ pub fn backoff(base: Duration, attempt: i64) -> Duration {
 impl Pusher {
     /// Consumes until `stop` is cancelled (or an in-process queue is closed and drained),
     /// pushing up to `PARALLEL_DELIVERIES` queue messages at once so that one slow answer
-    /// does not hold up the rest. A delivery taken is always finished before stopping.
+    /// does not hold up the rest. A delivery taken is always finished before stopping; when
+    /// one fails, no more are taken, the others in hand are finished, and the first failure
+    /// is returned.
     pub async fn drain(&self, stop: &CancellationToken, progress: &dyn Progress) -> anyhow::Result<PushCounts> {
         let mut counts = PushCounts::default();
+        // Cancelled when a delivery fails: no more are taken.
+        let fetching = stop.child_token();
         let mut in_flight = FuturesUnordered::new();
         // The pending fetch survives loop turns, so a delivery is never dropped half-taken.
         let mut fetch = None;
         let mut open = true;
+        let mut failure = None;
         loop {
             if fetch.is_none() && open && in_flight.len() < PARALLEL_DELIVERIES {
-                fetch = Some(Box::pin(self.queue.next(stop)));
+                fetch = Some(Box::pin(self.queue.next(&fetching)));
             }
             if fetch.is_none() && in_flight.is_empty() {
-                return Ok(counts);
+                return failure.map_or(Ok(counts), Err);
             }
             tokio::select! {
-                Some(batch) = in_flight.next(), if !in_flight.is_empty() => {
-                    let batch: PushCounts = batch?;
-                    progress.inc(batch.accepted + batch.failed + batch.unknown);
-                    counts.add(batch);
-                }
+                Some(batch) = in_flight.next(), if !in_flight.is_empty() => match batch as anyhow::Result<PushCounts> {
+                    Ok(batch) => {
+                        progress.inc(batch.accepted + batch.failed + batch.unknown);
+                        counts.add(batch);
+                    }
+                    Err(error) => {
+                        failure.get_or_insert(error);
+                        fetching.cancel();
+                    }
+                },
                 next = async { fetch.as_mut().expect("guarded").await }, if fetch.is_some() => {
                     fetch = None;
                     match next? {
-                        Some(delivery) => in_flight.push(self.push_delivery(delivery)),
+                        Some(delivery) => in_flight.push(self.push_delivery(delivery, stop)),
                         None => open = false,
                     }
                 }
@@ -166,7 +178,11 @@ impl Pusher {
     }
 
     /// Pushes one delivery and acks it once every outcome is recorded and every retry queued.
-    pub async fn push_delivery(&self, delivery: Delivery) -> anyhow::Result<PushCounts> {
+    /// If the retries cannot be queued (the broker gone past its patience, or past
+    /// `STOP_GRACE` once `stop` is cancelled), every other outcome is still recorded, the
+    /// retries' notifications stay claimed under their lease, and the delivery is not acked:
+    /// it comes again, or the scheduler queues them again once the lease runs out.
+    pub async fn push_delivery(&self, delivery: Delivery, stop: &CancellationToken) -> anyhow::Result<PushCounts> {
         self.wait_out_quiet_hours().await;
         let ids = &delivery.message.notification_ids;
         let now = self.clock.now();
@@ -219,14 +235,19 @@ impl Pusher {
                 Outcome::Accepted(_) | Outcome::Unknown(_) => {}
             }
         }
-        if !retry_ids.is_empty() {
+        let retry = (!retry_ids.is_empty()).then(|| {
             // A gateway's Retry-After is honoured up to the longest delay the queue holds.
             let delay = retry_after.unwrap_or(self.retry_base).min(crate::queue::LONGEST_DELAY);
-            self.queue.publish_later(&QueueMessage { notification_ids: retry_ids }, delay).await?;
-        }
-        if !dead_ids.is_empty() {
-            self.queue.publish_dead(&QueueMessage { notification_ids: dead_ids }).await?;
-        }
+            (QueueMessage { notification_ids: retry_ids }, delay)
+        });
+        let dead = (!dead_ids.is_empty()).then_some(QueueMessage { notification_ids: dead_ids });
+        let queued = self.queue_later(retry, dead, stop).await;
+        let outcomes: Vec<_> = match queued {
+            Ok(()) => outcomes,
+            Err(_) => {
+                outcomes.into_iter().filter(|(_, outcome, _)| !matches!(outcome, Outcome::Retry { .. })).collect()
+            }
+        };
 
         let at = self.clock.now();
         let mut accepted = Vec::with_capacity(outcomes.len());
@@ -249,11 +270,39 @@ impl Pusher {
             }
         }
         retry_on_conflict(|| self.write_outcomes(&outcomes, &accepted, at)).await?;
+        queued?;
         if let Err(error) = delivery.ack().await {
             // The message will come again and find its notifications settled.
             tracing::warn!(%error, "ack failed after the outcomes were recorded");
         }
         Ok(counts)
+    }
+
+    /// Queues a delivery's retries (after `delay`) and dead letters. A worker asked to stop
+    /// gives the broker `STOP_GRACE` more, so that a broker gone away cannot hold it.
+    async fn queue_later(
+        &self,
+        retry: Option<(QueueMessage, Duration)>,
+        dead: Option<QueueMessage>,
+        stop: &CancellationToken,
+    ) -> Result<(), QueueError> {
+        let publish = async {
+            if let Some((message, delay)) = &retry {
+                self.queue.publish_later(message, *delay).await?;
+            }
+            if let Some(message) = &dead {
+                self.queue.publish_dead(message).await?;
+            }
+            Ok(())
+        };
+        let given_up = async {
+            stop.cancelled().await;
+            tokio::time::sleep(STOP_GRACE).await;
+        };
+        tokio::select! {
+            result = publish => result,
+            () = given_up => Err(QueueError::Abandoned),
+        }
     }
 
     /// Writes a delivery's outcomes in one transaction.

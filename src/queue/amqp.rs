@@ -1,7 +1,11 @@
 //! RabbitMQ through lapin. Topology, all durable, named from `queue.name`:
 //! - `NAME`: quorum queue the workers consume; rejected messages dead-letter to `NAME.dead`;
-//! - `NAME.retry.<ms>`: holding queues, one per power-of-two delay; a message waits there for
-//!   its own jittered delay (per-message expiration), then dead-letters back to `NAME`;
+//! - `NAME.delay.<ms>`: holding queues, one per power-of-two delay; a message waits there for
+//!   its own jittered delay (per-message expiration), then dead-letters back to `NAME`. They are
+//!   quorum queues too, so a delayed retry survives the loss of a cluster's node, and their
+//!   dead-lettering is at-least-once (a copy too many is harmless, a lost one is not). Releases
+//!   before them used classic `NAME.retry.<ms>` queues: those empty themselves into `NAME`
+//!   within their delay and may then be deleted;
 //! - `NAME.dead`: notifications that failed for good, for the operator.
 //!
 //! Messages are persistent and every publish waits for the broker's confirm (pipelined: a
@@ -46,7 +50,7 @@ struct Consuming {
 #[derive(Debug, Clone)]
 pub struct AmqpSettings {
     pub url: String,
-    /// Prefix of the queue names (`NAME`, `NAME.retry.*`, `NAME.dead`).
+    /// Prefix of the queue names (`NAME`, `NAME.delay.*`, `NAME.dead`).
     pub name: String,
     /// Unacked messages a consumer holds at once.
     pub prefetch: u16,
@@ -162,14 +166,22 @@ impl AmqpQueue {
     /// A holding queue: its messages return to the main queue `name` after `tier` ms at most.
     fn delay_arguments(name: &str, tier: u64) -> FieldTable {
         let mut arguments = FieldTable::default();
+        arguments.insert("x-queue-type".into(), text("quorum"));
+        // At-least-once dead-lettering needs publishers refused, not messages dropped, when full.
+        arguments.insert("x-dead-letter-strategy".into(), text("at-least-once"));
+        arguments.insert("x-overflow".into(), text("reject-publish"));
         arguments.insert("x-dead-letter-exchange".into(), text(""));
         arguments.insert("x-dead-letter-routing-key".into(), text(name));
         arguments.insert("x-message-ttl".into(), AMQPValue::LongLongInt(tier as i64));
         arguments
     }
 
+    fn delay_queue(name: &str, tier: u64) -> String {
+        format!("{name}.delay.{tier}")
+    }
+
     async fn declare_delay(link: &mut Link, name: &str, tier: u64) -> Result<String, QueueError> {
-        let queue = format!("{name}.retry.{tier}");
+        let queue = Self::delay_queue(name, tier);
         if link.declared_delays.insert(tier) {
             let arguments = Self::delay_arguments(name, tier);
             if let Err(error) = link.channel.queue_declare(queue.as_str().into(), durable(), arguments).await {
@@ -381,7 +393,7 @@ impl Queue for AmqpQueue {
         // 404 a passive look at a never-used one would bring.
         let mut tier = delay_tier(Duration::ZERO);
         while tier <= delay_tier(LONGEST_DELAY) {
-            let name = format!("{}.retry.{tier}", self.name);
+            let name = Self::delay_queue(&self.name, tier);
             let queue = link
                 .channel
                 .queue_declare(name.as_str().into(), durable(), Self::delay_arguments(&self.name, tier))

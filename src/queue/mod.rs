@@ -27,6 +27,8 @@ pub enum QueueError {
     Broker(String),
     #[error("the broker refused to store a message")]
     Refused,
+    #[error("stopping before the broker took the message")]
+    Abandoned,
 }
 
 /// Confirms a delivery to the queue once its outcome is recorded.

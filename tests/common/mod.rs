@@ -279,7 +279,7 @@ pub async fn delete_queues(name: &str) {
     let connection = lapin::Connection::connect(&rabbitmq_url(), lapin::ConnectionProperties::default()).await.unwrap();
     let channel = connection.create_channel().await.unwrap();
     let mut names = vec![name.to_string(), format!("{name}.dead")];
-    names.extend((6..=22).map(|bits| format!("{name}.retry.{}", 1u64 << bits)));
+    names.extend((6..=22).map(|bits| format!("{name}.delay.{}", 1u64 << bits)));
     for queue in names {
         // Deleting a queue that was never declared is not an error worth failing a test for.
         let _ = channel.queue_delete(queue.as_str().into(), QueueDeleteOptions::default()).await;
