@@ -69,6 +69,50 @@ fn every_service_of_the_compose_file_has_a_health_check_and_billpush_checks_itse
     assert!(ignored.lines().any(|l| l == ".env"), ".env is never committed");
 }
 
+/// `--profile cluster` adds two RabbitMQ nodes that join the first through the peer discovery
+/// of deploy/rabbitmq/cluster.conf; the nodes share one Erlang cookie, billpush waits for all
+/// three, and .env.example shows `queue.url` listing them.
+#[test]
+fn the_cluster_profile_makes_rabbitmq_three_nodes_billpush_is_given() {
+    let compose = compose();
+    let services = &compose["services"];
+    let nodes = ["rabbitmq", "rabbitmq-2", "rabbitmq-3"];
+    let conf = std::fs::read_to_string(root().join("deploy/rabbitmq/cluster.conf")).unwrap();
+    assert!(conf.contains("cluster_formation.peer_discovery_backend = classic_config"));
+    for (i, node) in nodes.iter().enumerate() {
+        let service = &services[*node];
+        assert_eq!(service["hostname"].as_str(), Some(*node), "{node} has a fixed node name");
+        assert_eq!(service["image"], services["rabbitmq"]["image"], "{node}");
+        assert_eq!(service["environment"], services["rabbitmq"]["environment"], "{node} shares the cookie");
+        assert!(conf.contains(&format!("classic_config.nodes.{} = rabbit@{node}\n", i + 1)), "{node} in cluster.conf");
+        if i > 0 {
+            let profiles: Vec<&str> =
+                service["profiles"].as_sequence().unwrap().iter().map(|p| p.as_str().unwrap()).collect();
+            assert_eq!(profiles, ["cluster"], "{node} starts with the cluster profile only");
+            let mounts: Vec<&str> =
+                service["volumes"].as_sequence().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+            assert!(mounts.contains(&"./deploy/rabbitmq/cluster.conf:/etc/rabbitmq/conf.d/20-cluster.conf:ro"));
+            assert!(!mounts.iter().any(|m| m.starts_with("rabbitmq:")), "{node} has a data volume of its own");
+            assert_eq!(service["depends_on"]["rabbitmq"]["condition"].as_str(), Some("service_healthy"));
+            for billpush in ["billpush", "scheduler", "worker-1", "worker-2"] {
+                let wait = &services[billpush]["depends_on"][*node];
+                assert_eq!(wait["condition"].as_str(), Some("service_healthy"), "{billpush} waits for {node}");
+                assert_eq!(wait["required"].as_bool(), Some(false), "{billpush} runs without the profile too");
+            }
+        } else {
+            assert!(service["profiles"].is_null(), "the first node starts in every profile");
+        }
+    }
+    let cookie = services["rabbitmq"]["environment"]["RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS"].as_str().unwrap();
+    assert!(cookie.contains("-setcookie ${RABBITMQ_ERLANG_COOKIE:?"), "{cookie}");
+    let example = std::fs::read_to_string(root().join(".env.example")).unwrap();
+    assert!(example.contains("RABBITMQ_ERLANG_COOKIE="));
+    let cluster_url = example.lines().find(|l| l.contains("rabbitmq-3:5672")).expect("a queue.url for the cluster");
+    let url = cluster_url.trim_start_matches("# ").strip_prefix("BILLPUSH_QUEUE__URL=").unwrap();
+    let hosts: Vec<&str> = url.split(',').map(|u| u.split('@').nth(1).unwrap().split(':').next().unwrap()).collect();
+    assert_eq!(hosts, nodes);
+}
+
 /// The `billpush_…` names in `text`, without a histogram's `_bucket`, `_sum` or `_count`.
 fn metric_names(text: &str) -> Vec<String> {
     let mut names = Vec::new();
