@@ -9,6 +9,7 @@ use anyhow::Context;
 use chrono::{DateTime, Datelike, Utc};
 use tokio_util::sync::CancellationToken;
 
+use crate::alerts::{AlertReport, Alerts};
 use crate::billing::{BillBuilder, BillingRules, BuildMode, BuildReport, FlagNotices};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{GatewayKind, Settings};
@@ -238,6 +239,53 @@ impl App {
         })
     }
 
+    /// Evaluates usage alerts (docs/contract.md §12) as if the time were `as_of` (the clock's
+    /// time when `None`). Through RabbitMQ the alerts are queued for the workers; with the
+    /// in-process queue they are pushed here, quiet hours and `alerts.max_age` judged on a
+    /// clock that starts at `as_of`.
+    pub async fn alerts(&self, as_of: Option<DateTime<Utc>>) -> anyhow::Result<(AlertReport, PushCounts)> {
+        let clock: Arc<dyn Clock> = match as_of {
+            Some(at) => Arc::new(crate::clock::ManualClock::new(at)),
+            None => self.clock.clone(),
+        };
+        match self.queue().await? {
+            QueueKind::Amqp(queue) => {
+                let report = self.alerts_service(clock.as_ref(), Some(queue.as_ref())).evaluate().await;
+                queue.close().await;
+                Ok((report?, PushCounts::default()))
+            }
+            QueueKind::Memory(queue) => {
+                let gateway = self.gateway()?;
+                let limiter = Arc::new(self.limiter(gateway.as_ref(), 1));
+                let mut pusher = self.pusher(Arc::new(queue.clone()), gateway, limiter);
+                pusher.clock = clock.clone();
+                let stop = CancellationToken::new();
+                let push = {
+                    let stop = stop.clone();
+                    tokio::spawn(async move { pusher.drain(&stop, &Silent).await })
+                };
+                let report = self.alerts_service(clock.as_ref(), Some(&queue)).evaluate().await;
+                if report.is_err() {
+                    stop.cancel();
+                }
+                queue.close();
+                let pushed = push.await.context("the push panicked")??;
+                Ok((report?, pushed))
+            }
+        }
+    }
+
+    fn alerts_service<'a>(&'a self, clock: &'a dyn Clock, queue: Option<&'a dyn Queue>) -> Alerts<'a> {
+        Alerts {
+            store: &self.store,
+            renderer: &self.renderer,
+            clock,
+            timezone: self.settings.timezone,
+            thresholds: &self.settings.alert_thresholds,
+            queue,
+        }
+    }
+
     /// Where a message written outside a month's push (an answer, a dispute's message) is
     /// handed: the broker, or this process's in-process queue where `push_answers` runs.
     async fn outside_queue(&self) -> anyhow::Result<Option<&dyn Queue>> {
@@ -248,11 +296,23 @@ impl App {
         })
     }
 
-    /// An operator's change of a subscriber's choice of bill SMS, with a reason: whether it
-    /// changed, or `None` for an unknown subscriber.
-    pub async fn set_consent(&self, subscriber_id: &str, bill_sms: bool, reason: &str) -> anyhow::Result<Option<bool>> {
+    /// An operator's change of a subscriber's choices (bill SMS, usage alerts), with a reason:
+    /// whether any changed, or `None` for an unknown subscriber.
+    pub async fn set_consent(
+        &self,
+        subscriber_id: &str,
+        choices: &[(crate::store::replies::Choice, bool)],
+        reason: &str,
+    ) -> anyhow::Result<Option<bool>> {
         let source = crate::store::replies::ConsentSource::Operator;
-        Ok(self.store.set_bill_sms(subscriber_id, bill_sms, source, reason, self.clock.now()).await?)
+        let mut changed = false;
+        for (choice, value) in choices {
+            match self.store.set_choice(subscriber_id, *choice, *value, source, reason, self.clock.now()).await? {
+                Some(this) => changed |= this,
+                None => return Ok(None),
+            }
+        }
+        Ok(Some(changed))
     }
 
     /// Checks that the database answers, and the broker where one is configured, without
@@ -390,6 +450,7 @@ impl App {
             retry_base: Duration::from_millis(g.retry_base_ms),
             // Three gateway timeouts: any request in flight has surely ended by then.
             lease: Duration::from_millis(g.timeout_ms) * 3,
+            alert_max_age: self.settings.alert_max_age,
             gateway,
         }
     }
@@ -586,6 +647,10 @@ impl App {
             }
         }
         self.expire_receipts().await?;
+        let alerts = self.alerts_service(self.clock.as_ref(), Some(queue)).evaluate().await?;
+        if alerts.raised > 0 || alerts.queued > 0 {
+            tracing::info!(raised = alerts.raised, covered = alerts.covered, queued = alerts.queued, "usage alerts");
+        }
         Ok(())
     }
 

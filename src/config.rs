@@ -40,6 +40,7 @@ pub struct Config {
     pub spam: SpamConfig,
     pub replies: RepliesConfig,
     pub disputes: DisputesConfig,
+    pub alerts: AlertsConfig,
     pub tls: TlsConfig,
     pub api: ApiConfig,
 }
@@ -85,6 +86,34 @@ impl Default for RepliesConfig {
 pub struct DisputesConfig {
     /// How long a dispute may stay open before it is overdue.
     pub sla: String,
+}
+
+/// Usage alerts (docs/contract.md §12): thresholds per metric, and how long an alert may wait.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlertsConfig {
+    /// Percentages of the plan's data allowance.
+    pub data: Vec<i64>,
+    /// Percentages of the plan's voice minutes.
+    pub voice: Vec<i64>,
+    /// Percentages of the plan's SMS count.
+    pub sms: Vec<i64>,
+    /// Amounts spent on everything but the plan fee and discounts.
+    pub spend_fen: Vec<i64>,
+    /// An alert not sent within this long of being raised is never sent.
+    pub max_age: String,
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        AlertsConfig {
+            data: vec![80, 100],
+            voice: vec![80, 100],
+            sms: vec![100],
+            spend_fen: vec![10000, 50000],
+            max_age: "24h".into(),
+        }
+    }
 }
 
 impl Default for DisputesConfig {
@@ -292,6 +321,8 @@ pub struct Settings {
     pub dlr_timeout: chrono::Duration,
     pub requeue_after: chrono::Duration,
     pub dispute_sla: chrono::Duration,
+    pub alert_thresholds: crate::domain::alerts::Thresholds,
+    pub alert_max_age: chrono::Duration,
     pub quiet_hours: QuietHours,
     pub spike: SpikeRule,
     pub allowlist: Allowlist,
@@ -351,6 +382,25 @@ impl Config {
         if dispute_sla <= chrono::Duration::zero() {
             return Err(invalid("disputes.sla", "must be longer than 0".into()));
         }
+        let alert_max_age = parse_duration("alerts.max_age", &self.alerts.max_age)?;
+        if alert_max_age <= chrono::Duration::zero() {
+            return Err(invalid("alerts.max_age", "must be longer than 0".into()));
+        }
+        let a = &self.alerts;
+        for (key, list) in [("alerts.data", &a.data), ("alerts.voice", &a.voice), ("alerts.sms", &a.sms)] {
+            if let Some(bad) = list.iter().find(|t| !(1..=10_000).contains(*t)) {
+                return Err(invalid(key, format!("{bad} is not a percentage between 1 and 10000")));
+            }
+        }
+        if let Some(bad) = a.spend_fen.iter().find(|t| **t <= 0) {
+            return Err(invalid("alerts.spend_fen", format!("{bad} is not an amount above 0")));
+        }
+        let alert_thresholds = crate::domain::alerts::Thresholds {
+            data: a.data.clone(),
+            voice: a.voice.clone(),
+            sms: a.sms.clone(),
+            spend_fen: a.spend_fen.clone(),
+        };
         if self.operator.name.trim().is_empty() {
             return Err(invalid("operator.name", "must not be empty: it is the SMS signature".into()));
         }
@@ -478,6 +528,8 @@ impl Config {
             dlr_timeout,
             requeue_after,
             dispute_sla,
+            alert_thresholds,
+            alert_max_age,
             quiet_hours: QuietHours::new(quiet_start, quiet_end, timezone),
             // The ratio is a setting, not an amount: it becomes integer hundredths here.
             spike: SpikeRule {

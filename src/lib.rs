@@ -2,6 +2,7 @@
 //! deductions and aggregates spam reports.
 #![forbid(unsafe_code)]
 
+pub mod alerts;
 pub mod api;
 pub mod app;
 pub mod billing;

@@ -312,6 +312,7 @@ async fn the_openapi_document_lists_exactly_the_routes_that_answer() {
     }
     documented.sort();
     let mut served = vec![
+        "get /api/v1/alerts",
         "get /api/v1/audit",
         "get /api/v1/bills/{subscriber_id}/{month}",
         "get /api/v1/deliveries",
@@ -348,16 +349,29 @@ async fn an_operator_changes_consent_with_a_reason_and_it_is_kept_and_audited() 
     assert_eq!(changed, json!({"subscriber_id": "S01000000", "bill_sms": false, "changed": true}));
     let again: Value = post("S01000000", OPERATOR, body).await.unwrap().json().await.unwrap();
     assert_eq!(again["changed"], false);
+    // Usage alerts are a choice of their own, changed alone or with the bill SMS.
+    let neither = post("S01000000", OPERATOR, json!({"reason": "no choice named"})).await.unwrap();
+    assert_eq!(neither.status(), 400);
+    let alerts = json!({"alert_sms": false, "bill_sms": false, "reason": "no reminders, ticket 4712"});
+    let changed: Value = post("S01000000", OPERATOR, alerts).await.unwrap().json().await.unwrap();
+    assert_eq!(changed, json!({"subscriber_id": "S01000000", "bill_sms": false, "alert_sms": false, "changed": true}));
 
     let mut tx = api.app.app.store.begin().await.unwrap();
-    let kept: Vec<(i64, String, String)> = sqlx::query_as(
-        "SELECT bill_sms, source, reason FROM consent_changes WHERE subscriber_id = 'S01000000' ORDER BY id",
+    let kept: Vec<(String, i64, String, String)> = sqlx::query_as(
+        "SELECT what, bill_sms, source, reason FROM consent_changes WHERE subscriber_id = 'S01000000' ORDER BY id",
     )
     .fetch_all(&mut *tx)
     .await
     .unwrap();
     drop(tx);
-    assert_eq!(kept, [(0, "operator".to_string(), "customer asked at the service desk, ticket 4711".to_string())]);
+    let operator = |what: &str, reason: &str| (what.to_string(), 0, "operator".to_string(), reason.to_string());
+    assert_eq!(
+        kept,
+        [
+            operator("bill_sms", "customer asked at the service desk, ticket 4711"),
+            operator("alert_sms", "no reminders, ticket 4712")
+        ]
+    );
     let audit = api.get_json("/api/v1/audit?limit=1000", OPERATOR).await;
     let consent_entries = audit["items"]
         .as_array()
@@ -365,6 +379,6 @@ async fn an_operator_changes_consent_with_a_reason_and_it_is_kept_and_audited() 
         .iter()
         .filter(|e| e["path"].as_str().unwrap().ends_with("/consent") && e["method"] == "POST")
         .count();
-    assert_eq!(consent_entries, 5, "every attempt is audited, refused or not");
+    assert_eq!(consent_entries, 7, "every attempt is audited, refused or not");
     api.finish().await;
 }

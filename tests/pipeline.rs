@@ -193,7 +193,9 @@ async fn a_claim_that_overtakes_the_scheduler_keeps_every_step_once(backend: Bac
     let now = at("2027-01-02T10:00:00+08:00");
     let lease = now + chrono::Duration::minutes(5);
     let mut tx = app.app.store.begin().await.unwrap();
-    let claim = claim_for_sending(&mut tx, &ids, now, lease, Idempotency::Honoured).await.unwrap();
+    let claim = claim_for_sending(&mut tx, &ids, now, lease, Idempotency::Honoured, now - chrono::Duration::days(1))
+        .await
+        .unwrap();
     // The scheduler's own marking comes too late to change anything.
     mark_queued(&mut tx, &ids, now + chrono::Duration::seconds(1)).await.unwrap();
     tx.commit().await.unwrap();
@@ -202,7 +204,7 @@ async fn a_claim_that_overtakes_the_scheduler_keeps_every_step_once(backend: Bac
 
     // A redelivery within the lease claims nothing and records nothing.
     let mut tx = app.app.store.begin().await.unwrap();
-    let again = claim_for_sending(&mut tx, &ids, now + chrono::Duration::seconds(2), lease, Idempotency::Honoured)
+    let again = claim_for_sending(&mut tx, &ids, now + chrono::Duration::seconds(2), lease, Idempotency::Honoured, now)
         .await
         .unwrap();
     tx.commit().await.unwrap();
@@ -284,13 +286,30 @@ async fn a_claim_at_once_takes_every_notification_or_none() {
 
     // One of three is being sent under a live lease: none moves.
     let some_leased = ids(&["n-queued-1", "n-queued-2", "n-leased"]);
-    assert!(claim_all_at_once(store, &some_leased, now, lease, Idempotency::Honoured).await.unwrap().is_none());
+    assert!(claim_all_at_once(store, &some_leased, now, lease, Idempotency::Honoured, now - chrono::Duration::days(1))
+        .await
+        .unwrap()
+        .is_none());
     // Without a gateway's idempotency a stale lease is not resent but made `unknown`: none moves.
     let with_stale = ids(&["n-stale", "n-queued-1"]);
-    assert!(claim_all_at_once(store, &with_stale, now, lease, Idempotency::NotHonoured).await.unwrap().is_none());
+    assert!(claim_all_at_once(
+        store,
+        &with_stale,
+        now,
+        lease,
+        Idempotency::NotHonoured,
+        now - chrono::Duration::days(1)
+    )
+    .await
+    .unwrap()
+    .is_none());
     assert_eq!(states(&mut conn).await.unwrap(), before);
 
-    let claimed = claim_all_at_once(store, &with_stale, now, lease, Idempotency::Honoured).await.unwrap().unwrap();
+    let claimed =
+        claim_all_at_once(store, &with_stale, now, lease, Idempotency::Honoured, now - chrono::Duration::days(1))
+            .await
+            .unwrap()
+            .unwrap();
     let claimed: Vec<_> = claimed.iter().map(|row| (row.id.as_str(), row.text.as_str(), row.attempts)).collect();
     assert_eq!(claimed, [("n-queued-1", "text of n-queued-1", 1), ("n-stale", "text of n-stale", 3)]);
     let after: Vec<(String, String, i64, Option<i64>)> = sqlx::query_as(
@@ -436,8 +455,16 @@ async fn a_publish_a_claim_and_a_release_for_retry_update_the_row_in_place_on_po
     let mut tx = store.begin().await.unwrap();
     mark_queued(&mut tx, &ids, built + chrono::Duration::minutes(1)).await.unwrap();
     let published: (i64, i64) = sqlx::query_as(updates).fetch_one(&mut *tx).await.unwrap();
-    let claim =
-        claim_for_sending(&mut tx, &ids, now, now + chrono::Duration::minutes(5), Idempotency::Honoured).await.unwrap();
+    let claim = claim_for_sending(
+        &mut tx,
+        &ids,
+        now,
+        now + chrono::Duration::minutes(5),
+        Idempotency::Honoured,
+        now - chrono::Duration::days(1),
+    )
+    .await
+    .unwrap();
     let claimed: (i64, i64) = sqlx::query_as(updates).fetch_one(&mut *tx).await.unwrap();
     release_for_retry(&mut tx, &ids[..1], "gateway busy", now).await.unwrap();
     let released: (i64, i64) = sqlx::query_as(updates).fetch_one(&mut *tx).await.unwrap();

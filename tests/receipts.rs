@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use billpush::api::hash_token;
 use billpush::config::{ApiToken, GatewayKind};
+use billpush::domain::delivery::DeliveryStatus;
 use billpush::export::ExportKind;
 use common::{month, spawn_app_with, Backend, Options, TestApp};
 use serde_json::json;
@@ -139,7 +140,7 @@ async fn receipts_settle_accepted_messages_and_are_refused_without_the_gateway_r
         .filter(|l| l.starts_with("billpush_notifications{status="))
         .map(|l| l.rsplit(' ').next().unwrap().parse().unwrap())
         .collect();
-    assert_eq!(per_status.len(), 10, "{metrics}");
+    assert_eq!(per_status.len(), DeliveryStatus::ALL.len(), "{metrics}");
     assert!(metrics.contains("# HELP billpush_notifications "), "{metrics}");
     assert!(metrics.contains("# HELP billpush_receipts_total "), "{metrics}");
     // The open months on the test's clock (2027-01-02) and the current one, per status too.
@@ -148,7 +149,7 @@ async fn receipts_settle_accepted_messages_and_are_refused_without_the_gateway_r
             .lines()
             .filter(|l| l.starts_with("billpush_month_notifications{") && l.contains(&format!("month=\"{month}\"")))
             .count();
-        assert_eq!(series, 10, "{month}: {metrics}");
+        assert_eq!(series, DeliveryStatus::ALL.len(), "{month}: {metrics}");
     }
     stop.cancel();
     app.cleanup().await;

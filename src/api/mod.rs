@@ -1,6 +1,7 @@
 //! The HTTP API (`billpush serve`): delivery receipts from gateways, health and metrics.
 //! Every route that takes a token checks it against the SHA-256 hashes in `api.tokens`.
 
+mod alerts;
 mod auth;
 mod consent;
 mod disputes;
@@ -287,6 +288,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/api/v1/dlr/jasmin", post(receipts::jasmin))
         .route("/api/v1/mo", post(replies::receive))
         .route("/api/v1/subscribers/{subscriber_id}/consent", post(consent::set))
+        .route("/api/v1/alerts", get(alerts::list))
         .route("/api/v1/disputes", get(disputes::list).post(disputes::open))
         .route("/api/v1/disputes/{id}/resolve", post(disputes::resolve))
         .merge(reads)

@@ -27,6 +27,7 @@ use super::schema;
         super::receipts::jasmin,
         super::replies::receive,
         super::consent::set,
+        super::alerts::list,
         super::disputes::list,
         super::disputes::open,
         super::disputes::resolve,

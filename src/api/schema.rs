@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::export::{DeliveryRecord, DisputeRecord, FlagRecord, SpamRecord};
+use crate::export::{AlertRecord, DeliveryRecord, DisputeRecord, FlagRecord, SpamRecord};
 
 /// Every refusal: a 4xx or 5xx with what is wrong, naming the parameter or field.
 #[derive(Debug, Serialize, ToSchema)]
@@ -137,10 +137,12 @@ pub struct MoAnswer {
     pub answered: bool,
 }
 
-/// An operator's change of a subscriber's choice of bill SMS.
+/// An operator's change of a subscriber's choice of bill SMS, of usage alerts, or both (at
+/// least one of the two).
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct ConsentBody {
-    pub bill_sms: bool,
+    pub bill_sms: Option<bool>,
+    pub alert_sms: Option<bool>,
     /// Why, kept with the change (1 to 500 characters).
     pub reason: String,
 }
@@ -148,14 +150,27 @@ pub struct ConsentBody {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ConsentAnswer {
     pub subscriber_id: String,
-    pub bill_sms: bool,
-    /// False when it was so already.
+    /// As set by the request; absent when it did not name it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bill_sms: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub alert_sms: Option<bool>,
+    /// False when every choice named was so already.
     pub changed: bool,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct DisputesPage {
     pub items: Vec<DisputeRecord>,
+    /// Present while more pages follow: pass it as `cursor`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+/// A page of usage alerts.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AlertsPage {
+    pub items: Vec<AlertRecord>,
     /// Present while more pages follow: pass it as `cursor`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub next_cursor: Option<String>,
@@ -241,6 +256,18 @@ pub struct DisputesQuery {
     pub month: Option<String>,
     /// `open`, `refunded`, `rejected` or `withdrawn`.
     pub status: Option<String>,
+    #[param(minimum = 1, maximum = 1000)]
+    pub limit: Option<i64>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AlertsQuery {
+    /// The billing periods' label, `YYYY-MM`.
+    #[param(pattern = r"^\d{4}-\d{2}$")]
+    pub month: String,
     #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<i64>,
     /// `next_cursor` of the previous page.

@@ -88,7 +88,7 @@ pub enum Command {
     Verify,
     /// Export bills, deliveries, flags, spam aggregates or disputes for a month.
     Export {
-        #[arg(value_parser = listed::<ExportKind>(&["bills", "deliveries", "flags", "spam", "disputes"]))]
+        #[arg(value_parser = listed::<ExportKind>(&["bills", "deliveries", "flags", "spam", "disputes", "alerts"]))]
         kind: ExportKind,
         #[arg(long)]
         month: BillingMonth,
@@ -107,6 +107,11 @@ pub enum Command {
         /// Only the subscribers of shard i of n, to split scheduling across machines.
         #[arg(long, default_value = "0/1")]
         shard: Shard,
+    },
+    /// Raise the usage alerts due now (or as if the time were --as-of) and send them.
+    Alerts {
+        #[arg(long, value_parser = parse_instant)]
+        as_of: Option<DateTime<Utc>>,
     },
     /// Daemon: every billing.check_every, schedule whatever became due.
     Scheduler,
@@ -391,6 +396,23 @@ pub async fn execute(cli: Cli) -> anyhow::Result<()> {
             println!(
                 "month {month} shard {shard}: billed {} not due {} queued {}",
                 report.build.billed, report.build.not_due, report.queued
+            );
+        }
+        Command::Alerts { as_of } => {
+            let (report, pushed) = app.alerts(as_of).await?;
+            if report.skipped {
+                anyhow::bail!("another evaluation of usage alerts is running; nothing was raised");
+            }
+            println!(
+                "alerts: evaluated {} raised {} covered {} overtaken {} queued {}; pushed: accepted {} failed {} unknown {}",
+                report.evaluated,
+                report.raised,
+                report.covered,
+                report.overtaken,
+                report.queued,
+                pushed.accepted,
+                pushed.failed,
+                pushed.unknown
             );
         }
         Command::Scheduler => app.scheduler_daemon(shutdown_signal()).await?,

@@ -762,8 +762,10 @@ struct SubscriberPage {
     disputes: Vec<(i64, String, String, String, String, String)>,
     /// When, text, action.
     replies: Vec<(String, String, String)>,
-    /// When, bill SMS, source, reason.
-    consent: Vec<(String, bool, String, String)>,
+    /// When, which choice, the choice made, source, reason.
+    consent: Vec<(String, &'static str, bool, String, String)>,
+    /// Month, metric, threshold, used, status, raised.
+    alerts: Vec<(String, String, String, String, String, String)>,
 }
 
 /// Bills, replies and consent changes the subscriber page lists.
@@ -783,11 +785,12 @@ pub async fn subscriber(
     let t = labels(viewer.language);
     let time = |at: chrono::DateTime<chrono::Utc>| at.to_rfc3339_opts(SecondsFormat::Secs, true);
     let filter = DisputeFilter { subscriber_id: Some(subscriber_id.clone()), ..DisputeFilter::default() };
-    let (bills, disputes, replies, consent) = match tokio::try_join!(
+    let (bills, disputes, replies, consent, alerts) = match tokio::try_join!(
         store.bills_of(&subscriber_id, SUBSCRIBER_ROWS),
         store.disputes(&filter, 0, SUBSCRIBER_ROWS),
         store.replies_of(&subscriber_id, SUBSCRIBER_ROWS),
         store.consent_history(&subscriber_id, SUBSCRIBER_ROWS),
+        store.alerts_of_subscriber(&subscriber_id, SUBSCRIBER_ROWS),
     ) {
         Ok(found) => found,
         Err(error) => return unavailable(error),
@@ -813,7 +816,20 @@ pub async fn subscriber(
             status: b.status.clone().unwrap_or_default(),
         })
         .collect();
-    let rows = (bills.len() + disputes.len() + replies.len() + consent.len()) as u64;
+    let rows = (bills.len() + disputes.len() + replies.len() + consent.len() + alerts.len()) as u64;
+    let alerts = alerts
+        .iter()
+        .map(|a| {
+            // Data is kept in KB and shown in MB; spend in fen, shown in yuan.
+            let (threshold, used) = match a.metric.as_str() {
+                "spend" => (Fen::new(a.threshold).to_string(), Fen::new(a.value).to_string()),
+                "data" => (format!("{}%", a.threshold), format!("{} MB", a.value / 1024)),
+                _ => (format!("{}%", a.threshold), a.value.to_string()),
+            };
+            let status = a.status.map_or("covered", |s| s.as_str()).to_string();
+            (a.month.clone(), a.metric.clone(), threshold, used, status, time(a.raised_at))
+        })
+        .collect();
     let view = SubscriberPage {
         t,
         signed_in: true,
@@ -829,7 +845,14 @@ pub async fn subscriber(
             .collect(),
         csrf: viewer.csrf.clone(),
         replies: replies.into_iter().map(|r| (time(r.received_at), r.text, r.action)).collect(),
-        consent: consent.into_iter().map(|c| (time(c.at), c.bill_sms, c.source, c.reason)).collect(),
+        consent: consent
+            .into_iter()
+            .map(|c| {
+                let choice = if c.what == "alert_sms" { t.alert_sms } else { t.bill_sms };
+                (time(c.at), choice, c.bill_sms, c.source, c.reason)
+            })
+            .collect(),
+        alerts,
         s: record,
     };
     page(&view, StatusCode::OK, rows)

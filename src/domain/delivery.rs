@@ -21,10 +21,12 @@ pub enum DeliveryStatus {
     Suppressed,
     /// No valid number to send to.
     Skipped,
+    /// A usage alert not sent within `alerts.max_age`, or overtaken by a higher one: never sent.
+    Expired,
 }
 
 impl DeliveryStatus {
-    pub const ALL: [DeliveryStatus; 10] = [
+    pub const ALL: [DeliveryStatus; 11] = [
         DeliveryStatus::Pending,
         DeliveryStatus::Queued,
         DeliveryStatus::Sending,
@@ -35,6 +37,7 @@ impl DeliveryStatus {
         DeliveryStatus::Failed,
         DeliveryStatus::Suppressed,
         DeliveryStatus::Skipped,
+        DeliveryStatus::Expired,
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -49,6 +52,7 @@ impl DeliveryStatus {
             DeliveryStatus::Failed => "failed",
             DeliveryStatus::Suppressed => "suppressed",
             DeliveryStatus::Skipped => "skipped",
+            DeliveryStatus::Expired => "expired",
         }
     }
 }
@@ -121,6 +125,8 @@ pub const BILL_KIND: &str = "bill";
 pub const FLAG_NOTICE_KIND: &str = "flag_notice";
 /// A dispute opened or resolved; one per dispute and status, in the disputed bill's month.
 pub const DISPUTE_KIND: &str = "dispute";
+/// A usage alert (docs/contract.md §12); its subject is `metric:threshold`.
+pub const USAGE_ALERT_KIND: &str = "usage_alert";
 
 /// The kind and subject of a notification as the one column of the unique
 /// (subscriber, month, kind) key holds them: `kind` alone when the subject is empty (the bill,

@@ -1,6 +1,7 @@
-//! Pure billing logic: money, periods, numbers, bills, flags, spam aggregation and SMS
-//! encoding. Nothing in here performs I/O, so every rule can be tested in isolation.
+//! Pure billing logic: money, periods, numbers, bills, flags, spam aggregation, usage alerts
+//! and SMS encoding. Nothing in here performs I/O, so every rule can be tested in isolation.
 
+pub mod alerts;
 pub mod bill;
 pub mod category;
 pub mod delivery;

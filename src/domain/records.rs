@@ -33,6 +33,7 @@ pub struct Subscriber {
     pub billing_day: Option<BillingDay>,
     pub status: Option<SubscriberStatus>,
     pub bill_sms: Option<bool>,
+    pub alert_sms: Option<bool>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,4 +1,5 @@
-//! Subscribers' replies to the bill SMS (MO): `TDZD`/`KTZD` for the bill SMS, a bare `TD`
+//! Subscribers' replies to the bill SMS (MO): `TDZD`/`KTZD` for the bill SMS, `TDTX`/`KTTX` for
+//! usage alerts, a bare `TD`
 //! that changes nothing, spam reports `JB <number> [DH]`, `ZD` for the bill's details, `SS` to
 //! dispute a charge.
 
@@ -11,6 +12,10 @@ pub enum Reply {
     OptOut,
     /// `KTZD` or `开通账单`: the bill SMS again.
     OptIn,
+    /// `TDTX`: no more usage alerts; the bill SMS is untouched.
+    AlertsOptOut,
+    /// `KTTX`: usage alerts again.
+    AlertsOptIn,
     /// A bare `TD`, `T`, `退订`, `STOP` or `UNSUBSCRIBE`: what subscribers send to cancel a
     /// VAS, so it changes nothing and is answered with how to do either.
     Stop,
@@ -48,6 +53,12 @@ pub fn parse_reply(text: &str) -> Reply {
     }
     if OPT_IN.contains(&text) {
         return Reply::OptIn;
+    }
+    if text == "TDTX" {
+        return Reply::AlertsOptOut;
+    }
+    if text == "KTTX" {
+        return Reply::AlertsOptIn;
     }
     if STOP.contains(&text) {
         return Reply::Stop;

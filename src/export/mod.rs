@@ -1,4 +1,4 @@
-//! `export {bills|deliveries|flags|spam|disputes}` as JSON lines or CSV, page by page.
+//! `export {bills|deliveries|flags|spam|disputes|alerts}` as JSON lines or CSV, page by page.
 
 pub mod records;
 
@@ -15,7 +15,7 @@ use crate::domain::period::{calendar_month, BillingMonth, Period};
 use crate::domain::spam::{aggregate, SpamNumber};
 use crate::store::disputes::DisputeFilter;
 use crate::store::Store;
-pub use records::{BillRecord, DeliveryRecord, DisputeRecord, FlagRecord, SpamRecord};
+pub use records::{AlertRecord, BillRecord, DeliveryRecord, DisputeRecord, FlagRecord, SpamRecord, ALERT_COLUMNS};
 
 const PAGE: i64 = 1000;
 
@@ -26,6 +26,7 @@ pub enum ExportKind {
     Flags,
     Spam,
     Disputes,
+    Alerts,
 }
 
 impl FromStr for ExportKind {
@@ -37,7 +38,8 @@ impl FromStr for ExportKind {
             "flags" => Ok(ExportKind::Flags),
             "spam" => Ok(ExportKind::Spam),
             "disputes" => Ok(ExportKind::Disputes),
-            other => Err(format!("unknown export {other:?}: bills, deliveries, flags, spam or disputes")),
+            "alerts" => Ok(ExportKind::Alerts),
+            other => Err(format!("unknown export {other:?}: bills, deliveries, flags, spam, disputes or alerts")),
         }
     }
 }
@@ -296,6 +298,20 @@ pub async fn export(
                     let overdue = is_overdue(dispute.status, dispute.opened_at, now, settings.dispute_sla);
                     let row = json_of(&DisputeRecord::new(dispute, overdue));
                     writer.write(&row, &columns_of(&row, &DISPUTE_COLUMNS))?;
+                }
+                rows += page.len() as u64;
+            }
+        }
+        ExportKind::Alerts => {
+            let mut after: Option<(String, String, i64)> = None;
+            loop {
+                let key = after.as_ref().map(|(s, m, t)| (s.as_str(), m.as_str(), *t));
+                let page = store.alerts_of_month(month, key, PAGE).await?;
+                let Some(last) = page.last() else { break };
+                after = Some((last.subscriber_id.clone(), last.metric.clone(), last.threshold));
+                for alert in &page {
+                    let row = json_of(&AlertRecord::new(alert));
+                    writer.write(&row, &columns_of(&row, &ALERT_COLUMNS))?;
                 }
                 rows += page.len() as u64;
             }

@@ -255,3 +255,45 @@ impl DisputeRecord {
         }
     }
 }
+
+/// A usage alert (docs/contract.md §12): each threshold reached, sent or covered.
+#[derive(Debug, Clone, Serialize, ToSchema, PartialEq, Eq)]
+pub struct AlertRecord {
+    pub subscriber_id: String,
+    pub msisdn: String,
+    /// The billing period's label, `YYYY-MM`.
+    pub month: String,
+    /// `data`, `voice`, `sms` or `spend`.
+    pub metric: String,
+    /// A percentage of the allowance, or fen for `spend`.
+    pub threshold: i64,
+    /// In the metric's unit: data KB, voice minutes, SMS count, spend fen.
+    pub value: i64,
+    /// The plan's allowance in the same unit; null for `spend`.
+    pub allowance: Option<i64>,
+    /// The delivery status of its SMS (`expired` when never sent in time or overtaken), or
+    /// `covered` for a lower threshold reached with the one sent.
+    pub status: String,
+    /// RFC 3339, UTC, microseconds.
+    pub raised_at: String,
+}
+
+/// The columns of `export alerts --format csv`, in order.
+pub const ALERT_COLUMNS: [&str; 9] =
+    ["subscriber_id", "msisdn", "month", "metric", "threshold", "value", "allowance", "status", "raised_at"];
+
+impl AlertRecord {
+    pub fn new(row: &crate::store::alerts::AlertRow) -> AlertRecord {
+        AlertRecord {
+            subscriber_id: row.subscriber_id.clone(),
+            msisdn: row.msisdn.clone(),
+            month: row.month.clone(),
+            metric: row.metric.clone(),
+            threshold: row.threshold,
+            value: row.value,
+            allowance: row.allowance,
+            status: row.status.map_or("covered", |s| s.as_str()).to_string(),
+            raised_at: row.raised_at.to_rfc3339_opts(SecondsFormat::Micros, true),
+        }
+    }
+}

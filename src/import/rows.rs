@@ -156,7 +156,7 @@ pub fn parse_plan(f: &Fields) -> Result<Plan, RowError> {
 }
 
 pub const SUBSCRIBER_COLUMNS: (&[&str], &[&str]) =
-    (&["subscriber_id", "msisdn", "plan_id"], &["name", "language", "billing_day", "status", "bill_sms"]);
+    (&["subscriber_id", "msisdn", "plan_id"], &["name", "language", "billing_day", "status", "bill_sms", "alert_sms"]);
 
 pub fn parse_subscriber(f: &Fields) -> Result<Subscriber, RowError> {
     let subscriber_id = f.key("subscriber_id", 64)?;
@@ -183,6 +183,10 @@ pub fn parse_subscriber(f: &Fields) -> Result<Subscriber, RowError> {
         "" => None,
         _ => Some(f.boolean("bill_sms", true)?),
     };
+    let alert_sms = match f.value("alert_sms")? {
+        "" => None,
+        _ => Some(f.boolean("alert_sms", true)?),
+    };
     let name = f.text("name")?;
     Ok(Subscriber {
         subscriber_id,
@@ -193,6 +197,7 @@ pub fn parse_subscriber(f: &Fields) -> Result<Subscriber, RowError> {
         billing_day,
         status,
         bill_sms,
+        alert_sms,
     })
 }
 

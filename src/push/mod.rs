@@ -67,6 +67,8 @@ pub struct Pusher {
     pub retry_base: Duration,
     /// How long a claim protects a notification being sent from other workers.
     pub lease: Duration,
+    /// `alerts.max_age`: a usage alert raised longer ago is not sent but `expired`.
+    pub alert_max_age: chrono::Duration,
 }
 
 /// What happened to one message at the gateway.
@@ -188,12 +190,15 @@ impl Pusher {
         let now = self.clock.now();
         let lease_until = now + chrono::Duration::from_std(self.lease).expect("lease fits");
         let idempotency = self.gateway.idempotency();
+        let alerts_since = now - self.alert_max_age;
         let claim = retry_on_conflict(|| async {
-            if let Some(claimed) = db::claim_all_at_once(&self.store, ids, now, lease_until, idempotency).await? {
+            if let Some(claimed) =
+                db::claim_all_at_once(&self.store, ids, now, lease_until, idempotency, alerts_since).await?
+            {
                 return Ok(Claim { claimed, ..Claim::default() });
             }
             let mut tx = self.store.begin().await?;
-            let claim = db::claim_for_sending(&mut tx, ids, now, lease_until, idempotency).await?;
+            let claim = db::claim_for_sending(&mut tx, ids, now, lease_until, idempotency, alerts_since).await?;
             tx.commit().await?;
             Ok(claim)
         })

@@ -4,11 +4,12 @@
 
 use std::path::Path;
 
-use chrono::NaiveDate;
+use chrono::{DateTime, NaiveDate, Utc};
 use chrono_tz::Tz;
 use handlebars::{Context, Handlebars, RenderError};
 use serde::Serialize;
 
+use crate::domain::alerts::Metric;
 use crate::domain::bill::{BillSummary, ItemizedCharge};
 use crate::domain::category::{Category, Language};
 use crate::domain::dispute::DisputeStatus;
@@ -23,6 +24,9 @@ pub const REPLY_DETAILS: &str = "ZD";
 pub const REPLY_DISPUTE: &str = "SS";
 pub const REPLY_OPT_OUT: &str = "TDZD";
 pub const REPLY_OPT_IN: &str = "KTZD";
+/// Reply codes of usage alerts (docs/contract.md §12).
+pub const REPLY_ALERTS_OPT_OUT: &str = "TDTX";
+pub const REPLY_ALERTS_OPT_IN: &str = "KTTX";
 
 /// Room for an SMS text before it is rendered: a four-part Chinese SMS is about 800 bytes.
 const TEXT_CAPACITY: usize = 1024;
@@ -91,10 +95,53 @@ pub struct Replies {
     pub dispute: &'static str,
     pub opt_out: &'static str,
     pub opt_in: &'static str,
+    pub alerts_opt_out: &'static str,
+    pub alerts_opt_in: &'static str,
 }
 
-const REPLIES: Replies =
-    Replies { details: REPLY_DETAILS, dispute: REPLY_DISPUTE, opt_out: REPLY_OPT_OUT, opt_in: REPLY_OPT_IN };
+const REPLIES: Replies = Replies {
+    details: REPLY_DETAILS,
+    dispute: REPLY_DISPUTE,
+    opt_out: REPLY_OPT_OUT,
+    opt_in: REPLY_OPT_IN,
+    alerts_opt_out: REPLY_ALERTS_OPT_OUT,
+    alerts_opt_in: REPLY_ALERTS_OPT_IN,
+};
+
+/// What a usage alert says: one metric, its value and the threshold reached.
+pub struct AlertFacts<'a> {
+    pub msisdn: &'a Msisdn,
+    pub language: Language,
+    pub metric: Metric,
+    /// In the metric's unit: data KB, voice minutes, SMS, spend fen.
+    pub value: i64,
+    /// The plan's allowance in the same unit; `None` for spend.
+    pub allowance: Option<i64>,
+    /// A percentage of the allowance, or fen for spend.
+    pub threshold: i64,
+    pub raised_at: DateTime<Utc>,
+}
+
+/// Everything the `usage_alert` template may name.
+#[derive(Debug, Clone, Serialize)]
+pub struct AlertView {
+    pub signature: String,
+    pub msisdn: String,
+    /// When the usage was measured, local: `12月5日14时` / `5 Dec 14:00`.
+    pub as_of: String,
+    pub is_data: bool,
+    pub is_voice: bool,
+    pub is_sms: bool,
+    pub is_spend: bool,
+    /// The allowance is used up (a threshold of 100% or more).
+    pub is_over: bool,
+    /// Data in MB with one decimal, minutes, SMS, or yuan.
+    pub value: String,
+    pub allowance: String,
+    /// The percentage, or yuan for spend.
+    pub threshold: String,
+    pub reply: Replies,
+}
 
 /// Everything a dispute template may name: one template for every status, which says what
 /// happened to the case.
@@ -260,11 +307,22 @@ pub enum ReplyKind {
     Details,
     /// Answers an `SS` that opened nothing: the case of that bill already open, or no bill yet.
     DisputeCase,
+    /// Confirms an opt-out of usage alerts (`TDTX`), saying how to opt back in.
+    AlertsOptOut,
+    /// Confirms an opt-in to usage alerts (`KTTX`).
+    AlertsOptIn,
 }
 
 impl ReplyKind {
-    pub const ALL: [ReplyKind; 5] =
-        [ReplyKind::OptOut, ReplyKind::OptIn, ReplyKind::StopHelp, ReplyKind::Details, ReplyKind::DisputeCase];
+    pub const ALL: [ReplyKind; 7] = [
+        ReplyKind::OptOut,
+        ReplyKind::OptIn,
+        ReplyKind::StopHelp,
+        ReplyKind::Details,
+        ReplyKind::DisputeCase,
+        ReplyKind::AlertsOptOut,
+        ReplyKind::AlertsOptIn,
+    ];
 
     pub const fn template(self) -> &'static str {
         match self {
@@ -273,6 +331,8 @@ impl ReplyKind {
             ReplyKind::StopHelp => "stophelp",
             ReplyKind::Details => "details",
             ReplyKind::DisputeCase => "dispute_case",
+            ReplyKind::AlertsOptOut => "alerts_optout",
+            ReplyKind::AlertsOptIn => "alerts_optin",
         }
     }
 }
@@ -301,7 +361,7 @@ pub struct Renderer {
 }
 
 /// The templates compiled into the program; a configured directory overrides them file by file.
-const BUILT_IN_TEMPLATES: [(&str, &str); 22] = [
+const BUILT_IN_TEMPLATES: [(&str, &str); 28] = [
     ("bill.zh", include_str!("../../templates/bill.zh.hbs")),
     ("bill.zh.compact", include_str!("../../templates/bill.zh.compact.hbs")),
     ("bill.zh.short", include_str!("../../templates/bill.zh.short.hbs")),
@@ -324,6 +384,12 @@ const BUILT_IN_TEMPLATES: [(&str, &str); 22] = [
     ("dispute.en", include_str!("../../templates/dispute.en.hbs")),
     ("dispute_case.zh", include_str!("../../templates/dispute_case.zh.hbs")),
     ("dispute_case.en", include_str!("../../templates/dispute_case.en.hbs")),
+    ("usage_alert.zh", include_str!("../../templates/usage_alert.zh.hbs")),
+    ("usage_alert.en", include_str!("../../templates/usage_alert.en.hbs")),
+    ("alerts_optout.zh", include_str!("../../templates/alerts_optout.zh.hbs")),
+    ("alerts_optout.en", include_str!("../../templates/alerts_optout.en.hbs")),
+    ("alerts_optin.zh", include_str!("../../templates/alerts_optin.zh.hbs")),
+    ("alerts_optin.en", include_str!("../../templates/alerts_optin.en.hbs")),
 ];
 
 fn register(registry: &mut Handlebars<'static>, name: &str, source: &str) -> Result<(), TemplateError> {
@@ -409,6 +475,7 @@ impl Renderer {
         renderer.check_bill_templates()?;
         renderer.check_reply_templates()?;
         renderer.check_dispute_templates()?;
+        renderer.check_alert_templates()?;
         Ok(renderer)
     }
 
@@ -547,6 +614,63 @@ impl Renderer {
             }
         }
         Ok(())
+    }
+
+    fn check_alert_templates(&self) -> Result<(), TemplateError> {
+        let msisdn = Msisdn::parse("13800138000").expect("a valid sample number");
+        for language in Language::ALL {
+            for metric in Metric::ALL {
+                let facts = AlertFacts {
+                    msisdn: &msisdn,
+                    language,
+                    metric,
+                    value: 880_000,
+                    allowance: (metric != Metric::Spend).then_some(1_048_576),
+                    threshold: 100,
+                    raised_at: DateTime::UNIX_EPOCH,
+                };
+                self.check_sample(&template_name("usage_alert", language, Form::Full), &self.alert_view(&facts))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The view of a usage alert.
+    pub fn alert_view(&self, facts: &AlertFacts) -> AlertView {
+        let local = facts.raised_at.with_timezone(&self.timezone);
+        let as_of = match facts.language {
+            Language::Zh => local.format("%-m月%-d日%-H时").to_string(),
+            Language::En => local.format("%-d %b %H:%M").to_string(),
+        };
+        let in_unit = |n: i64| match facts.metric {
+            // One decimal of a MB, rounded down: never more than was used.
+            Metric::Data => format!("{}.{}", n / 1024, (n % 1024) * 10 / 1024),
+            Metric::Spend => Fen::new(n).to_string(),
+            Metric::Voice | Metric::Sms => n.to_string(),
+        };
+        let threshold = match facts.metric {
+            Metric::Spend => Fen::new(facts.threshold).to_string(),
+            _ => facts.threshold.to_string(),
+        };
+        AlertView {
+            signature: self.signature(),
+            msisdn: facts.msisdn.masked(),
+            as_of,
+            is_data: facts.metric == Metric::Data,
+            is_voice: facts.metric == Metric::Voice,
+            is_sms: facts.metric == Metric::Sms,
+            is_spend: facts.metric == Metric::Spend,
+            is_over: facts.metric != Metric::Spend && facts.threshold >= 100,
+            value: in_unit(facts.value),
+            allowance: facts.allowance.map(in_unit).unwrap_or_default(),
+            threshold,
+            reply: REPLIES,
+        }
+    }
+
+    /// A usage alert; it has no short form.
+    pub fn render_alert(&self, facts: &AlertFacts) -> RenderedSms {
+        self.render_one(&template_name("usage_alert", facts.language, Form::Full), &self.alert_view(facts))
     }
 
     /// The view of a dispute's message.

@@ -23,7 +23,7 @@ use crate::queue::Queue;
 use crate::render::{Renderer, ReplyKind};
 use crate::store::disputes::{DisputeFilter, Opened};
 use crate::store::records::write_spam_reports;
-use crate::store::replies::{ConsentSource, ReplyRecord};
+use crate::store::replies::{Choice, ConsentSource, ReplyRecord};
 use crate::store::{AuditEntry, Store, StoreError};
 
 /// A subscriber's message as the gateway hands it over.
@@ -42,6 +42,8 @@ pub struct InboundReply<'a> {
 pub enum ReplyAction {
     OptOut,
     OptIn,
+    AlertsOptOut,
+    AlertsOptIn,
     /// A bare `TD` and its kin: nothing changed, answered with how to stop what.
     OptOutHelp,
     SpamReport,
@@ -57,6 +59,8 @@ impl ReplyAction {
         match self {
             ReplyAction::OptOut => "opt_out",
             ReplyAction::OptIn => "opt_in",
+            ReplyAction::AlertsOptOut => "alerts_opt_out",
+            ReplyAction::AlertsOptIn => "alerts_opt_in",
             ReplyAction::OptOutHelp => "opt_out_help",
             ReplyAction::SpamReport => "spam_report",
             ReplyAction::SpamReportUnreadable => "spam_report_unreadable",
@@ -127,12 +131,20 @@ impl Replies<'_> {
         let mut told = false;
         let (action, answer) = match parse_reply(reply.text) {
             Reply::OptOut => {
-                let changed = self.set_bill_sms(&subscriber_id, false, &reply_id, reply.via).await?;
+                let changed = self.set_choice(&subscriber_id, Choice::BillSms, false, &reply_id, reply.via).await?;
                 (ReplyAction::OptOut, changed.then_some(ReplyKind::OptOut))
             }
             Reply::OptIn => {
-                let changed = self.set_bill_sms(&subscriber_id, true, &reply_id, reply.via).await?;
+                let changed = self.set_choice(&subscriber_id, Choice::BillSms, true, &reply_id, reply.via).await?;
                 (ReplyAction::OptIn, changed.then_some(ReplyKind::OptIn))
+            }
+            Reply::AlertsOptOut => {
+                let changed = self.set_choice(&subscriber_id, Choice::AlertSms, false, &reply_id, reply.via).await?;
+                (ReplyAction::AlertsOptOut, changed.then_some(ReplyKind::AlertsOptOut))
+            }
+            Reply::AlertsOptIn => {
+                let changed = self.set_choice(&subscriber_id, Choice::AlertSms, true, &reply_id, reply.via).await?;
+                (ReplyAction::AlertsOptIn, changed.then_some(ReplyKind::AlertsOptIn))
             }
             Reply::Stop => (ReplyAction::OptOutHelp, Some(ReplyKind::StopHelp)),
             Reply::Report { number, kind } => match normalise_reported_number(&number) {
@@ -216,12 +228,13 @@ impl Replies<'_> {
         }
     }
 
-    /// The subscriber's own word on the bill SMS, kept as a consent change and audited;
-    /// whether it changed anything.
-    async fn set_bill_sms(
+    /// The subscriber's own word on the bill SMS or on usage alerts, kept as a consent change
+    /// and audited; whether it changed anything.
+    async fn set_choice(
         &self,
         subscriber_id: &str,
-        bill_sms: bool,
+        choice: Choice,
+        value: bool,
         reply_id: &str,
         via: &str,
     ) -> Result<bool, StoreError> {
@@ -229,19 +242,23 @@ impl Replies<'_> {
         let reason = format!("reply {reply_id}");
         let changed = self
             .store
-            .set_bill_sms(subscriber_id, bill_sms, ConsentSource::Reply, &reason, now)
+            .set_choice(subscriber_id, choice, value, ConsentSource::Reply, &reason, now)
             .await?
             .unwrap_or(false);
         if changed {
             // A change of consent is an operator's record as much as an API call is.
-            let what = if bill_sms { "opt-in to" } else { "opt-out of" };
+            let change = if value { "opt-in to" } else { "opt-out of" };
+            let what = match choice {
+                Choice::BillSms => "the bill SMS",
+                Choice::AlertSms => "usage alerts",
+            };
             let entry = AuditEntry {
                 id: uuid::Uuid::now_v7().to_string(),
                 token_name: via.to_string(),
                 role: "gateway".into(),
                 at: now,
                 method: "MO".into(),
-                path: format!("{what} the bill SMS by subscriber {subscriber_id} (reply {reply_id})"),
+                path: format!("{change} {what} by subscriber {subscriber_id} (reply {reply_id})"),
                 status: 202,
                 rows_returned: 0,
             };
@@ -305,7 +322,11 @@ impl Replies<'_> {
                 }
                 self.renderer.render_reply(kind, language, &view)
             }
-            ReplyKind::OptOut | ReplyKind::OptIn | ReplyKind::StopHelp => {
+            ReplyKind::OptOut
+            | ReplyKind::OptIn
+            | ReplyKind::StopHelp
+            | ReplyKind::AlertsOptOut
+            | ReplyKind::AlertsOptIn => {
                 let view = self.renderer.reply_view(to, language, None, self.vas_cancel_code);
                 self.renderer.render_reply(kind, language, &view)
             }

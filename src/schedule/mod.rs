@@ -21,9 +21,23 @@ use crate::progress::Progress;
 use crate::queue::Queue;
 use crate::store::Store;
 
+/// Takes or renews the lease `name` for `holder`; a lease left by a process of this machine
+/// that no longer runs (killed mid-work) is taken over at once rather than after it expires.
+pub(crate) async fn take_lease(store: &Store, name: &str, holder: &str, now: DateTime<Utc>) -> anyhow::Result<bool> {
+    let until = now + chrono::Duration::from_std(LOCK_LEASE).expect("lease fits");
+    Ok(store.acquire_lock(name, holder, now, until).await?
+        || match store.lock_holder(name).await? {
+            Some(other) if holder_is_dead(&other) => {
+                tracing::warn!(lock = name, holder = %other, "taking over from a process that no longer runs");
+                store.take_over_lock(name, &other, holder, until).await?
+            }
+            _ => false,
+        })
+}
+
 /// Names a scheduler as `host/pid/unique`, so that a lease it leaves behind when killed can
 /// be recognised as dead by the next scheduler on the same machine.
-fn new_holder() -> String {
+pub(crate) fn new_holder() -> String {
     format!("{}/{}/{}", this_host(), std::process::id(), uuid::Uuid::now_v7())
 }
 
@@ -81,15 +95,7 @@ impl<'a> MonthScheduler<'a> {
     /// that no longer runs (killed mid-month) is taken over at once rather than after it
     /// expires, so a rerun after a crash carries on immediately.
     pub async fn lock(&self, name: &str, now: DateTime<Utc>) -> anyhow::Result<bool> {
-        let until = now + chrono::Duration::from_std(LOCK_LEASE).expect("lease fits");
-        let taken = self.store().acquire_lock(name, &self.holder, now, until).await?
-            || match self.store().lock_holder(name).await? {
-                Some(other) if holder_is_dead(&other) => {
-                    tracing::warn!(lock = name, holder = %other, "taking over from a scheduler that no longer runs");
-                    self.store().take_over_lock(name, &other, &self.holder, until).await?
-                }
-                _ => false,
-            };
+        let taken = take_lease(self.store(), name, &self.holder, now).await?;
         if taken {
             *self.lease_renewed.lock().expect("never held across a panic") = Instant::now();
         }

@@ -36,6 +36,7 @@ pub struct SubscriberRecord {
     pub language: String,
     pub status: String,
     pub bill_sms: bool,
+    pub alert_sms: bool,
 }
 
 /// A subscriber's message to the operator's port.
@@ -50,6 +51,9 @@ pub struct ReplyRow {
 #[derive(Debug, Clone)]
 pub struct ConsentRow {
     pub at: DateTime<Utc>,
+    /// `bill_sms` or `alert_sms`: which choice changed.
+    pub what: String,
+    /// The choice made.
     pub bill_sms: bool,
     pub source: String,
     pub reason: String,
@@ -123,7 +127,8 @@ impl Store {
 
     pub async fn subscriber_record(&self, subscriber_id: &str) -> StoreResult<Option<SubscriberRecord>> {
         let row = sqlx::query(
-            "SELECT subscriber_id, msisdn, plan_id, language, status, bill_sms FROM subscribers WHERE subscriber_id = $1",
+            "SELECT subscriber_id, msisdn, plan_id, language, status, bill_sms, alert_sms FROM subscribers
+             WHERE subscriber_id = $1",
         )
         .bind(subscriber_id)
         .fetch_optional(&self.pool)
@@ -136,6 +141,7 @@ impl Store {
                 language: r.try_get("language")?,
                 status: r.try_get("status")?,
                 bill_sms: r.try_get::<i64, _>("bill_sms")? != 0,
+                alert_sms: r.try_get::<i64, _>("alert_sms")? != 0,
             })
         })
         .transpose()
@@ -165,7 +171,8 @@ impl Store {
     /// Every change of the subscriber's choice of bill SMS, newest first.
     pub async fn consent_history(&self, subscriber_id: &str, limit: i64) -> StoreResult<Vec<ConsentRow>> {
         let rows = sqlx::query(
-            "SELECT at, bill_sms, source, reason FROM consent_changes WHERE subscriber_id = $1 ORDER BY id DESC LIMIT $2",
+            "SELECT at, what, bill_sms, source, reason FROM consent_changes WHERE subscriber_id = $1
+             ORDER BY id DESC LIMIT $2",
         )
         .bind(subscriber_id)
         .bind(limit)
@@ -175,6 +182,7 @@ impl Store {
             .map(|r| {
                 Ok(ConsentRow {
                     at: from_micros(r.try_get("at")?),
+                    what: r.try_get("what")?,
                     bill_sms: r.try_get::<i64, _>("bill_sms")? != 0,
                     source: r.try_get("source")?,
                     reason: r.try_get("reason")?,

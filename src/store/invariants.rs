@@ -40,6 +40,14 @@ const CHECKS: &[(&str, &str)] = &[
             OR (status = 'open') <> (resolved_at IS NULL)",
     ),
     (
+        // A sent alert's notification is its own: same subscriber, period, metric and threshold.
+        "usage alert whose notification is missing or is another's",
+        "SELECT a.subscriber_id || ' ' || a.month || ' ' || a.metric || ' ' || CAST(a.threshold AS TEXT)
+         FROM usage_alerts a LEFT JOIN notifications n ON n.id = a.notification_id
+         WHERE a.notification_id IS NOT NULL AND (n.id IS NULL OR n.subscriber_id <> a.subscriber_id
+               OR n.month <> a.month OR n.kind <> 'usage_alert:' || a.metric || ':' || CAST(a.threshold AS TEXT))",
+    ),
+    (
         "bill whose categories do not add up to its total",
         "SELECT subscriber_id || ' ' || month FROM bills
          WHERE plan_fee_fen + voice_fen + data_fen + sms_fen + vas_fen + other_fen + discount_fen + adjustment_fen

@@ -12,6 +12,7 @@
 //! exports and the API read). `batch`, `bulk` and `json_rows` are how rows are written and
 //! read in bulk on either backend; `invariants` checks what must always hold.
 
+pub mod alerts;
 pub mod audit;
 pub mod batch;
 pub mod bills;

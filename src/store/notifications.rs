@@ -146,6 +146,8 @@ pub async fn mark_requeued(tx: &mut Tx, ids: &[String], at: DateTime<Utc>, cutof
 
 /// Being sent under a lease that ran out before `$1`, the claim's `now`: its sender stopped.
 const STALE_LEASE: &str = "status = 'sending' AND lease_until < $1";
+/// A usage alert raised before `$2`, too old to be sent.
+const STALE_ALERT: &str = "kind LIKE 'usage_alert:%' AND created_at < $2";
 
 /// Claims the notifications among `ids` that nobody has sent, plus those whose sender's lease
 /// ran out when the gateway is idempotent (resending carries the same idempotency key). A
@@ -157,6 +159,7 @@ pub async fn claim_for_sending(
     now: DateTime<Utc>,
     lease_until: DateTime<Utc>,
     idempotency: Idempotency,
+    alerts_since: DateTime<Utc>,
 ) -> StoreResult<Claim> {
     // Times are bound, never spelled into the SQL: one text for every claim, prepared once per
     // connection, where a text per claim was parsed and planned each time and pushed the other
@@ -176,15 +179,26 @@ pub async fn claim_for_sending(
         )
         .await?
     };
-    let mut claimed = claim_rows(tx, ids, now, lease_until, stale).await?;
+    let mut claimed = claim_rows(tx, ids, now, lease_until, stale, alerts_since).await?;
     if claimed.len() < ids.len() {
+        // Usage alerts raised before `alerts_since` are never sent late (docs/contract.md §12).
+        transition(
+            tx,
+            ids,
+            "lease_until = NULL",
+            &format!("status IN ('pending', 'queued') AND {STALE_ALERT}"),
+            DeliveryStatus::Expired,
+            now,
+            Some(Second::Instant(alerts_since)),
+        )
+        .await?;
         // A worker can take a message before its scheduler, which marks after the broker's
         // confirm, has marked it queued: the queued step is recorded now, so no history skips
         // it. Only then: looking for pending rows cost every claim a second pass over its ids.
         // All of them are claimed again, not only those this step moved: the scheduler may have
         // marked the others in between. Those just claimed hold a live lease and stay out.
         mark_queued(tx, ids, now).await?;
-        claimed.extend(claim_rows(tx, ids, now, lease_until, stale).await?);
+        claimed.extend(claim_rows(tx, ids, now, lease_until, stale, alerts_since).await?);
     }
     claimed.sort_unstable_by(|a, b| a.id.cmp(&b.id));
     let mut claim = Claim { unknown, claimed, ..Claim::default() };
@@ -223,16 +237,18 @@ pub async fn claim_all_at_once(
     now: DateTime<Utc>,
     lease_until: DateTime<Utc>,
     idempotency: Idempotency,
+    alerts_since: DateTime<Utc>,
 ) -> StoreResult<Option<Vec<OutboundRow>>> {
     if store.backend != Backend::Sqlite || ids.is_empty() {
         return Ok(None);
     }
     // Without the gateway's idempotency a stale lease is not resent but made `unknown`, by
     // the claim in a transaction.
+    let queued = "status = 'queued' AND NOT (kind LIKE 'usage_alert:%' AND created_at < $5)";
     let claimable = only_filtering(&if idempotency == Idempotency::Honoured {
-        format!("status = 'queued' OR ({STALE_LEASE})")
+        format!("({queued}) OR ({STALE_LEASE})")
     } else {
-        "status = 'queued'".to_string()
+        queued.to_string()
     });
     let update = format!(
         "UPDATE notifications SET status = '{sending}', attempts = attempts + 1, lease_until = $3, updated_at = $1
@@ -246,6 +262,7 @@ pub async fn claim_all_at_once(
         .bind(json_ids(ids))
         .bind(to_micros(lease_until))
         .bind(ids.len() as i64)
+        .bind(to_micros(alerts_since))
         .execute(&store.pool)
         .await?
         .rows_affected();
@@ -287,11 +304,12 @@ async fn claim_rows(
     now: DateTime<Utc>,
     lease_until: DateTime<Utc>,
     stale: &str,
+    alerts_since: DateTime<Utc>,
 ) -> StoreResult<Vec<OutboundRow>> {
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    let claimable = format!("status = 'queued' OR ({stale})");
+    let claimable = format!("(status = 'queued' AND NOT (kind LIKE 'usage_alert:%' AND created_at < $4)) OR ({stale})");
     let update = format!(
         "UPDATE notifications SET status = '{}', attempts = attempts + 1, lease_until = $3, updated_at = $1
          WHERE id IN ({}) AND {} RETURNING id, updated_at, msisdn, text, encoding, segments, attempts",
@@ -304,11 +322,19 @@ async fn claim_rows(
         .bind(to_micros(now))
         .bind(json_ids(ids))
         .bind(to_micros(lease_until))
+        .bind(to_micros(alerts_since))
         .fetch_all(&mut **tx)
         .await?
         .iter()
         .map(outbound_row)
         .collect()
+}
+
+/// Usage alerts overtaken by a higher threshold of the same metric before they were sent:
+/// `expired`, never sent.
+pub async fn expire_unsent(tx: &mut Tx, ids: &[String], at: DateTime<Utc>) -> StoreResult<Vec<String>> {
+    transition(tx, ids, "lease_until = NULL", "status IN ('pending', 'queued')", DeliveryStatus::Expired, at, None)
+        .await
 }
 
 /// Marks what the gateway accepted, (notification id, gateway message id) each, in one

@@ -9,7 +9,7 @@ use sqlx::Row;
 
 use super::batch::{insert_values, Table, Value};
 use super::json_rows::JsonRows;
-use super::replies::{record_consent_change, ConsentSource};
+use super::replies::{record_consent_change, Choice, ConsentSource};
 use super::{to_micros, Store, StoreResult, Tx};
 use crate::domain::category::Language;
 use crate::domain::records::{Plan, SpamReport, Subscriber, SubscriberOrder, SubscriberStatus};
@@ -84,18 +84,32 @@ pub struct SubscribersWritten {
     /// Rows that changed a subscriber, or made one, or kept an opt-out (such a row is
     /// accepted, the rest of it applied).
     pub accepted: u64,
-    /// Rows whose `bill_sms = true` did not undo the subscriber's own opt-out.
+    /// Rows whose `bill_sms = true` (or `alert_sms = true`) did not undo the subscriber's own
+    /// opt-out.
     pub consent_kept: u64,
 }
 
-/// A subscriber as stored, with where its choice of bill SMS last came from.
+/// A subscriber as stored, with where each of its choices last came from.
 struct Stored {
     name: String,
     language: String,
     billing_day: i64,
     status: String,
     bill_sms: bool,
-    consent_source: Option<String>,
+    bill_sms_source: Option<String>,
+    alert_sms: bool,
+    alert_sms_source: Option<String>,
+}
+
+/// What an import row makes of one choice (`bill_sms`, `alert_sms`): an empty cell keeps the
+/// stored value, or `true` for a new subscriber; `true` never undoes an opt-out the subscriber
+/// made by reply. The value, and whether the row's `true` was overruled so.
+fn resolve_choice(row: Option<bool>, stored: Option<(bool, Option<&str>)>) -> (bool, bool) {
+    let own_opt_out = stored.is_some_and(|(value, source)| !value && source == Some("reply"));
+    if own_opt_out && row == Some(true) {
+        return (false, true);
+    }
+    (row.or(stored.map(|(value, _)| value)).unwrap_or(true), false)
 }
 
 /// Writes a batch of subscribers: an empty optional cell keeps an existing subscriber's value
@@ -111,7 +125,7 @@ pub async fn write_subscribers(
     let mut written = SubscribersWritten::default();
     let mut kept_unchanged = 0u64;
     let mut changes = Vec::new();
-    let resolved: Vec<(&Subscriber, String, &'static str, i64, &'static str, bool)> = rows
+    let resolved: Vec<(&Subscriber, String, &'static str, i64, &'static str, bool, bool)> = rows
         .iter()
         .map(|r| {
             let old = stored.get(&r.subscriber_id);
@@ -128,10 +142,11 @@ pub async fn write_subscribers(
                 .map(SubscriberStatus::as_str)
                 .or_else(|| old.and_then(|o| stored_status(&o.status)))
                 .unwrap_or("active");
-            let own_opt_out = old.is_some_and(|o| !o.bill_sms && o.consent_source.as_deref() == Some("reply"));
-            let kept = own_opt_out && r.bill_sms == Some(true);
-            let bill_sms = if kept { false } else { r.bill_sms.or_else(|| old.map(|o| o.bill_sms)).unwrap_or(true) };
-            if kept {
+            let (bill_sms, bill_kept) =
+                resolve_choice(r.bill_sms, old.map(|o| (o.bill_sms, o.bill_sms_source.as_deref())));
+            let (alert_sms, alert_kept) =
+                resolve_choice(r.alert_sms, old.map(|o| (o.alert_sms, o.alert_sms_source.as_deref())));
+            if bill_kept || alert_kept {
                 written.consent_kept += 1;
                 let unchanged = old.is_some_and(|o| {
                     o.name == name && o.language == language && o.billing_day == billing_day && o.status == status
@@ -139,14 +154,17 @@ pub async fn write_subscribers(
                 kept_unchanged += u64::from(unchanged);
             }
             if old.is_some_and(|o| o.bill_sms != bill_sms) {
-                changes.push((r.subscriber_id.clone(), bill_sms));
+                changes.push((r.subscriber_id.clone(), Choice::BillSms, bill_sms));
             }
-            (*r, name, language, billing_day, status, bill_sms)
+            if old.is_some_and(|o| o.alert_sms != alert_sms) {
+                changes.push((r.subscriber_id.clone(), Choice::AlertSms, alert_sms));
+            }
+            (*r, name, language, billing_day, status, bill_sms, alert_sms)
         })
         .collect();
     let values: Vec<_> = resolved
         .iter()
-        .map(|(r, name, language, billing_day, status, bill_sms)| {
+        .map(|(r, name, language, billing_day, status, bill_sms, alert_sms)| {
             [
                 Value::Text(&r.subscriber_id),
                 Value::Text(r.msisdn.as_str()),
@@ -156,13 +174,14 @@ pub async fn write_subscribers(
                 Value::Int(*billing_day),
                 Value::Text(status),
                 Value::Int(i64::from(*bill_sms)),
+                Value::Int(i64::from(*alert_sms)),
             ]
         })
         .collect();
     let stored_rows =
         insert_values(tx, SUBSCRIBERS, &SUBSCRIBERS.update_on_conflict(&["subscriber_id"]), &values).await?;
-    for (subscriber_id, bill_sms) in changes {
-        record_consent_change(tx, &subscriber_id, bill_sms, ConsentSource::Import, "import", at).await?;
+    for (subscriber_id, choice, value) in changes {
+        record_consent_change(tx, &subscriber_id, choice, value, ConsentSource::Import, "import", at).await?;
     }
     written.accepted = stored_rows + kept_unchanged;
     Ok(written)
@@ -184,9 +203,11 @@ async fn stored_subscribers(tx: &mut Tx, rows: &[&Subscriber]) -> StoreResult<Ha
     let mut stored = HashMap::new();
     for chunk in rows.chunks(1000) {
         let sql = format!(
-            "SELECT s.subscriber_id, s.name, s.language, s.billing_day, s.status, s.bill_sms,
+            "SELECT s.subscriber_id, s.name, s.language, s.billing_day, s.status, s.bill_sms, s.alert_sms,
                     (SELECT c.source FROM consent_changes c WHERE c.subscriber_id = s.subscriber_id
-                     ORDER BY c.id DESC LIMIT 1) AS consent_source
+                     AND c.what = 'bill_sms' ORDER BY c.id DESC LIMIT 1) AS bill_sms_source,
+                    (SELECT c.source FROM consent_changes c WHERE c.subscriber_id = s.subscriber_id
+                     AND c.what = 'alert_sms' ORDER BY c.id DESC LIMIT 1) AS alert_sms_source
              FROM subscribers s WHERE s.subscriber_id IN ({})",
             super::placeholders(1, chunk.len())
         );
@@ -196,6 +217,7 @@ async fn stored_subscribers(tx: &mut Tx, rows: &[&Subscriber]) -> StoreResult<Ha
         }
         for r in query.fetch_all(&mut **tx).await? {
             let bill_sms: i64 = r.try_get("bill_sms")?;
+            let alert_sms: i64 = r.try_get("alert_sms")?;
             stored.insert(
                 r.try_get("subscriber_id")?,
                 Stored {
@@ -204,7 +226,9 @@ async fn stored_subscribers(tx: &mut Tx, rows: &[&Subscriber]) -> StoreResult<Ha
                     billing_day: r.try_get("billing_day")?,
                     status: r.try_get("status")?,
                     bill_sms: bill_sms != 0,
-                    consent_source: r.try_get("consent_source")?,
+                    bill_sms_source: r.try_get("bill_sms_source")?,
+                    alert_sms: alert_sms != 0,
+                    alert_sms_source: r.try_get("alert_sms_source")?,
                 },
             );
         }
@@ -255,7 +279,17 @@ const PLANS: Table =
 
 const SUBSCRIBERS: Table = Table {
     name: "subscribers",
-    columns: &["subscriber_id", "msisdn", "name", "plan_id", "language", "billing_day", "status", "bill_sms"],
+    columns: &[
+        "subscriber_id",
+        "msisdn",
+        "name",
+        "plan_id",
+        "language",
+        "billing_day",
+        "status",
+        "bill_sms",
+        "alert_sms",
+    ],
 };
 
 const VAS_ORDERS: Table = Table {

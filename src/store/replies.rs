@@ -28,20 +28,41 @@ impl ConsentSource {
     }
 }
 
-/// Keeps one change of a subscriber's choice of bill SMS.
+/// Which of a subscriber's choices a consent change is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Choice {
+    /// The monthly bill SMS (`TDZD` / `KTZD`, the `bill_sms` column).
+    BillSms,
+    /// Usage alerts (`TDTX` / `KTTX`, the `alert_sms` column).
+    AlertSms,
+}
+
+impl Choice {
+    /// Its column in `subscribers`, and its name in `consent_changes.what`.
+    pub const fn column(self) -> &'static str {
+        match self {
+            Choice::BillSms => "bill_sms",
+            Choice::AlertSms => "alert_sms",
+        }
+    }
+}
+
+/// Keeps one change of a subscriber's choice: `value` is the choice made.
 pub async fn record_consent_change(
     tx: &mut Tx,
     subscriber_id: &str,
-    bill_sms: bool,
+    choice: Choice,
+    value: bool,
     source: ConsentSource,
     reason: &str,
     at: DateTime<Utc>,
 ) -> StoreResult<()> {
     sqlx::query(
-        "INSERT INTO consent_changes (subscriber_id, bill_sms, source, reason, at) VALUES ($1, $2, $3, $4, $5)",
+        "INSERT INTO consent_changes (subscriber_id, what, bill_sms, source, reason, at) VALUES ($1, $2, $3, $4, $5, $6)",
     )
     .bind(subscriber_id)
-    .bind(i64::from(bill_sms))
+    .bind(choice.column())
+    .bind(i64::from(value))
     .bind(source.as_str())
     .bind(reason)
     .bind(to_micros(at))
@@ -90,26 +111,29 @@ impl Store {
         .transpose()
     }
 
-    /// Sets the subscriber's choice of bill SMS and keeps the change with its time and source;
+    /// Sets one of the subscriber's choices and keeps the change with its time and source;
     /// `Some(false)` when it was so already (nothing is kept), `None` for an unknown subscriber.
-    pub async fn set_bill_sms(
+    pub async fn set_choice(
         &self,
         subscriber_id: &str,
-        bill_sms: bool,
+        choice: Choice,
+        value: bool,
         source: ConsentSource,
         reason: &str,
         at: DateTime<Utc>,
     ) -> StoreResult<Option<bool>> {
         let mut tx = self.begin().await?;
-        let changed = sqlx::query("UPDATE subscribers SET bill_sms = $2 WHERE subscriber_id = $1 AND bill_sms <> $2")
-            .bind(subscriber_id)
-            .bind(i64::from(bill_sms))
-            .execute(&mut *tx)
-            .await?
-            .rows_affected()
-            > 0;
+        let column = choice.column();
+        let changed =
+            sqlx::query(&format!("UPDATE subscribers SET {column} = $2 WHERE subscriber_id = $1 AND {column} <> $2"))
+                .bind(subscriber_id)
+                .bind(i64::from(value))
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                > 0;
         if changed {
-            record_consent_change(&mut tx, subscriber_id, bill_sms, source, reason, at).await?;
+            record_consent_change(&mut tx, subscriber_id, choice, value, source, reason, at).await?;
         } else {
             let known = sqlx::query("SELECT 1 FROM subscribers WHERE subscriber_id = $1")
                 .bind(subscriber_id)
