@@ -209,7 +209,7 @@ async fn reply(app: &TestApp, from: &str, text: &str) -> String {
         .handle(&InboundReply { from: &from, to: "10001", text, received_at: at(FIRST), via: "gateway" })
         .await
         .unwrap();
-    outcome.action.as_str().to_string()
+    format!("{}{}", outcome.action.as_str(), if outcome.answered { "" } else { " (not answered)" })
 }
 
 async fn choices(app: &TestApp, subscriber: &str) -> (i64, i64) {
@@ -223,7 +223,8 @@ async fn choices(app: &TestApp, subscriber: &str) -> (i64, i64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tdtx_stops_alerts_but_not_bills_and_an_import_does_not_undo_it() {
-    let app = app_with(Backend::Sqlite, false, |_| {}).await;
+    // Three answers a day: the alerts are not answers and leave room for the third.
+    let app = app_with(Backend::Sqlite, false, |c| c.replies.max_per_day = 3).await;
     assert_eq!(reply(&app, "13800000001", "tdtx").await, "alerts_opt_out");
     assert_eq!(choices(&app, "A1").await, (1, 0), "the bill SMS stays");
     // The operator's file says alerts on: the subscriber's own word stands.
@@ -245,6 +246,8 @@ async fn tdtx_stops_alerts_but_not_bills_and_an_import_does_not_undo_it() {
     assert_eq!(choices(&app, "A1").await, (1, 1));
     let (report, _) = app.app.alerts(Some(at(FIRST))).await.unwrap();
     assert_eq!(report.raised, 1, "A1's data alert now: {report:?}");
+    assert_eq!(reply(&app, "13800000001", "ZD").await, "details");
+    assert_eq!(reply(&app, "13800000001", "ZD").await, "details (not answered)");
     let mut connection = app.app.store.connection().await.unwrap();
     let history: Vec<(String, i64, String)> =
         sqlx::query_as("SELECT what, bill_sms, source FROM consent_changes WHERE subscriber_id = 'A1' ORDER BY id")

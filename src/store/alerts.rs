@@ -35,6 +35,9 @@ pub struct TotalsRow {
     pub adjustment_fen: i64,
 }
 
+/// Something of each alert, by (subscriber, month, metric).
+pub type AlertsByKey<T> = HashMap<(String, String, Metric), Vec<T>>;
+
 /// One alert raised: the threshold sent, with its notification, or one covered by it.
 pub struct RaisedAlert {
     pub subscriber_id: String,
@@ -183,53 +186,44 @@ impl Store {
 
     /// The thresholds `ids` reached before in the months `months`: (subscriber, month,
     /// metric) → thresholds.
-    pub async fn known_alerts(
-        &self,
-        ids: &[&str],
-        months: &[String],
-    ) -> StoreResult<HashMap<(String, String, Metric), Vec<i64>>> {
-        let sql = format!(
-            "SELECT subscriber_id, month, metric, threshold FROM usage_alerts
-             WHERE subscriber_id IN ({}) AND month IN ({})",
-            self.json_rows().strings(1),
-            self.json_rows().strings(2)
-        );
-        let mut known: HashMap<_, Vec<i64>> = HashMap::new();
-        for r in sqlx::query(&sql).bind(json(ids)).bind(json(months)).fetch_all(&self.pool).await? {
-            let metric: String = r.try_get("metric")?;
-            let metric = metric.parse().map_err(|_| corrupt("usage_alerts.metric", metric))?;
-            known
-                .entry((r.try_get("subscriber_id")?, r.try_get("month")?, metric))
-                .or_default()
-                .push(r.try_get("threshold")?);
-        }
-        Ok(known)
+    pub async fn known_alerts(&self, ids: &[&str], months: &[String]) -> StoreResult<AlertsByKey<i64>> {
+        self.alerts_by_key(ids, months, "a.threshold", "").await
     }
 
     /// The unsent alerts (`pending` or `queued`) of `ids` in the months `months`: (subscriber,
     /// month, metric) → notification ids.
-    pub async fn unsent_alerts(
+    pub async fn unsent_alerts(&self, ids: &[&str], months: &[String]) -> StoreResult<AlertsByKey<String>> {
+        let unsent = "JOIN notifications n ON n.id = a.notification_id AND n.status IN ('pending', 'queued')";
+        self.alerts_by_key(ids, months, "a.notification_id", unsent).await
+    }
+
+    /// `column` of the alerts of `ids` in `months` (narrowed by `join`), by key.
+    async fn alerts_by_key<T>(
         &self,
         ids: &[&str],
         months: &[String],
-    ) -> StoreResult<HashMap<(String, String, Metric), Vec<String>>> {
+        column: &str,
+        join: &str,
+    ) -> StoreResult<AlertsByKey<T>>
+    where
+        T: for<'r> sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>,
+    {
         let sql = format!(
-            "SELECT a.subscriber_id, a.month, a.metric, a.notification_id FROM usage_alerts a
-             JOIN notifications n ON n.id = a.notification_id
-             WHERE a.subscriber_id IN ({}) AND a.month IN ({}) AND n.status IN ('pending', 'queued')",
+            "SELECT a.subscriber_id, a.month, a.metric, {column} AS found FROM usage_alerts a {join}
+             WHERE a.subscriber_id IN ({}) AND a.month IN ({})",
             self.json_rows().strings(1),
             self.json_rows().strings(2)
         );
-        let mut unsent: HashMap<_, Vec<String>> = HashMap::new();
+        let mut found: AlertsByKey<T> = HashMap::new();
         for r in sqlx::query(&sql).bind(json(ids)).bind(json(months)).fetch_all(&self.pool).await? {
             let metric: String = r.try_get("metric")?;
             let metric = metric.parse().map_err(|_| corrupt("usage_alerts.metric", metric))?;
-            unsent
+            found
                 .entry((r.try_get("subscriber_id")?, r.try_get("month")?, metric))
                 .or_default()
-                .push(r.try_get("notification_id")?);
+                .push(r.try_get("found")?);
         }
-        Ok(unsent)
+        Ok(found)
     }
 
     /// Writes a page of alerts, each sent one with its notification (`pending`), and expires

@@ -156,10 +156,10 @@ impl Store {
         to: DateTime<Utc>,
     ) -> StoreResult<i64> {
         Ok(sqlx::query_scalar(
-            // Answers are the kinds with a reply's id as subject; the bill, the flag notice and a
-            // dispute's messages are owed whatever the day's count.
+            // Answers are the kinds with a reply's id as subject; the bill, the flag notice, a
+            // dispute's messages and usage alerts are owed whatever the day's count.
             "SELECT COUNT(*) FROM notifications WHERE subscriber_id = $1 AND kind <> 'bill'
-               AND kind <> 'flag_notice' AND kind NOT LIKE 'dispute:%'
+               AND kind <> 'flag_notice' AND kind NOT LIKE 'dispute:%' AND kind NOT LIKE 'usage_alert:%'
                AND created_at >= $2 AND created_at < $3",
         )
         .bind(subscriber_id)
