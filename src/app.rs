@@ -280,6 +280,7 @@ impl App {
             store: &self.store,
             renderer: &self.renderer,
             clock,
+            lease_clock: self.clock.as_ref(),
             timezone: self.settings.timezone,
             thresholds: &self.settings.alert_thresholds,
             queue,

@@ -8,6 +8,7 @@ mod common;
 use std::process::Stdio;
 use std::sync::Arc;
 
+use billpush::clock::Clock;
 use billpush::export::ExportKind;
 use billpush::gateway::mock::{Faults, MockGateway};
 use billpush::import::ImportKind;
@@ -232,6 +233,15 @@ async fn tdtx_stops_alerts_but_not_bills_and_an_import_does_not_undo_it() {
     let counts = app.import(ImportKind::Subscribers, &path).await;
     assert_eq!((counts.accepted, counts.consent_kept), (1, 1));
     assert_eq!(choices(&app, "A1").await, (1, 0));
+    // A row that keeps the opt-out and changes the other choice is one row accepted.
+    let path =
+        app.write_input("both.csv", "subscriber_id,msisdn,plan_id,bill_sms,alert_sms\nA1,13800000001,P1,false,true\n");
+    let counts = app.import(ImportKind::Subscribers, &path).await;
+    assert_eq!((counts.accepted, counts.duplicate, counts.consent_kept), (1, 0, 1));
+    assert_eq!(choices(&app, "A1").await, (0, 0));
+    let path = app.write_input("back.csv", "subscriber_id,msisdn,plan_id,bill_sms\nA1,13800000001,P1,true\n");
+    app.import(ImportKind::Subscribers, &path).await;
+    assert_eq!(choices(&app, "A1").await, (1, 0), "an import's opt-out is undone by an import");
 
     let (report, _) = app.app.alerts(Some(at(FIRST))).await.unwrap();
     assert_eq!(report.raised, 2, "A2 and A5 only: {report:?}");
@@ -255,7 +265,16 @@ async fn tdtx_stops_alerts_but_not_bills_and_an_import_does_not_undo_it() {
             .await
             .unwrap();
     drop(connection);
-    assert_eq!(history, [("alert_sms".into(), 0, "reply".into()), ("alert_sms".into(), 1, "reply".into())]);
+    let change = |what: &str, value: i64, source: &str| (what.to_string(), value, source.to_string());
+    assert_eq!(
+        history,
+        [
+            change("alert_sms", 0, "reply"),
+            change("bill_sms", 0, "import"),
+            change("bill_sms", 1, "import"),
+            change("alert_sms", 1, "reply")
+        ]
+    );
     app.cleanup().await;
 }
 
@@ -398,5 +417,74 @@ async fn the_api_lists_a_months_alerts_as_exported() {
         "{table}"
     );
     serving.finish().await;
+    app.cleanup().await;
+}
+
+/// The sums the import keeps cannot decide for a subscriber whose billing day changed (records
+/// summed under the old day) or who got a refund dated after the evaluation: their records
+/// are read, and they get the alerts those records reach.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_decide_where_the_sums_cannot() {
+    let app = spawn_app_with(Options { now: at(FIRST), ..Options::default() }).await;
+    let subscribers = "subscriber_id,msisdn,plan_id,billing_day\nB1,13900000001,P1,15\nB2,13900000002,P1,1\n";
+    // B1: 700 MB on 2 Dec while its period started on the 15th (summed into 2026-11), then its
+    // billing day becomes the 1st and 200 MB follow on 12 Dec: 900 MB of December's period.
+    // B2: 96.00 yuan of calls and a 10.00 yuan charge on 2 Dec, refunded on 5 Dec.
+    let usage = "record_id,subscriber_id,occurred_at,category,quantity,amount_fen,service_code,description
+V1,B1,2026-12-02T09:00:00+08:00,data,716800,0,,
+V2,B2,2026-12-02T09:00:00+08:00,voice,50,9600,,
+V3,B2,2026-12-02T10:00:00+08:00,adjustment,1,1000,,补收
+V4,B2,2026-12-05T10:00:00+08:00,adjustment,1,-1000,,退还
+";
+    for (kind, name, content) in [
+        (ImportKind::Plans, "plans.csv", PLANS),
+        (ImportKind::Subscribers, "subscribers.csv", subscribers),
+        (ImportKind::Usage, "usage.csv", usage),
+    ] {
+        let path = app.write_input(name, content);
+        assert_eq!(app.import(kind, &path).await.rejected, 0, "{name}");
+    }
+    let moved = app.write_input("moved.csv", "subscriber_id,msisdn,plan_id,billing_day\nB1,13900000001,P1,1\n");
+    app.import(ImportKind::Subscribers, &moved).await;
+    let more = app.write_input("more.csv", "record_id,subscriber_id,occurred_at,category,quantity,amount_fen\nV5,B1,2026-12-12T09:00:00+08:00,data,204800,0\n");
+    app.import(ImportKind::Usage, &more).await;
+
+    app.app.alerts(Some(at("2026-12-20T12:00:00+08:00"))).await.unwrap();
+    let b1: Vec<_> = alerts(&app).await.into_iter().filter(|a| a.0 == "B1").map(|a| (a.1, a.2, a.3)).collect();
+    assert_eq!(b1, [("data".to_string(), 80, 921_600)]);
+    app.cleanup().await;
+
+    let app = spawn_app_with(Options { now: at(FIRST), ..Options::default() }).await;
+    for (kind, name, content) in [
+        (ImportKind::Plans, "plans.csv", PLANS),
+        (ImportKind::Subscribers, "subscribers.csv", subscribers),
+        (ImportKind::Usage, "usage.csv", usage),
+    ] {
+        let path = app.write_input(name, content);
+        app.import(kind, &path).await;
+    }
+    // On 3 Dec B2 had spent 106.00 yuan; the refund of the 5th does not undo that.
+    app.app.alerts(Some(at(FIRST))).await.unwrap();
+    let b2: Vec<_> = alerts(&app).await.into_iter().filter(|a| a.0 == "B2").map(|a| (a.1, a.2, a.3)).collect();
+    assert_eq!(b2, [("spend".to_string(), 10000, 10_600)]);
+    app.cleanup().await;
+}
+
+/// An evaluation's lease is judged on the process's clock, not the time it evaluates as of:
+/// one held by a live evaluation keeps out another made as of any time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_evaluation_at_a_time_whatever_time_it_is_made_as_of() {
+    let app = app_with(Backend::Sqlite, false, |_| {}).await;
+    let now = app.clock.now();
+    let live = "elsewhere/1/another-evaluation";
+    assert!(app.app.store.acquire_lock("usage alerts", live, now, now + chrono::Duration::minutes(10)).await.unwrap());
+    for as_of in ["2026-11-01T12:00:00+08:00", FIRST, "2027-03-01T12:00:00+08:00"] {
+        let (report, _) = app.app.alerts(Some(at(as_of))).await.unwrap();
+        assert!(report.skipped, "as of {as_of}: {report:?}");
+    }
+    assert!(alerts(&app).await.is_empty());
+    app.app.store.release_lock("usage alerts", live).await.unwrap();
+    let (report, _) = app.app.alerts(Some(at(FIRST))).await.unwrap();
+    assert_eq!(report.raised, 3);
     app.cleanup().await;
 }

@@ -6,10 +6,11 @@
 //! the table's key and by a lease that lets one evaluation run at a time.
 //!
 //! Usage comes from the totals the import keeps per subscriber and month, which hold every
-//! record imported so far. They are an upper bound of the usage up to the evaluation's time,
-//! so a subscriber whose totals reach no new threshold reaches none; for those whose totals
-//! do (or hold negative amounts, or were summed under another billing day), the records up to
-//! that time are read and summed instead.
+//! record imported so far. Quantities and `other` amounts are never negative, so they are an
+//! upper bound of the usage up to the evaluation's time, and a subscriber whose totals reach
+//! no new threshold reaches none; for those whose totals do (or who have a refund dated after
+//! that time, or totals summed under another billing day), the records up to that time are
+//! summed instead.
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -67,6 +68,9 @@ pub struct Alerts<'a> {
     pub renderer: &'a Renderer,
     /// The evaluation's time, also for its notifications' steps.
     pub clock: &'a dyn Clock,
+    /// The time the lease is judged by: the process's own clock, whatever time the
+    /// evaluation is made as of.
+    pub lease_clock: &'a dyn Clock,
     pub timezone: Tz,
     pub thresholds: &'a Thresholds,
     /// Where alerts are published; `None` leaves them `pending` for the next evaluation.
@@ -89,17 +93,22 @@ impl Alerts<'_> {
     pub async fn evaluate(&self) -> Result<AlertReport, AlertError> {
         let as_of = self.clock.now();
         let holder = new_holder();
-        let taken =
-            take_lease(self.store, LEASE, &holder, as_of).await.map_err(|e| AlertError::Lease(format!("{e:#}")))?;
-        if !taken {
+        if !self.keep_lease(&holder).await? {
             return Ok(AlertReport { skipped: true, ..AlertReport::default() });
         }
-        let report = self.evaluate_all(as_of).await;
+        let report = self.evaluate_all(as_of, &holder).await;
         self.store.release_lock(LEASE, &holder).await?;
         report
     }
 
-    async fn evaluate_all(&self, as_of: DateTime<Utc>) -> Result<AlertReport, AlertError> {
+    /// Takes or renews the lease; false while another evaluation holds it.
+    async fn keep_lease(&self, holder: &str) -> Result<bool, AlertError> {
+        take_lease(self.store, LEASE, holder, self.lease_clock.now())
+            .await
+            .map_err(|e| AlertError::Lease(format!("{e:#}")))
+    }
+
+    async fn evaluate_all(&self, as_of: DateTime<Utc>, holder: &str) -> Result<AlertReport, AlertError> {
         let mut report = AlertReport::default();
         // Alerts an earlier evaluation wrote and could not hand over go first.
         report.queued += self.publish_left_pending().await?;
@@ -113,6 +122,10 @@ impl Alerts<'_> {
             let page = self.store.alert_subscribers(&after, PAGE).await?;
             let Some(last) = page.last() else { break };
             after = last.subscriber_id.clone();
+            // Renewed page by page, so that a long evaluation keeps it.
+            if !self.keep_lease(holder).await? {
+                return Err(AlertError::Lease("another evaluation took over the usage alerts lease".into()));
+            }
             report.evaluated += page.len() as u64;
             let placed: Vec<Placed> = page
                 .iter()
@@ -137,36 +150,40 @@ impl Alerts<'_> {
         let ids: Vec<&str> = placed.iter().map(|p| p.subscriber.subscriber_id.as_str()).collect();
         let months: Vec<String> =
             placed.iter().map(|p| p.month.to_string()).collect::<BTreeSet<_>>().into_iter().collect();
-        let Some(earliest) = placed.iter().map(|p| p.period.start).min() else { return Ok(()) };
         let start_of: HashMap<&str, DateTime<Utc>> =
             placed.iter().map(|p| (p.subscriber.subscriber_id.as_str(), p.period.start)).collect();
-        let known = self.store.known_alerts(&ids, &months).await?;
-        let known_of = |p: &Placed, metric: Metric| {
-            known
-                .get(&(p.subscriber.subscriber_id.clone(), p.month.to_string(), metric))
-                .map(Vec::as_slice)
-                .unwrap_or_default()
-                .to_vec()
+        let page_alerts = self.store.page_alerts(&ids, &months).await?;
+        let key = |p: &Placed, metric: Metric| (p.subscriber.subscriber_id.clone(), p.month.to_string(), metric);
+        let known_of = |p: &Placed, metric: Metric| -> Vec<i64> {
+            page_alerts.get(&key(p, metric)).into_iter().flatten().map(|(threshold, _)| *threshold).collect()
         };
 
         // VAS charges are not in the totals: summed from the records, up to `as_of`.
         let mut vas: HashMap<String, UsageSoFar> = HashMap::new();
-        for (id, at, category, quantity, amount) in self.store.alert_records(&ids, earliest, as_of, true).await? {
-            if start_of.get(id.as_str()).is_some_and(|start| at >= *start) {
-                vas.entry(id).or_default().add(category, quantity, amount);
-            }
+        for (id, category, quantity, amount) in self.store.alert_sums(&starts(&start_of, &ids), as_of, true).await? {
+            vas.entry(id).or_default().add(category, quantity, amount);
         }
-        let totals = if complete { self.store.alert_totals(&ids, &months).await? } else { HashMap::new() };
+        // Records imported under another billing day may lie in the months beside the period's.
+        let around: Vec<String> = placed
+            .iter()
+            .flat_map(|p| [p.month.previous(), p.month, p.month.next()])
+            .map(|m| m.to_string())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let totals = if complete { self.store.alert_totals(&ids, &around).await? } else { HashMap::new() };
+        // Quantities are never negative and `other` amounts neither, so the sums are at least the
+        // usage up to `as_of`, unless a refund (a negative adjustment) is dated after it.
+        let refunded = self.store.refunded_later(&starts(&start_of, &ids), as_of).await?;
         let mut usage: HashMap<&str, UsageSoFar> = HashMap::new();
         let mut exact: Vec<&str> = Vec::new();
         for p in placed {
             let id = p.subscriber.subscriber_id.as_str();
             let month = p.month.to_string();
             let current = basis(p.subscriber.billing_day, self.timezone);
-            let rows: Vec<_> = totals.get(id).into_iter().flatten().filter(|row| row.month == month).collect();
-            let row = rows.iter().find(|row| row.basis == current);
-            let bounded =
-                complete && rows.iter().all(|row| row.basis == current) && row.is_none_or(|r| r.adjustment_fen >= 0);
+            let rows: Vec<_> = totals.get(id).into_iter().flatten().collect();
+            let row = rows.iter().find(|row| row.month == month && row.basis == current);
+            let bounded = complete && rows.iter().all(|row| row.basis == current) && !refunded.contains(id);
             let mut so_far = row.map(|r| r.usage).unwrap_or_default();
             add(&mut so_far, vas.get(id));
             let raises = Metric::ALL.into_iter().any(|metric| {
@@ -180,10 +197,8 @@ impl Alerts<'_> {
         }
         // The records up to `as_of` of those the totals could not decide.
         let mut summed: HashMap<String, UsageSoFar> = HashMap::new();
-        for (id, at, category, quantity, amount) in self.store.alert_records(&exact, earliest, as_of, false).await? {
-            if start_of.get(id.as_str()).is_some_and(|start| at >= *start) {
-                summed.entry(id).or_default().add(category, quantity, amount);
-            }
+        for (id, category, quantity, amount) in self.store.alert_sums(&starts(&start_of, &exact), as_of, false).await? {
+            summed.entry(id).or_default().add(category, quantity, amount);
         }
         for id in &exact {
             let mut so_far = summed.get(*id).copied().unwrap_or_default();
@@ -205,16 +220,21 @@ impl Alerts<'_> {
         if raised.is_empty() {
             return Ok(());
         }
-        let raising: Vec<&str> = raised.iter().map(|(p, _)| p.subscriber.subscriber_id.as_str()).collect();
-        let unsent = self.store.unsent_alerts(&raising, &months).await?;
         let mut overtaken = Vec::new();
         let mut alerts = Vec::new();
         let mut notifications = Vec::new();
         for (p, new) in &raised {
             let s = p.subscriber;
-            let key = (s.subscriber_id.clone(), p.month.to_string(), new.metric);
-            // Every unsent alert of the metric is for a lower threshold: one reached before.
-            overtaken.extend(unsent.get(&key).into_iter().flatten().cloned());
+            // An unsent alert of a lower threshold of the metric is overtaken; a higher one (the
+            // thresholds were changed since) is left to be sent.
+            overtaken.extend(
+                page_alerts
+                    .get(&key(p, new.metric))
+                    .into_iter()
+                    .flatten()
+                    .filter(|(threshold, _)| *threshold < new.sent)
+                    .filter_map(|(_, unsent)| unsent.clone()),
+            );
             let msisdn = Msisdn::from_stored(s.msisdn.clone());
             let rendered = self.renderer.render_alert(&AlertFacts {
                 msisdn: &msisdn,
@@ -293,6 +313,11 @@ impl Alerts<'_> {
         }
         Ok(queued)
     }
+}
+
+/// The subscribers of `ids` with the start of each one's period.
+fn starts<'a>(start_of: &HashMap<&'a str, DateTime<Utc>>, ids: &[&'a str]) -> Vec<(&'a str, DateTime<Utc>)> {
+    ids.iter().filter_map(|id| start_of.get(id).map(|start| (*id, *start))).collect()
 }
 
 fn add(usage: &mut UsageSoFar, more: Option<&UsageSoFar>) {

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, Utc};
 use clap::{Parser, Subcommand};
 
 use tokio_util::sync::CancellationToken;
@@ -47,9 +47,14 @@ where
 }
 
 fn parse_instant(s: &str) -> Result<DateTime<Utc>, String> {
-    DateTime::parse_from_rfc3339(s)
+    let at = DateTime::parse_from_rfc3339(s)
         .map(|t| t.with_timezone(&Utc))
-        .map_err(|_| format!("{s:?} is not an RFC 3339 timestamp with offset"))
+        .map_err(|_| format!("{s:?} is not an RFC 3339 timestamp with offset"))?;
+    // Billing months have four-digit years, and a year on either side of a period is looked at.
+    if !(1971..=9998).contains(&at.year()) {
+        return Err(format!("{s:?} is not between the years 1971 and 9998"));
+    }
+    Ok(at)
 }
 
 #[derive(Debug, Subcommand)]

@@ -83,8 +83,8 @@ pub struct PlanAllowances {
 }
 
 impl UsageSoFar {
-    /// Adds one usage record: its quantity to its metric, its amount to spend unless it is
-    /// the plan fee or a discount.
+    /// Adds usage of one category (a record, or a sum of records): its quantity to its metric,
+    /// its amount to spend unless it is the plan fee or a discount.
     pub fn add(&mut self, category: Category, quantity: i64, amount_fen: i64) {
         match category {
             Category::Voice => self.voice_minutes += quantity,

@@ -190,7 +190,7 @@ impl Pusher {
         let now = self.clock.now();
         let lease_until = now + chrono::Duration::from_std(self.lease).expect("lease fits");
         let idempotency = self.gateway.idempotency();
-        let alerts_since = now - self.alert_max_age;
+        let alerts_since = now.checked_sub_signed(self.alert_max_age).unwrap_or(DateTime::<Utc>::MIN_UTC);
         let claim = retry_on_conflict(|| async {
             if let Some(claimed) =
                 db::claim_all_at_once(&self.store, ids, now, lease_until, idempotency, alerts_since).await?

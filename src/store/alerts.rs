@@ -1,7 +1,7 @@
 //! Usage alerts (docs/contract.md §12): who is evaluated, what their usage adds up to so far,
 //! which thresholds each has reached before, and every alert raised, sent or covered.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -31,12 +31,11 @@ pub struct TotalsRow {
     pub month: String,
     pub basis: String,
     pub usage: UsageSoFar,
-    /// Negative adjustments could make usage up to a time more than the whole month's.
-    pub adjustment_fen: i64,
 }
 
-/// Something of each alert, by (subscriber, month, metric).
-pub type AlertsByKey<T> = HashMap<(String, String, Metric), Vec<T>>;
+/// A page's alerts by (subscriber, month, metric): each threshold, with its notification's
+/// id while it is unsent.
+pub type PageAlerts = HashMap<(String, String, Metric), Vec<(i64, Option<String>)>>;
 
 /// One alert raised: the threshold sent, with its notification, or one covered by it.
 pub struct RaisedAlert {
@@ -127,7 +126,6 @@ impl Store {
         let mut totals: HashMap<String, Vec<TotalsRow>> = HashMap::new();
         for r in sqlx::query(&sql).bind(json(ids)).bind(json(months)).fetch_all(&self.pool).await? {
             let fen = |column: &str| r.try_get::<i64, _>(column);
-            let adjustment_fen = fen("adjustment_fen")?;
             let row = TotalsRow {
                 month: r.try_get("month")?,
                 basis: r.try_get("basis")?,
@@ -139,91 +137,97 @@ impl Store {
                         + fen("data_fen")?
                         + fen("sms_fen")?
                         + fen("other_fen")?
-                        + adjustment_fen,
+                        + fen("adjustment_fen")?,
                 },
-                adjustment_fen,
             };
             totals.entry(r.try_get("subscriber_id")?).or_default().push(row);
         }
         Ok(totals)
     }
 
-    /// The usage records of `ids` in `[from, to]` (VAS charges only, or every other
-    /// category): subscriber, time, category, quantity, amount.
-    pub async fn alert_records(
+    /// The usage of each subscriber of `starts` from its own start to `to` (both included),
+    /// summed per category in the database: VAS charges only, or every other category.
+    pub async fn alert_sums(
         &self,
-        ids: &[&str],
-        from: DateTime<Utc>,
+        starts: &[(&str, DateTime<Utc>)],
         to: DateTime<Utc>,
         vas: bool,
-    ) -> StoreResult<Vec<(String, DateTime<Utc>, Category, i64, i64)>> {
-        if ids.is_empty() {
+    ) -> StoreResult<Vec<(String, Category, i64, i64)>> {
+        if starts.is_empty() {
             return Ok(Vec::new());
         }
         // `category = 'vas'` as written, so that the partial index over VAS charges serves it.
-        let category = if vas { "category = 'vas'" } else { "category <> 'vas'" };
+        let category = if vas { "u.category = 'vas'" } else { "u.category <> 'vas'" };
         let sql = format!(
-            "SELECT subscriber_id, occurred_at, category, quantity, amount_fen FROM usage_records
-             WHERE {category} AND subscriber_id IN ({}) AND occurred_at >= $2 AND occurred_at <= $3",
-            self.json_rows().strings(1)
+            "{} SELECT u.subscriber_id, u.category, CAST(SUM(u.quantity) AS BIGINT) AS quantity,
+                    CAST(SUM(u.amount_fen) AS BIGINT) AS amount_fen
+             FROM j JOIN usage_records u ON u.subscriber_id = (j.value ->> 0)
+                  AND u.occurred_at >= CAST(j.value ->> 1 AS BIGINT)
+             WHERE u.occurred_at <= $2 AND {category}
+             GROUP BY u.subscriber_id, u.category",
+            self.json_rows().with_rows()
         );
-        let rows =
-            sqlx::query(&sql).bind(json(ids)).bind(to_micros(from)).bind(to_micros(to)).fetch_all(&self.pool).await?;
-        rows.iter()
+        let rows: Vec<(&str, i64)> = starts.iter().map(|(id, start)| (*id, to_micros(*start))).collect();
+        let found = sqlx::query(&sql).bind(json(&rows)).bind(to_micros(to)).fetch_all(&self.pool).await?;
+        found
+            .iter()
             .map(|r| {
                 let category: String = r.try_get("category")?;
                 let category = category.parse().map_err(|_| corrupt("usage_records.category", category))?;
-                Ok((
-                    r.try_get("subscriber_id")?,
-                    from_micros(r.try_get("occurred_at")?),
-                    category,
-                    r.try_get("quantity")?,
-                    r.try_get("amount_fen")?,
-                ))
+                Ok((r.try_get("subscriber_id")?, category, r.try_get("quantity")?, r.try_get("amount_fen")?))
             })
             .collect()
     }
 
-    /// The thresholds `ids` reached before in the months `months`: (subscriber, month,
-    /// metric) → thresholds.
-    pub async fn known_alerts(&self, ids: &[&str], months: &[String]) -> StoreResult<AlertsByKey<i64>> {
-        self.alerts_by_key(ids, months, "a.threshold", "").await
-    }
-
-    /// The unsent alerts (`pending` or `queued`) of `ids` in the months `months`: (subscriber,
-    /// month, metric) → notification ids.
-    pub async fn unsent_alerts(&self, ids: &[&str], months: &[String]) -> StoreResult<AlertsByKey<String>> {
-        let unsent = "JOIN notifications n ON n.id = a.notification_id AND n.status IN ('pending', 'queued')";
-        self.alerts_by_key(ids, months, "a.notification_id", unsent).await
-    }
-
-    /// `column` of the alerts of `ids` in `months` (narrowed by `join`), by key.
-    async fn alerts_by_key<T>(
-        &self,
-        ids: &[&str],
-        months: &[String],
-        column: &str,
-        join: &str,
-    ) -> StoreResult<AlertsByKey<T>>
-    where
-        T: for<'r> sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>,
-    {
+    /// The alerts `ids` have in the months `months`: (subscriber, month, metric) → each
+    /// threshold with its notification's id while that is unsent (`pending` or `queued`).
+    pub async fn page_alerts(&self, ids: &[&str], months: &[String]) -> StoreResult<PageAlerts> {
         let sql = format!(
-            "SELECT a.subscriber_id, a.month, a.metric, {column} AS found FROM usage_alerts a {join}
+            "SELECT a.subscriber_id, a.month, a.metric, a.threshold,
+                    CASE WHEN n.status IN ('pending', 'queued') THEN n.id END AS unsent
+             FROM usage_alerts a LEFT JOIN notifications n ON n.id = a.notification_id
              WHERE a.subscriber_id IN ({}) AND a.month IN ({})",
             self.json_rows().strings(1),
             self.json_rows().strings(2)
         );
-        let mut found: AlertsByKey<T> = HashMap::new();
+        let mut found: PageAlerts = HashMap::new();
         for r in sqlx::query(&sql).bind(json(ids)).bind(json(months)).fetch_all(&self.pool).await? {
             let metric: String = r.try_get("metric")?;
             let metric = metric.parse().map_err(|_| corrupt("usage_alerts.metric", metric))?;
             found
                 .entry((r.try_get("subscriber_id")?, r.try_get("month")?, metric))
                 .or_default()
-                .push(r.try_get("found")?);
+                .push((r.try_get("threshold")?, r.try_get("unsent")?));
         }
         Ok(found)
+    }
+
+    /// Which subscribers of `starts` have a negative adjustment dated after `after` in their
+    /// period: their sums are less than their spending up to `after`.
+    pub async fn refunded_later(
+        &self,
+        starts: &[(&str, DateTime<Utc>)],
+        after: DateTime<Utc>,
+    ) -> StoreResult<HashSet<String>> {
+        if starts.is_empty() {
+            return Ok(HashSet::new());
+        }
+        // `category IN ('other', 'adjustment')` as written, for the partial index over them.
+        let sql = format!(
+            "{} SELECT DISTINCT u.subscriber_id FROM j JOIN usage_records u ON u.subscriber_id = (j.value ->> 0)
+                  AND u.occurred_at >= CAST(j.value ->> 1 AS BIGINT)
+             WHERE u.category IN ('other', 'adjustment') AND u.category = 'adjustment' AND u.amount_fen < 0
+               AND u.occurred_at > $2",
+            self.json_rows().with_rows()
+        );
+        let rows: Vec<(&str, i64)> = starts.iter().map(|(id, start)| (*id, to_micros(*start))).collect();
+        Ok(sqlx::query_scalar(&sql)
+            .bind(json(&rows))
+            .bind(to_micros(after))
+            .fetch_all(&self.pool)
+            .await?
+            .into_iter()
+            .collect())
     }
 
     /// Writes a page of alerts, each sent one with its notification (`pending`), and expires

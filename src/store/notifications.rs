@@ -181,12 +181,13 @@ pub async fn claim_for_sending(
     };
     let mut claimed = claim_rows(tx, ids, now, lease_until, stale, alerts_since).await?;
     if claimed.len() < ids.len() {
-        // Usage alerts raised before `alerts_since` are never sent late (docs/contract.md §12).
+        // Usage alerts raised before `alerts_since` are never sent late (docs/contract.md §12),
+        // nor sent again after a worker stopped while sending them.
         transition(
             tx,
             ids,
             "lease_until = NULL",
-            &format!("status IN ('pending', 'queued') AND {STALE_ALERT}"),
+            &format!("(status IN ('pending', 'queued') OR ({STALE_LEASE})) AND {STALE_ALERT}"),
             DeliveryStatus::Expired,
             now,
             Some(Second::Instant(alerts_since)),
@@ -244,11 +245,11 @@ pub async fn claim_all_at_once(
     }
     // Without the gateway's idempotency a stale lease is not resent but made `unknown`, by
     // the claim in a transaction.
-    let queued = "status = 'queued' AND NOT (kind LIKE 'usage_alert:%' AND created_at < $5)";
+    let fresh = "NOT (kind LIKE 'usage_alert:%' AND created_at < $5)";
     let claimable = only_filtering(&if idempotency == Idempotency::Honoured {
-        format!("({queued}) OR ({STALE_LEASE})")
+        format!("(status = 'queued' OR ({STALE_LEASE})) AND {fresh}")
     } else {
-        queued.to_string()
+        format!("status = 'queued' AND {fresh}")
     });
     let update = format!(
         "UPDATE notifications SET status = '{sending}', attempts = attempts + 1, lease_until = $3, updated_at = $1
@@ -309,7 +310,7 @@ async fn claim_rows(
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    let claimable = format!("(status = 'queued' AND NOT (kind LIKE 'usage_alert:%' AND created_at < $4)) OR ({stale})");
+    let claimable = format!("(status = 'queued' OR ({stale})) AND NOT (kind LIKE 'usage_alert:%' AND created_at < $4)");
     let update = format!(
         "UPDATE notifications SET status = '{}', attempts = attempts + 1, lease_until = $3, updated_at = $1
          WHERE id IN ({}) AND {} RETURNING id, updated_at, msisdn, text, encoding, segments, attempts",

@@ -91,6 +91,8 @@ pub struct SubscribersWritten {
 
 /// A subscriber as stored, with where each of its choices last came from.
 struct Stored {
+    msisdn: String,
+    plan_id: String,
     name: String,
     language: String,
     billing_day: i64,
@@ -148,8 +150,16 @@ pub async fn write_subscribers(
                 resolve_choice(r.alert_sms, old.map(|o| (o.alert_sms, o.alert_sms_source.as_deref())));
             if bill_kept || alert_kept {
                 written.consent_kept += 1;
+                // A row the upsert leaves as it is is not counted by it, but is accepted.
                 let unchanged = old.is_some_and(|o| {
-                    o.name == name && o.language == language && o.billing_day == billing_day && o.status == status
+                    o.msisdn == r.msisdn.as_str()
+                        && o.plan_id == r.plan_id
+                        && o.name == name
+                        && o.language == language
+                        && o.billing_day == billing_day
+                        && o.status == status
+                        && o.bill_sms == bill_sms
+                        && o.alert_sms == alert_sms
                 });
                 kept_unchanged += u64::from(unchanged);
             }
@@ -203,7 +213,8 @@ async fn stored_subscribers(tx: &mut Tx, rows: &[&Subscriber]) -> StoreResult<Ha
     let mut stored = HashMap::new();
     for chunk in rows.chunks(1000) {
         let sql = format!(
-            "SELECT s.subscriber_id, s.name, s.language, s.billing_day, s.status, s.bill_sms, s.alert_sms,
+            "SELECT s.subscriber_id, s.msisdn, s.plan_id, s.name, s.language, s.billing_day, s.status, s.bill_sms,
+                    s.alert_sms,
                     (SELECT c.source FROM consent_changes c WHERE c.subscriber_id = s.subscriber_id
                      AND c.what = 'bill_sms' ORDER BY c.id DESC LIMIT 1) AS bill_sms_source,
                     (SELECT c.source FROM consent_changes c WHERE c.subscriber_id = s.subscriber_id
@@ -221,6 +232,8 @@ async fn stored_subscribers(tx: &mut Tx, rows: &[&Subscriber]) -> StoreResult<Ha
             stored.insert(
                 r.try_get("subscriber_id")?,
                 Stored {
+                    msisdn: r.try_get("msisdn")?,
+                    plan_id: r.try_get("plan_id")?,
                     name: r.try_get("name")?,
                     language: r.try_get("language")?,
                     billing_day: r.try_get("billing_day")?,
