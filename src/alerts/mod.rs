@@ -32,7 +32,7 @@ use crate::store::usage::basis;
 use crate::store::{Store, StoreError};
 
 /// Subscribers evaluated per page.
-const PAGE: i64 = 5_000;
+const PAGE: i64 = 10_000;
 /// The lease that keeps two evaluations from raising the same alert at once.
 const LEASE: &str = "usage alerts";
 
@@ -174,7 +174,21 @@ impl Alerts<'_> {
         let totals = if complete { self.store.alert_totals(&ids, &around).await? } else { HashMap::new() };
         // Quantities are never negative and `other` amounts neither, so the sums are at least the
         // usage up to `as_of`, unless a refund (a negative adjustment) is dated after it.
-        let refunded = self.store.refunded_later(&starts(&start_of, &ids), as_of).await?;
+        let (Some(first), Some(last), Some(until)) =
+            (ids.first(), ids.last(), placed.iter().map(|p| p.period.end).max())
+        else {
+            return Ok(());
+        };
+        let end_of: HashMap<&str, DateTime<Utc>> =
+            placed.iter().map(|p| (p.subscriber.subscriber_id.as_str(), p.period.end)).collect();
+        let refunded: std::collections::HashSet<String> = self
+            .store
+            .refunds_between(first, last, as_of, until)
+            .await?
+            .into_iter()
+            .filter(|(id, at)| end_of.get(id.as_str()).is_some_and(|end| at < end))
+            .map(|(id, _)| id)
+            .collect();
         let mut usage: HashMap<&str, UsageSoFar> = HashMap::new();
         let mut exact: Vec<&str> = Vec::new();
         for p in placed {
@@ -220,21 +234,24 @@ impl Alerts<'_> {
         if raised.is_empty() {
             return Ok(());
         }
-        let mut overtaken = Vec::new();
-        let mut alerts = Vec::new();
-        let mut notifications = Vec::new();
-        for (p, new) in &raised {
-            let s = p.subscriber;
-            // An unsent alert of a lower threshold of the metric is overtaken; a higher one (the
-            // thresholds were changed since) is left to be sent.
-            overtaken.extend(
+        // An alert of a lower threshold of the metric is overtaken if it is still unsent; one of
+        // a higher threshold (the thresholds were changed since) is left to be sent.
+        let lower: Vec<String> = raised
+            .iter()
+            .flat_map(|(p, new)| {
                 page_alerts
                     .get(&key(p, new.metric))
                     .into_iter()
                     .flatten()
                     .filter(|(threshold, _)| *threshold < new.sent)
-                    .filter_map(|(_, unsent)| unsent.clone()),
-            );
+                    .filter_map(|(_, notification)| notification.clone())
+            })
+            .collect();
+        let overtaken = self.store.unsent(&lower).await?;
+        let mut alerts = Vec::new();
+        let mut notifications = Vec::new();
+        for (p, new) in &raised {
+            let s = p.subscriber;
             let msisdn = Msisdn::from_stored(s.msisdn.clone());
             let rendered = self.renderer.render_alert(&AlertFacts {
                 msisdn: &msisdn,

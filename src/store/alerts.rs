@@ -1,7 +1,7 @@
 //! Usage alerts (docs/contract.md §12): who is evaluated, what their usage adds up to so far,
 //! which thresholds each has reached before, and every alert raised, sent or covered.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -34,7 +34,7 @@ pub struct TotalsRow {
 }
 
 /// A page's alerts by (subscriber, month, metric): each threshold, with its notification's
-/// id while it is unsent.
+/// id (none when covered).
 pub type PageAlerts = HashMap<(String, String, Metric), Vec<(i64, Option<String>)>>;
 
 /// One alert raised: the threshold sent, with its notification, or one covered by it.
@@ -180,13 +180,11 @@ impl Store {
     }
 
     /// The alerts `ids` have in the months `months`: (subscriber, month, metric) → each
-    /// threshold with its notification's id while that is unsent (`pending` or `queued`).
+    /// threshold with its notification's id (none when covered).
     pub async fn page_alerts(&self, ids: &[&str], months: &[String]) -> StoreResult<PageAlerts> {
         let sql = format!(
-            "SELECT a.subscriber_id, a.month, a.metric, a.threshold,
-                    CASE WHEN n.status IN ('pending', 'queued') THEN n.id END AS unsent
-             FROM usage_alerts a LEFT JOIN notifications n ON n.id = a.notification_id
-             WHERE a.subscriber_id IN ({}) AND a.month IN ({})",
+            "SELECT subscriber_id, month, metric, threshold, notification_id FROM usage_alerts
+             WHERE subscriber_id IN ({}) AND month IN ({})",
             self.json_rows().strings(1),
             self.json_rows().strings(2)
         );
@@ -197,37 +195,46 @@ impl Store {
             found
                 .entry((r.try_get("subscriber_id")?, r.try_get("month")?, metric))
                 .or_default()
-                .push((r.try_get("threshold")?, r.try_get("unsent")?));
+                .push((r.try_get("threshold")?, r.try_get("notification_id")?));
         }
         Ok(found)
     }
 
-    /// Which subscribers of `starts` have a negative adjustment dated after `after` in their
-    /// period: their sums are less than their spending up to `after`.
-    pub async fn refunded_later(
-        &self,
-        starts: &[(&str, DateTime<Utc>)],
-        after: DateTime<Utc>,
-    ) -> StoreResult<HashSet<String>> {
-        if starts.is_empty() {
-            return Ok(HashSet::new());
+    /// Those of the notifications `ids` not yet sent (`pending` or `queued`).
+    pub async fn unsent(&self, ids: &[String]) -> StoreResult<Vec<String>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
         }
-        // `category IN ('other', 'adjustment')` as written, for the partial index over them.
         let sql = format!(
-            "{} SELECT DISTINCT u.subscriber_id FROM j JOIN usage_records u ON u.subscriber_id = (j.value ->> 0)
-                  AND u.occurred_at >= CAST(j.value ->> 1 AS BIGINT)
-             WHERE u.category IN ('other', 'adjustment') AND u.category = 'adjustment' AND u.amount_fen < 0
-               AND u.occurred_at > $2",
-            self.json_rows().with_rows()
+            "SELECT id FROM notifications WHERE id IN ({}) AND status IN ('pending', 'queued')",
+            self.json_rows().strings(1)
         );
-        let rows: Vec<(&str, i64)> = starts.iter().map(|(id, start)| (*id, to_micros(*start))).collect();
-        Ok(sqlx::query_scalar(&sql)
-            .bind(json(&rows))
-            .bind(to_micros(after))
-            .fetch_all(&self.pool)
-            .await?
-            .into_iter()
-            .collect())
+        Ok(sqlx::query_scalar(&sql).bind(json(ids)).fetch_all(&self.pool).await?)
+    }
+
+    /// The refunds (negative adjustments) of the subscribers from `first` to `last` (in id
+    /// order) dated after `after` and before `until`: subscriber and time. One range of the
+    /// index over `other` and `adjustment` records, rather than a look-up per subscriber.
+    pub async fn refunds_between(
+        &self,
+        first: &str,
+        last: &str,
+        after: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> StoreResult<Vec<(String, DateTime<Utc>)>> {
+        // `category IN ('other', 'adjustment')` as written, for the partial index over them.
+        let rows = sqlx::query(
+            "SELECT subscriber_id, occurred_at FROM usage_records
+             WHERE category IN ('other', 'adjustment') AND subscriber_id >= $1 AND subscriber_id <= $2
+               AND category = 'adjustment' AND amount_fen < 0 AND occurred_at > $3 AND occurred_at < $4",
+        )
+        .bind(first)
+        .bind(last)
+        .bind(to_micros(after))
+        .bind(to_micros(until))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| Ok((r.try_get("subscriber_id")?, from_micros(r.try_get("occurred_at")?)))).collect()
     }
 
     /// Writes a page of alerts, each sent one with its notification (`pending`), and expires
