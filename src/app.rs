@@ -696,6 +696,17 @@ impl App {
         Ok(reset)
     }
 
+    /// The regulator's report of `month` (docs/contract.md §11); disputes are overdue as of
+    /// `as_of`, by default now.
+    pub async fn report(
+        &self,
+        month: BillingMonth,
+        as_of: Option<DateTime<Utc>>,
+    ) -> anyhow::Result<crate::report::Report> {
+        let as_of = as_of.unwrap_or_else(|| self.clock.now());
+        crate::report::report(&self.store, &self.settings, month, as_of).await
+    }
+
     pub async fn status(&self, month: BillingMonth) -> anyhow::Result<MonthStatus> {
         Ok(self.store.month_status(month).await?)
     }

@@ -22,6 +22,7 @@ pub mod push;
 pub mod queue;
 pub mod render;
 pub mod replies;
+pub mod report;
 pub mod schedule;
 pub mod server;
 pub mod store;

@@ -320,6 +320,7 @@ async fn the_openapi_document_lists_exactly_the_routes_that_answer() {
         "get /api/v1/disputes",
         "get /api/v1/flags",
         "get /api/v1/openapi.json",
+        "get /api/v1/reports/{month}",
         "get /api/v1/runs",
         "get /api/v1/spam",
         "get /healthz",

@@ -10,6 +10,7 @@ mod reads;
 pub use reads::{deliveries_csv, RowsReturned};
 mod receipts;
 mod replies;
+mod reports;
 pub mod schema;
 
 use std::net::SocketAddr;
@@ -289,6 +290,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/api/v1/mo", post(replies::receive))
         .route("/api/v1/subscribers/{subscriber_id}/consent", post(consent::set))
         .route("/api/v1/alerts", get(alerts::list))
+        .route("/api/v1/reports/{month}", get(reports::month))
         .route("/api/v1/disputes", get(disputes::list).post(disputes::open))
         .route("/api/v1/disputes/{id}/resolve", post(disputes::resolve))
         .merge(reads)

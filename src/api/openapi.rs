@@ -28,6 +28,7 @@ use super::schema;
         super::replies::receive,
         super::consent::set,
         super::alerts::list,
+        super::reports::month,
         super::disputes::list,
         super::disputes::open,
         super::disputes::resolve,

@@ -24,6 +24,7 @@ use crate::domain::shard::Shard;
 use crate::export::{ExportFormat, ExportKind};
 use crate::gateway::mock::{Faults, MockGateway};
 use crate::import::{ImportKind, ImportMode};
+use crate::report::ReportFormat;
 
 #[derive(Debug, Parser)]
 #[command(name = "billpush", version, about = "Pushes every subscriber's monthly itemized bill by SMS")]
@@ -115,6 +116,16 @@ pub enum Command {
     },
     /// Raise the usage alerts due now (or as if the time were --as-of) and send them.
     Alerts {
+        #[arg(long, value_parser = parse_instant)]
+        as_of: Option<DateTime<Utc>>,
+    },
+    /// The regulator's monthly report, in total and per region.
+    Report {
+        #[arg(long)]
+        month: BillingMonth,
+        #[arg(long, default_value = "json", value_parser = listed::<ReportFormat>(&["json", "csv"]))]
+        format: ReportFormat,
+        /// Disputes are overdue as of this time (default now).
         #[arg(long, value_parser = parse_instant)]
         as_of: Option<DateTime<Utc>>,
     },
@@ -419,6 +430,18 @@ pub async fn execute(cli: Cli) -> anyhow::Result<()> {
                 pushed.failed,
                 pushed.unknown
             );
+        }
+        Command::Report { month, format, as_of } => {
+            let report = app.report(month, as_of).await?;
+            let stdout = std::io::stdout();
+            let mut out = stdout.lock();
+            match format {
+                ReportFormat::Json => {
+                    serde_json::to_writer_pretty(&mut out, &report)?;
+                    writeln!(out)?;
+                }
+                ReportFormat::Csv => crate::report::write_csv(&report, &mut out)?,
+            }
         }
         Command::Scheduler => app.scheduler_daemon(shutdown_signal()).await?,
         Command::Worker { metrics } => {

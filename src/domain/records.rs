@@ -34,6 +34,8 @@ pub struct Subscriber {
     pub status: Option<SubscriberStatus>,
     pub bill_sms: Option<bool>,
     pub alert_sms: Option<bool>,
+    /// `None` when the cell is empty: an existing subscriber keeps its region.
+    pub region: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

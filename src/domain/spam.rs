@@ -34,6 +34,15 @@ pub enum NumberType {
 }
 
 impl NumberType {
+    pub const ALL: [NumberType; 6] = [
+        NumberType::Mobile,
+        NumberType::International,
+        NumberType::SpPort,
+        NumberType::Landline,
+        NumberType::Service,
+        NumberType::Other,
+    ];
+
     pub fn of(number: &str) -> NumberType {
         let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
         if let Some(rest) = number.strip_prefix('+') {

@@ -155,8 +155,10 @@ pub fn parse_plan(f: &Fields) -> Result<Plan, RowError> {
     })
 }
 
-pub const SUBSCRIBER_COLUMNS: (&[&str], &[&str]) =
-    (&["subscriber_id", "msisdn", "plan_id"], &["name", "language", "billing_day", "status", "bill_sms", "alert_sms"]);
+pub const SUBSCRIBER_COLUMNS: (&[&str], &[&str]) = (
+    &["subscriber_id", "msisdn", "plan_id"],
+    &["name", "language", "billing_day", "status", "bill_sms", "alert_sms", "region"],
+);
 
 pub fn parse_subscriber(f: &Fields) -> Result<Subscriber, RowError> {
     let subscriber_id = f.key("subscriber_id", 64)?;
@@ -187,6 +189,10 @@ pub fn parse_subscriber(f: &Fields) -> Result<Subscriber, RowError> {
         "" => None,
         _ => Some(f.boolean("alert_sms", true)?),
     };
+    let region = f.text("region")?;
+    if region.chars().count() > 32 {
+        return Err(reject("region", format!("{} characters, more than 32", region.chars().count())));
+    }
     let name = f.text("name")?;
     Ok(Subscriber {
         subscriber_id,
@@ -198,6 +204,7 @@ pub fn parse_subscriber(f: &Fields) -> Result<Subscriber, RowError> {
         status,
         bill_sms,
         alert_sms,
+        region: (!region.is_empty()).then_some(region),
     })
 }
 

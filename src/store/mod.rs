@@ -26,6 +26,7 @@ pub mod notifications;
 mod read_models;
 pub mod records;
 pub mod replies;
+pub mod reports;
 pub mod sessions;
 pub mod usage;
 

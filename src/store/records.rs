@@ -93,6 +93,7 @@ pub struct SubscribersWritten {
 struct Stored {
     msisdn: String,
     plan_id: String,
+    region: String,
     name: String,
     language: String,
     billing_day: i64,
@@ -101,6 +102,18 @@ struct Stored {
     bill_sms_source: Option<String>,
     alert_sms: bool,
     alert_sms_source: Option<String>,
+}
+
+/// A subscriber row with every optional cell resolved against what is stored.
+struct Resolved<'r> {
+    row: &'r Subscriber,
+    name: String,
+    language: &'static str,
+    billing_day: i64,
+    status: &'static str,
+    bill_sms: bool,
+    alert_sms: bool,
+    region: String,
 }
 
 /// What an import row makes of one choice (`bill_sms`, `alert_sms`): an empty cell keeps the
@@ -127,11 +140,12 @@ pub async fn write_subscribers(
     let mut written = SubscribersWritten::default();
     let mut kept_unchanged = 0u64;
     let mut changes = Vec::new();
-    let resolved: Vec<(&Subscriber, String, &'static str, i64, &'static str, bool, bool)> = rows
+    let resolved: Vec<Resolved> = rows
         .iter()
         .map(|r| {
             let old = stored.get(&r.subscriber_id);
             let name = r.name.clone().or_else(|| old.map(|o| o.name.clone())).unwrap_or_default();
+            let region = r.region.clone().or_else(|| old.map(|o| o.region.clone())).unwrap_or_default();
             let language = r
                 .language
                 .map(Language::as_str)
@@ -154,6 +168,7 @@ pub async fn write_subscribers(
                 let unchanged = old.is_some_and(|o| {
                     o.msisdn == r.msisdn.as_str()
                         && o.plan_id == r.plan_id
+                        && o.region == region
                         && o.name == name
                         && o.language == language
                         && o.billing_day == billing_day
@@ -169,22 +184,23 @@ pub async fn write_subscribers(
             if old.is_some_and(|o| o.alert_sms != alert_sms) {
                 changes.push((r.subscriber_id.clone(), Choice::AlertSms, alert_sms));
             }
-            (*r, name, language, billing_day, status, bill_sms, alert_sms)
+            Resolved { row: r, name, language, billing_day, status, bill_sms, alert_sms, region }
         })
         .collect();
     let values: Vec<_> = resolved
         .iter()
-        .map(|(r, name, language, billing_day, status, bill_sms, alert_sms)| {
+        .map(|s| {
             [
-                Value::Text(&r.subscriber_id),
-                Value::Text(r.msisdn.as_str()),
-                Value::Text(name),
-                Value::Text(&r.plan_id),
-                Value::Text(language),
-                Value::Int(*billing_day),
-                Value::Text(status),
-                Value::Int(i64::from(*bill_sms)),
-                Value::Int(i64::from(*alert_sms)),
+                Value::Text(&s.row.subscriber_id),
+                Value::Text(s.row.msisdn.as_str()),
+                Value::Text(&s.name),
+                Value::Text(&s.row.plan_id),
+                Value::Text(s.language),
+                Value::Int(s.billing_day),
+                Value::Text(s.status),
+                Value::Int(i64::from(s.bill_sms)),
+                Value::Int(i64::from(s.alert_sms)),
+                Value::Text(&s.region),
             ]
         })
         .collect();
@@ -213,7 +229,7 @@ async fn stored_subscribers(tx: &mut Tx, rows: &[&Subscriber]) -> StoreResult<Ha
     let mut stored = HashMap::new();
     for chunk in rows.chunks(1000) {
         let sql = format!(
-            "SELECT s.subscriber_id, s.msisdn, s.plan_id, s.name, s.language, s.billing_day, s.status, s.bill_sms,
+            "SELECT s.subscriber_id, s.msisdn, s.plan_id, s.region, s.name, s.language, s.billing_day, s.status, s.bill_sms,
                     s.alert_sms,
                     (SELECT c.source FROM consent_changes c WHERE c.subscriber_id = s.subscriber_id
                      AND c.what = 'bill_sms' ORDER BY c.id DESC LIMIT 1) AS bill_sms_source,
@@ -234,6 +250,7 @@ async fn stored_subscribers(tx: &mut Tx, rows: &[&Subscriber]) -> StoreResult<Ha
                 Stored {
                     msisdn: r.try_get("msisdn")?,
                     plan_id: r.try_get("plan_id")?,
+                    region: r.try_get("region")?,
                     name: r.try_get("name")?,
                     language: r.try_get("language")?,
                     billing_day: r.try_get("billing_day")?,
@@ -302,6 +319,7 @@ const SUBSCRIBERS: Table = Table {
         "status",
         "bill_sms",
         "alert_sms",
+        "region",
     ],
 };
 
