@@ -322,9 +322,9 @@ async fn an_unsent_alert_overtaken_by_a_higher_one_expires() {
 }
 
 /// `billpush alerts` killed while its alerts are with a gateway that never answers: the next
-/// evaluation raises nothing again and sends each alert once, through a gateway that answers.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_process_killed_between_raising_and_sending_loses_and_doubles_nothing() {
+/// evaluation raises nothing again and, within `alerts.max_age`, sends each alert once through
+/// a gateway that answers; past it, sends none of them.
+async fn killed_between_raising_and_sending(rerun_at: &str, sent: u64, statuses: [&str; 4]) {
     let stalled = MockGateway::new("alerts-token", Faults { slow: 1.0, slow_for_ms: 600_000, ..Faults::default() });
     let (stalled_address, _stalled) = stalled.serve("127.0.0.1:0", CancellationToken::new()).await.unwrap();
     let app = app_with(Backend::Postgres, false, move |c| {
@@ -358,15 +358,28 @@ async fn a_process_killed_between_raising_and_sending_loses_and_doubles_nothing(
     config.gateway.url = format!("http://{address}");
     let clock = Arc::new(billpush::clock::ManualClock::new(at(FIRST)));
     let rerun = billpush::app::App::build_with_clock(config.settings().unwrap(), clock).await.unwrap();
-    // An hour later the killed process's leases have run out.
-    let (report, pushed) = rerun.alerts(Some(at("2026-12-03T13:00:00+08:00"))).await.unwrap();
-    assert_eq!((report.raised, report.covered, pushed.accepted), (0, 0, 3), "{report:?} {pushed:?}");
-    common::assert_accepted_exactly_once(&healthy.acceptances(), 3);
+    let (report, pushed) = rerun.alerts(Some(at(rerun_at))).await.unwrap();
+    assert_eq!((report.raised, report.covered, pushed.accepted), (0, 0, sent), "{report:?} {pushed:?}");
+    common::assert_accepted_exactly_once(&healthy.acceptances(), sent as usize);
     assert_eq!(stalled.stats().accepted, 0);
-    let statuses: Vec<String> = alerts(&app).await.into_iter().map(|a| a.5).collect();
-    assert_eq!(statuses, ["accepted", "covered", "accepted", "accepted"]);
+    let found: Vec<String> = alerts(&app).await.into_iter().map(|a| a.5).collect();
+    assert_eq!(found, statuses);
     rerun.store.close().await;
     app.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_process_killed_between_raising_and_sending_loses_and_doubles_nothing() {
+    // An hour later the killed process's leases have run out; the alerts are an hour old.
+    killed_between_raising_and_sending("2026-12-03T13:00:00+08:00", 3, ["accepted", "covered", "accepted", "accepted"])
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alerts_a_killed_process_was_sending_are_not_sent_past_max_age() {
+    // Two days later (before A1's usage of the 5th), the killed process's alerts are too old.
+    killed_between_raising_and_sending("2026-12-05T08:00:00+08:00", 0, ["expired", "covered", "expired", "expired"])
+        .await;
 }
 
 /// Regulators and operators read a month's alerts over the API, page by page, as exported.

@@ -200,3 +200,17 @@ fn healthcheck_exits_0_only_when_what_it_checks_answers() {
     let url = format!("http://127.0.0.1:{closed}/healthz");
     assert!(!billpush(dir.path(), &["healthcheck", "--url", &url], &[]).status.success());
 }
+
+/// A time billing months cannot hold is refused with one line naming the option, before
+/// anything runs (a year before 1971 once panicked in the month finder).
+#[test]
+fn an_as_of_out_of_range_is_one_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    for as_of in ["0999-06-01T00:00:00Z", "9999-12-31T23:00:00Z"] {
+        let out = billpush(dir.path(), &["alerts", "--as-of", as_of], &[]);
+        assert!(!out.status.success());
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert!(stderr.contains("--as-of") && stderr.contains("between the years 1971 and 9998"), "{stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+}
