@@ -148,19 +148,32 @@ impl Alerts<'_> {
         report: &mut AlertReport,
     ) -> Result<(), AlertError> {
         let ids: Vec<&str> = placed.iter().map(|p| p.subscriber.subscriber_id.as_str()).collect();
+        let (Some(first), Some(last), Some(until)) =
+            (ids.first(), ids.last(), placed.iter().map(|p| p.period.end).max())
+        else {
+            return Ok(());
+        };
         let months: Vec<String> =
             placed.iter().map(|p| p.month.to_string()).collect::<BTreeSet<_>>().into_iter().collect();
-        let start_of: HashMap<&str, DateTime<Utc>> =
-            placed.iter().map(|p| (p.subscriber.subscriber_id.as_str(), p.period.start)).collect();
+        let period_of: HashMap<&str, Period> =
+            placed.iter().map(|p| (p.subscriber.subscriber_id.as_str(), p.period)).collect();
         let page_alerts = self.store.page_alerts(&ids, &months).await?;
         let key = |p: &Placed, metric: Metric| (p.subscriber.subscriber_id.clone(), p.month.to_string(), metric);
         let known_of = |p: &Placed, metric: Metric| -> Vec<i64> {
             page_alerts.get(&key(p, metric)).into_iter().flatten().map(|(threshold, _)| *threshold).collect()
         };
+        let new_alerts_of = |p: &Placed, so_far: &UsageSoFar| -> Vec<NewAlerts> {
+            Metric::ALL
+                .into_iter()
+                .filter_map(|metric| {
+                    new_alerts(metric, so_far, &p.subscriber.plan, self.thresholds, &known_of(p, metric))
+                })
+                .collect()
+        };
 
         // VAS charges are not in the totals: summed from the records, up to `as_of`.
         let mut vas: HashMap<String, UsageSoFar> = HashMap::new();
-        for (id, category, quantity, amount) in self.store.alert_sums(&starts(&start_of, &ids), as_of, true).await? {
+        for (id, category, quantity, amount) in self.store.alert_sums(&starts(&period_of, &ids), as_of, true).await? {
             vas.entry(id).or_default().add(category, quantity, amount);
         }
         // Records imported under another billing day may lie in the months beside the period's.
@@ -174,23 +187,16 @@ impl Alerts<'_> {
         let totals = if complete { self.store.alert_totals(&ids, &around).await? } else { HashMap::new() };
         // Quantities are never negative and `other` amounts neither, so the sums are at least the
         // usage up to `as_of`, unless a refund (a negative adjustment) is dated after it.
-        let (Some(first), Some(last), Some(until)) =
-            (ids.first(), ids.last(), placed.iter().map(|p| p.period.end).max())
-        else {
-            return Ok(());
-        };
-        let end_of: HashMap<&str, DateTime<Utc>> =
-            placed.iter().map(|p| (p.subscriber.subscriber_id.as_str(), p.period.end)).collect();
         let refunded: std::collections::HashSet<String> = self
             .store
             .refunds_between(first, last, as_of, until)
             .await?
             .into_iter()
-            .filter(|(id, at)| end_of.get(id.as_str()).is_some_and(|end| at < end))
+            .filter(|(id, at)| period_of.get(id.as_str()).is_some_and(|period| *at < period.end))
             .map(|(id, _)| id)
             .collect();
-        let mut usage: HashMap<&str, UsageSoFar> = HashMap::new();
-        let mut exact: Vec<&str> = Vec::new();
+        // Those the totals cannot decide: the rest reach no new threshold.
+        let mut exact: Vec<&Placed> = Vec::new();
         for p in placed {
             let id = p.subscriber.subscriber_id.as_str();
             let month = p.month.to_string();
@@ -200,36 +206,24 @@ impl Alerts<'_> {
             let bounded = complete && rows.iter().all(|row| row.basis == current) && !refunded.contains(id);
             let mut so_far = row.map(|r| r.usage).unwrap_or_default();
             add(&mut so_far, vas.get(id));
-            let raises = Metric::ALL.into_iter().any(|metric| {
-                new_alerts(metric, &so_far, &p.subscriber.plan, self.thresholds, &known_of(p, metric)).is_some()
-            });
-            if !bounded || raises {
-                exact.push(id);
-            } else {
-                usage.insert(id, so_far);
+            if !bounded || !new_alerts_of(p, &so_far).is_empty() {
+                exact.push(p);
             }
         }
-        // The records up to `as_of` of those the totals could not decide.
+        // Their records up to `as_of` decide.
+        let exact_ids: Vec<&str> = exact.iter().map(|p| p.subscriber.subscriber_id.as_str()).collect();
         let mut summed: HashMap<String, UsageSoFar> = HashMap::new();
-        for (id, category, quantity, amount) in self.store.alert_sums(&starts(&start_of, &exact), as_of, false).await? {
+        for (id, category, quantity, amount) in
+            self.store.alert_sums(&starts(&period_of, &exact_ids), as_of, false).await?
+        {
             summed.entry(id).or_default().add(category, quantity, amount);
         }
-        for id in &exact {
-            let mut so_far = summed.get(*id).copied().unwrap_or_default();
-            add(&mut so_far, vas.get(*id));
-            usage.insert(id, so_far);
-        }
-
         let mut raised: Vec<(&Placed, NewAlerts)> = Vec::new();
-        for p in placed {
-            let so_far = usage.get(p.subscriber.subscriber_id.as_str()).copied().unwrap_or_default();
-            for metric in Metric::ALL {
-                if let Some(new) =
-                    new_alerts(metric, &so_far, &p.subscriber.plan, self.thresholds, &known_of(p, metric))
-                {
-                    raised.push((p, new));
-                }
-            }
+        for p in exact {
+            let id = p.subscriber.subscriber_id.as_str();
+            let mut so_far = summed.get(id).copied().unwrap_or_default();
+            add(&mut so_far, vas.get(id));
+            raised.extend(new_alerts_of(p, &so_far).into_iter().map(|new| (p, new)));
         }
         if raised.is_empty() {
             return Ok(());
@@ -333,8 +327,8 @@ impl Alerts<'_> {
 }
 
 /// The subscribers of `ids` with the start of each one's period.
-fn starts<'a>(start_of: &HashMap<&'a str, DateTime<Utc>>, ids: &[&'a str]) -> Vec<(&'a str, DateTime<Utc>)> {
-    ids.iter().filter_map(|id| start_of.get(id).map(|start| (*id, *start))).collect()
+fn starts<'a>(period_of: &HashMap<&'a str, Period>, ids: &[&'a str]) -> Vec<(&'a str, DateTime<Utc>)> {
+    ids.iter().filter_map(|id| period_of.get(id).map(|period| (*id, period.start))).collect()
 }
 
 fn add(usage: &mut UsageSoFar, more: Option<&UsageSoFar>) {
