@@ -54,28 +54,34 @@ U12,A5,2026-12-02T12:00:00+08:00,discount,1,-3000,,优惠
 const FIRST: &str = "2026-12-03T12:00:00+08:00";
 const LATER: &str = "2026-12-06T12:00:00+08:00";
 
+/// This file's plans, subscribers and usage.
+const FIXTURE: [(ImportKind, &str, &str); 3] = [
+    (ImportKind::Plans, "plans.csv", PLANS),
+    (ImportKind::Subscribers, "subscribers.csv", SUBSCRIBERS),
+    (ImportKind::Usage, "usage.csv", USAGE),
+];
+
+async fn import_files(app: &TestApp, files: &[(ImportKind, &str, &str)]) {
+    for (kind, name, content) in files {
+        let path = app.write_input(name, content);
+        assert_eq!(app.import(*kind, &path).await.rejected, 0, "{name}");
+    }
+}
+
 async fn app_with(
     backend: Backend,
     rabbitmq: bool,
     configure: impl FnOnce(&mut billpush::config::Config) + 'static,
 ) -> TestApp {
-    let app = spawn_app_with(Options {
-        backend,
-        rabbitmq,
-        now: at(FIRST),
-        configure: Box::new(configure),
-        ..Options::default()
-    })
-    .await;
-    for (kind, name, content) in [
-        (ImportKind::Plans, "plans.csv", PLANS),
-        (ImportKind::Subscribers, "subscribers.csv", SUBSCRIBERS),
-        (ImportKind::Usage, "usage.csv", USAGE),
-    ] {
-        let path = app.write_input(name, content);
-        let counts = app.import(kind, &path).await;
-        assert_eq!(counts.rejected, 0, "{name}");
-    }
+    app_with_options(Options { backend, rabbitmq, now: at(FIRST), ..Options::default() }, configure).await
+}
+
+async fn app_with_options(
+    options: Options,
+    configure: impl FnOnce(&mut billpush::config::Config) + 'static,
+) -> TestApp {
+    let app = spawn_app_with(Options { configure: Box::new(configure), ..options }).await;
+    import_files(&app, &FIXTURE).await;
     app
 }
 
@@ -185,22 +191,6 @@ async fn quiet_hours_hold_alerts_and_max_age_expires_them() {
     let statuses: Vec<String> = alerts(&app).await.into_iter().map(|a| a.5).collect();
     assert_eq!(statuses, ["expired", "covered", "expired", "expired"]);
     app.cleanup().await;
-}
-
-async fn app_with_options(
-    options: Options,
-    configure: impl FnOnce(&mut billpush::config::Config) + 'static,
-) -> TestApp {
-    let app = spawn_app_with(Options { configure: Box::new(configure), ..options }).await;
-    for (kind, name, content) in [
-        (ImportKind::Plans, "plans.csv", PLANS),
-        (ImportKind::Subscribers, "subscribers.csv", SUBSCRIBERS),
-        (ImportKind::Usage, "usage.csv", USAGE),
-    ] {
-        let path = app.write_input(name, content);
-        app.import(kind, &path).await;
-    }
-    app
 }
 
 async fn reply(app: &TestApp, from: &str, text: &str) -> String {
@@ -449,14 +439,12 @@ V2,B2,2026-12-02T09:00:00+08:00,voice,50,9600,,
 V3,B2,2026-12-02T10:00:00+08:00,adjustment,1,1000,,补收
 V4,B2,2026-12-05T10:00:00+08:00,adjustment,1,-1000,,退还
 ";
-    for (kind, name, content) in [
+    let files = [
         (ImportKind::Plans, "plans.csv", PLANS),
         (ImportKind::Subscribers, "subscribers.csv", subscribers),
         (ImportKind::Usage, "usage.csv", usage),
-    ] {
-        let path = app.write_input(name, content);
-        assert_eq!(app.import(kind, &path).await.rejected, 0, "{name}");
-    }
+    ];
+    import_files(&app, &files).await;
     let moved = app.write_input("moved.csv", "subscriber_id,msisdn,plan_id,billing_day\nB1,13900000001,P1,1\n");
     app.import(ImportKind::Subscribers, &moved).await;
     let more = app.write_input("more.csv", "record_id,subscriber_id,occurred_at,category,quantity,amount_fen\nV5,B1,2026-12-12T09:00:00+08:00,data,204800,0\n");
@@ -468,14 +456,7 @@ V4,B2,2026-12-05T10:00:00+08:00,adjustment,1,-1000,,退还
     app.cleanup().await;
 
     let app = spawn_app_with(Options { now: at(FIRST), ..Options::default() }).await;
-    for (kind, name, content) in [
-        (ImportKind::Plans, "plans.csv", PLANS),
-        (ImportKind::Subscribers, "subscribers.csv", subscribers),
-        (ImportKind::Usage, "usage.csv", usage),
-    ] {
-        let path = app.write_input(name, content);
-        app.import(kind, &path).await;
-    }
+    import_files(&app, &files).await;
     // On 3 Dec B2 had spent 106.00 yuan; the refund of the 5th does not undo that.
     app.app.alerts(Some(at(FIRST))).await.unwrap();
     let b2: Vec<_> = alerts(&app).await.into_iter().filter(|a| a.0 == "B2").map(|a| (a.1, a.2, a.3)).collect();

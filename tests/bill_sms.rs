@@ -6,7 +6,7 @@
 mod common;
 
 use billpush::export::ExportKind;
-use common::{role_tokens, spawn_app_with, Backend, Options, GATEWAY};
+use common::{fixture_app_with_tokens, Backend, GATEWAY};
 use serde_json::{json, Value};
 
 fn bill_text<'a>(deliveries: &'a [Value], subscriber: &str) -> &'a str {
@@ -16,15 +16,7 @@ fn bill_text<'a>(deliveries: &'a [Value], subscriber: &str) -> &'a str {
 
 #[tokio::test]
 async fn the_october_bills_name_every_suspect_charge_and_zd_gives_the_whole_bill() {
-    let app = spawn_app_with(Options {
-        backend: Backend::Postgres,
-        configure: Box::new(|c| {
-            c.api.tokens = role_tokens();
-        }),
-        ..Options::default()
-    })
-    .await;
-    app.import_fixture().await;
+    let app = fixture_app_with_tokens(Backend::Postgres).await;
     for month in ["2026-08", "2026-09", "2026-10"] {
         app.run(month, "2027-01-01T00:00:00+08:00").await;
     }

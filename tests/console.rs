@@ -7,7 +7,7 @@ mod common;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{role_tokens, spawn_app_with, Backend, Options, Serving, TestApp, GATEWAY, OPERATOR, REGULATOR};
+use common::{fixture_app_with_tokens, Backend, Serving, TestApp, GATEWAY, OPERATOR, REGULATOR};
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{json, Value};
 
@@ -82,15 +82,7 @@ async fn arrived(client: &Client, css: &str) {
 }
 
 async fn serve() -> (TestApp, Serving, String) {
-    let app = spawn_app_with(Options {
-        backend: Backend::Postgres,
-        configure: Box::new(|c| {
-            c.api.tokens = role_tokens();
-        }),
-        ..Options::default()
-    })
-    .await;
-    app.import_fixture().await;
+    let app = fixture_app_with_tokens(Backend::Postgres).await;
     app.run("2026-10", "2026-11-05T00:00:00+08:00").await;
     let serving = app.serve_api().await;
     let base = format!("http://{}", serving.address);

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{role_tokens, spawn_app_with, Backend, Options, GATEWAY, OPERATOR, REGULATOR};
+use common::{fixture_app_with_tokens, Backend, GATEWAY, OPERATOR, REGULATOR};
 use reqwest::redirect::Policy;
 use serde_json::json;
 
@@ -19,15 +19,7 @@ async fn sign_in(client: &reqwest::Client, base: &str, token: &str) -> (String, 
 
 #[tokio::test]
 async fn sessions_roles_csrf_and_every_page_on_the_embedded_store() {
-    let app = spawn_app_with(Options {
-        backend: Backend::Sqlite,
-        configure: Box::new(|c| {
-            c.api.tokens = role_tokens();
-        }),
-        ..Options::default()
-    })
-    .await;
-    app.import_fixture().await;
+    let app = fixture_app_with_tokens(Backend::Sqlite).await;
     app.run("2026-10", "2026-11-05T00:00:00+08:00").await;
     let serving = app.serve_api().await;
     let base = format!("http://{}", serving.address);

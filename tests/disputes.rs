@@ -8,9 +8,7 @@ mod common;
 
 use billpush::export::ExportKind;
 use chrono::{DateTime, Utc};
-use common::{
-    at, fixture_dir, role_tokens, spawn_app_with, Backend, Options, Serving, TestApp, GATEWAY, OPERATOR, REGULATOR,
-};
+use common::{at, fixture_app_with_tokens, fixture_dir, Backend, Serving, TestApp, GATEWAY, OPERATOR, REGULATOR};
 use serde_json::{json, Value};
 
 struct Server {
@@ -22,15 +20,7 @@ struct Server {
 
 impl Server {
     async fn start(backend: Backend) -> Server {
-        let app = spawn_app_with(Options {
-            backend,
-            configure: Box::new(|c| {
-                c.api.tokens = role_tokens();
-            }),
-            ..Options::default()
-        })
-        .await;
-        app.import_fixture().await;
+        let app = fixture_app_with_tokens(backend).await;
         let serving = app.serve_api().await;
         let base = format!("http://{}", serving.address);
         Server { app, serving, base, client: reqwest::Client::new() }

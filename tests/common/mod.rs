@@ -141,6 +141,19 @@ impl Default for Options {
     }
 }
 
+/// An app on `backend` that knows every role's token (`role_tokens`), the small fixture
+/// imported.
+pub async fn fixture_app_with_tokens(backend: Backend) -> TestApp {
+    let app = spawn_app_with(Options {
+        backend,
+        configure: Box::new(|c| c.api.tokens = role_tokens()),
+        ..Options::default()
+    })
+    .await;
+    app.import_fixture().await;
+    app
+}
+
 pub async fn spawn_app(backend: Backend) -> TestApp {
     spawn_app_with(Options { backend, ..Options::default() }).await
 }
