@@ -192,7 +192,8 @@ impl Replies<'_> {
         let day = local_date(self.clock.now(), self.timezone);
         let start = local_midnight(day, self.timezone);
         let end = local_midnight(day.succ_opt().unwrap_or(day), self.timezone);
-        let answered = self.store.answers_between(subscriber_id, start, end).await?;
+        let kinds = ReplyKind::ALL.map(ReplyKind::template);
+        let answered = self.store.answers_between(subscriber_id, start, end, &kinds).await?;
         Ok(answered < i64::from(self.max_answers_per_day))
     }
 
