@@ -26,6 +26,8 @@ use crate::queue::{AmqpQueue, AmqpSettings, MemoryQueue, Queue};
 use crate::render::Renderer;
 use crate::replies::Replies;
 use crate::schedule::{MonthScheduler, ScheduleReport};
+use crate::store::partitions::Partitioned;
+use crate::store::retention::PurgeMode;
 use crate::store::{ImportCounts, MonthStatus, Store};
 
 /// Consumers a `run` starts in its own process when pushing through RabbitMQ.
@@ -38,6 +40,8 @@ const COUNTS_REFRESH: Duration = Duration::from_secs(15);
 /// How often `serve` turns accepted messages without a receipt into `unknown`.
 const RECEIPT_SWEEP: Duration = Duration::from_secs(60);
 /// How often a `run` through RabbitMQ looks whether its month is drained.
+/// The lease that makes the scheduler daemons purge once a day between them.
+const DAILY_PURGE: &str = "retention daily";
 const DRAIN_CHECK: Duration = Duration::from_millis(200);
 
 pub struct App {
@@ -101,7 +105,7 @@ impl App {
         )?
         .with_details_max_segments(config.sms.details_max_segments as usize);
         let database_url = settings.tls.database_url(&config.database.url);
-        let store = Store::connect(&database_url, config.database.max_connections)
+        let store = Store::connect(&database_url, config.database.max_connections, settings.timezone)
             .await
             .context("cannot open the database (database.url)")?;
         Ok(App::assemble(settings, store, renderer, clock))
@@ -320,7 +324,7 @@ impl App {
     /// migrating the schema or starting anything else: the container health check.
     pub async fn check_health(settings: Settings) -> Result<(), Unhealthy> {
         let url = settings.tls.database_url(&settings.config.database.url);
-        let store = Store::open(&url, 1).await.map_err(|error| {
+        let store = Store::open(&url, 1, settings.timezone).await.map_err(|error| {
             tracing::warn!(%error, "health check: database");
             Unhealthy::Database
         })?;
@@ -648,6 +652,9 @@ impl App {
             }
         }
         self.expire_receipts().await?;
+        // Partitions made ahead of need, so that the month's first writers make none.
+        self.store.ensure_partitions(&Partitioned::ALL, [current, current.next()]).await?;
+        self.daily_purge(now).await?;
         let alerts = self.alerts_service(self.clock.as_ref(), Some(queue)).evaluate().await?;
         if alerts.raised > 0 || alerts.queued > 0 {
             tracing::info!(raised = alerts.raised, covered = alerts.covered, queued = alerts.queued, "usage alerts");
@@ -694,6 +701,40 @@ impl App {
             queue.close().await;
         }
         Ok(reset)
+    }
+
+    /// Removes what is past `[retention]` as of `as_of` (default now), or in a dry run counts
+    /// it (docs/contract.md §11).
+    pub async fn purge(
+        &self,
+        as_of: Option<DateTime<Utc>>,
+        mode: PurgeMode,
+    ) -> anyhow::Result<crate::retention::PurgeReport> {
+        let now = self.clock.now();
+        let s = &self.settings;
+        crate::retention::purge(&self.store, &s.retention, s.timezone, as_of.unwrap_or(now), now, mode).await
+    }
+
+    /// The daemon's daily purge: at most once a day across every scheduler (a lease held for
+    /// a day, given back when the purge failed so that the next round tries again).
+    async fn daily_purge(&self, now: DateTime<Utc>) -> anyhow::Result<()> {
+        let holder = crate::schedule::new_holder();
+        if !self.store.acquire_lock(DAILY_PURGE, &holder, now, now + chrono::Duration::days(1)).await? {
+            return Ok(());
+        }
+        match self.purge(Some(now), PurgeMode::Remove).await {
+            Ok(report) => {
+                let removed: u64 = report.removed.iter().map(|(_, rows)| rows).sum();
+                if removed > 0 {
+                    tracing::info!(report = report.lines().join("; "), "purged what retention no longer keeps");
+                }
+                Ok(())
+            }
+            Err(error) => {
+                self.store.release_lock(DAILY_PURGE, &holder).await?;
+                Err(error)
+            }
+        }
     }
 
     /// The regulator's report of `month` (docs/contract.md §11); disputes are overdue as of

@@ -41,6 +41,7 @@ pub struct Config {
     pub replies: RepliesConfig,
     pub disputes: DisputesConfig,
     pub alerts: AlertsConfig,
+    pub retention: RetentionConfig,
     pub tls: TlsConfig,
     pub api: ApiConfig,
 }
@@ -113,6 +114,24 @@ impl Default for AlertsConfig {
             spend_fen: vec![10000, 50000],
             max_age: "24h".into(),
         }
+    }
+}
+
+/// How long records are kept (docs/contract.md §11), counted from the end of their month.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionConfig {
+    /// Notifications, their status history, replies and usage alerts.
+    pub deliveries: String,
+    /// Usage records.
+    pub usage: String,
+    /// The API audit log and the consent changes.
+    pub audit: String,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        RetentionConfig { deliveries: "183d".into(), usage: "183d".into(), audit: "3y".into() }
     }
 }
 
@@ -323,6 +342,7 @@ pub struct Settings {
     pub dispute_sla: chrono::Duration,
     pub alert_thresholds: crate::domain::alerts::Thresholds,
     pub alert_max_age: chrono::Duration,
+    pub retention: crate::domain::retention::Retention,
     pub quiet_hours: QuietHours,
     pub spike: SpikeRule,
     pub allowlist: Allowlist,
@@ -386,6 +406,20 @@ impl Config {
         if alert_max_age <= chrono::Duration::zero() {
             return Err(invalid("alerts.max_age", "must be longer than 0".into()));
         }
+        let mut keep = [chrono::Duration::zero(); 3];
+        let r = &self.retention;
+        for (slot, (key, value)) in keep.iter_mut().zip([
+            ("retention.deliveries", &r.deliveries),
+            ("retention.usage", &r.usage),
+            ("retention.audit", &r.audit),
+        ]) {
+            *slot = parse_duration(key, value)?;
+            if *slot < chrono::Duration::days(1) {
+                return Err(invalid(key, format!("{value:?} is shorter than a day")));
+            }
+        }
+        let [deliveries, usage, audit] = keep;
+        let retention = crate::domain::retention::Retention { deliveries, usage, audit };
         let a = &self.alerts;
         for (key, list) in [("alerts.data", &a.data), ("alerts.voice", &a.voice), ("alerts.sms", &a.sms)] {
             if let Some(bad) = list.iter().find(|t| !(1..=10_000).contains(*t)) {
@@ -530,6 +564,7 @@ impl Config {
             dispute_sla,
             alert_thresholds,
             alert_max_age,
+            retention,
             quiet_hours: QuietHours::new(quiet_start, quiet_end, timezone),
             // The ratio is a setting, not an amount: it becomes integer hundredths here.
             spike: SpikeRule {

@@ -11,6 +11,7 @@ use crate::domain::msisdn::Msisdn;
 use crate::queue::{Queue, QueueError};
 use crate::render::RenderedSms;
 use crate::store::notifications::{insert_notification, mark_queued, mark_requeued, NotificationToWrite};
+use crate::store::partitions::Partitioned;
 use crate::store::{Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -67,6 +68,9 @@ impl Dispatcher<'_> {
     /// of the caller's.
     pub async fn dispatch(&self, new: NewNotification<'_>) -> Result<(), DispatchError> {
         let now = self.clock.now();
+        if let Ok(month) = new.month.parse() {
+            self.store.ensure_partitions(&Partitioned::DELIVERIES, [month]).await?;
+        }
         let mut tx = self.store.begin().await?;
         insert_notification(&mut tx, new.subscriber_id, new.month, new.to, new.notification, now).await?;
         tx.commit().await.map_err(StoreError::from)?;

@@ -23,6 +23,7 @@ pub mod queue;
 pub mod render;
 pub mod replies;
 pub mod report;
+pub mod retention;
 pub mod schedule;
 pub mod server;
 pub mod store;

@@ -13,6 +13,7 @@ use billpush::domain::money::Fen;
 use billpush::domain::records::SubscriberUsage;
 use billpush::import::ImportKind;
 use billpush::store::bulk::Copied;
+use billpush::store::partitions::Partitioned;
 use common::{spawn_app, Backend};
 use sqlx::{Connection, Row};
 
@@ -136,21 +137,25 @@ async fn records_repeated_across_batches_are_stored_once_on_sqlite() {
 async fn a_copy_failed_by_a_deadlock_is_refused_not_an_error() {
     let app = spawn_app(Backend::Postgres).await;
     app.import_population(SUBSCRIBERS).await;
+    let october = common::at("2026-10-02T10:00:00+08:00");
+    app.app.store.ensure_partitions(&[Partitioned::Usage], ["2026-10".parse().unwrap()]).await.unwrap();
+    // Both writers' records in the same month: a record id is unique within its month.
     let insert = |record_id: &str| {
         format!(
             "INSERT INTO usage_records (record_id, subscriber_id, occurred_at, category, quantity, amount_fen,
-                 service_code, description) VALUES ('{record_id}', 'P000001', 0, 'voice', 1, 1, '', '')"
+                 service_code, description) VALUES ('{record_id}', 'P000001', {}, 'voice', 1, 1, '', '')",
+            october.timestamp_micros()
         )
     };
     let mut other = sqlx::PgConnection::connect(&app.config.database.url).await.unwrap();
     sqlx::query("BEGIN").execute(&mut other).await.unwrap();
     sqlx::query(&insert("UX")).execute(&mut other).await.unwrap();
 
-    let row = |record_id: &str| SubscriberUsage {
+    let row = move |record_id: &str| SubscriberUsage {
         subscriber_id: "P000001".into(),
         record: UsageRecord {
             record_id: record_id.into(),
-            occurred_at: common::at("2026-10-02T10:00:00+08:00"),
+            occurred_at: october,
             category: Category::Voice,
             quantity: 1,
             amount: Fen::new(1),

@@ -12,6 +12,7 @@ use billpush::config::Config;
 use billpush::domain::delivery::Idempotency;
 use billpush::export::{ExportFormat, ExportKind};
 use billpush::render::Renderer;
+use billpush::store::partitions::Partitioned;
 use common::{at, month, spawn_app, spawn_app_with, Backend, Options};
 
 async fn a_partial_run_bills_only_due_subscribers_and_the_rerun_sends_nothing_twice(backend: Backend) {
@@ -163,9 +164,10 @@ async fn a_build_that_fails_between_its_passes_sends_every_bill_once_on_the_next
 /// `queued` (the scheduler marks after the broker's confirm). Each history must still read
 /// `queued` then `sending`, once each, whether the claim found the row `pending` or `queued`.
 async fn a_claim_that_overtakes_the_scheduler_keeps_every_step_once(backend: Backend) {
-    use billpush::store::notifications::{claim_for_sending, mark_queued};
+    use billpush::store::notifications::{claim_for_sending, mark_queued, ClaimTerms};
     use sqlx::Connection;
     let app = spawn_app(backend).await;
+    app.app.store.ensure_partitions(&Partitioned::DELIVERIES, ["2026-10".parse().unwrap()]).await.unwrap();
     let built = at("2027-01-02T09:00:00+08:00").timestamp_micros();
     let mut conn = sqlx::AnyConnection::connect(&app.config.database.url).await.unwrap();
     for (id, status) in [("n-pending", "pending"), ("n-queued", "queued")] {
@@ -182,7 +184,7 @@ async fn a_claim_that_overtakes_the_scheduler_keeps_every_step_once(backend: Bac
         .await
         .unwrap();
     }
-    sqlx::query("INSERT INTO notification_events (notification_id, status, at) VALUES ('n-queued', 'queued', $1)")
+    sqlx::query("INSERT INTO notification_events (notification_id, month, status, at) VALUES ('n-queued', '2026-10', 'queued', $1)")
         .bind(built)
         .execute(&mut conn)
         .await
@@ -193,9 +195,19 @@ async fn a_claim_that_overtakes_the_scheduler_keeps_every_step_once(backend: Bac
     let now = at("2027-01-02T10:00:00+08:00");
     let lease = now + chrono::Duration::minutes(5);
     let mut tx = app.app.store.begin().await.unwrap();
-    let claim = claim_for_sending(&mut tx, &ids, now, lease, Idempotency::Honoured, now - chrono::Duration::days(1))
-        .await
-        .unwrap();
+    let claim = claim_for_sending(
+        &mut tx,
+        &ids,
+        &ClaimTerms {
+            now,
+            lease_until: lease,
+            idempotency: Idempotency::Honoured,
+            alerts_since: now - chrono::Duration::days(1),
+            sender: "10001",
+        },
+    )
+    .await
+    .unwrap();
     // The scheduler's own marking comes too late to change anything.
     mark_queued(&mut tx, &ids, now + chrono::Duration::seconds(1)).await.unwrap();
     tx.commit().await.unwrap();
@@ -204,9 +216,19 @@ async fn a_claim_that_overtakes_the_scheduler_keeps_every_step_once(backend: Bac
 
     // A redelivery within the lease claims nothing and records nothing.
     let mut tx = app.app.store.begin().await.unwrap();
-    let again = claim_for_sending(&mut tx, &ids, now + chrono::Duration::seconds(2), lease, Idempotency::Honoured, now)
-        .await
-        .unwrap();
+    let again = claim_for_sending(
+        &mut tx,
+        &ids,
+        &ClaimTerms {
+            now: now + chrono::Duration::seconds(2),
+            lease_until: lease,
+            idempotency: Idempotency::Honoured,
+            alerts_since: now,
+            sender: "10001",
+        },
+    )
+    .await
+    .unwrap();
     tx.commit().await.unwrap();
     assert!(again.claimed.is_empty());
     assert_eq!(again.busy.len(), 2);
@@ -236,7 +258,7 @@ async fn a_claim_that_overtakes_the_scheduler_keeps_every_step_once_on_postgres(
 /// within a transaction sorts them out. Never some: the worker could not tell which.
 #[tokio::test]
 async fn a_claim_at_once_takes_every_notification_or_none() {
-    use billpush::store::notifications::claim_all_at_once;
+    use billpush::store::notifications::{claim_all_at_once, ClaimTerms};
     use sqlx::Connection;
     let app = spawn_app(Backend::Sqlite).await;
     let now = at("2027-01-02T10:00:00+08:00");
@@ -267,13 +289,15 @@ async fn a_claim_at_once_takes_every_notification_or_none() {
         .unwrap();
         let steps = if status == "sending" { &["queued", "sending"][..] } else { &["queued"][..] };
         for step in steps {
-            sqlx::query("INSERT INTO notification_events (notification_id, status, at) VALUES ($1, $2, $3)")
-                .bind(id)
-                .bind(*step)
-                .bind(micros(created))
-                .execute(&mut conn)
-                .await
-                .unwrap();
+            sqlx::query(
+                "INSERT INTO notification_events (notification_id, month, status, at) VALUES ($1, '2026-10', $2, $3)",
+            )
+            .bind(id)
+            .bind(*step)
+            .bind(micros(created))
+            .execute(&mut conn)
+            .await
+            .unwrap();
         }
     }
     let ids = |names: &[&str]| names.iter().map(|name| name.to_string()).collect::<Vec<_>>();
@@ -286,30 +310,52 @@ async fn a_claim_at_once_takes_every_notification_or_none() {
 
     // One of three is being sent under a live lease: none moves.
     let some_leased = ids(&["n-queued-1", "n-queued-2", "n-leased"]);
-    assert!(claim_all_at_once(store, &some_leased, now, lease, Idempotency::Honoured, now - chrono::Duration::days(1))
-        .await
-        .unwrap()
-        .is_none());
+    assert!(claim_all_at_once(
+        store,
+        &some_leased,
+        &ClaimTerms {
+            now,
+            lease_until: lease,
+            idempotency: Idempotency::Honoured,
+            alerts_since: now - chrono::Duration::days(1),
+            sender: "10001"
+        }
+    )
+    .await
+    .unwrap()
+    .is_none());
     // Without a gateway's idempotency a stale lease is not resent but made `unknown`: none moves.
     let with_stale = ids(&["n-stale", "n-queued-1"]);
     assert!(claim_all_at_once(
         store,
         &with_stale,
-        now,
-        lease,
-        Idempotency::NotHonoured,
-        now - chrono::Duration::days(1)
+        &ClaimTerms {
+            now,
+            lease_until: lease,
+            idempotency: Idempotency::NotHonoured,
+            alerts_since: now - chrono::Duration::days(1),
+            sender: "10001"
+        }
     )
     .await
     .unwrap()
     .is_none());
     assert_eq!(states(&mut conn).await.unwrap(), before);
 
-    let claimed =
-        claim_all_at_once(store, &with_stale, now, lease, Idempotency::Honoured, now - chrono::Duration::days(1))
-            .await
-            .unwrap()
-            .unwrap();
+    let claimed = claim_all_at_once(
+        store,
+        &with_stale,
+        &ClaimTerms {
+            now,
+            lease_until: lease,
+            idempotency: Idempotency::Honoured,
+            alerts_since: now - chrono::Duration::days(1),
+            sender: "10001",
+        },
+    )
+    .await
+    .unwrap()
+    .unwrap();
     let claimed: Vec<_> = claimed.iter().map(|row| (row.id.as_str(), row.text.as_str(), row.attempts)).collect();
     assert_eq!(claimed, [("n-queued-1", "text of n-queued-1", 1), ("n-stale", "text of n-stale", 3)]);
     let after: Vec<(String, String, i64, Option<i64>)> = sqlx::query_as(
@@ -426,8 +472,9 @@ fn a_template_naming_a_missing_field_stops_the_start() {
 /// tells pending notifications from queued ones, would make each rewrite them all.
 #[tokio::test]
 async fn a_publish_a_claim_and_a_release_for_retry_update_the_row_in_place_on_postgres() {
-    use billpush::store::notifications::{claim_for_sending, mark_queued, release_for_retry};
+    use billpush::store::notifications::{claim_for_sending, mark_queued, release_for_retry, ClaimTerms};
     let app = spawn_app(Backend::Postgres).await;
+    app.app.store.ensure_partitions(&Partitioned::DELIVERIES, ["2026-10".parse().unwrap()]).await.unwrap();
     let store = &app.app.store;
     let built = at("2027-01-02T09:00:00+08:00");
     let mut tx = store.begin().await.unwrap();
@@ -441,14 +488,15 @@ async fn a_publish_a_claim_and_a_release_for_retry_update_the_row_in_place_on_po
     .execute(&mut *tx)
     .await
     .unwrap();
-    sqlx::query("INSERT INTO notification_events (notification_id, status, at) SELECT id, status, updated_at FROM notifications")
+    sqlx::query("INSERT INTO notification_events (notification_id, month, status, at) SELECT id, month, status, updated_at FROM notifications")
         .execute(&mut *tx)
         .await
         .unwrap();
     tx.commit().await.unwrap();
     // This transaction's own counts, not yet sent to the statistics collector.
-    let updates = "SELECT CAST(n_tup_upd AS BIGINT), CAST(n_tup_hot_upd AS BIGINT) FROM pg_stat_xact_user_tables
-                   WHERE relname = 'notifications'";
+    let updates =
+        "SELECT CAST(SUM(n_tup_upd) AS BIGINT), CAST(SUM(n_tup_hot_upd) AS BIGINT) FROM pg_stat_xact_user_tables
+                   WHERE relname LIKE 'notifications_p%'";
 
     let ids = ["n-1", "n-2", "n-3"].map(String::from);
     let now = built + chrono::Duration::hours(1);
@@ -458,10 +506,13 @@ async fn a_publish_a_claim_and_a_release_for_retry_update_the_row_in_place_on_po
     let claim = claim_for_sending(
         &mut tx,
         &ids,
-        now,
-        now + chrono::Duration::minutes(5),
-        Idempotency::Honoured,
-        now - chrono::Duration::days(1),
+        &ClaimTerms {
+            now,
+            lease_until: now + chrono::Duration::minutes(5),
+            idempotency: Idempotency::Honoured,
+            alerts_since: now - chrono::Duration::days(1),
+            sender: "10001",
+        },
     )
     .await
     .unwrap();

@@ -24,6 +24,7 @@ use crate::render::{Allowances, BillFacts, RenderedSms, Renderer};
 use crate::store::bills::{self as db, BillInputs, BillToWrite, Due, UnnotifiedBill};
 use crate::store::bulk::Copier;
 use crate::store::notifications::{write_notifications, BillNotification, NotificationToWrite};
+use crate::store::partitions::Partitioned;
 use crate::store::{Store, StoreResult, Tx};
 
 /// Subscribers read and written per transaction.
@@ -161,6 +162,7 @@ impl BillBuilder<'_> {
         };
         let run_id = uuid::Uuid::now_v7().to_string();
         let dry_run = mode == BuildMode::DryRun;
+        self.store.ensure_partitions(&Partitioned::DELIVERIES, [month]).await?;
         let mut pages = PageWriter::new(self.store, dry_run).await?;
         db::start_billing_run(pages.tx().await?, &run_id, month, as_of, self.clock.now()).await?;
         pages.commit_page().await?;

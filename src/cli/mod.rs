@@ -25,6 +25,7 @@ use crate::export::{ExportFormat, ExportKind};
 use crate::gateway::mock::{Faults, MockGateway};
 use crate::import::{ImportKind, ImportMode};
 use crate::report::ReportFormat;
+use crate::store::retention::PurgeMode;
 
 #[derive(Debug, Parser)]
 #[command(name = "billpush", version, about = "Pushes every subscriber's monthly itemized bill by SMS")]
@@ -118,6 +119,13 @@ pub enum Command {
     Alerts {
         #[arg(long, value_parser = parse_instant)]
         as_of: Option<DateTime<Utc>>,
+    },
+    /// Remove what retention no longer keeps, as of now or --as-of; --dry-run only counts it.
+    Purge {
+        #[arg(long, value_parser = parse_instant)]
+        as_of: Option<DateTime<Utc>>,
+        #[arg(long)]
+        dry_run: bool,
     },
     /// The regulator's monthly report, in total and per region.
     Report {
@@ -430,6 +438,12 @@ pub async fn execute(cli: Cli) -> anyhow::Result<()> {
                 pushed.failed,
                 pushed.unknown
             );
+        }
+        Command::Purge { as_of, dry_run } => {
+            let mode = if dry_run { PurgeMode::DryRun } else { PurgeMode::Remove };
+            for line in app.purge(as_of, mode).await?.lines() {
+                println!("{line}");
+            }
         }
         Command::Report { month, format, as_of } => {
             let report = app.report(month, as_of).await?;

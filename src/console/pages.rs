@@ -269,6 +269,7 @@ struct DeliveryView {
     segments: i64,
     encoding: String,
     gateway_id: String,
+    sender: String,
     subscriber_id: String,
     history: Vec<(String, String)>,
 }
@@ -355,6 +356,7 @@ pub async fn deliveries(
             segments: d.segments,
             encoding: d.encoding.clone(),
             gateway_id: d.gateway_message_id.clone().unwrap_or_default(),
+            sender: d.sender.clone().unwrap_or_default(),
             subscriber_id: d.subscriber_id.clone(),
             history: history
                 .get(&d.id)

@@ -13,6 +13,7 @@ pub mod period;
 pub mod quiet_hours;
 pub mod records;
 pub mod reply;
+pub mod retention;
 pub mod shard;
 pub mod sms;
 pub mod spam;

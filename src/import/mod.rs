@@ -18,6 +18,7 @@ use crate::domain::records::{Plan, SpamReport, Subscriber, SubscriberOrder, Subs
 use crate::progress::{Reporter, Unit};
 use crate::store::bulk::{Copied, Copier};
 use crate::store::json_rows::JsonRows;
+use crate::store::partitions::{months_of, Partitioned};
 use crate::store::records::{self as db, ImportRunRecord, Reference};
 use crate::store::{ImportCounts, Store, StoreError, Tx};
 use rows::{Columns, Fields, RowError};
@@ -263,6 +264,7 @@ type CopyDone = (Copier, Vec<SubscriberUsage>, Result<Copied, StoreError>);
 
 /// Where a file's rows and rejects go.
 struct Writer<'a> {
+    store: &'a Store,
     file_name: &'a str,
     rows: JsonRows,
     kind: ImportKind,
@@ -366,6 +368,10 @@ impl Writer<'_> {
                     self.settle_oldest(tx).await?;
                 }
                 let timezone = self.timezone;
+                if self.store.partitioned() {
+                    let months = months_of(rows.iter().map(|r| r.record.occurred_at), timezone);
+                    self.store.ensure_partitions(&[Partitioned::Usage], months).await?;
+                }
                 if let Some(mut copier) = self.copiers.pop() {
                     // Sent while the next batches are read and checked: the two cores work at once.
                     self.copying.push_back(tokio::spawn(async move {
@@ -493,6 +499,7 @@ pub async fn import_file(
     let progress = progress.step(format!("import {}", kind.as_str()), size, Unit::Bytes);
 
     let mut writer = Writer {
+        store,
         file_name: &file_name,
         rows: store.json_rows(),
         kind,

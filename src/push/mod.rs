@@ -191,14 +191,13 @@ impl Pusher {
         let lease_until = now + chrono::Duration::from_std(self.lease).expect("lease fits");
         let idempotency = self.gateway.idempotency();
         let alerts_since = now.checked_sub_signed(self.alert_max_age).unwrap_or(DateTime::<Utc>::MIN_UTC);
+        let terms = db::ClaimTerms { now, lease_until, idempotency, alerts_since, sender: &self.sender };
         let claim = retry_on_conflict(|| async {
-            if let Some(claimed) =
-                db::claim_all_at_once(&self.store, ids, now, lease_until, idempotency, alerts_since).await?
-            {
+            if let Some(claimed) = db::claim_all_at_once(&self.store, ids, &terms).await? {
                 return Ok(Claim { claimed, ..Claim::default() });
             }
             let mut tx = self.store.begin().await?;
-            let claim = db::claim_for_sending(&mut tx, ids, now, lease_until, idempotency, alerts_since).await?;
+            let claim = db::claim_for_sending(&mut tx, ids, &terms).await?;
             tx.commit().await?;
             Ok(claim)
         })

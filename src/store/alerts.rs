@@ -14,6 +14,7 @@ use crate::domain::alerts::{Metric, PlanAllowances, UsageSoFar};
 use crate::domain::category::{Category, Language};
 use crate::domain::delivery::DeliveryStatus;
 use crate::domain::period::{BillingDay, BillingMonth};
+use crate::store::partitions::Partitioned;
 
 /// A subscriber who gets usage alerts: active, `alert_sms`, with the plan's allowances.
 #[derive(Debug, Clone)]
@@ -249,6 +250,7 @@ impl Store {
         if alerts.is_empty() {
             return Ok(());
         }
+        self.ensure_partitions(&Partitioned::DELIVERIES, notifications.iter().map(|n| n.month)).await?;
         let mut tx = self.begin().await?;
         expire_unsent(&mut tx, overtaken, at).await?;
         let months: Vec<String> = alerts.iter().map(|a| a.month.to_string()).collect();

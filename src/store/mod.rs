@@ -23,18 +23,25 @@ mod invariants;
 pub mod json_rows;
 pub mod leases;
 pub mod notifications;
+pub mod partitions;
 mod read_models;
 pub mod records;
 pub mod replies;
 pub mod reports;
+pub mod retention;
 pub mod sessions;
 pub mod usage;
 
+use std::collections::HashSet;
 use std::str::FromStr;
+use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{Any, AnyPool, Executor, Transaction};
+
+use crate::domain::period::BillingMonth;
 
 pub use audit::AuditEntry;
 pub use read_models::{BillExport, DeliveryExport, DeliveryFilter, FlagExport, MonthStatus, RunSummary};
@@ -94,19 +101,24 @@ pub struct Store {
     backend: Backend,
     /// PostgreSQL only: native connections for what the portable driver cannot do (`COPY`).
     native: Option<sqlx::PgPool>,
+    /// The operator's timezone, where the months of time-keyed records are cut.
+    tz: Tz,
+    /// The monthly partitions this process made or found (`partitions`).
+    partitions: Arc<Mutex<HashSet<(partitions::Partitioned, BillingMonth)>>>,
 }
 
 impl Store {
-    /// Connects and brings the schema up to date; `max_connections` bounds the PostgreSQL pool.
-    pub async fn connect(url: &str, max_connections: u32) -> StoreResult<Store> {
-        let store = Store::open(url, max_connections).await?;
+    /// Connects and brings the schema up to date; `max_connections` bounds the PostgreSQL pool;
+    /// `tz` is the operator's timezone, where months of time-keyed records are cut.
+    pub async fn connect(url: &str, max_connections: u32, tz: Tz) -> StoreResult<Store> {
+        let store = Store::open(url, max_connections, tz).await?;
         store.migrate().await?;
         Ok(store)
     }
 
     /// Connects and leaves the schema as it is: for a health check, which must neither wait
     /// for nor start a migration.
-    pub async fn open(url: &str, max_connections: u32) -> StoreResult<Store> {
+    pub async fn open(url: &str, max_connections: u32, tz: Tz) -> StoreResult<Store> {
         sqlx::any::install_default_drivers();
         let backend = if url.starts_with("sqlite:") { Backend::Sqlite } else { Backend::Postgres };
         let pool = match backend {
@@ -138,13 +150,16 @@ impl Store {
             Backend::Sqlite => None,
             Backend::Postgres => Some(bulk::native_pool(url)?),
         };
-        Ok(Store { pool, backend, native })
+        Ok(Store { pool, backend, native, tz, partitions: Arc::default() })
     }
 
     async fn migrate(&self) -> StoreResult<()> {
         match self.backend {
             Backend::Sqlite => sqlx::migrate!("migrations/sqlite").run(&self.pool).await?,
-            Backend::Postgres => sqlx::migrate!("migrations/postgres").run(&self.pool).await?,
+            Backend::Postgres => {
+                sqlx::migrate!("migrations/postgres").run(&self.pool).await?;
+                self.partition_tables().await?;
+            }
         }
         Ok(())
     }
@@ -196,7 +211,7 @@ fn placeholders(first: usize, count: usize) -> String {
 pub(crate) async fn scratch_sqlite_store() -> (tempfile::TempDir, String, Store) {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("scratch.db").display());
-    let store = Store::connect(&url, 4).await.unwrap();
+    let store = Store::connect(&url, 4, chrono_tz::Asia::Shanghai).await.unwrap();
     (dir, url, store)
 }
 

@@ -38,9 +38,16 @@ pub struct Claim {
     pub unknown: Vec<String>,
 }
 
-async fn record_event(tx: &mut Tx, id: &str, status: DeliveryStatus, at: DateTime<Utc>) -> StoreResult<()> {
-    sqlx::query("INSERT INTO notification_events (notification_id, status, at) VALUES ($1, $2, $3)")
+async fn record_event(
+    tx: &mut Tx,
+    id: &str,
+    month: &str,
+    status: DeliveryStatus,
+    at: DateTime<Utc>,
+) -> StoreResult<()> {
+    sqlx::query("INSERT INTO notification_events (notification_id, month, status, at) VALUES ($1, $2, $3, $4)")
         .bind(id)
+        .bind(month)
         .bind(status.as_str())
         .bind(to_micros(at))
         .execute(&mut **tx)
@@ -48,7 +55,7 @@ async fn record_event(tx: &mut Tx, id: &str, status: DeliveryStatus, at: DateTim
     Ok(())
 }
 
-/// `update`, an `UPDATE notifications … RETURNING id, updated_at, …` into `status`, made to
+/// `update`, an `UPDATE notifications … RETURNING id, month, updated_at, …` into `status`, made to
 /// record that status for each row it moves as well, in the same statement: PostgreSQL by a
 /// data-modifying `WITH`, SQLite by its trigger on status updates. A round trip and a second
 /// lookup of every row saved.
@@ -58,7 +65,7 @@ fn recording_events(connection: &AnyConnection, update: String, status: Delivery
     }
     format!(
         "WITH moved AS ({update}), recorded AS (
-             INSERT INTO notification_events (notification_id, status, at) SELECT id, '{}', updated_at FROM moved)
+             INSERT INTO notification_events (notification_id, month, status, at) SELECT id, month, '{}', updated_at FROM moved)
          SELECT * FROM moved",
         status.as_str()
     )
@@ -101,7 +108,7 @@ enum Second<'a> {
 fn transition_sql(set: &str, condition: &str, status: DeliveryStatus, ids: &str) -> String {
     format!(
         "UPDATE notifications SET status = '{}', {set}, updated_at = $1 WHERE id IN ({ids}) AND {}
-         RETURNING id, updated_at",
+         RETURNING id, month, updated_at",
         status.as_str(),
         only_filtering(condition)
     )
@@ -149,18 +156,26 @@ const STALE_LEASE: &str = "status = 'sending' AND lease_until < $1";
 /// A usage alert raised before `$2`, too old to be sent.
 const STALE_ALERT: &str = "kind LIKE 'usage_alert:%' AND created_at < $2";
 
+/// What a worker claims notifications on.
+#[derive(Debug, Clone, Copy)]
+pub struct ClaimTerms<'a> {
+    pub now: DateTime<Utc>,
+    /// Until when the claim keeps other workers off.
+    pub lease_until: DateTime<Utc>,
+    pub idempotency: Idempotency,
+    /// Usage alerts raised before this are not sent (`alerts.max_age`).
+    pub alerts_since: DateTime<Utc>,
+    /// The sender port the worker sends from, kept with each notification it claims
+    /// (docs/contract.md §11).
+    pub sender: &'a str,
+}
+
 /// Claims the notifications among `ids` that nobody has sent, plus those whose sender's lease
 /// ran out when the gateway is idempotent (resending carries the same idempotency key). A
 /// redelivered or duplicated queue message finds its notifications claimed or done already and
 /// pushes nothing.
-pub async fn claim_for_sending(
-    tx: &mut Tx,
-    ids: &[String],
-    now: DateTime<Utc>,
-    lease_until: DateTime<Utc>,
-    idempotency: Idempotency,
-    alerts_since: DateTime<Utc>,
-) -> StoreResult<Claim> {
+pub async fn claim_for_sending(tx: &mut Tx, ids: &[String], terms: &ClaimTerms<'_>) -> StoreResult<Claim> {
+    let ClaimTerms { now, idempotency, alerts_since, .. } = *terms;
     // Times are bound, never spelled into the SQL: one text for every claim, prepared once per
     // connection, where a text per claim was parsed and planned each time and pushed the other
     // statements out of the connection's cache. `$1` is `now` in each statement below.
@@ -179,7 +194,7 @@ pub async fn claim_for_sending(
         )
         .await?
     };
-    let mut claimed = claim_rows(tx, ids, now, lease_until, stale, alerts_since).await?;
+    let mut claimed = claim_rows(tx, ids, terms, stale).await?;
     if claimed.len() < ids.len() {
         // Usage alerts raised before `alerts_since` are never sent late (docs/contract.md §12),
         // nor sent again after a worker stopped while sending them.
@@ -199,7 +214,7 @@ pub async fn claim_for_sending(
         // All of them are claimed again, not only those this step moved: the scheduler may have
         // marked the others in between. Those just claimed hold a live lease and stay out.
         mark_queued(tx, ids, now).await?;
-        claimed.extend(claim_rows(tx, ids, now, lease_until, stale, alerts_since).await?);
+        claimed.extend(claim_rows(tx, ids, terms, stale).await?);
     }
     claimed.sort_unstable_by(|a, b| a.id.cmp(&b.id));
     let mut claim = Claim { unknown, claimed, ..Claim::default() };
@@ -235,11 +250,9 @@ pub async fn claim_for_sending(
 pub async fn claim_all_at_once(
     store: &Store,
     ids: &[String],
-    now: DateTime<Utc>,
-    lease_until: DateTime<Utc>,
-    idempotency: Idempotency,
-    alerts_since: DateTime<Utc>,
+    terms: &ClaimTerms<'_>,
 ) -> StoreResult<Option<Vec<OutboundRow>>> {
+    let ClaimTerms { now, lease_until, idempotency, alerts_since, sender } = *terms;
     if store.backend != Backend::Sqlite || ids.is_empty() {
         return Ok(None);
     }
@@ -252,7 +265,8 @@ pub async fn claim_all_at_once(
         format!("status = 'queued' AND {fresh}")
     });
     let update = format!(
-        "UPDATE notifications SET status = '{sending}', attempts = attempts + 1, lease_until = $3, updated_at = $1
+        "UPDATE notifications SET status = '{sending}', attempts = attempts + 1, lease_until = $3, sender = $6,
+             updated_at = $1
          WHERE id IN ({ids}) AND {claimable}
            AND (SELECT COUNT(*) FROM notifications WHERE id IN ({ids}) AND {claimable}) = $4",
         sending = DeliveryStatus::Sending.as_str(),
@@ -264,6 +278,7 @@ pub async fn claim_all_at_once(
         .bind(to_micros(lease_until))
         .bind(ids.len() as i64)
         .bind(to_micros(alerts_since))
+        .bind(sender)
         .execute(&store.pool)
         .await?
         .rows_affected();
@@ -299,21 +314,15 @@ fn outbound_row(r: &AnyRow) -> StoreResult<OutboundRow> {
 
 /// Moves the queued notifications among `ids`, and those sent under a `stale` lease, to
 /// `sending` under a lease until `lease_until`; returns what they need to be sent.
-async fn claim_rows(
-    tx: &mut Tx,
-    ids: &[String],
-    now: DateTime<Utc>,
-    lease_until: DateTime<Utc>,
-    stale: &str,
-    alerts_since: DateTime<Utc>,
-) -> StoreResult<Vec<OutboundRow>> {
+async fn claim_rows(tx: &mut Tx, ids: &[String], terms: &ClaimTerms<'_>, stale: &str) -> StoreResult<Vec<OutboundRow>> {
+    let ClaimTerms { now, lease_until, alerts_since, sender, .. } = *terms;
     if ids.is_empty() {
         return Ok(Vec::new());
     }
     let claimable = format!("(status = 'queued' OR ({stale})) AND NOT (kind LIKE 'usage_alert:%' AND created_at < $4)");
     let update = format!(
-        "UPDATE notifications SET status = '{}', attempts = attempts + 1, lease_until = $3, updated_at = $1
-         WHERE id IN ({}) AND {} RETURNING id, updated_at, msisdn, text, encoding, segments, attempts",
+        "UPDATE notifications SET status = '{}', attempts = attempts + 1, lease_until = $3, sender = $5, updated_at = $1
+         WHERE id IN ({}) AND {} RETURNING id, month, updated_at, msisdn, text, encoding, segments, attempts",
         DeliveryStatus::Sending.as_str(),
         id_list(tx, 2),
         only_filtering(&claimable)
@@ -324,6 +333,7 @@ async fn claim_rows(
         .bind(json_ids(ids))
         .bind(to_micros(lease_until))
         .bind(to_micros(alerts_since))
+        .bind(sender)
         .fetch_all(&mut **tx)
         .await?
         .iter()
@@ -362,7 +372,7 @@ pub async fn mark_all_accepted(
         Backend::Sqlite => update,
         Backend::Postgres => recording_events(
             connection,
-            format!("{update} RETURNING notifications.id, notifications.updated_at"),
+            format!("{update} RETURNING notifications.id, notifications.month, notifications.updated_at"),
             DeliveryStatus::Accepted,
         ),
     };
@@ -642,7 +652,8 @@ const NOTIFICATIONS: Table = Table {
     ],
 };
 
-const NOTIFICATION_EVENTS: Table = Table { name: "notification_events", columns: &["notification_id", "status", "at"] };
+const NOTIFICATION_EVENTS: Table =
+    Table { name: "notification_events", columns: &["notification_id", "month", "status", "at"] };
 
 /// What a page of bill notifications writes, table by table; `months` holds each one's month
 /// as text.
@@ -675,9 +686,15 @@ pub(super) fn notification_rows<'a>(
         .collect();
     let event_rows = notifications
         .iter()
-        .map(|b| {
+        .zip(months)
+        .map(|(b, month)| {
             let n = &b.notification;
-            vec![Value::Text(&n.id), Value::Text(n.status.as_str()), Value::Int(to_micros(b.created_at))]
+            vec![
+                Value::Text(&n.id),
+                Value::Text(month),
+                Value::Text(n.status.as_str()),
+                Value::Int(to_micros(b.created_at)),
+            ]
         })
         .collect();
     [(NOTIFICATIONS, notification_rows), (NOTIFICATION_EVENTS, event_rows)]
@@ -720,7 +737,7 @@ pub async fn insert_notification(
     .bind(to_micros(at))
     .execute(&mut **tx)
     .await?;
-    record_event(tx, &n.id, n.status, at).await
+    record_event(tx, &n.id, month, n.status, at).await
 }
 
 #[cfg(test)]

@@ -53,6 +53,8 @@ pub struct DeliveryExport {
     pub segments: i64,
     pub encoding: String,
     pub gateway_message_id: Option<String>,
+    /// The sender port it went out from; `None` until a worker claimed it.
+    pub sender: Option<String>,
     pub text: String,
     pub updated_at: i64,
 }
@@ -105,7 +107,7 @@ impl Store {
         limit: i64,
     ) -> StoreResult<Vec<DeliveryExport>> {
         self.filtered_deliveries(
-            "id, subscriber_id, msisdn, month, kind, status, reason, attempts, segments, encoding, gateway_message_id, text, updated_at",
+            "id, subscriber_id, msisdn, month, kind, status, reason, attempts, segments, encoding, gateway_message_id, sender, text, updated_at",
             filter,
             after,
             Some(limit),
@@ -395,7 +397,7 @@ impl Store {
         limit: i64,
     ) -> StoreResult<Vec<DeliveryExport>> {
         let rows = sqlx::query(
-            "SELECT id, subscriber_id, msisdn, month, kind, status, reason, attempts, segments, encoding, gateway_message_id, text, updated_at
+            "SELECT id, subscriber_id, msisdn, month, kind, status, reason, attempts, segments, encoding, gateway_message_id, sender, text, updated_at
              FROM notifications WHERE month = $1 AND id > $2 ORDER BY id LIMIT $3",
         )
         .bind(month.to_string())
@@ -457,6 +459,7 @@ pub(crate) fn delivery_from_row(r: &sqlx::any::AnyRow) -> StoreResult<DeliveryEx
         segments: r.try_get("segments")?,
         encoding: r.try_get("encoding")?,
         gateway_message_id: r.try_get("gateway_message_id")?,
+        sender: r.try_get("sender")?,
         text: r.try_get("text")?,
         updated_at: r.try_get("updated_at")?,
     })

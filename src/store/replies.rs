@@ -4,6 +4,7 @@
 use chrono::{DateTime, Utc};
 use sqlx::Row;
 
+use super::partitions::{months_of, Partitioned};
 use super::{to_micros, Store, StoreResult, Tx};
 use crate::domain::category::Language;
 
@@ -178,6 +179,7 @@ impl Store {
 
     /// Keeps a subscriber's message with what was done about it.
     pub async fn record_reply(&self, reply: &ReplyRecord<'_>) -> StoreResult<()> {
+        self.ensure_partitions(&[Partitioned::Replies], months_of([reply.received_at], self.tz)).await?;
         sqlx::query(
             "INSERT INTO mo_messages (id, from_msisdn, to_port, text, received_at, subscriber_id, action) VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )

@@ -181,7 +181,8 @@ pub(super) async fn add_usage_totals(tx: &mut Tx, rows: &[&SubscriberUsage], tz:
 /// stored are added to the usage totals in the same transaction, months cut in `tz`.
 pub async fn write_usage(tx: &mut Tx, rows: &[SubscriberUsage], tz: Tz) -> StoreResult<u64> {
     let values: Vec<_> = rows.iter().map(usage_values).collect();
-    let conflict = "ON CONFLICT (record_id) DO NOTHING";
+    // No conflict target: on PostgreSQL the key is each partition's own (`partitions`).
+    let conflict = "ON CONFLICT DO NOTHING";
     let stored = match Backend::of(tx) {
         // The transaction holds SQLite's one write lock from its start, so no record can be
         // stored between reading which are known and the insert; the insert handing back
