@@ -156,6 +156,25 @@ async fn a_database_of_the_previous_release_moves_to_partitions_keeping_every_ro
             ("edge-sep".to_string(), "usage_records_p2026_09".to_string())
         ]
     );
+    // Each partition's primary key is the table's key alone, so that the planner knows an id
+    // is one row even before a partition just filled has statistics (a key of (id, month)
+    // had claims read whole partitions).
+    let keys: Vec<(String, String)> = sqlx::query_as(
+        "SELECT c.relname::text, pg_get_indexdef(i.indexrelid) FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid
+         JOIN pg_inherits h ON h.inhrelid = c.oid
+         WHERE i.indisprimary AND h.inhparent IN ('notifications'::regclass, 'mo_messages'::regclass, 'usage_records'::regclass)
+         ORDER BY 1",
+    )
+    .fetch_all(&mut connection)
+    .await
+    .unwrap();
+    // Usage partitions are made for each month a UTC day of the records touches: an empty one
+    // may be made at the edge.
+    assert!(keys.len() >= 3 + 3 + 4, "{keys:?}");
+    for (partition, key) in &keys {
+        let column = if partition.starts_with("usage_records") { "record_id" } else { "id" };
+        assert!(key.ends_with(&format!("USING btree ({column})")), "{partition}: {key}");
+    }
     // Keys hold as before: a known record is refused, the history's sequence goes on.
     let again = sqlx::query(
         "INSERT INTO usage_records SELECT * FROM usage_records WHERE record_id = 'edge-aug' ON CONFLICT DO NOTHING",
