@@ -179,6 +179,11 @@ impl BillBuilder<'_> {
             tx.rollback().await?;
         } else {
             tx.commit().await?;
+            if report.billed > 0 {
+                // The month's notifications as the build left them, for the scans of what is
+                // left to send (`partitions::analyze`).
+                self.store.analyze_partitions(&Partitioned::DELIVERIES, month).await?;
+            }
         }
         Ok(report)
     }
