@@ -142,8 +142,7 @@ fn delivery_item(d: &DeliveryExport, history: Option<&Vec<(String, DateTime<Utc>
 pub async fn deliveries(State(state): State<Arc<ApiState>>, RawQuery(query): RawQuery) -> Result<Response, ApiError> {
     let page = delivery_page(&parameters(query)?)?;
     let items = state.app.store.deliveries(&page.filter, &page.after, page.limit).await.map_err(store_error)?;
-    let ids: Vec<String> = items.iter().map(|d| d.id.clone()).collect();
-    let history = state.app.store.delivery_events(&ids).await.map_err(store_error)?;
+    let history = state.app.store.histories(&items).await.map_err(store_error)?;
     let next_cursor = (items.len() as i64 == page.limit).then(|| hex::encode(&items[items.len() - 1].id));
     let rows = items.len() as u64;
     let items = items.iter().map(|d| delivery_item(d, history.get(&d.id))).collect();

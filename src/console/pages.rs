@@ -332,8 +332,7 @@ pub async fn deliveries(
             Ok(found) => found,
             Err(error) => return unavailable(error),
         };
-        let ids: Vec<String> = found.iter().map(|d| d.id.clone()).collect();
-        match state.app.store.delivery_events(&ids).await {
+        match state.app.store.histories(&found).await {
             Ok(history) => (found, history),
             Err(error) => return unavailable(error),
         }

@@ -178,6 +178,29 @@ impl Store {
 
     /// Status history of each notification, oldest first.
     pub async fn delivery_events(&self, ids: &[String]) -> StoreResult<HashMap<String, Vec<(String, DateTime<Utc>)>>> {
+        self.events_of(ids, &[]).await
+    }
+
+    /// Status history of each of `deliveries`, oldest first, looked up in their months only:
+    /// on PostgreSQL the history is kept in monthly partitions, and a number's deliveries
+    /// over all months otherwise had every partition searched for every id.
+    pub async fn histories(
+        &self,
+        deliveries: &[DeliveryExport],
+    ) -> StoreResult<HashMap<String, Vec<(String, DateTime<Utc>)>>> {
+        let ids: Vec<String> = deliveries.iter().map(|d| d.id.clone()).collect();
+        let mut months: Vec<String> = deliveries.iter().map(|d| d.month.clone()).collect();
+        months.sort_unstable();
+        months.dedup();
+        self.events_of(&ids, &months).await
+    }
+
+    /// The history of `ids`, in `months` when given.
+    async fn events_of(
+        &self,
+        ids: &[String],
+        months: &[String],
+    ) -> StoreResult<HashMap<String, Vec<(String, DateTime<Utc>)>>> {
         let mut history: HashMap<String, Vec<(String, DateTime<Utc>)>> = HashMap::new();
         for chunk in ids.chunks(500) {
             // Changes can share a timestamp; insertion order breaks the tie.
@@ -185,12 +208,18 @@ impl Store {
                 Backend::Sqlite => "rowid",
                 Backend::Postgres => "seq",
             };
+            let in_months = if months.is_empty() {
+                String::new()
+            } else {
+                format!(" AND month IN ({})", placeholders(chunk.len() + 1, months.len()))
+            };
             let sql = format!(
-                "SELECT notification_id, status, at FROM notification_events WHERE notification_id IN ({}) ORDER BY at, {insertion}",
+                "SELECT notification_id, status, at FROM notification_events WHERE notification_id IN ({}){in_months}
+                 ORDER BY at, {insertion}",
                 placeholders(1, chunk.len())
             );
             let mut query = sqlx::query(&sql);
-            for id in chunk {
+            for id in chunk.iter().chain(months) {
                 query = query.bind(id);
             }
             for row in query.fetch_all(&self.pool).await? {
