@@ -232,17 +232,32 @@ pub async fn export(
             }
         }
         ExportKind::Deliveries => {
-            let mut after = String::new();
-            loop {
-                let page = store.deliveries_page(month, &after, PAGE).await?;
-                let Some(last) = page.last() else { break };
-                after = last.id.clone();
+            // The next page is read while this one is written: the database and the writing
+            // each keep a core busy, where in turns each waited for the other.
+            let (pages, mut next) = tokio::sync::mpsc::channel(2);
+            let reader = {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    let mut after = String::new();
+                    loop {
+                        let page = store.deliveries_page(month, &after, PAGE).await?;
+                        let Some(last) = page.last() else { return crate::store::StoreResult::Ok(()) };
+                        after = last.id.clone();
+                        if pages.send(page).await.is_err() {
+                            // The writer stopped (its error is the export's).
+                            return Ok(());
+                        }
+                    }
+                })
+            };
+            while let Some(page) = next.recv().await {
                 for delivery in &page {
                     let row = json_of(&DeliveryRecord::from(delivery));
                     writer.write(&row, &columns_of(&row, &DELIVERY_COLUMNS))?;
                 }
                 rows += page.len() as u64;
             }
+            reader.await??;
         }
         ExportKind::Flags => {
             let mut after = (String::new(), String::new());
