@@ -422,6 +422,14 @@ async fn two_scheduler_daemons_queue_every_due_notification_exactly_once() {
     ids.sort();
     ids.dedup();
     assert_eq!((total, ids.len()), (600, 600), "each due notification of the two open months queued once");
+    // Each round makes this month's and next month's partitions ahead of need, and one of the
+    // daemons purged for the day, holding the lease that keeps the other from it.
+    let current = open[1].next();
+    for table in billpush::store::partitions::Partitioned::ALL {
+        let months = app.app.store.partition_months(table).await.unwrap();
+        assert!(months.contains(&current) && months.contains(&current.next()), "{table:?}: {months:?}");
+    }
+    assert!(app.app.store.lock_holder("retention daily").await.unwrap().is_some());
     app.cleanup().await;
 }
 
