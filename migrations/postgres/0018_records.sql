@@ -2,8 +2,8 @@
 -- claims it for sending.
 ALTER TABLE notifications ADD COLUMN sender TEXT COLLATE "C";
 -- Each status change carries its notification's month, so that the history can live in the
--- month's partition beside the notification (the store fills it while moving the table over
--- to monthly partitions, in the same pass that copies every row).
+-- month's partition beside the notification (the store fills it, by a join with the
+-- notifications, just before it moves the tables over to monthly partitions).
 ALTER TABLE notification_events ADD COLUMN month TEXT COLLATE "C";
 -- Retention removes audit entries and consent changes by their own time.
 CREATE INDEX audit_log_by_time ON audit_log (at);

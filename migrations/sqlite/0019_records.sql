@@ -4,7 +4,9 @@ ALTER TABLE notifications ADD COLUMN sender TEXT;
 -- Each status change carries its notification's month, as on PostgreSQL, where the history
 -- lives in the month's partition; retention removes a month's history by it.
 ALTER TABLE notification_events ADD COLUMN month TEXT NOT NULL DEFAULT '';
-UPDATE notification_events SET month = COALESCE((SELECT n.month FROM notifications n WHERE n.id = notification_id), '');
+-- History whose notification is gone takes the month it happened in (UTC), as on PostgreSQL.
+UPDATE notification_events SET month = COALESCE((SELECT n.month FROM notifications n WHERE n.id = notification_id),
+                                                strftime('%Y-%m', at / 1000000, 'unixepoch'));
 DROP TRIGGER notification_status_events;
 CREATE TRIGGER notification_status_events AFTER UPDATE OF status ON notifications
 BEGIN

@@ -32,7 +32,7 @@ pub mod retention;
 pub mod sessions;
 pub mod usage;
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 
@@ -103,8 +103,8 @@ pub struct Store {
     native: Option<sqlx::PgPool>,
     /// The operator's timezone, where the months of time-keyed records are cut.
     tz: Tz,
-    /// The monthly partitions this process made or found (`partitions`).
-    partitions: Arc<Mutex<HashSet<(partitions::Partitioned, BillingMonth)>>>,
+    /// The monthly partitions this process made or found, and when (`partitions`).
+    partitions: Arc<Mutex<HashMap<(partitions::Partitioned, BillingMonth), std::time::Instant>>>,
 }
 
 impl Store {

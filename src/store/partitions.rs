@@ -33,6 +33,11 @@ pub enum Partitioned {
     Replies,
 }
 
+/// How long a partition found is taken to exist without looking again: another process's
+/// purge may have dropped it since (an old month, written to again only rarely, by a dispute
+/// or a late reply), and a write to it would then fail until the process looked again.
+const KNOWN_FOR: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Taken by whoever makes a partition, so that two processes do not make the same one.
 const MAKING_PARTITIONS: i64 = 0x6269_6c6c_7061_7274;
 
@@ -148,7 +153,7 @@ impl Store {
             months
                 .into_iter()
                 .flat_map(|month| tables.iter().map(move |table| (*table, month)))
-                .filter(|key| !known.contains(key))
+                .filter(|key| known.get(key).is_none_or(|seen| seen.elapsed() > KNOWN_FOR))
                 .collect()
         };
         if wanted.is_empty() {
@@ -160,7 +165,8 @@ impl Store {
             make_partition(&mut tx, *table, *month, self.tz, Making::Attached).await?;
         }
         tx.commit().await?;
-        self.partitions.lock().expect("partition cache").extend(wanted);
+        let now = std::time::Instant::now();
+        self.partitions.lock().expect("partition cache").extend(wanted.into_iter().map(|key| (key, now)));
         Ok(())
     }
 
@@ -211,7 +217,29 @@ impl Store {
         }
         let mut tx = self.pool.begin().await?;
         sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(MAKING_PARTITIONS).execute(&mut *tx).await?;
-        // Notifications first: the history takes the month of its notification.
+        let plain = |table: Partitioned| {
+            sqlx::query_scalar::<_, bool>("SELECT relkind = 'r' FROM pg_class WHERE oid = $1::regclass")
+                .bind(table.table())
+        };
+        if plain(Partitioned::Events).fetch_one(&mut *tx).await?
+            && plain(Partitioned::Notifications).fetch_one(&mut *tx).await?
+        {
+            // The history takes the month of its notification, found by the plain table's key
+            // in one join; a notification no longer there (none is ever deleted but by
+            // retention, which takes both) leaves its history the month it happened in.
+            sqlx::query(
+                "UPDATE notification_events e SET month = n.month FROM notifications n
+                 WHERE n.id = e.notification_id AND e.month IS NULL",
+            )
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "UPDATE notification_events SET month = to_char(to_timestamp(at / 1000000.0) AT TIME ZONE 'UTC', 'YYYY-MM')
+                 WHERE month IS NULL",
+            )
+            .execute(&mut *tx)
+            .await?;
+        }
         for table in Partitioned::ALL {
             let kind: String = sqlx::query_scalar("SELECT relkind::text FROM pg_class WHERE oid = $1::regclass")
                 .bind(table.table())
@@ -311,18 +339,6 @@ async fn move_to_partitions(tx: &mut Tx, table: Partitioned, tz: Tz) -> StoreRes
         }
         owned
     };
-    if table == Partitioned::Events {
-        // The history of a notification no longer there (none is ever deleted but by
-        // retention, which takes both) goes to the month it happened in.
-        sqlx::query(
-            "UPDATE notification_events e SET month = COALESCE(
-                 (SELECT n.month FROM notifications n WHERE n.id = e.notification_id),
-                 to_char(to_timestamp(e.at / 1000000.0) AT TIME ZONE 'UTC', 'YYYY-MM'))
-             WHERE e.month IS NULL",
-        )
-        .execute(&mut **tx)
-        .await?;
-    }
     let months = stored_months(tx, table, tz).await?;
     for statement in [
         format!("ALTER TABLE {name} RENAME TO {old}"),
@@ -354,6 +370,8 @@ async fn move_to_partitions(tx: &mut Tx, table: Partitioned, tz: Tz) -> StoreRes
     for index in indexes {
         sqlx::query(&index).execute(&mut **tx).await?;
     }
+    // Partitions just filled, planned on guesses until autovacuum comes by (if it does).
+    sqlx::query(&format!("ANALYZE {name}")).execute(&mut **tx).await?;
     Ok(())
 }
 
