@@ -56,16 +56,21 @@ record notifications "$(psql -h 127.0.0.1 -U postgres -d "$db" -tAc "SELECT COUN
 record bills "$(psql -h 127.0.0.1 -U postgres -d "$db" -tAc "SELECT COUNT(*) FROM bills")"
 # Raw write: what each pass wrote (bills and flags; notifications and their first statuses), by
 # COPY into empty tables of the same shape, keys and indexes (`LIKE … INCLUDING ALL`; foreign
-# keys are not copied, which only makes the baseline faster). A table copied whole leaves out
-# its generated columns, which the copy computes again as the build did.
+# keys are not copied, which only makes the baseline faster; a partitioned table's keys are its
+# partitions'). Generated columns are left out, and the copy computes them again as the build
+# did.
 raw_write() { # STAGE TABLE…
   local stage=$1; shift
+  local columns=()
   for t in "$@"; do
-    source=$t; [ $t = notification_events ] && source="(SELECT * FROM $t WHERE status <> 'queued')"
+    columns+=("$(psql -h 127.0.0.1 -U postgres -d "$db" -tAc "SELECT string_agg(column_name, ', ' ORDER BY ordinal_position)
+      FROM information_schema.columns WHERE table_name = '$t' AND is_generated = 'NEVER'")")
+    where=""; [ $t = notification_events ] && where="WHERE status <> 'queued'"
     psql -h 127.0.0.1 -U postgres -d "$db" -qc "CREATE TABLE raw_$t (LIKE $t INCLUDING ALL)" \
-      -c "\\copy $source TO '$work/raw_$t.copy'"
+      -c "\\copy (SELECT ${columns[-1]} FROM $t $where) TO '$work/raw_$t.copy'"
   done
-  local copies=(); for t in "$@"; do copies+=("\\copy raw_$t FROM '$work/raw_$t.copy'"); done
+  local copies=() i=0
+  for t in "$@"; do copies+=("\\copy raw_$t (${columns[$i]}) FROM '$work/raw_$t.copy'"); i=$((i + 1)); done
   record "$stage.seconds" "$(psql_time "${copies[@]}")"
   for t in "$@"; do psql -h 127.0.0.1 -U postgres -d "$db" -qc "DROP TABLE raw_$t"; rm "$work/raw_$t.copy"; done
 }
