@@ -112,6 +112,17 @@ impl Partitioned {
         }
     }
 
+    /// The rows of `month`, as a condition on the table: what its partition of `month` holds.
+    pub(super) fn rows_of(self, month: BillingMonth, tz: Tz) -> String {
+        let key = self.key();
+        if self.by_time() {
+            let period = calendar_month(month, tz);
+            format!("{key} >= {} AND {key} < {}", period.start.timestamp_micros(), period.end.timestamp_micros())
+        } else {
+            format!("{key} = '{month}'")
+        }
+    }
+
     /// `notifications_p2026_08`.
     pub fn partition(self, month: BillingMonth) -> String {
         format!("{}_p{:04}_{:02}", self.table(), month.year(), month.month())
@@ -198,7 +209,7 @@ impl Store {
             return Ok(());
         }
         for table in tables {
-            sqlx::query(&format!("ANALYZE {}", table.partition(month))).execute(&self.pool).await?;
+            self.refresh_statistics(&table.partition(month)).await?;
         }
         Ok(())
     }
@@ -271,9 +282,7 @@ async fn make_partition(
     making: Making,
 ) -> StoreResult<()> {
     let name = table.partition(month);
-    let exists: bool =
-        sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL").bind(&name).fetch_one(&mut **tx).await?;
-    if exists {
+    if partition_exists(tx, &name).await? {
         return Ok(());
     }
     let (parent, bounds, storage) = (table.table(), table.bounds(month, tz), table.storage());
@@ -295,6 +304,11 @@ async fn make_partition(
         sqlx::query(&statement).execute(&mut **tx).await?;
     }
     Ok(())
+}
+
+/// Whether the partition `name` exists.
+pub(super) async fn partition_exists(connection: &mut sqlx::AnyConnection, name: &str) -> StoreResult<bool> {
+    Ok(sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL").bind(name).fetch_one(connection).await?)
 }
 
 /// Moves one plain table over to a partitioned one of the same name, columns, keys and

@@ -30,7 +30,7 @@ impl Store {
     /// where it is off), would be planned on default guesses and take twice as long. ANALYZE
     /// reads a sample, so it costs little even for tens of millions of records.
     /// SQLite keeps planning without statistics, which its queries are written for.
-    pub async fn refresh_statistics(&self, table: &'static str) -> StoreResult<()> {
+    pub async fn refresh_statistics(&self, table: &str) -> StoreResult<()> {
         if self.backend == super::Backend::Postgres {
             sqlx::query(&format!("ANALYZE {table}")).execute(&self.pool).await?;
         }

@@ -7,9 +7,9 @@ use std::collections::BTreeSet;
 
 use sqlx::Row;
 
-use super::partitions::Partitioned;
+use super::partitions::{partition_exists, Partitioned};
 use super::{to_micros, Backend, Store, StoreResult};
-use crate::domain::period::{calendar_month, BillingMonth};
+use crate::domain::period::BillingMonth;
 use crate::domain::retention::{InUse, PurgePlan};
 
 /// Rows deleted per transaction where rows are deleted one by one.
@@ -92,15 +92,10 @@ impl Store {
 
     fn targets(&self, plan: &PurgePlan) -> Vec<Target> {
         let mut targets = Vec::new();
-        let by_month = |table: Partitioned, month: BillingMonth| {
-            let condition = if matches!(table, Partitioned::Usage | Partitioned::Replies) {
-                let period = calendar_month(month, self.tz);
-                let key = if table == Partitioned::Usage { "occurred_at" } else { "received_at" };
-                format!("{key} >= {} AND {key} < {}", to_micros(period.start), to_micros(period.end))
-            } else {
-                format!("month = '{month}'")
-            };
-            Target { table: table.table(), partition: Some((table, month)), condition }
+        let by_month = |table: Partitioned, month: BillingMonth| Target {
+            table: table.table(),
+            partition: Some((table, month)),
+            condition: table.rows_of(month, self.tz),
         };
         for month in &plan.deliveries {
             targets.push(by_month(Partitioned::Notifications, *month));
@@ -122,9 +117,7 @@ impl Store {
     async fn drop_partition(&self, table: Partitioned, month: BillingMonth, mode: PurgeMode) -> StoreResult<u64> {
         let name = table.partition(month);
         let mut tx = self.pool.begin().await?;
-        let exists: bool =
-            sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL").bind(&name).fetch_one(&mut *tx).await?;
-        if !exists {
+        if !partition_exists(&mut tx, &name).await? {
             return Ok(0);
         }
         let rows: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {name}")).fetch_one(&mut *tx).await?;
