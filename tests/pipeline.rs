@@ -12,8 +12,19 @@ use billpush::config::Config;
 use billpush::domain::delivery::Idempotency;
 use billpush::export::{ExportFormat, ExportKind};
 use billpush::render::Renderer;
+use billpush::store::notifications::ClaimTerms;
 use billpush::store::partitions::Partitioned;
 use common::{at, month, spawn_app, spawn_app_with, Backend, Options};
+
+/// What a worker claims on at `now`, its lease running to `lease_until`, usage alerts raised
+/// within the last day still sent.
+fn terms(
+    now: chrono::DateTime<chrono::Utc>,
+    lease_until: chrono::DateTime<chrono::Utc>,
+    idempotency: Idempotency,
+) -> ClaimTerms<'static> {
+    ClaimTerms { now, lease_until, idempotency, alerts_since: now - chrono::Duration::days(1), sender: "10001" }
+}
 
 async fn a_partial_run_bills_only_due_subscribers_and_the_rerun_sends_nothing_twice(backend: Backend) {
     let app = spawn_app(backend).await;
@@ -164,7 +175,7 @@ async fn a_build_that_fails_between_its_passes_sends_every_bill_once_on_the_next
 /// `queued` (the scheduler marks after the broker's confirm). Each history must still read
 /// `queued` then `sending`, once each, whether the claim found the row `pending` or `queued`.
 async fn a_claim_that_overtakes_the_scheduler_keeps_every_step_once(backend: Backend) {
-    use billpush::store::notifications::{claim_for_sending, mark_queued, ClaimTerms};
+    use billpush::store::notifications::{claim_for_sending, mark_queued};
     use sqlx::Connection;
     let app = spawn_app(backend).await;
     app.app.store.ensure_partitions(&Partitioned::DELIVERIES, ["2026-10".parse().unwrap()]).await.unwrap();
@@ -195,19 +206,7 @@ async fn a_claim_that_overtakes_the_scheduler_keeps_every_step_once(backend: Bac
     let now = at("2027-01-02T10:00:00+08:00");
     let lease = now + chrono::Duration::minutes(5);
     let mut tx = app.app.store.begin().await.unwrap();
-    let claim = claim_for_sending(
-        &mut tx,
-        &ids,
-        &ClaimTerms {
-            now,
-            lease_until: lease,
-            idempotency: Idempotency::Honoured,
-            alerts_since: now - chrono::Duration::days(1),
-            sender: "10001",
-        },
-    )
-    .await
-    .unwrap();
+    let claim = claim_for_sending(&mut tx, &ids, &terms(now, lease, Idempotency::Honoured)).await.unwrap();
     // The scheduler's own marking comes too late to change anything.
     mark_queued(&mut tx, &ids, now + chrono::Duration::seconds(1)).await.unwrap();
     tx.commit().await.unwrap();
@@ -219,13 +218,7 @@ async fn a_claim_that_overtakes_the_scheduler_keeps_every_step_once(backend: Bac
     let again = claim_for_sending(
         &mut tx,
         &ids,
-        &ClaimTerms {
-            now: now + chrono::Duration::seconds(2),
-            lease_until: lease,
-            idempotency: Idempotency::Honoured,
-            alerts_since: now,
-            sender: "10001",
-        },
+        &ClaimTerms { alerts_since: now, ..terms(now + chrono::Duration::seconds(2), lease, Idempotency::Honoured) },
     )
     .await
     .unwrap();
@@ -258,7 +251,7 @@ async fn a_claim_that_overtakes_the_scheduler_keeps_every_step_once_on_postgres(
 /// within a transaction sorts them out. Never some: the worker could not tell which.
 #[tokio::test]
 async fn a_claim_at_once_takes_every_notification_or_none() {
-    use billpush::store::notifications::{claim_all_at_once, ClaimTerms};
+    use billpush::store::notifications::claim_all_at_once;
     use sqlx::Connection;
     let app = spawn_app(Backend::Sqlite).await;
     let now = at("2027-01-02T10:00:00+08:00");
@@ -310,52 +303,17 @@ async fn a_claim_at_once_takes_every_notification_or_none() {
 
     // One of three is being sent under a live lease: none moves.
     let some_leased = ids(&["n-queued-1", "n-queued-2", "n-leased"]);
-    assert!(claim_all_at_once(
-        store,
-        &some_leased,
-        &ClaimTerms {
-            now,
-            lease_until: lease,
-            idempotency: Idempotency::Honoured,
-            alerts_since: now - chrono::Duration::days(1),
-            sender: "10001"
-        }
-    )
-    .await
-    .unwrap()
-    .is_none());
+    assert!(claim_all_at_once(store, &some_leased, &terms(now, lease, Idempotency::Honoured)).await.unwrap().is_none());
     // Without a gateway's idempotency a stale lease is not resent but made `unknown`: none moves.
     let with_stale = ids(&["n-stale", "n-queued-1"]);
-    assert!(claim_all_at_once(
-        store,
-        &with_stale,
-        &ClaimTerms {
-            now,
-            lease_until: lease,
-            idempotency: Idempotency::NotHonoured,
-            alerts_since: now - chrono::Duration::days(1),
-            sender: "10001"
-        }
-    )
-    .await
-    .unwrap()
-    .is_none());
+    assert!(claim_all_at_once(store, &with_stale, &terms(now, lease, Idempotency::NotHonoured))
+        .await
+        .unwrap()
+        .is_none());
     assert_eq!(states(&mut conn).await.unwrap(), before);
 
-    let claimed = claim_all_at_once(
-        store,
-        &with_stale,
-        &ClaimTerms {
-            now,
-            lease_until: lease,
-            idempotency: Idempotency::Honoured,
-            alerts_since: now - chrono::Duration::days(1),
-            sender: "10001",
-        },
-    )
-    .await
-    .unwrap()
-    .unwrap();
+    let claimed =
+        claim_all_at_once(store, &with_stale, &terms(now, lease, Idempotency::Honoured)).await.unwrap().unwrap();
     let claimed: Vec<_> = claimed.iter().map(|row| (row.id.as_str(), row.text.as_str(), row.attempts)).collect();
     assert_eq!(claimed, [("n-queued-1", "text of n-queued-1", 1), ("n-stale", "text of n-stale", 3)]);
     let after: Vec<(String, String, i64, Option<i64>)> = sqlx::query_as(
@@ -472,7 +430,7 @@ fn a_template_naming_a_missing_field_stops_the_start() {
 /// tells pending notifications from queued ones, would make each rewrite them all.
 #[tokio::test]
 async fn a_publish_a_claim_and_a_release_for_retry_update_the_row_in_place_on_postgres() {
-    use billpush::store::notifications::{claim_for_sending, mark_queued, release_for_retry, ClaimTerms};
+    use billpush::store::notifications::{claim_for_sending, mark_queued, release_for_retry};
     let app = spawn_app(Backend::Postgres).await;
     app.app.store.ensure_partitions(&Partitioned::DELIVERIES, ["2026-10".parse().unwrap()]).await.unwrap();
     let store = &app.app.store;
@@ -503,19 +461,10 @@ async fn a_publish_a_claim_and_a_release_for_retry_update_the_row_in_place_on_po
     let mut tx = store.begin().await.unwrap();
     mark_queued(&mut tx, &ids, built + chrono::Duration::minutes(1)).await.unwrap();
     let published: (i64, i64) = sqlx::query_as(updates).fetch_one(&mut *tx).await.unwrap();
-    let claim = claim_for_sending(
-        &mut tx,
-        &ids,
-        &ClaimTerms {
-            now,
-            lease_until: now + chrono::Duration::minutes(5),
-            idempotency: Idempotency::Honoured,
-            alerts_since: now - chrono::Duration::days(1),
-            sender: "10001",
-        },
-    )
-    .await
-    .unwrap();
+    let claim =
+        claim_for_sending(&mut tx, &ids, &terms(now, now + chrono::Duration::minutes(5), Idempotency::Honoured))
+            .await
+            .unwrap();
     let claimed: (i64, i64) = sqlx::query_as(updates).fetch_one(&mut *tx).await.unwrap();
     release_for_retry(&mut tx, &ids[..1], "gateway busy", now).await.unwrap();
     let released: (i64, i64) = sqlx::query_as(updates).fetch_one(&mut *tx).await.unwrap();
