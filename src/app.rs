@@ -18,8 +18,10 @@ use crate::domain::delivery::DeliveryStatus;
 use crate::domain::period::BillingMonth;
 use crate::domain::shard::Shard;
 use crate::export::{ExportFormat, ExportKind};
-use crate::gateway::{Gateway, HttpGateway, JasminGateway, SinkGateway};
+use crate::gateway::smpp::SmppSettings;
+use crate::gateway::{Gateway, HttpGateway, JasminGateway, SinkGateway, SmppGateway};
 use crate::import::{import_file, rejects_path, ImportError, ImportFile, ImportKind, ImportMode};
+use crate::inbound::Recorder;
 use crate::progress::{Reporter, Silent, Unit};
 use crate::push::{PartLimiter, PushCounts, Pusher, PARALLEL_DELIVERIES};
 use crate::queue::{AmqpQueue, AmqpSettings, MemoryQueue, Queue};
@@ -53,6 +55,26 @@ pub struct App {
     broker: tokio::sync::OnceCell<Arc<AmqpQueue>>,
     /// With the in-process queue: where `serve` hands answers to its own push.
     answers: std::sync::OnceLock<MemoryQueue>,
+}
+
+/// A gateway in use, and the task recording what it hands back (SMPP's receipts and
+/// replies); `close` lets go of both once the push is done.
+pub struct GatewayLink {
+    pub gateway: Arc<dyn Gateway>,
+    recording: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl GatewayLink {
+    pub async fn close(self) {
+        self.gateway.close().await;
+        // The gateway's binds, and with them the recorder's channel, are closed now.
+        drop(self.gateway);
+        if let Some(recording) = self.recording {
+            if let Err(error) = recording.await {
+                tracing::error!(%error, "the receipt recorder panicked");
+            }
+        }
+    }
 }
 
 /// What a health check found not answering.
@@ -210,9 +232,11 @@ impl App {
 
     pub async fn push_answers(&self, stop: CancellationToken) -> anyhow::Result<PushCounts> {
         let queue = self.answer_queue();
-        let gateway = self.gateway()?;
-        let limiter = Arc::new(self.limiter(gateway.as_ref(), 1));
-        self.pusher(Arc::new(queue), gateway, limiter).drain(&stop, &Silent).await
+        let link = self.gateway().await?;
+        let limiter = Arc::new(self.limiter(link.gateway.as_ref(), 1));
+        let pushed = self.pusher(Arc::new(queue), link.gateway.clone(), limiter).drain(&stop, &Silent).await;
+        link.close().await;
+        pushed
     }
 
     /// The replies service, answering through the app's broker connection, or with the
@@ -259,9 +283,9 @@ impl App {
                 Ok((report?, PushCounts::default()))
             }
             QueueKind::Memory(queue) => {
-                let gateway = self.gateway()?;
-                let limiter = Arc::new(self.limiter(gateway.as_ref(), 1));
-                let mut pusher = self.pusher(Arc::new(queue.clone()), gateway, limiter);
+                let link = self.gateway().await?;
+                let limiter = Arc::new(self.limiter(link.gateway.as_ref(), 1));
+                let mut pusher = self.pusher(Arc::new(queue.clone()), link.gateway.clone(), limiter);
                 pusher.clock = clock.clone();
                 let stop = CancellationToken::new();
                 let push = {
@@ -273,8 +297,9 @@ impl App {
                     stop.cancel();
                 }
                 queue.close();
-                let pushed = push.await.context("the push panicked")??;
-                Ok((report?, pushed))
+                let pushed = push.await.context("the push panicked");
+                link.close().await;
+                Ok((report?, pushed??))
             }
         }
     }
@@ -298,6 +323,15 @@ impl App {
         Ok(match self.broker.get() {
             Some(broker) => Some(broker.as_ref() as &dyn Queue),
             None => self.answers.get().map(|answers| answers as &dyn Queue),
+        })
+    }
+
+    /// `outside_queue`, held by something that outlives the borrow (the SMPP recorder).
+    async fn outside_queue_owned(&self) -> anyhow::Result<Option<Arc<dyn Queue>>> {
+        self.broker().await?;
+        Ok(match self.broker.get() {
+            Some(broker) => Some(broker.clone() as Arc<dyn Queue>),
+            None => self.answers.get().map(|answers| Arc::new(answers.clone()) as Arc<dyn Queue>),
         })
     }
 
@@ -422,10 +456,11 @@ impl App {
         }
     }
 
-    fn gateway(&self) -> anyhow::Result<Arc<dyn Gateway>> {
+    /// The configured gateway; for SMPP, with the recorder of what its binds hand back.
+    async fn gateway(&self) -> anyhow::Result<GatewayLink> {
         let g = &self.settings.config.gateway;
         let timeout = Duration::from_millis(g.timeout_ms);
-        Ok(match g.kind {
+        let gateway: Arc<dyn Gateway> = match g.kind {
             GatewayKind::Sink => Arc::new(
                 SinkGateway::open(&g.outbox)
                     .with_context(|| format!("cannot open the sink outbox {} (gateway.outbox)", g.outbox.display()))?,
@@ -439,6 +474,44 @@ impl App {
                 );
                 Arc::new(JasminGateway::new(&g.url, &g.username, &g.password, dlr_url, timeout, &self.settings.tls)?)
             }
+            GatewayKind::Smpp => {
+                let (sender, inbound) = tokio::sync::mpsc::unbounded_channel();
+                let gateway = SmppGateway::connect(self.smpp_settings()?, sender).await?;
+                let recorder = Recorder {
+                    store: self.store.clone(),
+                    renderer: self.renderer.clone(),
+                    clock: self.clock.clone(),
+                    settings: self.settings.clone(),
+                    queue: self.outside_queue_owned().await?,
+                };
+                let recording = tokio::spawn(recorder.run(inbound));
+                return Ok(GatewayLink { gateway, recording: Some(recording) });
+            }
+        };
+        Ok(GatewayLink { gateway, recording: None })
+    }
+
+    fn smpp_settings(&self) -> anyhow::Result<SmppSettings> {
+        let s = &self.settings.config.smpp;
+        let tls = match s.tls {
+            true => Some(self.settings.tls.rustls_client().map_err(|problem| anyhow::anyhow!("smpp.tls: {problem}"))?),
+            false => None,
+        };
+        Ok(SmppSettings {
+            host: s.host.clone(),
+            port: s.port,
+            system_id: s.system_id.clone(),
+            password: s.password.clone(),
+            system_type: s.system_type.clone(),
+            source: self.settings.config.gateway.sender.clone(),
+            source_ton: s.source_ton,
+            source_npi: s.source_npi,
+            window: s.window as usize,
+            binds: s.binds as usize,
+            long: s.long,
+            tls,
+            timeout: Duration::from_millis(s.timeout_ms),
+            receipt_wait: self.settings.smpp_receipt_wait,
         })
     }
 
@@ -509,8 +582,20 @@ impl App {
             building.finish();
             return Ok(RunReport { build, ..RunReport::default() });
         }
+        let link = self.gateway().await?;
+        let report = self.run_push(month, as_of, link.gateway.clone()).await;
+        link.close().await;
+        report
+    }
+
+    /// Builds, queues and pushes a month through `gateway` (`run` without its dry run).
+    async fn run_push(
+        &self,
+        month: BillingMonth,
+        as_of: DateTime<Utc>,
+        gateway: Arc<dyn Gateway>,
+    ) -> anyhow::Result<RunReport> {
         let queue = self.queue().await?;
-        let gateway = self.gateway()?;
         let shared = queue.shared();
         let limiter = Arc::new(self.limiter(gateway.as_ref(), 1));
         let stop = CancellationToken::new();
@@ -613,12 +698,13 @@ impl App {
         let QueueKind::Amqp(queue) = self.queue().await? else {
             anyhow::bail!("worker consumes from RabbitMQ and needs queue.url = amqp://…");
         };
-        let gateway = self.gateway()?;
-        let limiter = Arc::new(self.limiter(gateway.as_ref(), self.settings.config.gateway.workers));
+        let link = self.gateway().await?;
+        let limiter = Arc::new(self.limiter(link.gateway.as_ref(), self.settings.config.gateway.workers));
         // Stops with the worker, also when the push ends on an error rather than through `stop`.
         let depth_stop = stop.child_token();
         let depth = tokio::spawn(report_queue_depth(queue.clone(), depth_stop.clone()));
-        let counts = self.pusher(queue.clone(), gateway, limiter).drain(&stop, &Silent).await;
+        let counts = self.pusher(queue.clone(), link.gateway.clone(), limiter).drain(&stop, &Silent).await;
+        link.close().await;
         depth_stop.cancel();
         depth.await.context("the queue depth reporter panicked")?;
         queue.close().await;

@@ -34,6 +34,7 @@ pub struct Config {
     pub database: DatabaseConfig,
     pub queue: QueueConfig,
     pub gateway: GatewayConfig,
+    pub smpp: SmppConfig,
     pub billing: BillingConfig,
     pub sms: SmsConfig,
     pub flags: FlagsConfig,
@@ -178,6 +179,58 @@ pub enum GatewayKind {
     Sink,
     Http,
     Jasmin,
+    Smpp,
+}
+
+/// How a message longer than one part goes over SMPP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmppLong {
+    /// One `submit_sm` per part, each with a concatenation header.
+    Udh,
+    /// One `submit_sm` carrying the whole text in `message_payload`; the SMSC splits it.
+    Payload,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SmppConfig {
+    pub host: String,
+    pub port: u16,
+    pub system_id: String,
+    pub password: String,
+    pub system_type: String,
+    pub source_ton: u8,
+    pub source_npi: u8,
+    /// Outstanding `submit_sm` per bind.
+    pub window: u32,
+    /// Binds per worker process.
+    pub binds: u32,
+    pub long: SmppLong,
+    pub tls: bool,
+    pub timeout_ms: u64,
+    /// How long a closing bind waits for the receipts of what it sent.
+    pub receipt_wait: String,
+}
+
+impl Default for SmppConfig {
+    fn default() -> Self {
+        SmppConfig {
+            host: String::new(),
+            port: 2775,
+            system_id: String::new(),
+            password: String::new(),
+            system_type: String::new(),
+            source_ton: 5,
+            source_npi: 0,
+            window: 10,
+            binds: 1,
+            long: SmppLong::Udh,
+            tls: false,
+            timeout_ms: 10_000,
+            receipt_wait: "30s".into(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -348,6 +401,7 @@ pub struct Settings {
     pub allowlist: Allowlist,
     pub max_segments: usize,
     pub tls: TlsTrust,
+    pub smpp_receipt_wait: Duration,
 }
 
 impl Config {
@@ -385,6 +439,8 @@ impl Config {
         let check_every = parse_duration("billing.check_every", &self.billing.check_every)?;
         let requeue_after = parse_duration("queue.requeue_after", &self.queue.requeue_after)?;
         let dlr_timeout = parse_duration("gateway.dlr_timeout", &self.gateway.dlr_timeout)?;
+        let smpp_receipt_wait =
+            parse_duration("smpp.receipt_wait", &self.smpp.receipt_wait)?.to_std().unwrap_or_default();
         let quiet_start = parse_time("sms.quiet_start", &self.sms.quiet_start)?;
         let quiet_end = parse_time("sms.quiet_end", &self.sms.quiet_end)?;
         if self.sms.max_segments == 0 || self.sms.max_segments > 255 {
@@ -487,6 +543,7 @@ impl Config {
                 return Err(invalid("gateway.url", format!("{:?} is not an http(s) URL", self.gateway.url)));
             }
             GatewayKind::Http => {}
+            GatewayKind::Smpp => self.smpp_problem()?,
             GatewayKind::Jasmin => {
                 if self.gateway.idempotent {
                     return Err(invalid(
@@ -575,6 +632,7 @@ impl Config {
                 crate::domain::msisdn::normalise_reported_number(entry).unwrap_or_else(|_| entry.to_string())
             }),
             max_segments: self.sms.max_segments as usize,
+            smpp_receipt_wait,
             config: self,
         })
     }
@@ -582,6 +640,57 @@ impl Config {
 
 /// Variables that look meant for billpush but name no setting: `BILLPUSH_DATABASE_URL` with one
 /// underscore would otherwise be ignored without a word.
+impl Config {
+    /// What makes the `[smpp]` section unusable for `gateway.kind = "smpp"`.
+    fn smpp_problem(&self) -> Result<(), ConfigError> {
+        let invalid = |key: &'static str, problem: &str| Err(ConfigError::Invalid { key, problem: problem.into() });
+        let smpp = &self.smpp;
+        if self.gateway.idempotent {
+            return invalid("gateway.idempotent", "SMPP has no idempotency key: set it to false");
+        }
+        if smpp.host.trim().is_empty() {
+            return invalid("smpp.host", "must name the SMSC");
+        }
+        // SMPP 3.4 §5.2: system_id up to 15 characters, password 8, system_type 12; the
+        // source address 20, all ASCII.
+        for (key, value, longest) in [
+            ("smpp.system_id", &smpp.system_id, 15),
+            ("smpp.password", &smpp.password, 8),
+            ("smpp.system_type", &smpp.system_type, 12),
+            ("gateway.sender", &self.gateway.sender, 20),
+        ] {
+            if value.len() > longest || !value.is_ascii() {
+                return Err(ConfigError::Invalid {
+                    key,
+                    problem: format!("must be ASCII of at most {longest} characters for SMPP"),
+                });
+            }
+        }
+        if smpp.system_id.is_empty() {
+            return invalid("smpp.system_id", "must not be empty");
+        }
+        if self.gateway.sender.is_empty() {
+            return invalid("gateway.sender", "must not be empty: it is the SMPP source address");
+        }
+        if smpp.window == 0 || smpp.window > 1000 {
+            return invalid("smpp.window", "must be between 1 and 1000");
+        }
+        if smpp.binds == 0 || smpp.binds > 64 {
+            return invalid("smpp.binds", "must be between 1 and 64");
+        }
+        if smpp.timeout_ms == 0 {
+            return invalid("smpp.timeout_ms", "must be at least 1");
+        }
+        if smpp.source_ton > 6 {
+            return invalid("smpp.source_ton", "must be a TON between 0 and 6");
+        }
+        if ![0, 1, 3, 4, 6, 8, 9, 10, 14, 18].contains(&smpp.source_npi) {
+            return invalid("smpp.source_npi", "must be an NPI of SMPP 3.4 (0, 1, 3, 4, 6, 8, 9, 10, 14 or 18)");
+        }
+        Ok(())
+    }
+}
+
 fn ignored_variables(names: impl Iterator<Item = String>) -> Vec<String> {
     const OWN: [&str; 3] = ["BILLPUSH_CONFIG", "BILLPUSH_LOG", "BILLPUSH_LOG_FORMAT"];
     names

@@ -17,6 +17,7 @@ pub mod export;
 pub mod gateway;
 pub mod gen;
 pub mod import;
+pub mod inbound;
 pub mod progress;
 pub mod push;
 pub mod queue;

@@ -35,6 +35,26 @@ impl TlsTrust {
             .fold(reqwest::Client::builder(), |builder, certificate| builder.add_root_certificate(certificate.clone()))
     }
 
+    /// A rustls client configuration (SMPP over TLS): the system's roots and the extra ones.
+    pub fn rustls_client(&self) -> Result<rustls::ClientConfig, String> {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::CertificateDer;
+        let mut roots = rustls::RootCertStore::empty();
+        let native = rustls_native_certs::load_native_certs();
+        roots.add_parsable_certificates(native.certs);
+        if let Some(pem) = &self.ca_pem {
+            for certificate in CertificateDer::pem_slice_iter(pem.as_bytes()) {
+                let certificate = certificate.map_err(|e| format!("tls.ca_file: {e}"))?;
+                roots.add(certificate).map_err(|e| format!("tls.ca_file: {e}"))?;
+            }
+        }
+        if roots.is_empty() {
+            return Err("no trusted root certificate: the system has none and tls.ca_file is empty".into());
+        }
+        // ring is the one provider built in, so the default is unambiguous.
+        Ok(rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth())
+    }
+
     /// lapin's TLS settings: the extra roots are added to the system's.
     pub fn amqp(&self) -> lapin::tcp::OwnedTLSConfig {
         lapin::tcp::OwnedTLSConfig { identity: None, cert_chain: self.ca_pem.clone() }

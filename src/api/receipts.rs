@@ -13,8 +13,8 @@ use chrono::{DateTime, Utc};
 use super::auth::Role;
 use super::schema::{ErrorBody, JasminQuery, JasminReceipt, ReceiptBody, ReceiptStatus};
 use super::{ApiError, ApiState};
-use crate::domain::delivery::{check_reported_time, DeliveryStatus};
-use crate::store::notifications::{record_receipt, ReceiptOutcome, ReceiptTime};
+use crate::domain::delivery::{check_reported_time, receipt_status, DeliveryStatus};
+use crate::store::notifications::{ReceiptOutcome, ReceiptTime};
 
 async fn apply(
     state: &ApiState,
@@ -27,13 +27,7 @@ async fn apply(
         tracing::error!(%error, "could not record a receipt");
         ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "receipt not recorded; send it again")
     };
-    let mut tx = state.app.store.begin().await.map_err(store_error)?;
-    let outcome = record_receipt(&mut tx, message_id, status, at, dated).await.map_err(store_error)?;
-    tx.commit().await.map_err(|e| store_error(e.into()))?;
-    if let ReceiptOutcome::Recorded(_) = outcome {
-        metrics::counter!("billpush_receipts_total", "status" => status.as_str()).increment(1);
-    }
-    Ok(outcome)
+    crate::inbound::record(&state.app.store, message_id, status, at, dated).await.map_err(store_error)
 }
 
 #[utoipa::path(post, path = "/api/v1/dlr", request_body = ReceiptBody,
@@ -80,12 +74,8 @@ pub async fn jasmin(
     let form: HashMap<String, String> = serde_urlencoded::from_bytes(&body)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("malformed receipt: {e}")))?;
     let id = form.get("id").ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "id is required"))?;
-    let status = match form.get("message_status").map(String::as_str) {
-        Some("DELIVRD") => Some(DeliveryStatus::Delivered),
-        Some("UNDELIV" | "REJECTD" | "EXPIRED" | "DELETED") => Some(DeliveryStatus::Undeliverable),
-        // ACCEPTD, ENROUTE, UNKNOWN and level-1 receipts settle nothing.
-        _ => None,
-    };
+    // ACCEPTD, ENROUTE, UNKNOWN and level-1 receipts settle nothing.
+    let status = form.get("message_status").and_then(|word| receipt_status(word));
     if let Some(status) = status {
         // Jasmin's receipts carry no time of their own: they are dated on arrival.
         let now = state.app.clock().now();

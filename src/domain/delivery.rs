@@ -146,9 +146,45 @@ pub fn split_kind(stored: &str) -> (&str, &str) {
     stored.split_once(':').unwrap_or((stored, ""))
 }
 
+/// What a receipt's final state word sets: SMPP's `stat:` and Jasmin's `message_status` use the
+/// same words. `ENROUTE`, `ACCEPTD`, `UNKNOWN` and anything else settle nothing.
+pub fn receipt_status(word: &str) -> Option<DeliveryStatus> {
+    match word {
+        "DELIVRD" => Some(DeliveryStatus::Delivered),
+        "UNDELIV" | "REJECTD" | "EXPIRED" | "DELETED" => Some(DeliveryStatus::Undeliverable),
+        _ => None,
+    }
+}
+
+/// The `id:` and `stat:` of a delivery receipt's text (SMPP 3.4 appendix B:
+/// `id:IIII sub:SSS dlvrd:DDD submit date:… done date:… stat:DDDDDDD err:E text:…`). Keys are
+/// matched case-insensitively, as SMSCs write them either way; `None` when there is no `id:`.
+pub fn parse_receipt_text(text: &str) -> Option<(&str, Option<&str>)> {
+    let value = |key: &str| {
+        text.split(' ')
+            .find(|word| word.get(..key.len()).is_some_and(|head| head.eq_ignore_ascii_case(key)))
+            .map(|word| &word[key.len()..])
+            .filter(|value| !value.is_empty())
+    };
+    Some((value("id:")?, value("stat:")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn receipt_text_gives_id_and_state_in_either_case() {
+        let text = "id:1a2b sub:001 dlvrd:001 submit date:2610010000 done date:2610010001 stat:DELIVRD err:000 text:";
+        assert_eq!(parse_receipt_text(text), Some(("1a2b", Some("DELIVRD"))));
+        assert_eq!(parse_receipt_text("ID:77 STAT:undeliv"), Some(("77", Some("undeliv"))));
+        assert_eq!(parse_receipt_text("stat:DELIVRD"), None);
+        assert_eq!(parse_receipt_text("id: stat:DELIVRD"), None);
+        assert_eq!(parse_receipt_text("账单 id:9"), Some(("9", None)));
+        assert_eq!(receipt_status("DELIVRD"), Some(DeliveryStatus::Delivered));
+        assert_eq!(receipt_status("EXPIRED"), Some(DeliveryStatus::Undeliverable));
+        assert_eq!(receipt_status("ENROUTE"), None);
+    }
 
     #[test]
     fn reported_times_before_2000_or_a_day_ahead_are_refused() {

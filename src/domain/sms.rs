@@ -60,6 +60,42 @@ fn is_gsm7_extension(c: char) -> bool {
     GSM7_EXTENSION.contains(c)
 }
 
+/// Decodes GSM 03.38 text sent one septet a byte (as SMSCs hand replies over SMPP with
+/// `data_coding` 0); a code with no character reads as `?`.
+pub fn decode_gsm7(bytes: &[u8]) -> String {
+    const ESCAPE: u8 = 0x1B;
+    let basic: Vec<char> = GSM7_BASIC.chars().collect();
+    let mut text = String::with_capacity(bytes.len());
+    let mut escaped = false;
+    for &byte in bytes {
+        let c = if escaped {
+            escaped = false;
+            match byte {
+                0x0A => '\u{c}',
+                0x14 => '^',
+                0x28 => '{',
+                0x29 => '}',
+                0x2F => '\\',
+                0x3C => '[',
+                0x3D => '~',
+                0x3E => ']',
+                0x40 => '|',
+                0x65 => '€',
+                _ => '?',
+            }
+        } else if byte == ESCAPE {
+            escaped = true;
+            continue;
+        } else {
+            // The basic table above leaves out the escape code itself.
+            let index = usize::from(byte) - usize::from(byte > ESCAPE);
+            basic.get(index).copied().unwrap_or('?')
+        };
+        text.push(c);
+    }
+    text
+}
+
 /// The encoding a text needs: GSM-7 when every character has a GSM 03.38 code.
 pub fn encoding_for(text: &str) -> Encoding {
     if text.chars().all(|c| is_gsm7_basic(c) || is_gsm7_extension(c)) {

@@ -1,6 +1,6 @@
 //! SMS gateways behind one trait: `sink` appends to a JSON-lines outbox for trials without a
 //! gateway; `http` speaks the generic protocol with idempotency keys; `jasmin` speaks the
-//! Jasmin SMS gateway's HTTP API, which has no idempotency key.
+//! Jasmin SMS gateway's HTTP API, which has no idempotency key; `smpp` binds to an SMSC.
 //!
 //! Every failure is classified so the worker can decide: retry later, slow down, give up, or
 //! (for an ambiguous failure on a gateway without idempotency) never resend.
@@ -9,6 +9,8 @@ mod http;
 mod jasmin;
 pub mod mock;
 mod sink;
+pub mod smpp;
+pub mod smsc;
 
 use crate::domain::delivery::Idempotency;
 use std::time::Duration;
@@ -19,6 +21,7 @@ use serde::Serialize;
 pub use http::HttpGateway;
 pub use jasmin::JasminGateway;
 pub use sink::SinkGateway;
+pub use smpp::SmppGateway;
 
 /// One SMS as handed to a gateway; `id` is the notification id, used as idempotency key.
 #[derive(Debug, Clone, Serialize)]
@@ -56,6 +59,9 @@ pub trait Gateway: Send + Sync {
     async fn flush(&self) -> Result<(), GatewayError> {
         Ok(())
     }
+
+    /// Stops sending and lets go of the gateway's connections once what is under way is done.
+    async fn close(&self) {}
 
     /// Whether a resend after an ambiguous failure is safe.
     fn idempotency(&self) -> Idempotency;

@@ -1,0 +1,1058 @@
+//! SMPP 3.4 straight to an SMSC (docs/contract.md §6a), on the `rusmppc` client.
+//!
+//! Each worker keeps `smpp.binds` long-lived `bind_transceiver` binds, each reconnecting with
+//! backoff and allowing `smpp.window` outstanding `submit_sm`. Requests are written without
+//! waiting (`no_wait`) and their responses matched here by sequence number, so that a
+//! `submit_sm` that never left (not sent: safe to retry) is told apart from one that left and
+//! got no answer (ambiguous: SMPP has no idempotency key, so it is never sent again).
+//!
+//! What the SMSC sends back on a bind — receipts and subscribers' replies — is handed to the
+//! caller as [`Inbound`] items, each with the `deliver_sm_resp` still to give, so that nothing
+//! is acknowledged before it is recorded.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use futures_util::StreamExt;
+use rand::Rng;
+use rusmpp::extra::encoding::gsm7bit::Gsm7BitUnpacked;
+use rusmpp::extra::encoding::ucs2::Ucs2;
+use rusmpp::pdus::{BindTransceiver, DeliverSm, DeliverSmResp, SubmitSm};
+use rusmpp::tlvs::{MessageSubmissionRequestTlvValue, TlvValue};
+use rusmpp::types::{AnyOctetString, COctetString, OctetString};
+use rusmpp::udhs::concatenation::ConcatenatedShortMessage8Bit;
+use rusmpp::values::{DataCoding, InterfaceVersion, MessagePayload, MessageState, Npi, RegisteredDelivery, Ton};
+use rusmpp::{Command, CommandId, CommandStatus, Pdu};
+use tokio::sync::{mpsc, oneshot, watch, Notify, Semaphore};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::{Gateway, GatewayError, OutboundSms};
+use crate::config::SmppLong;
+use crate::domain::delivery::{parse_receipt_text, receipt_status, DeliveryStatus, Idempotency};
+use crate::domain::sms::{self, Encoding};
+
+/// How often an idle bind asks the SMSC whether it is still there.
+const ENQUIRE_LINK_EVERY: Duration = Duration::from_secs(30);
+/// Reconnection waits double from this, with jitter, up to `RECONNECT_MAX`.
+const RECONNECT_MIN: Duration = Duration::from_millis(250);
+const RECONNECT_MAX: Duration = Duration::from_secs(30);
+/// A later part refused for a reason that leaves it unsent is tried again this many times in
+/// place, so that the parts already accepted are not sent a second time.
+const PART_TRIES: u32 = 5;
+/// The longest pause after `ESME_RTHROTTLED`; each throttle in a row doubles it from 100 ms.
+const THROTTLE_MAX: Duration = Duration::from_secs(5);
+/// Messages whose receipts are followed in memory, oldest forgotten first beyond this.
+const TRACKED_MESSAGES: usize = 1_000_000;
+/// Parts of subscribers' long replies waiting for the rest.
+const TRACKED_REPLY_PARTS: usize = 10_000;
+
+/// Everything a bind needs, from `[smpp]` and `gateway.sender`.
+#[derive(Clone)]
+pub struct SmppSettings {
+    pub host: String,
+    pub port: u16,
+    pub system_id: String,
+    pub password: String,
+    pub system_type: String,
+    pub source: String,
+    pub source_ton: u8,
+    pub source_npi: u8,
+    pub window: usize,
+    pub binds: usize,
+    pub long: SmppLong,
+    /// `Some` runs the binds over TLS with these roots.
+    pub tls: Option<rustls::ClientConfig>,
+    pub timeout: Duration,
+    pub receipt_wait: Duration,
+}
+
+/// Something the SMSC sent that the application must record, then answer.
+#[derive(Debug)]
+pub enum Inbound {
+    /// A delivery receipt that settles a message (for a long message: the one its parts settle).
+    Receipt { message_id: String, status: DeliveryStatus, answer: Answer },
+    /// A subscriber's message (a long one reassembled from its parts).
+    Reply { from: String, to: String, text: String, answer: Answer },
+}
+
+/// The `deliver_sm_resp` owed for a `deliver_sm`.
+#[derive(Debug)]
+pub struct Answer {
+    client: rusmppc::Client,
+    sequence: u32,
+    _owed: Owed,
+}
+
+/// Counts an answer not given yet, so that closing waits for what is being recorded.
+#[derive(Debug)]
+struct Owed(Arc<Receipts>);
+
+impl Owed {
+    fn new(receipts: &Arc<Receipts>) -> Owed {
+        receipts.owed.fetch_add(1, Ordering::Relaxed);
+        Owed(receipts.clone())
+    }
+}
+
+impl Drop for Owed {
+    fn drop(&mut self) {
+        self.0.owed.fetch_sub(1, Ordering::Relaxed);
+        self.0.settled.notify_waiters();
+    }
+}
+
+impl Answer {
+    /// Recorded: the SMSC may forget it.
+    pub async fn ok(self) {
+        self.send(CommandStatus::EsmeRok).await;
+    }
+
+    /// Not recorded this time: the SMSC keeps it and delivers it again later.
+    pub async fn later(self) {
+        self.send(CommandStatus::EsmeRxTAppn).await;
+    }
+
+    async fn send(self, status: CommandStatus) {
+        let sent = self.client.status(status).deliver_sm_resp(self.sequence, DeliverSmResp::default()).await;
+        if let Err(error) = sent {
+            // The bind is gone; the SMSC delivers what it was not answered for again.
+            tracing::info!(%error, "deliver_sm_resp not sent");
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SmppError {
+    #[error("the SMSC refused the bind: {0} (check smpp.system_id, smpp.password and smpp.system_type)")]
+    BindRefused(String),
+}
+
+/// A response, or one that came before its request was registered here.
+enum Slot {
+    Waiting(oneshot::Sender<Command>),
+    Arrived(Box<Command>),
+}
+
+/// One bound connection: the client and the responses its requests wait for.
+#[derive(Clone)]
+struct Link {
+    client: rusmppc::Client,
+    pending: Arc<Mutex<HashMap<u32, Slot>>>,
+}
+
+impl Link {
+    /// Hands a response to the request waiting for it.
+    fn route(&self, response: Command) {
+        let mut pending = self.pending.lock().expect("pending lock");
+        let sequence = response.sequence_number();
+        match pending.remove(&sequence) {
+            Some(Slot::Waiting(waiting)) => {
+                let _ = waiting.send(response);
+            }
+            // Its request is still being registered (or already given up: dropped with the link).
+            _ => {
+                pending.insert(sequence, Slot::Arrived(Box::new(response)));
+            }
+        }
+    }
+
+    fn wait_for(&self, sequence: u32) -> oneshot::Receiver<Command> {
+        let (sender, receiver) = oneshot::channel();
+        let mut pending = self.pending.lock().expect("pending lock");
+        match pending.remove(&sequence) {
+            Some(Slot::Arrived(response)) => {
+                let _ = sender.send(*response);
+            }
+            _ => {
+                pending.insert(sequence, Slot::Waiting(sender));
+            }
+        }
+        receiver
+    }
+
+    fn forget(&self, sequence: u32) {
+        self.pending.lock().expect("pending lock").remove(&sequence);
+    }
+}
+
+struct Bind {
+    link: watch::Sender<Option<Link>>,
+    window: Arc<Semaphore>,
+}
+
+/// `ESME_RTHROTTLED` pauses every send of this worker, longer for each throttle in a row.
+#[derive(Default)]
+struct Throttle {
+    until: Mutex<Option<Instant>>,
+    in_a_row: AtomicU32,
+}
+
+impl Throttle {
+    fn hit(&self) -> Duration {
+        let n = self.in_a_row.fetch_add(1, Ordering::Relaxed).min(6);
+        let pause = (Duration::from_millis(100) * 2u32.pow(n)).min(THROTTLE_MAX);
+        let mut until = self.until.lock().expect("throttle lock");
+        let end = Instant::now() + pause;
+        *until = Some(until.map_or(end, |u| u.max(end)));
+        pause
+    }
+
+    fn passed(&self) {
+        self.in_a_row.store(0, Ordering::Relaxed);
+    }
+
+    async fn wait(&self) {
+        let until = *self.until.lock().expect("throttle lock");
+        if let Some(until) = until {
+            tokio::time::sleep_until(until.into()).await;
+        }
+    }
+}
+
+/// Receipts of the messages this worker sent, followed until each message is settled: a long
+/// message is delivered when every part's receipt says so, undeliverable with the first part
+/// that is not.
+#[derive(Debug)]
+struct Receipts<T = Answer> {
+    state: Mutex<ReceiptState<T>>,
+    settled: Notify,
+    /// `deliver_sm` handed over and not answered yet.
+    owed: AtomicUsize,
+}
+
+impl<T> Default for Receipts<T> {
+    fn default() -> Self {
+        Receipts { state: Mutex::new(ReceiptState::default()), settled: Notify::new(), owed: AtomicUsize::new(0) }
+    }
+}
+
+#[derive(Debug)]
+struct ReceiptState<T = Answer> {
+    /// Part id → the message's (first part's) id.
+    part_of: HashMap<String, String>,
+    /// Message id → the parts whose receipt has not come.
+    waiting: HashMap<String, HashSet<String>>,
+    order: VecDeque<String>,
+    /// Parts accepted whose message is still being sent (so not known here yet): receipts
+    /// that come for them wait here, unanswered, until it is.
+    unassigned: HashMap<String, Vec<(DeliveryStatus, T)>>,
+    /// Parts of messages settled already (by another part's failure): their receipts say
+    /// nothing more.
+    done: HashSet<String>,
+}
+
+impl<T> Default for ReceiptState<T> {
+    fn default() -> Self {
+        ReceiptState {
+            part_of: HashMap::new(),
+            waiting: HashMap::new(),
+            order: VecDeque::new(),
+            unassigned: HashMap::new(),
+            done: HashSet::new(),
+        }
+    }
+}
+
+/// What a part's receipt means for its message.
+#[derive(Debug, PartialEq, Eq)]
+enum Settles<T = Answer> {
+    /// The message, under this id, is settled with this status: recorded, then answered.
+    Message(String, DeliveryStatus, T),
+    /// Nothing to record (more parts are to come, or the message is settled): answered at once.
+    NotYet(T),
+    /// Its message is still being sent: kept until it is.
+    Held,
+}
+
+impl<T> Receipts<T> {
+    /// A part the SMSC accepted, noted as its response is read, before any receipt for it can
+    /// be: the bind reads in order.
+    fn accepted(&self, id: &str) {
+        let mut state = self.state.lock().expect("receipts lock");
+        if state.unassigned.len() >= TRACKED_MESSAGES {
+            // Responses that came after their sender gave up; their receipts pass as they come.
+            state.unassigned.retain(|_, held| !held.is_empty());
+        }
+        state.unassigned.insert(id.to_string(), Vec::new());
+    }
+
+    /// Every part of a message accepted: its receipts are followed from now on, those already
+    /// in applied. Gives what settles it, if they do, and the answers now due.
+    fn sent(&self, ids: &[String]) -> (Vec<(String, DeliveryStatus, T)>, Vec<T>) {
+        let mut state = self.state.lock().expect("receipts lock");
+        let first = ids[0].clone();
+        let mut early = Vec::new();
+        for id in ids {
+            early.extend(state.unassigned.remove(id).unwrap_or_default().into_iter().map(|(s, a)| (id.clone(), s, a)));
+            state.part_of.insert(id.clone(), first.clone());
+        }
+        state.waiting.insert(first.clone(), ids.iter().cloned().collect());
+        state.order.push_back(first);
+        while state.order.len() > TRACKED_MESSAGES {
+            if let Some(oldest) = state.order.pop_front() {
+                state.forget(&oldest);
+            }
+        }
+        drop(state);
+        let mut due = Vec::new();
+        let mut settled = Vec::new();
+        for (id, status, answer) in early {
+            match self.receipt(&id, status, answer) {
+                Settles::Message(first, status, answer) => settled.push((first, status, answer)),
+                Settles::NotYet(answer) => due.push(answer),
+                Settles::Held => {}
+            }
+        }
+        (settled, due)
+    }
+
+    /// A message given up on after some of its parts were accepted: the receipts held for
+    /// them settle nothing here (the message is `unknown`, for the operator).
+    fn abandon(&self, ids: &[String]) -> Vec<T> {
+        let mut state = self.state.lock().expect("receipts lock");
+        ids.iter().flat_map(|id| state.unassigned.remove(id).unwrap_or_default()).map(|(_, answer)| answer).collect()
+    }
+
+    fn receipt(&self, id: &str, status: DeliveryStatus, answer: T) -> Settles<T> {
+        let mut state = self.state.lock().expect("receipts lock");
+        if let Some(held) = state.unassigned.get_mut(id) {
+            held.push((status, answer));
+            return Settles::Held;
+        }
+        if state.done.remove(id) {
+            return Settles::NotYet(answer);
+        }
+        let Some(first) = state.part_of.get(id).cloned() else {
+            // Sent by another worker or before a restart: its id is the message's, or unknown.
+            return Settles::Message(id.to_string(), status, answer);
+        };
+        let settled = match status {
+            DeliveryStatus::Delivered => {
+                let left = state.waiting.get_mut(&first).map(|parts| {
+                    parts.remove(id);
+                    parts.len()
+                });
+                left.unwrap_or(0) == 0
+            }
+            _ => true,
+        };
+        if !settled {
+            return Settles::NotYet(answer);
+        }
+        state.forget(&first);
+        drop(state);
+        self.settled.notify_waiters();
+        Settles::Message(first, status, answer)
+    }
+
+    fn outstanding(&self) -> usize {
+        self.state.lock().expect("receipts lock").waiting.len()
+    }
+
+    /// Until every message sent has its receipt, or `deadline`.
+    async fn wait_all(&self, deadline: tokio::time::Instant) {
+        loop {
+            let settled = self.settled.notified();
+            if self.outstanding() == 0 && self.owed.load(Ordering::Relaxed) == 0 {
+                return;
+            }
+            if tokio::time::timeout_at(deadline, settled).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+impl<T> ReceiptState<T> {
+    fn forget(&mut self, first: &str) {
+        if self.done.len() >= TRACKED_MESSAGES {
+            self.done.clear();
+        }
+        if let Some(parts) = self.waiting.remove(first) {
+            for part in parts {
+                self.part_of.remove(&part);
+                self.done.insert(part);
+            }
+        }
+        self.part_of.remove(first);
+        self.order.retain(|id| id != first);
+    }
+}
+
+/// A long reply's sender and concatenation reference.
+type ReplyKey = (String, u8);
+
+/// Parts of subscribers' long replies, by sender and reference, until the last one comes.
+#[derive(Default)]
+struct ReplyParts {
+    parts: Mutex<HashMap<ReplyKey, Vec<Option<String>>>>,
+}
+
+impl ReplyParts {
+    /// The whole text once `part` (1-based, of `total`) completes it.
+    fn add(&self, from: &str, reference: u8, total: u8, part: u8, text: String) -> Option<String> {
+        let mut parts = self.parts.lock().expect("reply parts lock");
+        if parts.len() >= TRACKED_REPLY_PARTS {
+            // Replies whose parts never all came; a subscriber sends again.
+            parts.clear();
+        }
+        let key = (from.to_string(), reference);
+        let slots = parts.entry(key.clone()).or_insert_with(|| vec![None; usize::from(total)]);
+        if slots.len() != usize::from(total) || part == 0 || part > total {
+            parts.remove(&key);
+            return Some(text);
+        }
+        slots[usize::from(part - 1)] = Some(text);
+        if slots.iter().all(Option::is_some) {
+            let whole = parts.remove(&key).unwrap_or_default().into_iter().flatten().collect();
+            return Some(whole);
+        }
+        None
+    }
+}
+
+pub struct SmppGateway {
+    settings: SmppSettings,
+    binds: Vec<Arc<Bind>>,
+    next_bind: AtomicUsize,
+    throttle: Throttle,
+    receipts: Arc<Receipts>,
+    reference: AtomicU32,
+    closing: AtomicBool,
+    stop: CancellationToken,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+    /// For receipts that came before their message was sent whole; let go of at close.
+    inbound: Mutex<Option<mpsc::UnboundedSender<Inbound>>>,
+}
+
+impl SmppGateway {
+    /// Starts the binds and waits for the first to be bound, so that refused credentials stop
+    /// the command at once. An SMSC that cannot be reached is tried again in the background
+    /// while sends find no bind and are retried.
+    pub async fn connect(
+        settings: SmppSettings,
+        inbound: mpsc::UnboundedSender<Inbound>,
+    ) -> Result<Arc<SmppGateway>, SmppError> {
+        let binds: Vec<Arc<Bind>> = (0..settings.binds)
+            .map(|_| Arc::new(Bind { link: watch::channel(None).0, window: Arc::new(Semaphore::new(settings.window)) }))
+            .collect();
+        let gateway = Arc::new(SmppGateway {
+            binds,
+            next_bind: AtomicUsize::new(0),
+            throttle: Throttle::default(),
+            receipts: Arc::new(Receipts::default()),
+            reference: AtomicU32::new(rand::rng().random()),
+            closing: AtomicBool::new(false),
+            stop: CancellationToken::new(),
+            tasks: Mutex::new(Vec::new()),
+            inbound: Mutex::new(Some(inbound.clone())),
+            settings,
+        });
+        let (first_tx, first_rx) = oneshot::channel();
+        let mut first_tx = Some(first_tx);
+        let replies = Arc::new(ReplyParts::default());
+        for (index, bind) in gateway.binds.iter().enumerate() {
+            let keeper = BindKeeper {
+                index,
+                settings: gateway.settings.clone(),
+                bind: bind.clone(),
+                receipts: gateway.receipts.clone(),
+                replies: replies.clone(),
+                inbound: inbound.clone(),
+                stop: gateway.stop.clone(),
+            };
+            let first = if index == 0 { first_tx.take() } else { None };
+            gateway.tasks.lock().expect("tasks lock").push(tokio::spawn(keeper.run(first)));
+        }
+        match first_rx.await {
+            Ok(Err(refused)) => {
+                gateway.stop.cancel();
+                Err(refused)
+            }
+            _ => Ok(gateway),
+        }
+    }
+
+    fn next_reference(&self) -> u8 {
+        (self.reference.fetch_add(1, Ordering::Relaxed) % 256) as u8
+    }
+
+    /// A bound bind, taking turns; waits up to the timeout for one to come up.
+    async fn bound(&self) -> Result<(Arc<Bind>, Link), GatewayError> {
+        let start = self.next_bind.fetch_add(1, Ordering::Relaxed);
+        let n = self.binds.len();
+        for offset in 0..n {
+            let bind = &self.binds[(start + offset) % n];
+            if let Some(link) = bind.link.borrow().clone() {
+                return Ok((bind.clone(), link));
+            }
+        }
+        let bind = self.binds[start % n].clone();
+        let mut watching = bind.link.subscribe();
+        let waited = tokio::time::timeout(self.settings.timeout, watching.wait_for(Option::is_some)).await;
+        match waited {
+            Ok(Ok(link)) => {
+                let link = link.clone().expect("waited for a link");
+                Ok((bind, link))
+            }
+            _ => Err(GatewayError::Transient("no bind to the SMSC is up".into())),
+        }
+    }
+
+    /// Sends one `submit_sm` within its bind's window and waits for its response.
+    async fn submit(&self, pdu: SubmitSm) -> Result<String, GatewayError> {
+        let (bind, link) = self.bound().await?;
+        let _slot = bind.window.acquire().await.map_err(|_| GatewayError::Transient("bind closed".into()))?;
+        let sequence = written(&link.client, link.client.no_wait().submit_sm(pdu))
+            .await
+            .map_err(|error| GatewayError::Transient(format!("submit_sm not sent: {error}")))?;
+        let response = link.wait_for(sequence);
+        match tokio::time::timeout(self.settings.timeout, response).await {
+            Err(_) => {
+                link.forget(sequence);
+                Err(GatewayError::Ambiguous(format!(
+                    "no submit_sm_resp within {} ms",
+                    self.settings.timeout.as_millis()
+                )))
+            }
+            Ok(Err(_)) => Err(GatewayError::Ambiguous("the bind was lost before the submit_sm_resp".into())),
+            Ok(Ok(response)) => self.classify(response),
+        }
+    }
+
+    fn classify(&self, response: Command) -> Result<String, GatewayError> {
+        let status = response.status();
+        match (status, response.pdu()) {
+            (CommandStatus::EsmeRok, Some(Pdu::SubmitSmResp(resp))) => {
+                self.throttle.passed();
+                Ok(resp.message_id().as_str().to_string())
+            }
+            (CommandStatus::EsmeRthrottled, _) => {
+                let pause = self.throttle.hit();
+                Err(GatewayError::RateLimited { retry_after: Some(pause) })
+            }
+            (CommandStatus::EsmeRmsgqful | CommandStatus::EsmeRsyserr, _) => {
+                Err(GatewayError::Transient(status_name(status)))
+            }
+            (CommandStatus::EsmeRok, _) => {
+                Err(GatewayError::Ambiguous(format!("answered {:?} instead of submit_sm_resp", response.id())))
+            }
+            _ => Err(GatewayError::Permanent(status_name(status))),
+        }
+    }
+
+    /// The `submit_sm`s of one message: one per part with a concatenation header, or one with
+    /// the whole text in `message_payload`.
+    fn pdus(&self, sms: &OutboundSms<'_>) -> Result<Vec<SubmitSm>, GatewayError> {
+        let segmented = sms::segment(sms.text);
+        let refuse = |what: &str| GatewayError::Permanent(format!("cannot be sent over SMPP: {what}"));
+        type Encode = fn(&str) -> Option<Vec<u8>>;
+        let (coding, encode): (DataCoding, Encode) = match segmented.encoding {
+            Encoding::Gsm7 => (DataCoding::McSpecific, |text| Gsm7BitUnpacked::new().encode_to_vec(text).ok()),
+            Encoding::Ucs2 => (DataCoding::Ucs2, |text| Ucs2::new().encode_to_vec(text).ok()),
+        };
+        let destination = sms.to.trim_start_matches('+');
+        let template = SubmitSm::builder()
+            .source_addr_ton(Ton::from(self.settings.source_ton))
+            .source_addr_npi(Npi::from(self.settings.source_npi))
+            .source_addr(COctetString::from_str(sms.from).map_err(|_| refuse("the sender port"))?)
+            .dest_addr_ton(Ton::International)
+            .dest_addr_npi(Npi::Isdn)
+            .destination_addr(COctetString::from_str(destination).map_err(|_| refuse("the number"))?)
+            .registered_delivery(RegisteredDelivery::from(1u8))
+            .data_coding(coding)
+            .build();
+        let text_of = |text: &str| encode(text).ok_or_else(|| refuse("a character outside the encoding"));
+        if segmented.segments() == 1 {
+            let short = OctetString::from_vec(text_of(sms.text)?).map_err(|_| refuse("the text's length"))?;
+            return Ok(vec![template.with_short_message(short)]);
+        }
+        if self.settings.long == SmppLong::Payload {
+            let mut pdu = template;
+            let payload = AnyOctetString::from_vec(text_of(sms.text)?);
+            pdu.push_tlv(MessageSubmissionRequestTlvValue::MessagePayload(MessagePayload::new(payload)));
+            return Ok(vec![pdu]);
+        }
+        let total = u8::try_from(segmented.segments()).map_err(|_| refuse("more than 255 parts"))?;
+        let reference = self.next_reference();
+        segmented
+            .parts
+            .iter()
+            .zip(1..=total)
+            .map(|(part, number)| {
+                let header = ConcatenatedShortMessage8Bit::new(reference, total, number)
+                    .map_err(|_| refuse("the concatenation header"))?;
+                let mut bytes = header.udh_bytes().to_vec();
+                bytes.extend(text_of(part)?);
+                let short = OctetString::from_vec(bytes).map_err(|_| refuse("a part's length"))?;
+                Ok(template.clone().with_udhi_indicator().with_short_message(short))
+            })
+            .collect()
+    }
+}
+
+#[async_trait]
+impl Gateway for SmppGateway {
+    async fn send(&self, sms: &OutboundSms<'_>) -> Result<String, GatewayError> {
+        if self.closing.load(Ordering::Relaxed) {
+            return Err(GatewayError::Transient("the SMPP binds are closing".into()));
+        }
+        let pdus = self.pdus(sms)?;
+        let total = pdus.len();
+        let mut ids = Vec::with_capacity(total);
+        for pdu in pdus {
+            let mut tries = 0;
+            let id = loop {
+                self.throttle.wait().await;
+                tries += 1;
+                match self.submit(pdu.clone()).await {
+                    Ok(id) => break id,
+                    // Nothing is accepted yet: the whole message is the pusher's to retry.
+                    Err(error) if ids.is_empty() => return Err(error),
+                    // Later parts that certainly did not go are tried again here, so that
+                    // the parts already accepted are not sent a second time.
+                    Err(GatewayError::RateLimited { .. } | GatewayError::Transient(_)) if tries < PART_TRIES => {
+                        tokio::time::sleep(crate::push::backoff(Duration::from_millis(200), i64::from(tries))).await;
+                    }
+                    // Some parts went and the rest cannot: never sent again, for the operator.
+                    Err(error) => {
+                        for answer in self.receipts.abandon(&ids) {
+                            answer.ok().await;
+                        }
+                        return Err(GatewayError::Ambiguous(format!(
+                            "{} of {total} parts accepted ({}), then: {error}",
+                            ids.len(),
+                            ids.join(" ")
+                        )));
+                    }
+                }
+            };
+            ids.push(id);
+        }
+        let (settled, due) = self.receipts.sent(&ids);
+        for answer in due {
+            answer.ok().await;
+        }
+        for (message_id, status, answer) in settled {
+            let inbound = self.inbound.lock().expect("inbound lock").clone();
+            match inbound {
+                Some(inbound) => hand_over(&inbound, Inbound::Receipt { message_id, status, answer }).await,
+                None => answer.later().await,
+            }
+        }
+        Ok(ids.swap_remove(0))
+    }
+
+    fn idempotency(&self) -> Idempotency {
+        Idempotency::NotHonoured
+    }
+
+    /// Stops sending, waits for the responses outstanding and for the receipts of what was sent
+    /// (up to `smpp.receipt_wait`), then unbinds.
+    async fn close(&self) {
+        self.closing.store(true, Ordering::Relaxed);
+        let window = u32::try_from(self.settings.window).unwrap_or(u32::MAX);
+        for bind in &self.binds {
+            // Every slot back means every response is in (or given up after the timeout).
+            let _all = tokio::time::timeout(self.settings.timeout, bind.window.acquire_many(window)).await;
+        }
+        let deadline = tokio::time::Instant::now() + self.settings.receipt_wait;
+        self.receipts.wait_all(deadline).await;
+        let outstanding = self.receipts.outstanding();
+        if outstanding > 0 {
+            tracing::info!(outstanding, "closing with receipts still to come; they settle through the SMSC's later deliveries or become unknown");
+        }
+        self.stop.cancel();
+        self.inbound.lock().expect("inbound lock").take();
+        let tasks: Vec<_> = self.tasks.lock().expect("tasks lock").drain(..).collect();
+        for task in tasks {
+            let _ = task.await;
+        }
+    }
+}
+
+/// Waits for a request to be written. rusmppc 0.4's connection writes a few queued requests per
+/// wake-up and then waits for the next event, so several requests queued together would stall
+/// until an answer or the enquire_link timer wakes it: any action wakes it, and a cheap one is
+/// sent every millisecond until this request is out.
+async fn written<T>(
+    client: &rusmppc::Client,
+    request: impl std::future::Future<Output = Result<T, rusmppc::error::Error>>,
+) -> Result<T, rusmppc::error::Error> {
+    tokio::pin!(request);
+    let mut nudge = tokio::time::interval(Duration::from_millis(1));
+    nudge.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tokio::select! {
+            result = &mut request => return result,
+            _ = nudge.tick() => {
+                let _ = client.pending_responses().await;
+            }
+        }
+    }
+}
+
+/// The SMPP name of a command status, with its code: `ESME_RINVDSTADR (0x0000000B)`.
+pub fn status_name(status: CommandStatus) -> String {
+    let debug = format!("{status:?}");
+    let name = match debug.strip_prefix("Esme") {
+        Some(rest) => format!("ESME_{}", rest.to_ascii_uppercase()),
+        None => debug.to_ascii_uppercase(),
+    };
+    format!("{name} (0x{:08X})", u32::from(status))
+}
+
+/// Keeps one bind up: connects, binds, reads what comes, reconnects with backoff.
+struct BindKeeper {
+    index: usize,
+    settings: SmppSettings,
+    bind: Arc<Bind>,
+    receipts: Arc<Receipts>,
+    replies: Arc<ReplyParts>,
+    inbound: mpsc::UnboundedSender<Inbound>,
+    stop: CancellationToken,
+}
+
+impl BindKeeper {
+    async fn run(self, mut first: Option<oneshot::Sender<Result<(), SmppError>>>) {
+        let mut failures = 0;
+        while !self.stop.is_cancelled() {
+            match self.open().await {
+                Ok((client, events)) => {
+                    if let Some(first) = first.take() {
+                        let _ = first.send(Ok(()));
+                    }
+                    failures = 0;
+                    tracing::info!(bind = self.index, host = %self.settings.host, "bound to the SMSC");
+                    self.serve(client, events).await;
+                }
+                Err(BindFailure::Refused(status)) => {
+                    if let Some(first) = first.take() {
+                        let _ = first.send(Err(SmppError::BindRefused(status)));
+                        return;
+                    }
+                    tracing::error!(bind = self.index, status, "the SMSC refused the bind");
+                }
+                Err(BindFailure::Unreachable(error)) => {
+                    if let Some(first) = first.take() {
+                        // Not fatal: the SMSC may come up later; sends wait for a bind meanwhile.
+                        let _ = first.send(Ok(()));
+                    }
+                    tracing::warn!(bind = self.index, error, "cannot reach the SMSC");
+                }
+            }
+            failures += 1;
+            let wait = crate::push::backoff(RECONNECT_MIN, failures).min(RECONNECT_MAX);
+            tokio::select! {
+                () = self.stop.cancelled() => {}
+                () = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+
+    async fn open(
+        &self,
+    ) -> Result<(rusmppc::Client, impl futures_util::Stream<Item = rusmppc::Event> + Unpin), BindFailure> {
+        let s = &self.settings;
+        let mut builder = rusmppc::ConnectionBuilder::new()
+            .disable_interface_version_check()
+            .enquire_link_interval(ENQUIRE_LINK_EVERY)
+            .enquire_link_response_timeout(s.timeout)
+            .response_timeout(s.timeout);
+        let scheme = match &s.tls {
+            Some(config) => {
+                builder = builder.rustls_config(config.clone());
+                "smpps"
+            }
+            None => "smpp",
+        };
+        let (client, events) =
+            tokio::time::timeout(s.timeout, builder.connect(format!("{scheme}://{}:{}", s.host, s.port)))
+                .await
+                .map_err(|_| BindFailure::Unreachable("connect timed out".into()))?
+                .map_err(|e| BindFailure::Unreachable(e.to_string()))?;
+        // The configuration's checks keep these within SMPP's lengths.
+        let unusable = |_| BindFailure::Refused("smpp.system_id, password or system_type unusable".into());
+        let bind = BindTransceiver::builder()
+            .system_id(COctetString::from_str(&s.system_id).map_err(unusable)?)
+            .password(COctetString::from_str(&s.password).map_err(unusable)?)
+            .system_type(COctetString::from_str(&s.system_type).map_err(unusable)?)
+            .interface_version(InterfaceVersion::Smpp3_4)
+            .build();
+        match client.bind_transceiver(bind).await {
+            Ok(_) => Ok((client, events)),
+            Err(rusmppc::error::Error::UnexpectedResponse { response }) => {
+                let _ = client.close().await;
+                Err(BindFailure::Refused(status_name(response.status())))
+            }
+            Err(error) => {
+                let _ = client.close().await;
+                Err(BindFailure::Unreachable(error.to_string()))
+            }
+        }
+    }
+
+    /// Reads the bind until it closes or the gateway stops; then unbinds.
+    async fn serve(
+        &self,
+        client: rusmppc::Client,
+        mut events: impl futures_util::Stream<Item = rusmppc::Event> + Unpin,
+    ) {
+        let link = Link { client: client.clone(), pending: Arc::new(Mutex::new(HashMap::new())) };
+        self.bind.link.send_replace(Some(link.clone()));
+        loop {
+            tokio::select! {
+                event = events.next() => match event {
+                    None => break,
+                    Some(rusmppc::Event::Incoming(command)) => {
+                        if !self.incoming(&link, command).await {
+                            break;
+                        }
+                    }
+                    Some(rusmppc::Event::Error(error)) => {
+                        tracing::warn!(bind = self.index, %error, "SMPP bind error");
+                    }
+                },
+                () = self.stop.cancelled() => {
+                    self.bind.link.send_replace(None);
+                    if let Err(error) = client.unbind().await {
+                        tracing::info!(bind = self.index, %error, "unbind not answered");
+                    }
+                    let _ = client.close().await;
+                    return;
+                }
+            }
+        }
+        // Lost: what waits for a response learns the bind is gone (ambiguous), nothing new
+        // is written here.
+        self.bind.link.send_replace(None);
+        link.pending.lock().expect("pending lock").clear();
+        let _ = client.close().await;
+        tracing::warn!(bind = self.index, "the SMSC connection closed; reconnecting");
+    }
+
+    /// Handles one command from the SMSC; `false` when the bind must close.
+    async fn incoming(&self, link: &Link, command: Command) -> bool {
+        let sequence = command.sequence_number();
+        match command.id() {
+            CommandId::SubmitSmResp | CommandId::GenericNack => {
+                if let (CommandStatus::EsmeRok, Some(Pdu::SubmitSmResp(resp))) = (command.status(), command.pdu()) {
+                    self.receipts.accepted(resp.message_id().as_str());
+                }
+                link.route(command);
+            }
+            CommandId::DeliverSm => {
+                let answer = Answer { client: link.client.clone(), sequence, _owed: Owed::new(&self.receipts) };
+                match command.pdu() {
+                    Some(Pdu::DeliverSm(deliver)) => self.deliver(deliver, answer).await,
+                    _ => answer.ok().await,
+                }
+            }
+            CommandId::Unbind => {
+                let _ = link.client.unbind_resp(sequence).await;
+                return false;
+            }
+            other => tracing::debug!(bind = self.index, ?other, "ignored"),
+        }
+        true
+    }
+
+    async fn deliver(&self, deliver: &DeliverSm, answer: Answer) {
+        let esm_class = u8::from(deliver.esm_class);
+        let payload = deliver.tlvs().iter().find_map(|tlv| match tlv.value() {
+            Some(TlvValue::MessagePayload(payload)) => Some(payload.value.as_ref().to_vec()),
+            _ => None,
+        });
+        let bytes = match &payload {
+            Some(payload) if deliver.short_message().is_empty() => payload.clone(),
+            _ => deliver.short_message().as_ref().to_vec(),
+        };
+        let coding = u8::from(deliver.data_coding);
+        // Bits 2–5 say what kind of message this is: a receipt or acknowledgement, or a reply.
+        if esm_class & 0x3C != 0 {
+            return self.receipt(deliver, &bytes, coding, answer).await;
+        }
+        let (reassembly, body) = split_udh(esm_class, &bytes);
+        let text = decode(coding, body);
+        let from = deliver.source_addr.as_str().to_string();
+        let text = match reassembly {
+            Some((reference, total, part)) => match self.replies.add(&from, reference, total, part, text) {
+                Some(whole) => whole,
+                None => return answer.ok().await,
+            },
+            None => text,
+        };
+        let to = deliver.destination_addr.as_str().to_string();
+        hand_over(&self.inbound, Inbound::Reply { from, to, text, answer }).await;
+    }
+
+    async fn receipt(&self, deliver: &DeliverSm, bytes: &[u8], coding: u8, answer: Answer) {
+        let mut id = None;
+        let mut state = None;
+        for tlv in deliver.tlvs() {
+            match tlv.value() {
+                Some(TlvValue::ReceiptedMessageId(value)) => id = Some(value.as_str().to_string()),
+                Some(TlvValue::MessageState(value)) => state = message_state_word(*value),
+                _ => {}
+            }
+        }
+        let text = decode(coding, bytes);
+        if let Some((text_id, stat)) = parse_receipt_text(&text) {
+            id.get_or_insert_with(|| text_id.to_string());
+            if state.is_none() {
+                state = stat.map(str::to_ascii_uppercase);
+            }
+        }
+        let (Some(id), Some(status)) = (id, state.as_deref().and_then(receipt_status)) else {
+            // Intermediate (ENROUTE, ACCEPTD) or unreadable: nothing to record.
+            return answer.ok().await;
+        };
+        match self.receipts.receipt(&id, status, answer) {
+            Settles::Message(message_id, status, answer) => {
+                hand_over(&self.inbound, Inbound::Receipt { message_id, status, answer }).await;
+            }
+            Settles::NotYet(answer) => answer.ok().await,
+            Settles::Held => {}
+        }
+    }
+}
+
+/// Gives the application something to record; with nobody recording any more (closing), the
+/// SMSC keeps it for later.
+async fn hand_over(to: &mpsc::UnboundedSender<Inbound>, inbound: Inbound) {
+    if let Err(mpsc::error::SendError(inbound)) = to.send(inbound) {
+        match inbound {
+            Inbound::Receipt { answer, .. } | Inbound::Reply { answer, .. } => answer.later().await,
+        }
+    }
+}
+
+enum BindFailure {
+    Refused(String),
+    Unreachable(String),
+}
+
+fn message_state_word(state: MessageState) -> Option<String> {
+    Some(
+        match state {
+            MessageState::Delivered => "DELIVRD",
+            MessageState::Expired => "EXPIRED",
+            MessageState::Deleted => "DELETED",
+            MessageState::Undeliverable => "UNDELIV",
+            MessageState::Rejected => "REJECTD",
+            _ => return None,
+        }
+        .to_string(),
+    )
+}
+
+/// A concatenation header's (reference, total, part) when the UDHI bit says there is a
+/// header, and the text after the header.
+fn split_udh(esm_class: u8, bytes: &[u8]) -> (Option<(u8, u8, u8)>, &[u8]) {
+    if esm_class & 0x40 == 0 || bytes.is_empty() {
+        return (None, bytes);
+    }
+    let length = usize::from(bytes[0]);
+    let Some(header) = bytes.get(1..=length) else { return (None, bytes) };
+    let body = &bytes[length + 1..];
+    // Information elements: 0x00 is the 8-bit reference form, 0x08 the 16-bit one.
+    let mut rest = header;
+    while let [id, len, tail @ ..] = rest {
+        let len = usize::from(*len);
+        let Some(value) = tail.get(..len) else { break };
+        match (id, value) {
+            (0x00, [reference, total, part]) => return (Some((*reference, *total, *part)), body),
+            (0x08, [high, low, total, part]) => return (Some((high ^ low, *total, *part)), body),
+            _ => {}
+        }
+        rest = &tail[len..];
+    }
+    (None, body)
+}
+
+/// A reply's text: UCS-2 as UTF-16BE, the SMSC's default alphabet (GSM 7-bit, one septet a
+/// byte) otherwise; Latin-1 for `data_coding` 3.
+fn decode(coding: u8, bytes: &[u8]) -> String {
+    match coding {
+        8 => {
+            let units: Vec<u16> = bytes.chunks_exact(2).map(|pair| u16::from_be_bytes([pair[0], pair[1]])).collect();
+            String::from_utf16_lossy(&units)
+        }
+        3 => bytes.iter().map(|&b| char::from(b)).collect(),
+        _ => sms::decode_gsm7(bytes),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_names_read_as_in_the_specification() {
+        assert_eq!(status_name(CommandStatus::EsmeRinvdstadr), "ESME_RINVDSTADR (0x0000000B)");
+        assert_eq!(status_name(CommandStatus::EsmeRthrottled), "ESME_RTHROTTLED (0x00000058)");
+    }
+
+    #[test]
+    fn a_long_message_is_settled_by_all_its_parts_or_the_first_failed_one() {
+        use DeliveryStatus::{Delivered, Undeliverable};
+        let receipts: Receipts<u32> = Receipts::default();
+        let ids = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        for id in ["a", "b", "c", "x", "y", "s"] {
+            receipts.accepted(id);
+        }
+        // A receipt before its message was sent whole waits for it, unanswered.
+        assert_eq!(receipts.receipt("b", Delivered, 1), Settles::Held);
+        assert_eq!(receipts.sent(&ids(&["a", "b", "c"])), (vec![], vec![1]));
+        assert_eq!(receipts.sent(&ids(&["x", "y"])), (vec![], vec![]));
+        assert_eq!(receipts.sent(&ids(&["s"])), (vec![], vec![]));
+        assert_eq!(receipts.receipt("a", Delivered, 2), Settles::NotYet(2));
+        assert_eq!(receipts.receipt("c", Delivered, 3), Settles::Message("a".into(), Delivered, 3));
+        assert_eq!(receipts.receipt("y", Undeliverable, 4), Settles::Message("x".into(), Undeliverable, 4));
+        // A part's receipt after another part settled its message says nothing more; a receipt
+        // for an id never sent here is passed on as it is.
+        assert_eq!(receipts.receipt("x", Delivered, 5), Settles::NotYet(5));
+        assert_eq!(receipts.receipt("q", Delivered, 9), Settles::Message("q".into(), Delivered, 9));
+        assert_eq!(receipts.outstanding(), 1);
+        assert_eq!(receipts.receipt("s", Delivered, 6), Settles::Message("s".into(), Delivered, 6));
+        assert_eq!(receipts.outstanding(), 0);
+        // Early receipts that settle a message settle it as it is sent; an abandoned message's
+        // held receipts are only answered.
+        receipts.accepted("m");
+        receipts.accepted("n");
+        assert_eq!(receipts.receipt("m", Undeliverable, 7), Settles::Held);
+        assert_eq!(receipts.sent(&ids(&["m"])), (vec![("m".into(), Undeliverable, 7)], vec![]));
+        assert_eq!(receipts.receipt("n", Delivered, 8), Settles::Held);
+        assert_eq!(receipts.abandon(&ids(&["n"])), vec![8]);
+    }
+
+    #[test]
+    fn reply_parts_are_joined_in_order_whatever_order_they_come_in() {
+        let parts = ReplyParts::default();
+        assert_eq!(parts.add("8613800138000", 7, 2, 2, "世界".into()), None);
+        assert_eq!(parts.add("8613900139000", 7, 2, 1, "other".into()), None);
+        assert_eq!(parts.add("8613800138000", 7, 2, 1, "SS 你好".into()), Some("SS 你好世界".into()));
+        // A part that does not fit its reference's count is taken as a text of its own.
+        assert_eq!(parts.add("8613900139000", 7, 3, 1, "odd".into()), Some("odd".into()));
+    }
+
+    #[test]
+    fn concatenation_headers_are_read_in_both_forms() {
+        assert_eq!(split_udh(0x40, &[5, 0x00, 3, 9, 2, 1, b'h', b'i']), (Some((9, 2, 1)), &b"hi"[..]));
+        assert_eq!(split_udh(0x40, &[6, 0x08, 4, 1, 2, 3, 2, b'h']), (Some((1 ^ 2, 3, 2)), &b"h"[..]));
+        assert_eq!(split_udh(0x00, &[5, 0x00, 3, 9, 2, 1]), (None, &[5, 0x00, 3, 9, 2, 1][..]));
+        assert_eq!(split_udh(0x40, &[9, 0x00]), (None, &[9, 0x00][..]));
+    }
+
+    #[test]
+    fn replies_are_decoded_by_their_data_coding() {
+        assert_eq!(decode(8, &[0x90, 0x00, 0x8b, 0xa2]), "退订");
+        assert_eq!(decode(0, b"TDZD"), "TDZD");
+        assert_eq!(decode(0, &[0x1b, 0x65, 0x00]), "€@");
+    }
+}
