@@ -475,8 +475,7 @@ impl App {
                 Arc::new(JasminGateway::new(&g.url, &g.username, &g.password, dlr_url, timeout, &self.settings.tls)?)
             }
             GatewayKind::Smpp => {
-                let (sender, inbound) = tokio::sync::mpsc::unbounded_channel();
-                let gateway = SmppGateway::connect(self.smpp_settings()?, sender).await?;
+                // Everything that can fail comes before the binds, which must be closed once up.
                 let recorder = Recorder {
                     store: self.store.clone(),
                     renderer: self.renderer.clone(),
@@ -484,6 +483,9 @@ impl App {
                     settings: self.settings.clone(),
                     queue: self.outside_queue_owned().await?,
                 };
+                let settings = self.smpp_settings()?;
+                let (sender, inbound) = tokio::sync::mpsc::unbounded_channel();
+                let gateway = SmppGateway::connect(settings, sender).await?;
                 let recording = tokio::spawn(recorder.run(inbound));
                 return Ok(GatewayLink { gateway, recording: Some(recording) });
             }
@@ -526,10 +528,23 @@ impl App {
             sender: g.sender.clone(),
             max_attempts: i64::from(g.max_attempts),
             retry_base: Duration::from_millis(g.retry_base_ms),
-            // Three gateway timeouts: any request in flight has surely ended by then.
-            lease: Duration::from_millis(g.timeout_ms) * 3,
+            lease: self.lease(),
             alert_max_age: self.settings.alert_max_age,
             gateway,
+        }
+    }
+
+    /// How long a claim protects a notification being sent: three times the longest a send can
+    /// take, so that any send in flight has surely ended by then. An SMPP send may wait for a
+    /// bind, then for each part a window slot and a response.
+    fn lease(&self) -> Duration {
+        let c = &self.settings.config;
+        match c.gateway.kind {
+            GatewayKind::Smpp => {
+                let parts = c.sms.max_segments.max(c.sms.details_max_segments);
+                Duration::from_millis(c.smpp.timeout_ms) * (2 * parts + 1) * 3
+            }
+            _ => Duration::from_millis(c.gateway.timeout_ms) * 3,
         }
     }
 

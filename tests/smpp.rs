@@ -178,6 +178,8 @@ async fn each_error_class_is_handled_as_the_contract_says_and_nothing_is_sent_tw
     assert_eq!(reasons(&app, "failed").await, vec!["ESME_RINVDSTADR (0x0000000B)".to_string()]);
     assert!(reasons(&app, "unknown").await[0].contains("no submit_sm_resp within 500 ms"));
     let submitted = smsc.submitted();
+    // ESME_RTHROTTLED pauses the worker at least 100 ms before its next submit_sm.
+    assert!(submitted[1].received - submitted[0].received >= std::time::Duration::from_millis(100));
     assert_eq!(submitted.len(), 6 + 3, "six messages, three of them twice after a retryable refusal");
     let by_number = accepted_by_number(&submitted);
     assert!(by_number.values().all(|parts| parts.len() == 1), "no message accepted twice");

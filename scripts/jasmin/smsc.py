@@ -1,7 +1,8 @@
 """A minimal SMPP 3.4 SMSC for the Jasmin drill: accepts binds and submit_sm, answers with a
 message id, and sends a DELIVRD delivery receipt (deliver_sm, esm_class 0x04) for every
-message that asked for one. Prints each destination it accepted, one per line, so a drill
-can count messages per number. Usage: python3 smsc.py PORT"""
+message that asked for one. Prints each destination it accepted with the part's data_coding,
+one per line, so a drill can count parts per number and check their encoding.
+Usage: python3 smsc.py PORT"""
 import asyncio
 import struct
 import sys
@@ -35,7 +36,8 @@ def receipt(submit):
     _, at = cstring(submit, at + 3)  # esm_class, protocol_id, priority_flag, then schedule_delivery_time
     _, at = cstring(submit, at)  # validity_period
     registered = submit[at]
-    return src_ton, src_npi, source, dst_ton, dst_npi, dest, registered
+    data_coding = submit[at + 2]  # after replace_if_present_flag
+    return src_ton, src_npi, source, dst_ton, dst_npi, dest, registered, data_coding
 
 
 async def serve(reader, writer):
@@ -55,8 +57,8 @@ async def serve(reader, writer):
             elif command == SUBMIT_SM:
                 message_id = b"%08x" % next(ids)
                 writer.write(pdu(SUBMIT_SM | RESP, 0, seq, message_id + b"\0"))
-                src_ton, src_npi, source, dst_ton, dst_npi, dest, registered = receipt(body)
-                print(dest.decode(), flush=True)
+                src_ton, src_npi, source, dst_ton, dst_npi, dest, registered, data_coding = receipt(body)
+                print(dest.decode(), data_coding, flush=True)
                 if registered & 0x01:
                     stamp = time.strftime("%y%m%d%H%M").encode()
                     text = b"id:" + message_id + b" sub:001 dlvrd:001 submit date:" + stamp + b" done date:" + stamp + b" stat:DELIVRD err:000 text:"

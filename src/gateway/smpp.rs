@@ -20,7 +20,6 @@ use async_trait::async_trait;
 use futures_util::StreamExt;
 use rand::Rng;
 use rusmpp::extra::encoding::gsm7bit::Gsm7BitUnpacked;
-use rusmpp::extra::encoding::ucs2::Ucs2;
 use rusmpp::pdus::{BindTransceiver, DeliverSm, DeliverSmResp, SubmitSm};
 use rusmpp::tlvs::{MessageSubmissionRequestTlvValue, TlvValue};
 use rusmpp::types::{AnyOctetString, COctetString, OctetString};
@@ -83,8 +82,9 @@ pub enum Inbound {
 /// The `deliver_sm_resp` owed for a `deliver_sm`.
 #[derive(Debug)]
 pub struct Answer {
-    client: rusmppc::Client,
-    sequence: u32,
+    /// The bind and sequence number of each `deliver_sm` answered together (a long reply's
+    /// parts are answered once the whole reply is recorded).
+    to: Vec<(rusmppc::Client, u32)>,
     _owed: Owed,
 }
 
@@ -117,12 +117,26 @@ impl Answer {
         self.send(CommandStatus::EsmeRxTAppn).await;
     }
 
+    /// Answered with `other`: one answer for both.
+    fn join(mut self, other: Answer) -> Answer {
+        self.to.extend(other.to);
+        self
+    }
+
     async fn send(self, status: CommandStatus) {
-        let sent = self.client.status(status).deliver_sm_resp(self.sequence, DeliverSmResp::default()).await;
-        if let Err(error) = sent {
-            // The bind is gone; the SMSC delivers what it was not answered for again.
-            tracing::info!(%error, "deliver_sm_resp not sent");
+        for (client, sequence) in &self.to {
+            let sent =
+                written(client, client.status(status).deliver_sm_resp(*sequence, DeliverSmResp::default())).await;
+            if let Err(error) = sent {
+                // The bind is gone; the SMSC delivers what it was not answered for again.
+                tracing::info!(%error, "deliver_sm_resp not sent");
+            }
         }
+    }
+
+    /// Answers without holding up the bind's reader.
+    fn ok_in_background(self) {
+        tokio::spawn(self.ok());
     }
 }
 
@@ -142,21 +156,37 @@ enum Slot {
 #[derive(Clone)]
 struct Link {
     client: rusmppc::Client,
-    pending: Arc<Mutex<HashMap<u32, Slot>>>,
+    pending: Arc<Mutex<Pending>>,
+}
+
+#[derive(Default)]
+struct Pending {
+    slots: HashMap<u32, Slot>,
+    /// Requests whose sender gave up waiting (ambiguous, `unknown`): a late answer is dropped.
+    given_up: HashSet<u32>,
 }
 
 impl Link {
-    /// Hands a response to the request waiting for it.
-    fn route(&self, response: Command) {
+    fn new(client: rusmppc::Client) -> Link {
+        Link { client, pending: Arc::new(Mutex::new(Pending::default())) }
+    }
+
+    /// Hands a response to the request waiting for it. `first` runs before the sender can
+    /// see the response, and not for a response given up on.
+    fn route(&self, response: Command, first: impl FnOnce(&Command)) {
         let mut pending = self.pending.lock().expect("pending lock");
         let sequence = response.sequence_number();
-        match pending.remove(&sequence) {
+        if pending.given_up.remove(&sequence) {
+            return;
+        }
+        first(&response);
+        match pending.slots.remove(&sequence) {
             Some(Slot::Waiting(waiting)) => {
                 let _ = waiting.send(response);
             }
-            // Its request is still being registered (or already given up: dropped with the link).
+            // Its request is still being registered.
             _ => {
-                pending.insert(sequence, Slot::Arrived(Box::new(response)));
+                pending.slots.insert(sequence, Slot::Arrived(Box::new(response)));
             }
         }
     }
@@ -164,19 +194,27 @@ impl Link {
     fn wait_for(&self, sequence: u32) -> oneshot::Receiver<Command> {
         let (sender, receiver) = oneshot::channel();
         let mut pending = self.pending.lock().expect("pending lock");
-        match pending.remove(&sequence) {
+        match pending.slots.remove(&sequence) {
             Some(Slot::Arrived(response)) => {
                 let _ = sender.send(*response);
             }
             _ => {
-                pending.insert(sequence, Slot::Waiting(sender));
+                pending.slots.insert(sequence, Slot::Waiting(sender));
             }
         }
         receiver
     }
 
-    fn forget(&self, sequence: u32) {
-        self.pending.lock().expect("pending lock").remove(&sequence);
+    /// Stops waiting for `sequence`, unless its response came at this very moment.
+    fn give_up(&self, sequence: u32) -> Option<Command> {
+        let mut pending = self.pending.lock().expect("pending lock");
+        match pending.slots.remove(&sequence) {
+            Some(Slot::Arrived(response)) => Some(*response),
+            _ => {
+                pending.given_up.insert(sequence);
+                None
+            }
+        }
     }
 }
 
@@ -293,10 +331,10 @@ impl<T> Receipts<T> {
         }
         state.waiting.insert(first.clone(), ids.iter().cloned().collect());
         state.order.push_back(first);
-        while state.order.len() > TRACKED_MESSAGES {
-            if let Some(oldest) = state.order.pop_front() {
-                state.forget(&oldest);
-            }
+        // Settled messages leave their ids here; they are skipped as they come to the front.
+        while state.waiting.len() > TRACKED_MESSAGES || state.order.len() > 2 * TRACKED_MESSAGES {
+            let Some(oldest) = state.order.pop_front() else { break };
+            state.evict(&oldest);
         }
         drop(state);
         let mut due = Vec::new();
@@ -344,7 +382,7 @@ impl<T> Receipts<T> {
         if !settled {
             return Settles::NotYet(answer);
         }
-        state.forget(&first);
+        state.settle(&first);
         drop(state);
         self.settled.notify_waiters();
         Settles::Message(first, status, answer)
@@ -369,7 +407,8 @@ impl<T> Receipts<T> {
 }
 
 impl<T> ReceiptState<T> {
-    fn forget(&mut self, first: &str) {
+    /// A message settled: receipts still to come for its parts say nothing more.
+    fn settle(&mut self, first: &str) {
         if self.done.len() >= TRACKED_MESSAGES {
             self.done.clear();
         }
@@ -380,39 +419,72 @@ impl<T> ReceiptState<T> {
             }
         }
         self.part_of.remove(first);
-        self.order.retain(|id| id != first);
+    }
+
+    /// A message followed too long: its receipts pass on under their own ids from now on.
+    fn evict(&mut self, first: &str) {
+        if let Some(parts) = self.waiting.remove(first) {
+            for part in parts {
+                self.part_of.remove(&part);
+            }
+        }
+        self.part_of.remove(first);
     }
 }
 
 /// A long reply's sender and concatenation reference.
-type ReplyKey = (String, u8);
+type ReplyKey = (String, u16);
+/// One part's text and answer, once it has come.
+type ReplyPart<T> = Option<(String, T)>;
 
-/// Parts of subscribers' long replies, by sender and reference, until the last one comes.
-#[derive(Default)]
-struct ReplyParts {
-    parts: Mutex<HashMap<ReplyKey, Vec<Option<String>>>>,
+/// Parts of subscribers' long replies, by sender and reference, until the last one comes, each
+/// with its `deliver_sm` still to answer.
+struct ReplyParts<T = Answer> {
+    parts: Mutex<HashMap<ReplyKey, Vec<ReplyPart<T>>>>,
 }
 
-impl ReplyParts {
-    /// The whole text once `part` (1-based, of `total`) completes it.
-    fn add(&self, from: &str, reference: u8, total: u8, part: u8, text: String) -> Option<String> {
+impl<T> Default for ReplyParts<T> {
+    fn default() -> Self {
+        ReplyParts { parts: Mutex::new(HashMap::new()) }
+    }
+}
+
+/// What a part of a reply makes of it.
+#[derive(Debug, PartialEq, Eq)]
+enum Joined<T> {
+    /// The whole text, and the answers of all its parts.
+    Whole(String, Vec<T>),
+    Waiting,
+}
+
+impl<T> ReplyParts<T> {
+    /// Adds `part` (1-based, of `total`). Also gives the answers of parts dropped unjoined
+    /// (the SMSC is to deliver them again).
+    fn add(&self, from: &str, reference: u16, total: u8, part: u8, text: String, answer: T) -> (Joined<T>, Vec<T>) {
         let mut parts = self.parts.lock().expect("reply parts lock");
+        let mut dropped = Vec::new();
         if parts.len() >= TRACKED_REPLY_PARTS {
-            // Replies whose parts never all came; a subscriber sends again.
-            parts.clear();
+            // Replies whose parts never all came.
+            dropped.extend(parts.drain().flat_map(|(_, slots)| slots.into_iter().flatten().map(|(_, a)| a)));
         }
         let key = (from.to_string(), reference);
-        let slots = parts.entry(key.clone()).or_insert_with(|| vec![None; usize::from(total)]);
+        let slots = parts.entry(key.clone()).or_insert_with(|| (0..total).map(|_| None).collect());
         if slots.len() != usize::from(total) || part == 0 || part > total {
-            parts.remove(&key);
-            return Some(text);
+            // Does not fit what came before under this reference: taken as a text of its own.
+            if let Some(earlier) = parts.remove(&key) {
+                dropped.extend(earlier.into_iter().flatten().map(|(_, a)| a));
+            }
+            return (Joined::Whole(text, vec![answer]), dropped);
         }
-        slots[usize::from(part - 1)] = Some(text);
+        if let Some((_, again)) = slots[usize::from(part - 1)].replace((text, answer)) {
+            dropped.push(again);
+        }
         if slots.iter().all(Option::is_some) {
-            let whole = parts.remove(&key).unwrap_or_default().into_iter().flatten().collect();
-            return Some(whole);
+            let (texts, answers): (Vec<String>, Vec<T>) =
+                parts.remove(&key).unwrap_or_default().into_iter().flatten().unzip();
+            return (Joined::Whole(texts.concat(), answers), dropped);
         }
-        None
+        (Joined::Waiting, dropped)
     }
 }
 
@@ -504,24 +576,39 @@ impl SmppGateway {
         }
     }
 
-    /// Sends one `submit_sm` within its bind's window and waits for its response.
-    async fn submit(&self, pdu: SubmitSm) -> Result<String, GatewayError> {
-        let (bind, link) = self.bound().await?;
+    /// Sends one `submit_sm` within its bind's window and waits for its response. `on` is the
+    /// bind a message's earlier parts went on: its parts stay on it while it is up.
+    async fn submit(&self, on: &mut Option<Arc<Bind>>, pdu: SubmitSm) -> Result<String, GatewayError> {
+        let current = on.as_ref().and_then(|bind| bind.link.borrow().clone().map(|link| (bind.clone(), link)));
+        let (bind, link) = match current {
+            Some(current) => current,
+            None => self.bound().await?,
+        };
+        *on = Some(bind.clone());
+        let timeout = self.settings.timeout;
+        // No time limit: each slot comes back within `timeout` (an answer or giving up on one),
+        // and a message that waited is not refused for it.
         let _slot = bind.window.acquire().await.map_err(|_| GatewayError::Transient("bind closed".into()))?;
+        // Checked with a slot in hand: a send that waited for the slot while another was
+        // throttled waits out the pause too.
+        self.throttle.wait().await;
+        if link.client.is_closed() {
+            return Err(GatewayError::Transient("submit_sm not sent: the bind is closed".into()));
+        }
+        // Once handed to the connection, a request may be on the wire even when rusmppc reports
+        // the connection closed: from here on a failure is ambiguous.
         let sequence = written(&link.client, link.client.no_wait().submit_sm(pdu))
             .await
-            .map_err(|error| GatewayError::Transient(format!("submit_sm not sent: {error}")))?;
-        let response = link.wait_for(sequence);
-        match tokio::time::timeout(self.settings.timeout, response).await {
-            Err(_) => {
-                link.forget(sequence);
-                Err(GatewayError::Ambiguous(format!(
-                    "no submit_sm_resp within {} ms",
-                    self.settings.timeout.as_millis()
-                )))
-            }
-            Ok(Err(_)) => Err(GatewayError::Ambiguous("the bind was lost before the submit_sm_resp".into())),
+            .map_err(|error| GatewayError::Ambiguous(format!("the bind was lost while writing submit_sm: {error}")))?;
+        let mut response = link.wait_for(sequence);
+        match tokio::time::timeout(timeout, &mut response).await {
             Ok(Ok(response)) => self.classify(response),
+            Ok(Err(_)) => Err(GatewayError::Ambiguous("the bind was lost before the submit_sm_resp".into())),
+            Err(_) => match link.give_up(sequence).or_else(|| response.try_recv().ok()) {
+                // It came as the wait ran out.
+                Some(response) => self.classify(response),
+                None => Err(GatewayError::Ambiguous(format!("no submit_sm_resp within {} ms", timeout.as_millis()))),
+            },
         }
     }
 
@@ -554,7 +641,9 @@ impl SmppGateway {
         type Encode = fn(&str) -> Option<Vec<u8>>;
         let (coding, encode): (DataCoding, Encode) = match segmented.encoding {
             Encoding::Gsm7 => (DataCoding::McSpecific, |text| Gsm7BitUnpacked::new().encode_to_vec(text).ok()),
-            Encoding::Ucs2 => (DataCoding::Ucs2, |text| Ucs2::new().encode_to_vec(text).ok()),
+            // UTF-16BE, surrogate pairs and all, as §5.5 counts them (rusmpp's UCS-2 encoder
+            // refuses characters outside the BMP).
+            Encoding::Ucs2 => (DataCoding::Ucs2, |text| Some(text.encode_utf16().flat_map(u16::to_be_bytes).collect())),
         };
         let destination = sms.to.trim_start_matches('+');
         let template = SubmitSm::builder()
@@ -605,12 +694,12 @@ impl Gateway for SmppGateway {
         let pdus = self.pdus(sms)?;
         let total = pdus.len();
         let mut ids = Vec::with_capacity(total);
+        let mut on = None;
         for pdu in pdus {
             let mut tries = 0;
             let id = loop {
-                self.throttle.wait().await;
                 tries += 1;
-                match self.submit(pdu.clone()).await {
+                match self.submit(&mut on, pdu.clone()).await {
                     Ok(id) => break id,
                     // Nothing is accepted yet: the whole message is the pusher's to retry.
                     Err(error) if ids.is_empty() => return Err(error),
@@ -622,7 +711,7 @@ impl Gateway for SmppGateway {
                     // Some parts went and the rest cannot: never sent again, for the operator.
                     Err(error) => {
                         for answer in self.receipts.abandon(&ids) {
-                            answer.ok().await;
+                            answer.ok_in_background();
                         }
                         return Err(GatewayError::Ambiguous(format!(
                             "{} of {total} parts accepted ({}), then: {error}",
@@ -636,7 +725,7 @@ impl Gateway for SmppGateway {
         }
         let (settled, due) = self.receipts.sent(&ids);
         for answer in due {
-            answer.ok().await;
+            answer.ok_in_background();
         }
         for (message_id, status, answer) in settled {
             let inbound = self.inbound.lock().expect("inbound lock").clone();
@@ -657,10 +746,9 @@ impl Gateway for SmppGateway {
     async fn close(&self) {
         self.closing.store(true, Ordering::Relaxed);
         let window = u32::try_from(self.settings.window).unwrap_or(u32::MAX);
-        for bind in &self.binds {
-            // Every slot back means every response is in (or given up after the timeout).
-            let _all = tokio::time::timeout(self.settings.timeout, bind.window.acquire_many(window)).await;
-        }
+        // Every slot back means every response is in (or given up after the timeout).
+        let all_back = futures_util::future::join_all(self.binds.iter().map(|bind| bind.window.acquire_many(window)));
+        let _all = tokio::time::timeout(self.settings.timeout, all_back).await;
         let deadline = tokio::time::Instant::now() + self.settings.receipt_wait;
         self.receipts.wait_all(deadline).await;
         let outstanding = self.receipts.outstanding();
@@ -803,7 +891,7 @@ impl BindKeeper {
         client: rusmppc::Client,
         mut events: impl futures_util::Stream<Item = rusmppc::Event> + Unpin,
     ) {
-        let link = Link { client: client.clone(), pending: Arc::new(Mutex::new(HashMap::new())) };
+        let link = Link::new(client.clone());
         self.bind.link.send_replace(Some(link.clone()));
         loop {
             tokio::select! {
@@ -831,7 +919,7 @@ impl BindKeeper {
         // Lost: what waits for a response learns the bind is gone (ambiguous), nothing new
         // is written here.
         self.bind.link.send_replace(None);
-        link.pending.lock().expect("pending lock").clear();
+        link.pending.lock().expect("pending lock").slots.clear();
         let _ = client.close().await;
         tracing::warn!(bind = self.index, "the SMSC connection closed; reconnecting");
     }
@@ -840,22 +928,27 @@ impl BindKeeper {
     async fn incoming(&self, link: &Link, command: Command) -> bool {
         let sequence = command.sequence_number();
         match command.id() {
-            CommandId::SubmitSmResp | CommandId::GenericNack => {
-                if let (CommandStatus::EsmeRok, Some(Pdu::SubmitSmResp(resp))) = (command.status(), command.pdu()) {
+            CommandId::SubmitSmResp | CommandId::GenericNack => link.route(command, |response| {
+                // Noted before the sender sees it, so its receipts, read next, are held.
+                if let (CommandStatus::EsmeRok, Some(Pdu::SubmitSmResp(resp))) = (response.status(), response.pdu()) {
                     self.receipts.accepted(resp.message_id().as_str());
                 }
-                link.route(command);
-            }
+            }),
             CommandId::DeliverSm => {
-                let answer = Answer { client: link.client.clone(), sequence, _owed: Owed::new(&self.receipts) };
+                let answer = Answer { to: vec![(link.client.clone(), sequence)], _owed: Owed::new(&self.receipts) };
                 match command.pdu() {
                     Some(Pdu::DeliverSm(deliver)) => self.deliver(deliver, answer).await,
-                    _ => answer.ok().await,
+                    _ => answer.ok_in_background(),
                 }
             }
             CommandId::Unbind => {
-                let _ = link.client.unbind_resp(sequence).await;
+                let _ = written(&link.client, link.client.unbind_resp(sequence)).await;
                 return false;
+            }
+            // Other requests (data_sm, query_sm, …) are not served on this bind.
+            id if !id.is_response() => {
+                let nack = link.client.status(CommandStatus::EsmeRinvcmdid).generic_nack(sequence);
+                let _ = written(&link.client, nack).await;
             }
             other => tracing::debug!(bind = self.index, ?other, "ignored"),
         }
@@ -880,12 +973,22 @@ impl BindKeeper {
         let (reassembly, body) = split_udh(esm_class, &bytes);
         let text = decode(coding, body);
         let from = deliver.source_addr.as_str().to_string();
-        let text = match reassembly {
-            Some((reference, total, part)) => match self.replies.add(&from, reference, total, part, text) {
-                Some(whole) => whole,
-                None => return answer.ok().await,
-            },
-            None => text,
+        let (text, answer) = match reassembly {
+            Some((reference, total, part)) => {
+                let (joined, dropped) = self.replies.add(&from, reference, total, part, text, answer);
+                for answer in dropped {
+                    tokio::spawn(answer.later());
+                }
+                match joined {
+                    Joined::Whole(text, answers) => {
+                        let mut answers = answers.into_iter();
+                        let first = answers.next().expect("a whole reply has a part");
+                        (text, answers.fold(first, Answer::join))
+                    }
+                    Joined::Waiting => return,
+                }
+            }
+            None => (text, answer),
         };
         let to = deliver.destination_addr.as_str().to_string();
         hand_over(&self.inbound, Inbound::Reply { from, to, text, answer }).await;
@@ -910,13 +1013,13 @@ impl BindKeeper {
         }
         let (Some(id), Some(status)) = (id, state.as_deref().and_then(receipt_status)) else {
             // Intermediate (ENROUTE, ACCEPTD) or unreadable: nothing to record.
-            return answer.ok().await;
+            return answer.ok_in_background();
         };
         match self.receipts.receipt(&id, status, answer) {
             Settles::Message(message_id, status, answer) => {
                 hand_over(&self.inbound, Inbound::Receipt { message_id, status, answer }).await;
             }
-            Settles::NotYet(answer) => answer.ok().await,
+            Settles::NotYet(answer) => answer.ok_in_background(),
             Settles::Held => {}
         }
     }
@@ -953,7 +1056,7 @@ fn message_state_word(state: MessageState) -> Option<String> {
 
 /// A concatenation header's (reference, total, part) when the UDHI bit says there is a
 /// header, and the text after the header.
-fn split_udh(esm_class: u8, bytes: &[u8]) -> (Option<(u8, u8, u8)>, &[u8]) {
+fn split_udh(esm_class: u8, bytes: &[u8]) -> (Option<(u16, u8, u8)>, &[u8]) {
     if esm_class & 0x40 == 0 || bytes.is_empty() {
         return (None, bytes);
     }
@@ -966,8 +1069,10 @@ fn split_udh(esm_class: u8, bytes: &[u8]) -> (Option<(u8, u8, u8)>, &[u8]) {
         let len = usize::from(*len);
         let Some(value) = tail.get(..len) else { break };
         match (id, value) {
-            (0x00, [reference, total, part]) => return (Some((*reference, *total, *part)), body),
-            (0x08, [high, low, total, part]) => return (Some((high ^ low, *total, *part)), body),
+            (0x00, [reference, total, part]) => return (Some((u16::from(*reference), *total, *part)), body),
+            (0x08, [high, low, total, part]) => {
+                return (Some((u16::from_be_bytes([*high, *low]), *total, *part)), body)
+            }
             _ => {}
         }
         rest = &tail[len..];
@@ -1032,19 +1137,26 @@ mod tests {
     }
 
     #[test]
-    fn reply_parts_are_joined_in_order_whatever_order_they_come_in() {
-        let parts = ReplyParts::default();
-        assert_eq!(parts.add("8613800138000", 7, 2, 2, "世界".into()), None);
-        assert_eq!(parts.add("8613900139000", 7, 2, 1, "other".into()), None);
-        assert_eq!(parts.add("8613800138000", 7, 2, 1, "SS 你好".into()), Some("SS 你好世界".into()));
-        // A part that does not fit its reference's count is taken as a text of its own.
-        assert_eq!(parts.add("8613900139000", 7, 3, 1, "odd".into()), Some("odd".into()));
+    fn reply_parts_are_joined_in_order_and_answered_together() {
+        let parts: ReplyParts<u32> = ReplyParts::default();
+        assert_eq!(parts.add("8613800138000", 7, 2, 2, "世界".into(), 1), (Joined::Waiting, vec![]));
+        assert_eq!(parts.add("8613900139000", 7, 2, 1, "other".into(), 2), (Joined::Waiting, vec![]));
+        assert_eq!(
+            parts.add("8613800138000", 7, 2, 1, "SS 你好".into(), 3),
+            (Joined::Whole("SS 你好世界".into(), vec![3, 1]), vec![])
+        );
+        // A part that does not fit its reference's count is a text of its own; the parts
+        // before it are dropped unanswered, for the SMSC to deliver again.
+        assert_eq!(
+            parts.add("8613900139000", 7, 3, 1, "odd".into(), 4),
+            (Joined::Whole("odd".into(), vec![4]), vec![2])
+        );
     }
 
     #[test]
     fn concatenation_headers_are_read_in_both_forms() {
         assert_eq!(split_udh(0x40, &[5, 0x00, 3, 9, 2, 1, b'h', b'i']), (Some((9, 2, 1)), &b"hi"[..]));
-        assert_eq!(split_udh(0x40, &[6, 0x08, 4, 1, 2, 3, 2, b'h']), (Some((1 ^ 2, 3, 2)), &b"h"[..]));
+        assert_eq!(split_udh(0x40, &[6, 0x08, 4, 1, 2, 3, 2, b'h']), (Some((0x0102, 3, 2)), &b"h"[..]));
         assert_eq!(split_udh(0x00, &[5, 0x00, 3, 9, 2, 1]), (None, &[5, 0x00, 3, 9, 2, 1][..]));
         assert_eq!(split_udh(0x40, &[9, 0x00]), (None, &[9, 0x00][..]));
     }

@@ -98,6 +98,8 @@ pub struct Submitted {
     pub message_payload: Option<Vec<u8>>,
     /// Some when the answer is `Ok`, already while that answer is held back.
     pub message_id: Option<String>,
+    /// When it was read, to see a client's pauses.
+    pub received: std::time::Instant,
 }
 
 /// The test SMSC; dropping it stops listening and closes every connection.
@@ -642,6 +644,7 @@ impl<'a> Session<'a> {
             short_message: submit.short_message().to_vec(),
             message_payload,
             message_id: None,
+            received: std::time::Instant::now(),
         };
         let decision = {
             let mut state = self.shared.state();
