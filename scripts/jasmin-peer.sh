@@ -2,12 +2,17 @@
 # End-to-end drill against a real Jasmin SMS gateway (0.11.0 from PyPI, in a venv) running on
 # 127.0.0.1 with this machine's RabbitMQ (a vhost of its own) and Redis, and a minimal SMPP
 # SMSC (scripts/jasmin/smsc.py) that answers every message with a delivery receipt.
-# billpush pushes N bills through RabbitMQ to Jasmin's HTTP API; Jasmin's receipts come back
-# to `billpush serve`. Exits non-zero unless every bill is accepted once and delivered.
-#   scripts/jasmin-peer.sh [N=300]
+# In `http` mode billpush pushes N bills through RabbitMQ to Jasmin's HTTP API and Jasmin's
+# receipts come back to `billpush serve`; in `smpp` mode billpush binds to Jasmin's SMPP server
+# (smpps, as the drill's user) and the receipts come back as deliver_sm on its binds. Exits
+# non-zero unless every bill is accepted once, in the right number of parts and encoding, and
+# delivered.
+#   scripts/jasmin-peer.sh [N=300] [http|smpp]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-300}
+MODE=${2:-http}
+case "$MODE" in http|smpp) ;; *) echo "mode must be http or smpp" >&2; exit 2 ;; esac
 scripts/services.sh
 redis-cli -h 127.0.0.1 ping >/dev/null || { echo "Redis must run on 127.0.0.1:6379" >&2; exit 1; }
 cargo build --release --quiet
@@ -81,20 +86,34 @@ python3 scripts/jasmin/jcli.py "$jcli_port" "$smsc_port" billpush drillpw
 
 inbound_token=$($bin token --name jasmin --role jasmin | sed -n 's/^token: //p')
 psql -h 127.0.0.1 -U postgres -qc "CREATE DATABASE $db"
+if [ "$MODE" = smpp ]; then
+  gateway_block="[gateway]
+kind = \"smpp\"
+idempotent = false
+rate_per_second = 200
+[smpp]
+host = \"127.0.0.1\"
+port = $smpp_port
+system_id = \"billpush\"
+password = \"drillpw\"
+binds = 2"
+else
+  gateway_block="[gateway]
+kind = \"jasmin\"
+url = \"http://127.0.0.1:$http_port\"
+username = \"billpush\"
+password = \"drillpw\"
+token = \"$inbound_token\"
+idempotent = false
+rate_per_second = 200"
+fi
 cat > "$work/billpush.toml" <<CFG
 [database]
 url = "postgres://postgres@127.0.0.1/$db"
 [queue]
 url = "amqp://guest:guest@127.0.0.1:5672/%2f"
 name = "$queue"
-[gateway]
-kind = "jasmin"
-url = "http://127.0.0.1:$http_port"
-username = "billpush"
-password = "drillpw"
-token = "$inbound_token"
-idempotent = false
-rate_per_second = 200
+$gateway_block
 [sms]
 quiet_start = "00:00"
 quiet_end = "00:00"
@@ -106,8 +125,8 @@ CFG
 python3 scripts/population.py "$work" "$N" J 137
 cfg=(--config "$work/billpush.toml")
 for kind in plans subscribers usage; do $bin "${cfg[@]}" import $kind "$work/$kind.csv" >/dev/null; done
-$bin "${cfg[@]}" serve 2>"$work/log/serve.log" &
-$bin "${cfg[@]}" run --month 2026-10 --as-of 2027-01-01T00:00:00+08:00
+if [ "$MODE" = http ]; then $bin "${cfg[@]}" serve 2>"$work/log/serve.log" & fi
+$bin "${cfg[@]}" run --month 2026-10 --as-of 2027-01-01T00:00:00+08:00 2>"$work/log/run.log"
 for _ in $(seq 240); do
   $bin "${cfg[@]}" status --month 2026-10 | grep -q "deliveries delivered=$N\$" && break
   sleep 0.5
@@ -118,12 +137,31 @@ if ! $bin "${cfg[@]}" status --month 2026-10 | grep -q "deliveries delivered=$N\
   echo "FAILED: not every bill was delivered; logs kept in $kept" >&2
   exit 1
 fi
-# A long message reaches the SMSC as one submit_sm per part; count numbers, not parts.
-numbers=$(sort -u "$work/smsc-accepted.txt" | wc -l)
-parts=$(wc -l < "$work/smsc-accepted.txt")
-expected_parts=$($bin "${cfg[@]}" export deliveries --month 2026-10 | python3 -c 'import json,sys; print(sum(json.loads(l)["segments"] for l in sys.stdin))')
-if [ "$numbers" -ne "$N" ] || [ "$parts" -ne "$expected_parts" ]; then
-  echo "FAILED: the SMSC got $parts parts for $numbers numbers; expected $expected_parts parts for $N" >&2
-  exit 1
-fi
-echo "jasmin drill: $N bills sent once each ($parts parts at the SMSC) and delivered (receipts through /api/v1/dlr/jasmin)"
+# A long message reaches the SMSC as one submit_sm per part: each number must have exactly its
+# bill's segments, every part in its bill's data_coding (0 GSM 7-bit, 8 UCS-2).
+$bin "${cfg[@]}" export deliveries --month 2026-10 > "$work/deliveries.jsonl"
+python3 - "$work/deliveries.jsonl" "$work/smsc-accepted.txt" "$N" <<'PY' || exit 1
+import collections, json, sys
+deliveries = [json.loads(line) for line in open(sys.argv[1])]
+parts = collections.defaultdict(list)
+for line in open(sys.argv[2]):
+    number, coding = line.split()
+    parts[number].append(int(coding))
+wrong = []
+for d in deliveries:
+    got = parts.pop(d["msisdn"].lstrip("+"), [])
+    want = [8 if d["encoding"] == "ucs2" else 0] * d["segments"]
+    if got != want:
+        wrong.append(f'{d["msisdn"]}: got codings {got}, expected {want}')
+wrong += [f"{number}: not a bill's number" for number in parts]
+if wrong or len(deliveries) != int(sys.argv[3]):
+    print("FAILED:", len(deliveries), "bills;", "; ".join(wrong[:5]), file=sys.stderr)
+    sys.exit(1)
+ucs2 = sum(d["encoding"] == "ucs2" for d in deliveries)
+print(f"{sum(d['segments'] for d in deliveries)} parts at the SMSC, {ucs2} bills in UCS-2, each in its segments")
+PY
+case "$MODE" in
+  http) how="receipts through /api/v1/dlr/jasmin" ;;
+  smpp) how="bound to Jasmin's SMPP server, receipts as deliver_sm" ;;
+esac
+echo "jasmin drill ($MODE): $N bills sent once each and delivered ($how)"

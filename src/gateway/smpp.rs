@@ -84,7 +84,7 @@ pub enum Inbound {
 pub struct Answer {
     /// The bind and sequence number of each `deliver_sm` answered together (a long reply's
     /// parts are answered once the whole reply is recorded).
-    to: Vec<(rusmppc::Client, u32)>,
+    to: Vec<(Link, u32)>,
     _owed: Owed,
 }
 
@@ -124,9 +124,9 @@ impl Answer {
     }
 
     async fn send(self, status: CommandStatus) {
-        for (client, sequence) in &self.to {
-            let sent =
-                written(client, client.status(status).deliver_sm_resp(*sequence, DeliverSmResp::default())).await;
+        for (link, sequence) in &self.to {
+            let resp = link.client.status(status).deliver_sm_resp(*sequence, DeliverSmResp::default());
+            let sent = link.written(resp).await;
             if let Err(error) = sent {
                 // The bind is gone; the SMSC delivers what it was not answered for again.
                 tracing::info!(%error, "deliver_sm_resp not sent");
@@ -157,6 +157,14 @@ enum Slot {
 struct Link {
     client: rusmppc::Client,
     pending: Arc<Mutex<Pending>>,
+    /// Requests handed to the connection and not written yet (see `nudge`).
+    writing: Arc<AtomicUsize>,
+}
+
+impl std::fmt::Debug for Link {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Link").field("writing", &self.writing).finish_non_exhaustive()
+    }
 }
 
 #[derive(Default)]
@@ -168,7 +176,38 @@ struct Pending {
 
 impl Link {
     fn new(client: rusmppc::Client) -> Link {
-        Link { client, pending: Arc::new(Mutex::new(Pending::default())) }
+        Link { client, pending: Arc::new(Mutex::new(Pending::default())), writing: Arc::new(AtomicUsize::new(0)) }
+    }
+
+    /// Waits for a request to be written.
+    async fn written<T>(
+        &self,
+        request: impl std::future::Future<Output = Result<T, rusmppc::error::Error>>,
+    ) -> Result<T, rusmppc::error::Error> {
+        self.writing.fetch_add(1, Ordering::Relaxed);
+        let result = request.await;
+        self.writing.fetch_sub(1, Ordering::Relaxed);
+        result
+    }
+
+    /// Sends the connection a cheap action, which wakes it; its answer is not waited for, as
+    /// it can itself be held up in the same way.
+    async fn wake_connection(&self) {
+        let _ = tokio::time::timeout(Duration::ZERO, self.client.pending_responses()).await;
+    }
+
+    /// rusmppc 0.4's connection writes a few queued requests per wake-up and then waits for the
+    /// next event, so requests queued together would stall until an answer or the enquire_link
+    /// timer wakes it. Any action wakes it: while requests wait to be written, one cheap action
+    /// is sent each millisecond (one per bind, so that wake-ups never crowd out the requests).
+    async fn nudge(self, stop: CancellationToken) {
+        let mut every = tokio::time::interval(Duration::from_millis(1));
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        while stop.run_until_cancelled(every.tick()).await.is_some() {
+            if self.writing.load(Ordering::Relaxed) > 0 {
+                self.wake_connection().await;
+            }
+        }
     }
 
     /// Hands a response to the request waiting for it. `first` runs before the sender can
@@ -597,7 +636,8 @@ impl SmppGateway {
         }
         // Once handed to the connection, a request may be on the wire even when rusmppc reports
         // the connection closed: from here on a failure is ambiguous.
-        let sequence = written(&link.client, link.client.no_wait().submit_sm(pdu))
+        let sequence = link
+            .written(link.client.no_wait().submit_sm(pdu))
             .await
             .map_err(|error| GatewayError::Ambiguous(format!("the bind was lost while writing submit_sm: {error}")))?;
         let mut response = link.wait_for(sequence);
@@ -764,27 +804,6 @@ impl Gateway for SmppGateway {
     }
 }
 
-/// Waits for a request to be written. rusmppc 0.4's connection writes a few queued requests per
-/// wake-up and then waits for the next event, so several requests queued together would stall
-/// until an answer or the enquire_link timer wakes it: any action wakes it, and a cheap one is
-/// sent every millisecond until this request is out.
-async fn written<T>(
-    client: &rusmppc::Client,
-    request: impl std::future::Future<Output = Result<T, rusmppc::error::Error>>,
-) -> Result<T, rusmppc::error::Error> {
-    tokio::pin!(request);
-    let mut nudge = tokio::time::interval(Duration::from_millis(1));
-    nudge.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    loop {
-        tokio::select! {
-            result = &mut request => return result,
-            _ = nudge.tick() => {
-                let _ = client.pending_responses().await;
-            }
-        }
-    }
-}
-
 /// The SMPP name of a command status, with its code: `ESME_RINVDSTADR (0x0000000B)`.
 pub fn status_name(status: CommandStatus) -> String {
     let debug = format!("{status:?}");
@@ -892,6 +911,9 @@ impl BindKeeper {
         mut events: impl futures_util::Stream<Item = rusmppc::Event> + Unpin,
     ) {
         let link = Link::new(client.clone());
+        let nudging = self.stop.child_token();
+        tokio::spawn(link.clone().nudge(nudging.clone()));
+        let _stop_nudging = nudging.drop_guard();
         self.bind.link.send_replace(Some(link.clone()));
         loop {
             tokio::select! {
@@ -935,20 +957,20 @@ impl BindKeeper {
                 }
             }),
             CommandId::DeliverSm => {
-                let answer = Answer { to: vec![(link.client.clone(), sequence)], _owed: Owed::new(&self.receipts) };
+                let answer = Answer { to: vec![(link.clone(), sequence)], _owed: Owed::new(&self.receipts) };
                 match command.pdu() {
                     Some(Pdu::DeliverSm(deliver)) => self.deliver(deliver, answer).await,
                     _ => answer.ok_in_background(),
                 }
             }
             CommandId::Unbind => {
-                let _ = written(&link.client, link.client.unbind_resp(sequence)).await;
+                let _ = link.written(link.client.unbind_resp(sequence)).await;
                 return false;
             }
             // Other requests (data_sm, query_sm, …) are not served on this bind.
             id if !id.is_response() => {
                 let nack = link.client.status(CommandStatus::EsmeRinvcmdid).generic_nack(sequence);
-                let _ = written(&link.client, nack).await;
+                let _ = link.written(nack).await;
             }
             other => tracing::debug!(bind = self.index, ?other, "ignored"),
         }
