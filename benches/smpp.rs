@@ -99,7 +99,6 @@ async fn billpush(port: u16, parts: usize, binds: usize, window: usize) -> Durat
         system_id: "billpush".into(),
         password: "secret".into(),
         system_type: String::new(),
-        source: "10001".into(),
         source_ton: 5,
         source_npi: 0,
         window,

@@ -505,7 +505,6 @@ impl App {
             system_id: s.system_id.clone(),
             password: s.password.clone(),
             system_type: s.system_type.clone(),
-            source: self.settings.config.gateway.sender.clone(),
             source_ton: s.source_ton,
             source_npi: s.source_npi,
             window: s.window as usize,

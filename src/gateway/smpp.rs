@@ -50,7 +50,7 @@ const TRACKED_MESSAGES: usize = 1_000_000;
 /// Parts of subscribers' long replies waiting for the rest.
 const TRACKED_REPLY_PARTS: usize = 10_000;
 
-/// Everything a bind needs, from `[smpp]` and `gateway.sender`.
+/// Everything a bind needs, from `[smpp]`; the source address is each message's sender.
 #[derive(Clone)]
 pub struct SmppSettings {
     pub host: String,
@@ -58,7 +58,6 @@ pub struct SmppSettings {
     pub system_id: String,
     pub password: String,
     pub system_type: String,
-    pub source: String,
     pub source_ton: u8,
     pub source_npi: u8,
     pub window: usize,
