@@ -12,7 +12,7 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::str::FromStr;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -125,7 +125,7 @@ impl Answer {
     async fn send(self, status: CommandStatus) {
         for (link, sequence) in &self.to {
             let resp = link.client.status(status).deliver_sm_resp(*sequence, DeliverSmResp::default());
-            let sent = link.written(resp).await;
+            let sent = resp.await;
             if let Err(error) = sent {
                 // The bind is gone; the SMSC delivers what it was not answered for again.
                 tracing::info!(%error, "deliver_sm_resp not sent");
@@ -156,13 +156,11 @@ enum Slot {
 struct Link {
     client: rusmppc::Client,
     pending: Arc<Mutex<Pending>>,
-    /// Requests handed to the connection and not written yet (see `nudge`).
-    writing: Arc<AtomicUsize>,
 }
 
 impl std::fmt::Debug for Link {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Link").field("writing", &self.writing).finish_non_exhaustive()
+        f.debug_struct("Link").finish_non_exhaustive()
     }
 }
 
@@ -173,46 +171,11 @@ struct Pending {
     given_up: HashSet<u32>,
 }
 
-impl Link {
-    fn new(client: rusmppc::Client) -> Link {
-        Link { client, pending: Arc::new(Mutex::new(Pending::default())), writing: Arc::new(AtomicUsize::new(0)) }
-    }
-
-    /// Waits for a request to be written.
-    async fn written<T>(
-        &self,
-        request: impl std::future::Future<Output = Result<T, rusmppc::error::Error>>,
-    ) -> Result<T, rusmppc::error::Error> {
-        self.writing.fetch_add(1, Ordering::Relaxed);
-        let result = request.await;
-        self.writing.fetch_sub(1, Ordering::Relaxed);
-        result
-    }
-
-    /// Sends the connection a cheap action, which wakes it; its answer is not waited for, as
-    /// it can itself be held up in the same way.
-    async fn wake_connection(&self) {
-        let _ = tokio::time::timeout(Duration::ZERO, self.client.pending_responses()).await;
-    }
-
-    /// rusmppc 0.4's connection writes a few queued requests per wake-up and then waits for the
-    /// next event, so requests queued together would stall until an answer or the enquire_link
-    /// timer wakes it. Any action wakes it: while requests wait to be written, one cheap action
-    /// is sent each millisecond (one per bind, so that wake-ups never crowd out the requests).
-    async fn nudge(self, stop: CancellationToken) {
-        let mut every = tokio::time::interval(Duration::from_millis(1));
-        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-        while stop.run_until_cancelled(every.tick()).await.is_some() {
-            if self.writing.load(Ordering::Relaxed) > 0 {
-                self.wake_connection().await;
-            }
-        }
-    }
-
+impl Pending {
     /// Hands a response to the request waiting for it. `first` runs before the sender can
     /// see the response, and not for a response given up on.
-    fn route(&self, response: Command, first: impl FnOnce(&Command)) {
-        let mut pending = self.pending.lock().expect("pending lock");
+    fn route(pending: &Mutex<Pending>, response: Command, first: impl FnOnce(&Command)) {
+        let mut pending = pending.lock().expect("pending lock");
         let sequence = response.sequence_number();
         if pending.given_up.remove(&sequence) {
             return;
@@ -228,7 +191,9 @@ impl Link {
             }
         }
     }
+}
 
+impl Link {
     fn wait_for(&self, sequence: u32) -> oneshot::Receiver<Command> {
         let (sender, receiver) = oneshot::channel();
         let mut pending = self.pending.lock().expect("pending lock");
@@ -252,6 +217,150 @@ impl Link {
                 pending.given_up.insert(sequence);
                 None
             }
+        }
+    }
+}
+
+/// A bind's TCP stream, or the TLS stream over it.
+type Io = tokio_util::either::Either<tokio::net::TcpStream, tokio_rustls::client::TlsStream<tokio::net::TcpStream>>;
+
+/// Opens a connection to an SMSC (TLS when given a configuration) and starts driving it;
+/// nothing is bound yet. `take` sees each event as it is read, in the connection's own task,
+/// and gives back those left for the returned receiver. Public for the benchmark's raw client,
+/// which must not stall either.
+pub async fn connect<T>(
+    builder: rusmppc::ConnectionBuilder,
+    host: &str,
+    port: u16,
+    tls: Option<rustls::ClientConfig>,
+    take: T,
+) -> std::io::Result<(rusmppc::Client, mpsc::UnboundedReceiver<rusmppc::Event>)>
+where
+    T: FnMut(rusmppc::Event) -> Option<rusmppc::Event> + Send + Unpin + 'static,
+{
+    let tcp = tokio::net::TcpStream::connect((host, port)).await?;
+    // PDUs are small and each waits for an answer: Nagle's algorithm would hold them back.
+    tcp.set_nodelay(true)?;
+    let io: Io = match tls {
+        None => tokio_util::either::Either::Left(tcp),
+        Some(config) => {
+            let name = rustls::pki_types::ServerName::try_from(host.to_string())
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+            let stream = tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, tcp).await?;
+            tokio_util::either::Either::Right(stream)
+        }
+    };
+    let wrote = Arc::new(AtomicU64::new(0));
+    let (client, events, connection) = builder.no_spawn().connected(CountingIo { io, wrote: wrote.clone() });
+    let (forward, left) = mpsc::unbounded_channel();
+    tokio::spawn(Driver { connection: Box::pin(connection), events, take, forward, wrote });
+    Ok((client, left))
+}
+
+/// Drives a rusmppc 0.4 connection.
+///
+/// Each time it is polled, the connection takes at most five queued requests and writes about
+/// two, then waits for the socket or its timer without waking itself, so requests queued
+/// behind them would stall until an answer comes in or the next enquire_link (30 s). A poll
+/// that wrote something may have left more to write, so it is followed by another at once; a
+/// poll that wrote nothing left the connection waiting on the socket and on its queue of
+/// requests, which wake it.
+///
+/// What the connection read is taken in the same task, right after it: responses reach their
+/// senders without a hop through another task, and in the order they were read.
+struct Driver<F, E, T> {
+    connection: std::pin::Pin<Box<F>>,
+    events: E,
+    take: T,
+    forward: mpsc::UnboundedSender<rusmppc::Event>,
+    wrote: Arc<AtomicU64>,
+}
+
+impl<F, E, T> std::future::Future for Driver<F, E, T>
+where
+    F: std::future::Future<Output = ()>,
+    E: futures_util::Stream<Item = rusmppc::Event> + Unpin,
+    T: FnMut(rusmppc::Event) -> Option<rusmppc::Event> + Unpin,
+{
+    type Output = ();
+
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        let this = self.get_mut();
+        let before = this.wrote.load(Ordering::Relaxed);
+        let polled = this.connection.as_mut().poll(cx);
+        // Everything the poll read is in the channel already: the loop ends.
+        while let std::task::Poll::Ready(Some(event)) = this.events.poll_next_unpin(cx) {
+            if let Some(event) = (this.take)(event) {
+                let _ = this.forward.send(event);
+            }
+        }
+        if polled.is_pending() && this.wrote.load(Ordering::Relaxed) != before {
+            cx.waker().wake_by_ref();
+        }
+        polled
+    }
+}
+
+/// A stream that counts the bytes written to it (see [`Driver`]).
+struct CountingIo {
+    io: Io,
+    wrote: Arc<AtomicU64>,
+}
+
+impl tokio::io::AsyncRead for CountingIo {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for CountingIo {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let polled = std::pin::Pin::new(&mut self.io).poll_write(cx, buf);
+        self.count(&polled);
+        polled
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let polled = std::pin::Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
+        self.count(&polled);
+        polled
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+impl CountingIo {
+    fn count(&self, polled: &std::task::Poll<std::io::Result<usize>>) {
+        if let std::task::Poll::Ready(Ok(n)) = polled {
+            self.wrote.fetch_add(*n as u64, Ordering::Relaxed);
         }
     }
 }
@@ -592,12 +701,14 @@ impl SmppGateway {
         (self.reference.fetch_add(1, Ordering::Relaxed) % 256) as u8
     }
 
-    /// A bound bind, taking turns; waits up to the timeout for one to come up.
+    /// A bound bind, taking turns, one with room in its window first; waits up to the
+    /// timeout for one to come up.
     async fn bound(&self) -> Result<(Arc<Bind>, Link), GatewayError> {
         let start = self.next_bind.fetch_add(1, Ordering::Relaxed);
         let n = self.binds.len();
-        for offset in 0..n {
-            let bind = &self.binds[(start + offset) % n];
+        let turns = || (0..n).map(|offset| &self.binds[(start + offset) % n]);
+        let has_room = |bind: &&Arc<Bind>| bind.window.available_permits() > 0;
+        for bind in turns().filter(has_room).chain(turns()) {
             if let Some(link) = bind.link.borrow().clone() {
                 return Ok((bind.clone(), link));
             }
@@ -635,10 +746,10 @@ impl SmppGateway {
         }
         // Once handed to the connection, a request may be on the wire even when rusmppc reports
         // the connection closed: from here on a failure is ambiguous.
-        let sequence = link
-            .written(link.client.no_wait().submit_sm(pdu))
-            .await
-            .map_err(|error| GatewayError::Ambiguous(format!("the bind was lost while writing submit_sm: {error}")))?;
+        let sequence =
+            link.client.no_wait().submit_sm(pdu).await.map_err(|error| {
+                GatewayError::Ambiguous(format!("the bind was lost while writing submit_sm: {error}"))
+            })?;
         let mut response = link.wait_for(sequence);
         match tokio::time::timeout(timeout, &mut response).await {
             Ok(Ok(response)) => self.classify(response),
@@ -829,13 +940,13 @@ impl BindKeeper {
         let mut failures = 0;
         while !self.stop.is_cancelled() {
             match self.open().await {
-                Ok((client, events)) => {
+                Ok((link, events)) => {
                     if let Some(first) = first.take() {
                         let _ = first.send(Ok(()));
                     }
                     failures = 0;
                     tracing::info!(bind = self.index, host = %self.settings.host, "bound to the SMSC");
-                    self.serve(client, events).await;
+                    self.serve(link, events).await;
                 }
                 Err(BindFailure::Refused(status)) => {
                     if let Some(first) = first.take() {
@@ -861,27 +972,36 @@ impl BindKeeper {
         }
     }
 
-    async fn open(
-        &self,
-    ) -> Result<(rusmppc::Client, impl futures_util::Stream<Item = rusmppc::Event> + Unpin), BindFailure> {
+    async fn open(&self) -> Result<(Link, mpsc::UnboundedReceiver<rusmppc::Event>), BindFailure> {
         let s = &self.settings;
-        let mut builder = rusmppc::ConnectionBuilder::new()
+        let builder = rusmppc::ConnectionBuilder::new()
             .disable_interface_version_check()
             .enquire_link_interval(ENQUIRE_LINK_EVERY)
             .enquire_link_response_timeout(s.timeout)
             .response_timeout(s.timeout);
-        let scheme = match &s.tls {
-            Some(config) => {
-                builder = builder.rustls_config(config.clone());
-                "smpps"
+        let pending = Arc::new(Mutex::new(Pending::default()));
+        let (responses, receipts) = (pending.clone(), self.receipts.clone());
+        let take = move |event| match event {
+            rusmppc::Event::Incoming(response)
+                if matches!(response.id(), CommandId::SubmitSmResp | CommandId::GenericNack) =>
+            {
+                Pending::route(&responses, response, |response| {
+                    // Noted before the sender sees it and before the next command is read, so
+                    // that receipts for it, read later, are held.
+                    if let (CommandStatus::EsmeRok, Some(Pdu::SubmitSmResp(resp))) = (response.status(), response.pdu())
+                    {
+                        receipts.accepted(resp.message_id().as_str());
+                    }
+                });
+                None
             }
-            None => "smpp",
+            other => Some(other),
         };
-        let (client, events) =
-            tokio::time::timeout(s.timeout, builder.connect(format!("{scheme}://{}:{}", s.host, s.port)))
-                .await
-                .map_err(|_| BindFailure::Unreachable("connect timed out".into()))?
-                .map_err(|e| BindFailure::Unreachable(e.to_string()))?;
+        let connecting = connect(builder, &s.host, s.port, s.tls.clone(), take);
+        let (client, events) = tokio::time::timeout(s.timeout, connecting)
+            .await
+            .map_err(|_| BindFailure::Unreachable("connect timed out".into()))?
+            .map_err(|e| BindFailure::Unreachable(e.to_string()))?;
         // The configuration's checks keep these within SMPP's lengths.
         let unusable = |_| BindFailure::Refused("smpp.system_id, password or system_type unusable".into());
         let bind = BindTransceiver::builder()
@@ -891,7 +1011,7 @@ impl BindKeeper {
             .interface_version(InterfaceVersion::Smpp3_4)
             .build();
         match client.bind_transceiver(bind).await {
-            Ok(_) => Ok((client, events)),
+            Ok(_) => Ok((Link { client, pending }, events)),
             Err(rusmppc::error::Error::UnexpectedResponse { response }) => {
                 let _ = client.close().await;
                 Err(BindFailure::Refused(status_name(response.status())))
@@ -904,19 +1024,12 @@ impl BindKeeper {
     }
 
     /// Reads the bind until it closes or the gateway stops; then unbinds.
-    async fn serve(
-        &self,
-        client: rusmppc::Client,
-        mut events: impl futures_util::Stream<Item = rusmppc::Event> + Unpin,
-    ) {
-        let link = Link::new(client.clone());
-        let nudging = self.stop.child_token();
-        tokio::spawn(link.clone().nudge(nudging.clone()));
-        let _stop_nudging = nudging.drop_guard();
+    async fn serve(&self, link: Link, mut events: mpsc::UnboundedReceiver<rusmppc::Event>) {
+        let client = link.client.clone();
         self.bind.link.send_replace(Some(link.clone()));
         loop {
             tokio::select! {
-                event = events.next() => match event {
+                event = events.recv() => match event {
                     None => break,
                     Some(rusmppc::Event::Incoming(command)) => {
                         if !self.incoming(&link, command).await {
@@ -949,12 +1062,6 @@ impl BindKeeper {
     async fn incoming(&self, link: &Link, command: Command) -> bool {
         let sequence = command.sequence_number();
         match command.id() {
-            CommandId::SubmitSmResp | CommandId::GenericNack => link.route(command, |response| {
-                // Noted before the sender sees it, so its receipts, read next, are held.
-                if let (CommandStatus::EsmeRok, Some(Pdu::SubmitSmResp(resp))) = (response.status(), response.pdu()) {
-                    self.receipts.accepted(resp.message_id().as_str());
-                }
-            }),
             CommandId::DeliverSm => {
                 let answer = Answer { to: vec![(link.clone(), sequence)], _owed: Owed::new(&self.receipts) };
                 match command.pdu() {
@@ -963,13 +1070,13 @@ impl BindKeeper {
                 }
             }
             CommandId::Unbind => {
-                let _ = link.written(link.client.unbind_resp(sequence)).await;
+                let _ = link.client.unbind_resp(sequence).await;
                 return false;
             }
             // Other requests (data_sm, query_sm, …) are not served on this bind.
             id if !id.is_response() => {
                 let nack = link.client.status(CommandStatus::EsmeRinvcmdid).generic_nack(sequence);
-                let _ = link.written(nack).await;
+                let _ = nack.await;
             }
             other => tracing::debug!(bind = self.index, ?other, "ignored"),
         }
@@ -1117,6 +1224,80 @@ fn decode(coding: u8, bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Counts the times a task asked to be polled again.
+    struct Wakes(AtomicUsize);
+
+    impl futures_util::task::ArcWake for Wakes {
+        fn wake_by_ref(this: &Arc<Self>) {
+            this.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    #[test]
+    fn a_connection_that_wrote_is_polled_again_and_an_idle_one_is_not() {
+        // Like rusmppc 0.4's connection with requests queued: each poll writes one and
+        // returns without arranging to be woken; with none queued it writes nothing.
+        let wrote = Arc::new(AtomicU64::new(0));
+        let queued = Arc::new(AtomicU64::new(3));
+        let (counter, left) = (wrote.clone(), queued.clone());
+        let connection = std::future::poll_fn(move |_| {
+            if left.load(Ordering::Relaxed) > 0 {
+                left.fetch_sub(1, Ordering::Relaxed);
+                counter.fetch_add(80, Ordering::Relaxed);
+            }
+            std::task::Poll::Pending
+        });
+        let (forward, _left) = mpsc::unbounded_channel();
+        let events = futures_util::stream::pending::<rusmppc::Event>();
+        let mut driver = Driver { connection: Box::pin(connection), events, take: Some, forward, wrote: wrote.clone() };
+        let wakes = Arc::new(Wakes(AtomicUsize::new(0)));
+        let waker = futures_util::task::waker(wakes.clone());
+        let mut cx = std::task::Context::from_waker(&waker);
+        let mut polls = 0;
+        // Each wake is a poll the runtime would make.
+        loop {
+            let before = wakes.0.load(Ordering::Relaxed);
+            assert!(std::future::Future::poll(std::pin::Pin::new(&mut driver), &mut cx).is_pending());
+            polls += 1;
+            if wakes.0.load(Ordering::Relaxed) == before {
+                break;
+            }
+        }
+        assert_eq!(queued.load(Ordering::Relaxed), 0, "every queued request was written");
+        assert_eq!(wrote.load(Ordering::Relaxed), 240);
+        assert_eq!(polls, 4, "three polls that wrote, then one that found nothing and waits");
+    }
+
+    #[test]
+    fn what_the_connection_read_is_taken_in_its_own_poll_and_the_rest_forwarded() {
+        let command = |sequence| {
+            Command::builder().status(CommandStatus::EsmeRok).sequence_number(sequence).pdu(Pdu::EnquireLinkResp)
+        };
+        let events = futures_util::stream::iter([1, 2, 3].map(|n| rusmppc::Event::Incoming(command(n))))
+            .chain(futures_util::stream::pending());
+        let taken = Arc::new(Mutex::new(Vec::new()));
+        let seen = taken.clone();
+        let take = move |event: rusmppc::Event| match event {
+            rusmppc::Event::Incoming(command) if command.sequence_number() % 2 == 1 => {
+                seen.lock().unwrap().push(command.sequence_number());
+                None
+            }
+            other => Some(other),
+        };
+        let (forward, mut left) = mpsc::unbounded_channel();
+        let connection = std::future::pending::<()>();
+        let mut driver = Driver { connection: Box::pin(connection), events, take, forward, wrote: Arc::default() };
+        let waker = futures_util::task::noop_waker();
+        let mut cx = std::task::Context::from_waker(&waker);
+        assert!(std::future::Future::poll(std::pin::Pin::new(&mut driver), &mut cx).is_pending());
+        assert_eq!(*taken.lock().unwrap(), vec![1, 3]);
+        match left.try_recv() {
+            Ok(rusmppc::Event::Incoming(command)) => assert_eq!(command.sequence_number(), 2),
+            other => panic!("the rest is forwarded: {other:?}"),
+        }
+        assert!(left.try_recv().is_err());
+    }
 
     #[test]
     fn status_names_read_as_in_the_specification() {
