@@ -374,6 +374,8 @@ struct Bind {
 #[derive(Default)]
 struct Throttle {
     until: Mutex<Option<Instant>>,
+    /// Whether `until` was ever set: most sends never see a throttle and skip the lock.
+    hit_once: AtomicBool,
     in_a_row: AtomicU32,
 }
 
@@ -382,6 +384,7 @@ impl Throttle {
         let n = self.in_a_row.fetch_add(1, Ordering::Relaxed).min(6);
         let pause = (Duration::from_millis(100) * 2u32.pow(n)).min(THROTTLE_MAX);
         let mut until = self.until.lock().expect("throttle lock");
+        self.hit_once.store(true, Ordering::Release);
         let end = Instant::now() + pause;
         *until = Some(until.map_or(end, |u| u.max(end)));
         pause
@@ -392,6 +395,9 @@ impl Throttle {
     }
 
     async fn wait(&self) {
+        if !self.hit_once.load(Ordering::Acquire) {
+            return;
+        }
         let until = *self.until.lock().expect("throttle lock");
         if let Some(until) = until {
             tokio::time::sleep_until(until.into()).await;
@@ -420,8 +426,8 @@ impl<T> Default for Receipts<T> {
 struct ReceiptState<T = Answer> {
     /// Part id → the message's (first part's) id.
     part_of: HashMap<String, String>,
-    /// Message id → the parts whose receipt has not come.
-    waiting: HashMap<String, HashSet<String>>,
+    /// Message id → the parts whose receipt has not come (a few; most messages have one).
+    waiting: HashMap<String, Vec<String>>,
     order: VecDeque<String>,
     /// Parts accepted whose message is still being sent (so not known here yet): receipts
     /// that come for them wait here, unanswered, until it is.
@@ -476,7 +482,7 @@ impl<T> Receipts<T> {
             early.extend(state.unassigned.remove(id).unwrap_or_default().into_iter().map(|(s, a)| (id.clone(), s, a)));
             state.part_of.insert(id.clone(), first.clone());
         }
-        state.waiting.insert(first.clone(), ids.iter().cloned().collect());
+        state.waiting.insert(first.clone(), ids.to_vec());
         state.order.push_back(first);
         // Settled messages leave their ids here; they are skipped as they come to the front.
         while state.waiting.len() > TRACKED_MESSAGES || state.order.len() > 2 * TRACKED_MESSAGES {
@@ -519,7 +525,7 @@ impl<T> Receipts<T> {
         let settled = match status {
             DeliveryStatus::Delivered => {
                 let left = state.waiting.get_mut(&first).map(|parts| {
-                    parts.remove(id);
+                    parts.retain(|part| part != id);
                     parts.len()
                 });
                 left.unwrap_or(0) == 0

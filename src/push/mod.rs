@@ -27,7 +27,7 @@ use crate::store::notifications::{self as db, Claim, OutboundRow};
 use crate::store::{Store, StoreResult};
 
 /// Messages of one delivery pushed concurrently: enough to hide gateway latency.
-const CONCURRENCY: usize = 32;
+pub const CONCURRENCY: usize = 32;
 /// Queue messages a worker pushes at once (the broker's prefetch is twice this).
 pub const PARALLEL_DELIVERIES: usize = 4;
 /// How long a worker asked to stop still waits for the broker to take a delivery's retries.
