@@ -424,7 +424,7 @@ impl<T> Default for Receipts<T> {
 
 #[derive(Debug)]
 struct ReceiptState<T = Answer> {
-    /// Part id → the message's (first part's) id.
+    /// Id of a later part → the message's (first part's) id.
     part_of: HashMap<String, String>,
     /// Message id → the parts whose receipt has not come (a few; most messages have one).
     waiting: HashMap<String, Vec<String>>,
@@ -480,7 +480,10 @@ impl<T> Receipts<T> {
         let mut early = Vec::new();
         for id in ids {
             early.extend(state.unassigned.remove(id).unwrap_or_default().into_iter().map(|(s, a)| (id.clone(), s, a)));
-            state.part_of.insert(id.clone(), first.clone());
+            // A message's first part is found under its own id in `waiting`.
+            if *id != first {
+                state.part_of.insert(id.clone(), first.clone());
+            }
         }
         state.waiting.insert(first.clone(), ids.to_vec());
         state.order.push_back(first);
@@ -518,9 +521,11 @@ impl<T> Receipts<T> {
         if state.done.remove(id) {
             return Settles::NotYet(answer);
         }
-        let Some(first) = state.part_of.get(id).cloned() else {
+        let first = match state.part_of.get(id) {
+            Some(first) => first.clone(),
+            None if state.waiting.contains_key(id) => id.to_string(),
             // Sent by another worker or before a restart: its id is the message's, or unknown.
-            return Settles::Message(id.to_string(), status, answer);
+            None => return Settles::Message(id.to_string(), status, answer),
         };
         let settled = match status {
             DeliveryStatus::Delivered => {
@@ -853,9 +858,13 @@ impl Gateway for SmppGateway {
         let mut on = None;
         for pdu in pdus {
             let mut tries = 0;
+            let mut pdu = Some(pdu);
             let id = loop {
                 tries += 1;
-                match self.submit(&mut on, pdu.clone()).await {
+                // A first part is sent once here (a failure returns), later parts may be again.
+                let attempt = if ids.is_empty() { pdu.take() } else { pdu.clone() };
+                let attempt = attempt.expect("a part is kept while it may be sent again");
+                match self.submit(&mut on, attempt).await {
                     Ok(id) => break id,
                     // Nothing is accepted yet: the whole message is the pusher's to retry.
                     Err(error) if ids.is_empty() => return Err(error),
