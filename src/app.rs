@@ -243,17 +243,8 @@ impl App {
     /// in-process queue through `push_answers` where it runs (elsewhere, answers wait for the
     /// month's next `run`).
     pub async fn replies(&self) -> anyhow::Result<Replies<'_>> {
-        Ok(Replies {
-            store: &self.store,
-            renderer: &self.renderer,
-            clock: self.clock.as_ref(),
-            timezone: self.settings.timezone,
-            queue: self.outside_queue().await?,
-            vas_cancel_code: &self.settings.config.operator.vas_cancel_code,
-            max_answers_per_day: self.settings.config.replies.max_per_day,
-            dispute_sla: self.settings.dispute_sla,
-            itemize_min: crate::domain::money::Fen::new(self.settings.config.sms.itemize_min_fen),
-        })
+        let queue = self.outside_queue().await?;
+        Ok(Replies::new(&self.store, &self.renderer, self.clock.as_ref(), &self.settings, queue))
     }
 
     /// The disputes service; its messages go out as answers to replies do.

@@ -135,17 +135,8 @@ impl Recorder {
             tracing::warn!("reply from something that is not a phone number; dropped");
             return answer.ok().await;
         };
-        let replies = Replies {
-            store: &self.store,
-            renderer: &self.renderer,
-            clock: self.clock.as_ref(),
-            timezone: self.settings.timezone,
-            queue: self.queue.as_deref(),
-            vas_cancel_code: &self.settings.config.operator.vas_cancel_code,
-            max_answers_per_day: self.settings.config.replies.max_per_day,
-            dispute_sla: self.settings.dispute_sla,
-            itemize_min: crate::domain::money::Fen::new(self.settings.config.sms.itemize_min_fen),
-        };
+        let replies =
+            Replies::new(&self.store, &self.renderer, self.clock.as_ref(), &self.settings, self.queue.as_deref());
         let reply = InboundReply { from: &from, to, text, received_at: self.clock.now(), via: "smpp" };
         match replies.handle(&reply).await {
             Ok(_) => answer.ok().await,

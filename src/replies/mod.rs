@@ -102,6 +102,29 @@ pub struct Replies<'a> {
     pub itemize_min: Fen,
 }
 
+impl<'a> Replies<'a> {
+    /// The service as `settings` configure it, answering through `queue`.
+    pub fn new(
+        store: &'a Store,
+        renderer: &'a Renderer,
+        clock: &'a dyn Clock,
+        settings: &'a crate::config::Settings,
+        queue: Option<&'a dyn Queue>,
+    ) -> Replies<'a> {
+        Replies {
+            store,
+            renderer,
+            clock,
+            timezone: settings.timezone,
+            queue,
+            vas_cancel_code: &settings.config.operator.vas_cancel_code,
+            max_answers_per_day: settings.config.replies.max_per_day,
+            dispute_sla: settings.dispute_sla,
+            itemize_min: Fen::new(settings.config.sms.itemize_min_fen),
+        }
+    }
+}
+
 /// How an `SS` is answered.
 enum DisputeAnswer {
     /// A case was opened, and its message tells the subscriber the case number.
