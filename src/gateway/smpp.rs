@@ -83,7 +83,7 @@ pub enum Inbound {
 pub struct Answer {
     /// The bind and sequence number of each `deliver_sm` answered together (a long reply's
     /// parts are answered once the whole reply is recorded).
-    to: Vec<(Link, u32)>,
+    to: Vec<(rusmppc::Client, u32)>,
     _owed: Owed,
 }
 
@@ -123,10 +123,8 @@ impl Answer {
     }
 
     async fn send(self, status: CommandStatus) {
-        for (link, sequence) in &self.to {
-            let resp = link.client.status(status).deliver_sm_resp(*sequence, DeliverSmResp::default());
-            let sent = resp.await;
-            if let Err(error) = sent {
+        for (client, sequence) in &self.to {
+            if let Err(error) = client.status(status).deliver_sm_resp(*sequence, DeliverSmResp::default()).await {
                 // The bind is gone; the SMSC delivers what it was not answered for again.
                 tracing::info!(%error, "deliver_sm_resp not sent");
             }
@@ -156,12 +154,6 @@ enum Slot {
 struct Link {
     client: rusmppc::Client,
     pending: Arc<Mutex<Pending>>,
-}
-
-impl std::fmt::Debug for Link {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Link").finish_non_exhaustive()
-    }
 }
 
 #[derive(Default)]
@@ -1078,7 +1070,7 @@ impl BindKeeper {
         let sequence = command.sequence_number();
         match command.id() {
             CommandId::DeliverSm => {
-                let answer = Answer { to: vec![(link.clone(), sequence)], _owed: Owed::new(&self.receipts) };
+                let answer = Answer { to: vec![(link.client.clone(), sequence)], _owed: Owed::new(&self.receipts) };
                 match command.pdu() {
                     Some(Pdu::DeliverSm(deliver)) => self.deliver(deliver, answer).await,
                     _ => answer.ok_in_background(),
