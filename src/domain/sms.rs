@@ -52,12 +52,37 @@ impl Encoding {
 const GSM7_BASIC: &str = "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà";
 const GSM7_EXTENSION: &str = "\u{c}^{}\\[~]|€";
 
+/// Which ASCII characters a table holds, read off its bytes once at compile time: every
+/// character is checked for every message sent, and most are ASCII (a byte below 0x80 in
+/// UTF-8 is always a whole character).
+const fn ascii_in(table: &str) -> [bool; 128] {
+    let bytes = table.as_bytes();
+    let mut ascii = [false; 128];
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] < 0x80 {
+            ascii[bytes[i] as usize] = true;
+        }
+        i += 1;
+    }
+    ascii
+}
+
+const GSM7_BASIC_ASCII: [bool; 128] = ascii_in(GSM7_BASIC);
+const GSM7_EXTENSION_ASCII: [bool; 128] = ascii_in(GSM7_EXTENSION);
+
 fn is_gsm7_basic(c: char) -> bool {
-    GSM7_BASIC.contains(c)
+    match u8::try_from(c) {
+        Ok(byte) if byte < 0x80 => GSM7_BASIC_ASCII[usize::from(byte)],
+        _ => GSM7_BASIC.contains(c),
+    }
 }
 
 fn is_gsm7_extension(c: char) -> bool {
-    GSM7_EXTENSION.contains(c)
+    match u8::try_from(c) {
+        Ok(byte) if byte < 0x80 => GSM7_EXTENSION_ASCII[usize::from(byte)],
+        _ => GSM7_EXTENSION.contains(c),
+    }
 }
 
 /// Decodes GSM 03.38 text sent one septet a byte (as SMSCs hand replies over SMPP with
@@ -278,6 +303,16 @@ mod tests {
             10,
             "form feed, caret, braces, backslash, brackets, tilde, bar, euro"
         );
+    }
+
+    #[test]
+    fn the_ascii_lookup_agrees_with_the_tables() {
+        for byte in 0u8..0x80 {
+            let c = char::from(byte);
+            assert_eq!(is_gsm7_basic(c), GSM7_BASIC.contains(c), "{c:?} in the basic table");
+            assert_eq!(is_gsm7_extension(c), GSM7_EXTENSION.contains(c), "{c:?} in the extension table");
+        }
+        assert!(is_gsm7_basic('£') && is_gsm7_extension('€') && !is_gsm7_basic('账'));
     }
 
     #[test]
