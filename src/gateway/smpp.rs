@@ -145,9 +145,25 @@ pub enum SmppError {
 
 /// A response, or one that came before its request was registered here.
 enum Slot {
-    Waiting(oneshot::Sender<Command>),
+    Waiting(oneshot::Sender<(Command, Noting)>, Noting),
     Arrived(Box<Command>),
 }
+
+/// How the receipt tracker notes a part the SMSC accepted, as its response is read (before
+/// any receipt for it can be: the bind reads in order).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Noting {
+    /// Accepted, with its message still being sent: its receipts are held until the message
+    /// is sent whole. Also a response that came before its request was registered here.
+    Part,
+    /// A message's only part: its receipts are followed from its response on, and its sender
+    /// has nothing more to tell the tracker.
+    Whole,
+}
+
+/// Maps of ids the SMSC gives: hashed on every part sent, by a fast hasher seeded per map.
+type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+type Set<K> = HashSet<K, foldhash::fast::RandomState>;
 
 /// One bound connection: the client and the responses its requests wait for.
 #[derive(Clone)]
@@ -158,51 +174,52 @@ struct Link {
 
 #[derive(Default)]
 struct Pending {
-    slots: HashMap<u32, Slot>,
+    slots: Map<u32, Slot>,
     /// Requests whose sender gave up waiting (ambiguous, `unknown`): a late answer is dropped.
-    given_up: HashSet<u32>,
+    given_up: Set<u32>,
 }
 
 impl Pending {
-    /// Hands a response to the request waiting for it. `first` runs before the sender can
-    /// see the response, and not for a response given up on.
-    fn route(pending: &Mutex<Pending>, response: Command, first: impl FnOnce(&Command)) {
+    /// Hands a response to the request waiting for it, with how it was noted. `note` runs
+    /// before the sender can see the response, and not for a response given up on.
+    fn route(pending: &Mutex<Pending>, response: Command, note: impl FnOnce(&Command, Noting)) {
         let mut pending = pending.lock().expect("pending lock");
         let sequence = response.sequence_number();
         if pending.given_up.remove(&sequence) {
             return;
         }
-        first(&response);
         match pending.slots.remove(&sequence) {
-            Some(Slot::Waiting(waiting)) => {
-                let _ = waiting.send(response);
+            Some(Slot::Waiting(waiting, noting)) => {
+                note(&response, noting);
+                let _ = waiting.send((response, noting));
             }
-            // Its request is still being registered.
+            // Its request is still being registered, so what it is a part of is not known.
             _ => {
+                note(&response, Noting::Part);
                 pending.slots.insert(sequence, Slot::Arrived(Box::new(response)));
             }
         }
     }
-}
 
-impl Link {
-    fn wait_for(&self, sequence: u32) -> oneshot::Receiver<Command> {
+    /// Waits for the response to `sequence`, to be noted as `noting` says.
+    fn wait_for(pending: &Mutex<Pending>, sequence: u32, noting: Noting) -> oneshot::Receiver<(Command, Noting)> {
         let (sender, receiver) = oneshot::channel();
-        let mut pending = self.pending.lock().expect("pending lock");
+        let mut pending = pending.lock().expect("pending lock");
         match pending.slots.remove(&sequence) {
             Some(Slot::Arrived(response)) => {
-                let _ = sender.send(*response);
+                let _ = sender.send((*response, Noting::Part));
             }
             _ => {
-                pending.slots.insert(sequence, Slot::Waiting(sender));
+                pending.slots.insert(sequence, Slot::Waiting(sender, noting));
             }
         }
         receiver
     }
 
-    /// Stops waiting for `sequence`, unless its response came at this very moment.
-    fn give_up(&self, sequence: u32) -> Option<Command> {
-        let mut pending = self.pending.lock().expect("pending lock");
+    /// Stops waiting for `sequence`, unless its response came at this very moment (then
+    /// noted as a part).
+    fn give_up(pending: &Mutex<Pending>, sequence: u32) -> Option<Command> {
+        let mut pending = pending.lock().expect("pending lock");
         match pending.slots.remove(&sequence) {
             Some(Slot::Arrived(response)) => Some(*response),
             _ => {
@@ -417,27 +434,47 @@ impl<T> Default for Receipts<T> {
 #[derive(Debug)]
 struct ReceiptState<T = Answer> {
     /// Id of a later part → the message's (first part's) id.
-    part_of: HashMap<String, String>,
-    /// Message id → the parts whose receipt has not come (a few; most messages have one).
-    waiting: HashMap<String, Vec<String>>,
-    order: VecDeque<String>,
+    part_of: Map<String, Arc<str>>,
+    /// Message id → its parts whose receipt has not come.
+    waiting: Map<Arc<str>, Left>,
+    order: VecDeque<Arc<str>>,
     /// Parts accepted whose message is still being sent (so not known here yet): receipts
     /// that come for them wait here, unanswered, until it is.
-    unassigned: HashMap<String, Vec<(DeliveryStatus, T)>>,
+    unassigned: Map<String, Vec<(DeliveryStatus, T)>>,
     /// Parts of messages settled already (by another part's failure): their receipts say
     /// nothing more.
-    done: HashSet<String>,
+    done: Set<String>,
 }
 
 impl<T> Default for ReceiptState<T> {
     fn default() -> Self {
         ReceiptState {
-            part_of: HashMap::new(),
-            waiting: HashMap::new(),
+            part_of: Map::default(),
+            waiting: Map::default(),
             order: VecDeque::new(),
-            unassigned: HashMap::new(),
-            done: HashSet::new(),
+            unassigned: Map::default(),
+            done: Set::default(),
         }
+    }
+}
+
+/// The parts of a message whose receipt has not come: most messages have one part, and
+/// its id is the message's.
+#[derive(Debug)]
+struct Left {
+    first: bool,
+    later: Vec<String>,
+}
+
+impl Left {
+    /// `id`'s receipt came; whether none is left to come.
+    fn receipted(&mut self, id: &str, first: &str) -> bool {
+        if id == first {
+            self.first = false;
+        } else {
+            self.later.retain(|part| part != id);
+        }
+        !self.first && self.later.is_empty()
     }
 }
 
@@ -464,26 +501,25 @@ impl<T> Receipts<T> {
         state.unassigned.insert(id.to_string(), Vec::new());
     }
 
+    /// A message of one part the SMSC accepted, noted as its response is read: no receipt
+    /// for it can have come yet, and its receipts are followed from now on.
+    fn followed(&self, id: &str) {
+        self.state.lock().expect("receipts lock").follow(Arc::from(id), Vec::new());
+    }
+
     /// Every part of a message accepted: its receipts are followed from now on, those already
     /// in applied. Gives what settles it, if they do, and the answers now due.
     fn sent(&self, ids: &[String]) -> (Vec<(String, DeliveryStatus, T)>, Vec<T>) {
         let mut state = self.state.lock().expect("receipts lock");
-        let first = ids[0].clone();
+        let first: Arc<str> = Arc::from(ids[0].as_str());
         let mut early = Vec::new();
         for id in ids {
             early.extend(state.unassigned.remove(id).unwrap_or_default().into_iter().map(|(s, a)| (id.clone(), s, a)));
-            // A message's first part is found under its own id in `waiting`.
-            if *id != first {
-                state.part_of.insert(id.clone(), first.clone());
-            }
         }
-        state.waiting.insert(first.clone(), ids.to_vec());
-        state.order.push_back(first);
-        // Settled messages leave their ids here; they are skipped as they come to the front.
-        while state.waiting.len() > TRACKED_MESSAGES || state.order.len() > 2 * TRACKED_MESSAGES {
-            let Some(oldest) = state.order.pop_front() else { break };
-            state.evict(&oldest);
+        for id in &ids[1..] {
+            state.part_of.insert(id.clone(), first.clone());
         }
+        state.follow(first, ids[1..].to_vec());
         drop(state);
         let mut due = Vec::new();
         let mut settled = Vec::new();
@@ -515,18 +551,14 @@ impl<T> Receipts<T> {
         }
         let first = match state.part_of.get(id) {
             Some(first) => first.clone(),
-            None if state.waiting.contains_key(id) => id.to_string(),
-            // Sent by another worker or before a restart: its id is the message's, or unknown.
-            None => return Settles::Message(id.to_string(), status, answer),
+            None => match state.waiting.get_key_value(id) {
+                Some((first, _)) => first.clone(),
+                // Sent by another worker or before a restart: its id is the message's, or unknown.
+                None => return Settles::Message(id.to_string(), status, answer),
+            },
         };
         let settled = match status {
-            DeliveryStatus::Delivered => {
-                let left = state.waiting.get_mut(&first).map(|parts| {
-                    parts.retain(|part| part != id);
-                    parts.len()
-                });
-                left.unwrap_or(0) == 0
-            }
+            DeliveryStatus::Delivered => state.waiting.get_mut(&first).is_none_or(|left| left.receipted(id, &first)),
             _ => true,
         };
         if !settled {
@@ -535,7 +567,7 @@ impl<T> Receipts<T> {
         state.settle(&first);
         drop(state);
         self.settled.notify_waiters();
-        Settles::Message(first, status, answer)
+        Settles::Message(first.to_string(), status, answer)
     }
 
     fn outstanding(&self) -> usize {
@@ -557,28 +589,41 @@ impl<T> Receipts<T> {
 }
 
 impl<T> ReceiptState<T> {
+    /// Follows a message's receipts: its first part's and those of `later` parts (already
+    /// entered in `part_of`).
+    fn follow(&mut self, first: Arc<str>, later: Vec<String>) {
+        self.waiting.insert(first.clone(), Left { first: true, later });
+        self.order.push_back(first);
+        // Settled messages leave their ids here; they are skipped as they come to the front.
+        while self.waiting.len() > TRACKED_MESSAGES || self.order.len() > 2 * TRACKED_MESSAGES {
+            let Some(oldest) = self.order.pop_front() else { break };
+            self.evict(&oldest);
+        }
+    }
+
     /// A message settled: receipts still to come for its parts say nothing more.
     fn settle(&mut self, first: &str) {
         if self.done.len() >= TRACKED_MESSAGES {
             self.done.clear();
         }
-        if let Some(parts) = self.waiting.remove(first) {
-            for part in parts {
+        if let Some(left) = self.waiting.remove(first) {
+            if left.first {
+                self.done.insert(first.to_string());
+            }
+            for part in left.later {
                 self.part_of.remove(&part);
                 self.done.insert(part);
             }
         }
-        self.part_of.remove(first);
     }
 
     /// A message followed too long: its receipts pass on under their own ids from now on.
     fn evict(&mut self, first: &str) {
-        if let Some(parts) = self.waiting.remove(first) {
-            for part in parts {
+        if let Some(left) = self.waiting.remove(first) {
+            for part in left.later {
                 self.part_of.remove(&part);
             }
         }
-        self.part_of.remove(first);
     }
 }
 
@@ -730,7 +775,13 @@ impl SmppGateway {
 
     /// Sends one `submit_sm` within its bind's window and waits for its response. `on` is the
     /// bind a message's earlier parts went on: its parts stay on it while it is up.
-    async fn submit(&self, on: &mut Option<Arc<Bind>>, pdu: SubmitSm) -> Result<String, GatewayError> {
+    /// Gives the message id and how the tracker noted the part.
+    async fn submit(
+        &self,
+        on: &mut Option<Arc<Bind>>,
+        pdu: SubmitSm,
+        noting: Noting,
+    ) -> Result<(String, Noting), GatewayError> {
         let current = on.as_ref().and_then(|bind| bind.link.borrow().clone().map(|link| (bind.clone(), link)));
         let (bind, link) = match current {
             Some(current) => current,
@@ -753,15 +804,20 @@ impl SmppGateway {
             link.client.no_wait().submit_sm(pdu).await.map_err(|error| {
                 GatewayError::Ambiguous(format!("the bind was lost while writing submit_sm: {error}"))
             })?;
-        let mut response = link.wait_for(sequence);
+        let mut response = Pending::wait_for(&link.pending, sequence, noting);
         match tokio::time::timeout(timeout, &mut response).await {
-            Ok(Ok(response)) => self.classify(response),
+            Ok(Ok((response, noted))) => Ok((self.classify(response)?, noted)),
             Ok(Err(_)) => Err(GatewayError::Ambiguous("the bind was lost before the submit_sm_resp".into())),
-            Err(_) => match link.give_up(sequence).or_else(|| response.try_recv().ok()) {
-                // It came as the wait ran out.
-                Some(response) => self.classify(response),
-                None => Err(GatewayError::Ambiguous(format!("no submit_sm_resp within {} ms", timeout.as_millis()))),
-            },
+            Err(_) => {
+                let came = Pending::give_up(&link.pending, sequence).map(|response| (response, Noting::Part));
+                match came.or_else(|| response.try_recv().ok()) {
+                    // It came as the wait ran out.
+                    Some((response, noted)) => Ok((self.classify(response)?, noted)),
+                    None => {
+                        Err(GatewayError::Ambiguous(format!("no submit_sm_resp within {} ms", timeout.as_millis())))
+                    }
+                }
+            }
         }
     }
 
@@ -846,7 +902,9 @@ impl Gateway for SmppGateway {
         }
         let pdus = self.pdus(sms)?;
         let total = pdus.len();
+        let noting = if total == 1 { Noting::Whole } else { Noting::Part };
         let mut ids = Vec::with_capacity(total);
+        let mut noted = Noting::Part;
         let mut on = None;
         for pdu in pdus {
             let mut tries = 0;
@@ -856,8 +914,11 @@ impl Gateway for SmppGateway {
                 // A first part is sent once here (a failure returns), later parts may be again.
                 let attempt = if ids.is_empty() { pdu.take() } else { pdu.clone() };
                 let attempt = attempt.expect("a part is kept while it may be sent again");
-                match self.submit(&mut on, attempt).await {
-                    Ok(id) => break id,
+                match self.submit(&mut on, attempt, noting).await {
+                    Ok((id, as_noted)) => {
+                        noted = as_noted;
+                        break id;
+                    }
                     // Nothing is accepted yet: the whole message is the pusher's to retry.
                     Err(error) if ids.is_empty() => return Err(error),
                     // Later parts that certainly did not go are tried again here, so that
@@ -879,6 +940,10 @@ impl Gateway for SmppGateway {
                 }
             };
             ids.push(id);
+        }
+        if noted == Noting::Whole {
+            // Followed since its response was read.
+            return Ok(ids.swap_remove(0));
         }
         let (settled, due) = self.receipts.sent(&ids);
         for answer in due {
@@ -992,12 +1057,15 @@ impl BindKeeper {
             rusmppc::Event::Incoming(response)
                 if matches!(response.id(), CommandId::SubmitSmResp | CommandId::GenericNack) =>
             {
-                Pending::route(&responses, response, |response| {
+                Pending::route(&responses, response, |response, noting| {
                     // Noted before the sender sees it and before the next command is read, so
-                    // that receipts for it, read later, are held.
+                    // that receipts for it, read later, find it.
                     if let (CommandStatus::EsmeRok, Some(Pdu::SubmitSmResp(resp))) = (response.status(), response.pdu())
                     {
-                        receipts.accepted(resp.message_id().as_str());
+                        match noting {
+                            Noting::Part => receipts.accepted(resp.message_id().as_str()),
+                            Noting::Whole => receipts.followed(resp.message_id().as_str()),
+                        }
                     }
                 });
                 None
@@ -1343,6 +1411,44 @@ mod tests {
         assert_eq!(receipts.sent(&ids(&["m"])), (vec![("m".into(), Undeliverable, 7)], vec![]));
         assert_eq!(receipts.receipt("n", Delivered, 8), Settles::Held);
         assert_eq!(receipts.abandon(&ids(&["n"])), vec![8]);
+    }
+
+    #[test]
+    fn a_message_of_one_part_is_followed_from_its_response() {
+        use DeliveryStatus::{Delivered, Undeliverable};
+        let receipts: Receipts<u32> = Receipts::default();
+        receipts.followed("w");
+        receipts.followed("v");
+        assert_eq!(receipts.outstanding(), 2);
+        assert_eq!(receipts.receipt("w", Delivered, 1), Settles::Message("w".into(), Delivered, 1));
+        assert_eq!(receipts.receipt("v", Undeliverable, 2), Settles::Message("v".into(), Undeliverable, 2));
+        assert_eq!(receipts.outstanding(), 0);
+        // A second receipt for a settled message is passed on as one never sent here.
+        assert_eq!(receipts.receipt("w", Delivered, 3), Settles::Message("w".into(), Delivered, 3));
+    }
+
+    #[test]
+    fn a_response_is_noted_as_its_sender_asked_unless_it_came_first() {
+        let response = |sequence| {
+            let resp = rusmpp::pdus::SubmitSmResp::builder().message_id(COctetString::from_str("m").unwrap()).build();
+            Command::builder().status(CommandStatus::EsmeRok).sequence_number(sequence).pdu(Pdu::SubmitSmResp(resp))
+        };
+        let pending = Mutex::new(Pending::default());
+        let notes = Mutex::new(Vec::new());
+        let note = |command: &Command, noting| notes.lock().unwrap().push((command.sequence_number(), noting));
+        // Registered first: noted as asked, and the sender is told so.
+        let mut whole = Pending::wait_for(&pending, 1, Noting::Whole);
+        Pending::route(&pending, response(1), note);
+        assert_eq!(whole.try_recv().map(|(c, n)| (c.sequence_number(), n)).ok(), Some((1, Noting::Whole)));
+        // Came before its sender registered: noted as a part, and the sender is told so.
+        Pending::route(&pending, response(2), note);
+        let mut early = Pending::wait_for(&pending, 2, Noting::Whole);
+        assert_eq!(early.try_recv().map(|(c, n)| (c.sequence_number(), n)).ok(), Some((2, Noting::Part)));
+        // Given up on: a late response is not noted at all.
+        let _late = Pending::wait_for(&pending, 3, Noting::Whole);
+        assert!(Pending::give_up(&pending, 3).is_none());
+        Pending::route(&pending, response(3), note);
+        assert_eq!(*notes.lock().unwrap(), vec![(1, Noting::Whole), (2, Noting::Part)]);
     }
 
     #[test]
