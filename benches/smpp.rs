@@ -16,6 +16,10 @@ use rusmpp::types::{COctetString, OctetString};
 use rusmpp::values::{InterfaceVersion, Npi, Ton};
 use std::str::FromStr;
 
+// The allocator the `billpush` binary runs with, for both sides.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Runs of each side; the median is compared. Single runs on the shared cores differ by a
 /// third, so the medians of fewer runs still move by a tenth from one invocation to the next.
 const ROUNDS: usize = 15;
