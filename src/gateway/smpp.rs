@@ -222,10 +222,12 @@ impl Pending {
         let mut pending = pending.lock().expect("pending lock");
         match pending.slots.remove(&sequence) {
             Some(Slot::Arrived(response)) => Some(*response),
-            _ => {
+            Some(Slot::Waiting(..)) => {
                 pending.given_up.insert(sequence);
                 None
             }
+            // Routed to the sender's channel already, where the sender finds it.
+            None => None,
         }
     }
 }
@@ -441,8 +443,8 @@ struct ReceiptState<T = Answer> {
     /// Parts accepted whose message is still being sent (so not known here yet): receipts
     /// that come for them wait here, unanswered, until it is.
     unassigned: Map<String, Vec<(DeliveryStatus, T)>>,
-    /// Parts of messages settled already (by another part's failure): their receipts say
-    /// nothing more.
+    /// Parts whose receipts say nothing more: those of messages settled already, and later
+    /// parts delivered (a message is settled by its first part's id).
     done: Set<String>,
 }
 
@@ -516,10 +518,15 @@ impl<T> Receipts<T> {
         for id in ids {
             early.extend(state.unassigned.remove(id).unwrap_or_default().into_iter().map(|(s, a)| (id.clone(), s, a)));
         }
+        // An SMSC may give several parts one id: each id is waited for once.
+        let mut later: Vec<String> = Vec::with_capacity(ids.len() - 1);
         for id in &ids[1..] {
-            state.part_of.insert(id.clone(), first.clone());
+            if **id != *first && !later.contains(id) {
+                state.part_of.insert(id.clone(), first.clone());
+                later.push(id.clone());
+            }
         }
-        state.follow(first, ids[1..].to_vec());
+        state.follow(first, later);
         drop(state);
         let mut due = Vec::new();
         let mut settled = Vec::new();
@@ -562,6 +569,9 @@ impl<T> Receipts<T> {
             _ => true,
         };
         if !settled {
+            if *id != *first && state.part_of.remove(id).is_some() {
+                state.remember_done(id.to_string());
+            }
             return Settles::NotYet(answer);
         }
         state.settle(&first);
@@ -603,18 +613,22 @@ impl<T> ReceiptState<T> {
 
     /// A message settled: receipts still to come for its parts say nothing more.
     fn settle(&mut self, first: &str) {
-        if self.done.len() >= TRACKED_MESSAGES {
-            self.done.clear();
-        }
         if let Some(left) = self.waiting.remove(first) {
             if left.first {
-                self.done.insert(first.to_string());
+                self.remember_done(first.to_string());
             }
             for part in left.later {
                 self.part_of.remove(&part);
-                self.done.insert(part);
+                self.remember_done(part);
             }
         }
+    }
+
+    fn remember_done(&mut self, part: String) {
+        if self.done.len() >= TRACKED_MESSAGES {
+            self.done.clear();
+        }
+        self.done.insert(part);
     }
 
     /// A message followed too long: its receipts pass on under their own ids from now on.
@@ -1414,6 +1428,23 @@ mod tests {
     }
 
     #[test]
+    fn parts_given_one_id_are_waited_for_once_and_delivered_parts_are_forgotten() {
+        use DeliveryStatus::Delivered;
+        let receipts: Receipts<u32> = Receipts::default();
+        let ids = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        for id in ["a", "b"] {
+            receipts.accepted(id);
+        }
+        assert_eq!(receipts.sent(&ids(&["a", "a", "b", "b"])), (vec![], vec![]));
+        assert_eq!(receipts.receipt("b", Delivered, 1), Settles::NotYet(1));
+        // A delivered later part leaves nothing behind but the note that it says no more.
+        assert!(receipts.state.lock().unwrap().part_of.is_empty());
+        assert_eq!(receipts.receipt("b", Delivered, 2), Settles::NotYet(2));
+        assert_eq!(receipts.receipt("a", Delivered, 3), Settles::Message("a".into(), Delivered, 3));
+        assert_eq!(receipts.outstanding(), 0);
+    }
+
+    #[test]
     fn a_message_of_one_part_is_followed_from_its_response() {
         use DeliveryStatus::{Delivered, Undeliverable};
         let receipts: Receipts<u32> = Receipts::default();
@@ -1449,6 +1480,13 @@ mod tests {
         assert!(Pending::give_up(&pending, 3).is_none());
         Pending::route(&pending, response(3), note);
         assert_eq!(*notes.lock().unwrap(), vec![(1, Noting::Whole), (2, Noting::Part)]);
+        // Routed just before its sender gave up: the sender finds it in its channel, and the
+        // sequence number is not kept as given up.
+        let mut raced = Pending::wait_for(&pending, 4, Noting::Whole);
+        Pending::route(&pending, response(4), note);
+        assert!(Pending::give_up(&pending, 4).is_none());
+        assert_eq!(raced.try_recv().map(|(c, n)| (c.sequence_number(), n)).ok(), Some((4, Noting::Whole)));
+        assert!(pending.lock().unwrap().given_up.is_empty());
     }
 
     #[test]
