@@ -140,8 +140,7 @@ async fn main() {
     let binds = arg(1, 2);
     let window = arg(2, 10);
     let smsc = TestSmsc::start(SmscConfig { receipts: false, ..SmscConfig::default() }).await.unwrap();
-    // Each side once to warm up, then both in turn, so that both see the machine alike;
-    // the medians are compared (runs on the shared cores differ by a third).
+    // Each side once to warm up, then both in turn, so that both see the machine alike.
     raw(smsc.port(), parts.min(1000), binds, window).await;
     billpush(smsc.port(), parts.min(1000), binds, window).await;
     let (mut raws, mut ours) = (Vec::new(), Vec::new());
